@@ -1,0 +1,70 @@
+"""Kernel name -> category. The one place these rules live.
+
+Rules are ordered: the first match wins. They are tested on real kernel names from H100
+traces (nvjet_*, cutlass*, sm90_xmma*, flash*, cudnn*sdpa*, triton_*, at::native elementwise,
+vectorized_gather_kernel, nccl*). Categorize the unique names, not every row.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+import pandas as pd
+
+CATEGORIES = (
+    "gemm", "attention", "moe_dispatch", "norm", "elementwise", "reduction",
+    "memcpy", "memset", "communication", "other",
+)
+
+# (category, pattern) — searched case-insensitively in the kernel name.
+_RULES: list[tuple[str, re.Pattern[str]]] = [
+    ("communication", re.compile(r"nccl|all_?reduce|all_?gather|reduce_?scatter|alltoall|all_to_all|cross_device|ncclDevKernel")),
+    ("memcpy", re.compile(r"^memcpy|\bmemcpy|CUDA memcpy|copy_kernel_DtoD")),
+    ("memset", re.compile(r"^memset|\bmemset|CUDA memset")),
+    ("attention", re.compile(r"flash|fmha|sdpa|attention|attn|softmax_?warp.*attn|xformers|paged_?attention|flex_?attention|triton_tem_fused_.*attention|mha_")),
+    ("moe_dispatch", re.compile(r"gather|scatter|index_?select|indexSelect|index_put|index_kernel|indexing_backward|moe_?align|permute_?tokens|topk|sort|radix|bitonic|histogram|bincount|nonzero|masked_?select|unique")),
+    ("gemm", re.compile(r"nvjet|gemm|cutlass|xmma|cublas|sgemm|hgemm|wgmma|matmul|_mm_|splitKreduce|scaled_mm|grouped_mm|bmm|dot_kernel|gemv|triton_tem_fused_mm|mm_kernel")),
+    ("norm", re.compile(r"norm|rms|layer_?norm|batch_?norm|group_?norm")),
+    ("reduction", re.compile(r"reduce|reduction|sum_kernel|mean_kernel|max_kernel|min_kernel|argmax|cumsum|scan|softmax|logsumexp|triton_red_|triton_per_")),
+    ("elementwise", re.compile(r"elementwise|vectorized|unrolled|pointwise|triton_poi_|fill|copy|cat_|catArrayBatched|add_kernel|mul_kernel|activation|gelu|silu|relu|swiglu|rotary|rope|clamp|where|cast|convert|to_copy|transpose|arange|triu|tril|index_fill|embedding|neg_|exp_|pow_")),
+]
+
+
+def categorize(name: str, kind: str | None = None) -> str:
+    """Category of one kernel (``kind`` "memcpy"/"memset" wins over the name)."""
+    if kind in ("memcpy", "memset"):
+        return kind
+    low = name.lower()
+    for category, pattern in _RULES:
+        if pattern.search(low) or pattern.search(name):
+            return category
+    return "other"
+
+
+def categorize_names(names: pd.Categorical, kinds: Sequence[str] | None = None) -> pd.Categorical:
+    """Vectorized: categorize each unique name once, then map codes."""
+    cats = [categorize(str(n)) for n in names.categories]
+    lookup = pd.Categorical(cats, categories=list(CATEGORIES)) if cats else pd.Categorical([], categories=list(CATEGORIES))
+    codes = names.codes
+    if len(cats):
+        import numpy as np
+
+        result_codes = np.where(codes >= 0, lookup.codes[np.clip(codes, 0, None)], -1)
+    else:
+        result_codes = codes
+    out = pd.Categorical.from_codes(result_codes, categories=list(CATEGORIES))
+    if kinds is not None:
+        kind_series = pd.Series(list(kinds), dtype="object")
+        mask = kind_series.isin(["memcpy", "memset"]).to_numpy()
+        if mask.any():
+            out = pd.Categorical(
+                [k if m else c for c, k, m in zip(out, kind_series, mask)],
+                categories=list(CATEGORIES),
+            )
+    return out
+
+
+def category_rules() -> Iterable[tuple[str, str]]:
+    """The rules as (category, regex) pairs, for --help and documentation."""
+    return [(c, p.pattern) for c, p in _RULES]

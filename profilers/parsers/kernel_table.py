@@ -1,0 +1,94 @@
+"""The KernelTable: one columnar table of GPU activity, whatever tool recorded it.
+
+A pandas DataFrame with the columns below (``name`` categorical, numbers in numpy dtypes,
+missing values as NaN / <NA>, never 0). Every parser (Kineto, ncu, nsys) returns one, so
+analyzers work the same on all of them. Row order is start time where known.
+
+Totals are exact: ``kernel_table.dur_ns.sum()`` equals the raw sum of the kernel durations in
+the artifact (Kineto stores microseconds with 3 decimals: we keep integer nanoseconds).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from profilers.parsers.categories import categorize_names
+
+# column -> pandas dtype
+COLUMNS: dict[str, str] = {
+    "name": "category",
+    "name_id": "int32",  # index of name in the category list (stable within one table)
+    "category": "category",  # gemm, attention, moe_dispatch, norm, elementwise, ...
+    "kind": "category",  # kernel | memcpy | memset
+    "stream": "Int64",
+    "device": "Int64",
+    "rank": "Int64",
+    "start_ns": "Int64",
+    "dur_ns": "Int64",
+    "grid": "object",  # (x, y, z) tuple or None
+    "block": "object",
+    "registers": "Int64",
+    "shared_mem": "Int64",
+    "correlation": "Int64",
+    "op_name": "object",  # parent CPU op (aten::mm ...) where known
+    "flops": "Float64",  # when known (torch with_flops on the parent op, ncu counters)
+    "dram_bytes": "Float64",  # when known (ncu)
+    "source": "category",  # torch | ncu | nsys
+}
+
+
+def empty_kernel_table() -> pd.DataFrame:
+    return make_kernel_table({}, source="torch")
+
+
+def make_kernel_table(columns: dict[str, Any], source: str) -> pd.DataFrame:
+    """Build a KernelTable from column arrays; absent columns become all-missing.
+
+    ``columns`` must hold at least ``name`` and ``dur_ns`` of equal length (may be empty).
+    ``category`` is derived from the names unless given; ``kind`` defaults to "kernel".
+    """
+    names = list(columns.get("name", []))
+    n = len(names)
+    data: dict[str, Any] = {}
+    name_cat = pd.Categorical(names)
+    data["name"] = name_cat
+    data["name_id"] = np.asarray(name_cat.codes, dtype="int32")
+    kinds = columns.get("kind")
+    if "category" in columns:
+        data["category"] = pd.Categorical(columns["category"])
+    else:
+        data["category"] = categorize_names(name_cat, kinds)
+    data["kind"] = pd.Categorical(kinds if kinds is not None else ["kernel"] * n)
+    for col, dtype in COLUMNS.items():
+        if col in data:
+            continue
+        if col == "source":
+            data[col] = pd.Categorical([source] * n)
+            continue
+        values = columns.get(col)
+        if values is None:
+            data[col] = pd.array([None] * n, dtype=dtype) if dtype != "object" else [None] * n
+        else:
+            data[col] = pd.array(values, dtype=dtype) if dtype != "object" else list(values)
+    table = pd.DataFrame(data, columns=list(COLUMNS))
+    if len(table) != n:
+        raise ValueError("column lengths differ")
+    return table
+
+
+def concat_kernel_tables(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate tables (e.g. per-rank traces), re-deriving categoricals and name ids."""
+    if not tables:
+        return empty_kernel_table()
+    out = pd.concat(
+        [t.astype({"name": "object", "category": "object", "kind": "object", "source": "object"})
+         for t in tables],
+        ignore_index=True,
+    )
+    for col in ("name", "category", "kind", "source"):
+        out[col] = pd.Categorical(out[col])
+    out["name_id"] = np.asarray(out["name"].cat.codes, dtype="int32")
+    return out

@@ -1,0 +1,76 @@
+"""The run spec: what to run, with which layers, under which profiler. Pure Python (no torch).
+
+The spec travels as JSON from the front end (CLI or app) through profilers/ to the child
+process (``python -m workloads.run --spec spec.json --out DIR``) and is stored with the run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from workloads.errors import WorkbenchError
+
+PROFILERS = ("timer", "torch", "ncu", "nsys", "memory")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class RunSpec:
+    workload: str = "dense"
+    preset: str = "tiny"
+    layers: list[str] = field(default_factory=lambda: ["L0"])
+    profiler: str = "timer"
+    # Workload parameters overriding the preset (batch, prompt_len, new_tokens, dtype, ...).
+    params: dict[str, Any] = field(default_factory=dict)
+    repeat: int = 5  # measured repeats of the step
+    warmup: int = 2  # un-measured repeats before them
+    timeout_s: float = 600.0
+    seed: int = 0
+    device: str = "auto"
+    label: str = ""
+    # Profiler options (e.g. ncu kernel regex, launch skip/count); free-form per wrapper.
+    profiler_options: dict[str, Any] = field(default_factory=dict)
+    telemetry: bool = True  # NVML sampler beside the run (n/a without NVML)
+
+    def validate(self) -> RunSpec:
+        if self.profiler not in PROFILERS:
+            raise WorkbenchError(
+                f"unknown profiler {self.profiler!r}", f"choose one of: {', '.join(PROFILERS)}"
+            )
+        if self.device not in DEVICES:
+            raise WorkbenchError(
+                f"unknown device {self.device!r}", f"choose one of: {', '.join(DEVICES)}"
+            )
+        if self.repeat < 1:
+            raise WorkbenchError(f"--repeat must be >= 1, got {self.repeat}")
+        if self.warmup < 0:
+            raise WorkbenchError(f"--warmup must be >= 0, got {self.warmup}")
+        if self.timeout_s <= 0:
+            raise WorkbenchError(f"--timeout must be > 0 seconds, got {self.timeout_s}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSpec:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise WorkbenchError(f"unknown spec fields: {', '.join(unknown)}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunSpec:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise WorkbenchError(f"spec is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise WorkbenchError("spec must be a JSON object")
+        return cls.from_dict(data)
