@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 
 CATEGORIES = (
@@ -25,9 +26,10 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
     ("attention", re.compile(r"flash|fmha|sdpa|attention|attn|softmax_?warp.*attn|xformers|paged_?attention|flex_?attention|triton_tem_fused_.*attention|mha_")),
     ("moe_dispatch", re.compile(r"gather|scatter|index_?select|indexSelect|index_put|index_kernel|indexing_backward|moe_?align|permute_?tokens|topk|sort|radix|bitonic|histogram|bincount|nonzero|masked_?select|unique")),
     ("gemm", re.compile(r"nvjet|gemm|cutlass|xmma|cublas|sgemm|hgemm|wgmma|matmul|_mm_|splitKreduce|scaled_mm|grouped_mm|bmm|dot_kernel|gemv|triton_tem_fused_mm|mm_kernel")),
-    ("norm", re.compile(r"norm|rms|layer_?norm|batch_?norm|group_?norm")),
+    # "norm" but not "normal" (random-number kernels: distribution_..._normal_and_transform)
+    ("norm", re.compile(r"norm(?!al)|rms_?norm|layer_?norm|batch_?norm|group_?norm")),
     ("reduction", re.compile(r"reduce|reduction|sum_kernel|mean_kernel|max_kernel|min_kernel|argmax|cumsum|scan|softmax|logsumexp|triton_red_|triton_per_")),
-    ("elementwise", re.compile(r"elementwise|vectorized|unrolled|pointwise|triton_poi_|fill|copy|cat_|catArrayBatched|add_kernel|mul_kernel|activation|gelu|silu|relu|swiglu|rotary|rope|clamp|where|cast|convert|to_copy|transpose|arange|triu|tril|index_fill|embedding|neg_|exp_|pow_")),
+    ("elementwise", re.compile(r"elementwise|distribution_|vectorized|unrolled|pointwise|triton_poi_|fill|copy|cat_|catArrayBatched|add_kernel|mul_kernel|activation|gelu|silu|relu|swiglu|rotary|rope|clamp|where|cast|convert|to_copy|transpose|arange|triu|tril|index_fill|embedding|neg_|exp_|pow_")),
 ]
 
 
@@ -43,26 +45,21 @@ def categorize(name: str, kind: str | None = None) -> str:
 
 
 def categorize_names(names: pd.Categorical, kinds: Sequence[str] | None = None) -> pd.Categorical:
-    """Vectorized: categorize each unique name once, then map codes."""
+    """Vectorized: categorize each unique name once, then map codes; memcpy/memset kinds win."""
     cats = [categorize(str(n)) for n in names.categories]
-    lookup = pd.Categorical(cats, categories=list(CATEGORIES)) if cats else pd.Categorical([], categories=list(CATEGORIES))
-    codes = names.codes
-    if len(cats):
-        import numpy as np
-
-        result_codes = np.where(codes >= 0, lookup.codes[np.clip(codes, 0, None)], -1)
+    lookup = np.array([CATEGORIES.index(c) for c in cats], dtype=np.int8)
+    codes = np.asarray(names.codes)
+    if len(lookup):
+        result_codes = np.where(codes >= 0, lookup[np.clip(codes, 0, None)], -1)
     else:
-        result_codes = codes
-    out = pd.Categorical.from_codes(result_codes, categories=list(CATEGORIES))
-    if kinds is not None:
-        kind_series = pd.Series(list(kinds), dtype="object")
-        mask = kind_series.isin(["memcpy", "memset"]).to_numpy()
-        if mask.any():
-            out = pd.Categorical(
-                [k if m else c for c, k, m in zip(out, kind_series, mask)],
-                categories=list(CATEGORIES),
-            )
-    return out
+        result_codes = np.full(len(codes), -1, dtype=np.int8)
+    if kinds is not None and len(kinds):
+        kind_arr = kinds if isinstance(kinds, pd.Categorical) else pd.Categorical(list(kinds))
+        for kind in ("memcpy", "memset"):
+            mask = np.asarray(kind_arr == kind)
+            if mask.any():
+                result_codes = np.where(mask, CATEGORIES.index(kind), result_codes)
+    return pd.Categorical.from_codes(result_codes.astype(np.int8), categories=list(CATEGORIES))
 
 
 def category_rules() -> Iterable[tuple[str, str]]:

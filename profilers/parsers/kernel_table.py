@@ -50,10 +50,11 @@ def make_kernel_table(columns: dict[str, Any], source: str) -> pd.DataFrame:
     ``columns`` must hold at least ``name`` and ``dur_ns`` of equal length (may be empty).
     ``category`` is derived from the names unless given; ``kind`` defaults to "kernel".
     """
-    names = list(columns.get("name", []))
-    n = len(names)
+    raw_names = columns.get("name", [])
+    # A Categorical is taken as is (parsers of big traces intern names themselves).
+    name_cat = raw_names if isinstance(raw_names, pd.Categorical) else pd.Categorical(list(raw_names))
+    n = len(name_cat)
     data: dict[str, Any] = {}
-    name_cat = pd.Categorical(names)
     data["name"] = name_cat
     data["name_id"] = np.asarray(name_cat.codes, dtype="int32")
     kinds = columns.get("kind")
@@ -61,7 +62,10 @@ def make_kernel_table(columns: dict[str, Any], source: str) -> pd.DataFrame:
         data["category"] = pd.Categorical(columns["category"])
     else:
         data["category"] = categorize_names(name_cat, kinds)
-    data["kind"] = pd.Categorical(kinds if kinds is not None else ["kernel"] * n)
+    if isinstance(kinds, pd.Categorical):
+        data["kind"] = kinds
+    else:
+        data["kind"] = pd.Categorical(list(kinds) if kinds is not None else ["kernel"] * n)
     for col, dtype in COLUMNS.items():
         if col in data:
             continue

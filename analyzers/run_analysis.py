@@ -1,0 +1,93 @@
+"""Compose the per-run analyses into one RunAnalysis (pure: tables in, dataclass out).
+
+This is the one place that decides what an analysis of a run or artifact holds; the report,
+the JSON export and the app all render a RunAnalysis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from analyzers.breakdown import (
+    category_breakdown, cpu_op_breakdown, kernel_breakdown, op_breakdown, stream_breakdown,
+)
+from analyzers.ceilings import Ceilings
+from analyzers.roofline import points_frame, roofline
+from analyzers.temporal import temporal_profile
+
+
+# Above this many kernels without ncu metrics, per-kernel points would only be estimates of
+# estimates and cost seconds; the breakdown and temporal analysis still run.
+ROOFLINE_MAX_KERNELS = 50_000
+
+
+@dataclass
+class RunAnalysis:
+    source: str | None = None  # artifact kind: kineto | ncu_csv | ncu_rep | nsys_sqlite
+    device_name: str | None = None
+    kernels: pd.DataFrame | None = None  # the KernelTable
+    kernel_metrics: pd.DataFrame | None = None  # ncu per-kernel metrics, if any
+    categories: pd.DataFrame | None = None
+    top_kernels: pd.DataFrame | None = None
+    ops: pd.DataFrame | None = None  # GPU time by parent CPU op
+    cpu_ops: pd.DataFrame | None = None  # CPU ops by inclusive wall time (torch traces)
+    streams: pd.DataFrame | None = None
+    temporal: Any = None
+    roofline: pd.DataFrame | None = None
+    roofline_aggregate: Any = None
+    ceilings: Ceilings | None = None
+    advice: list[Any] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def kernel_total_ns(self) -> int | None:
+        if self.kernels is None:
+            return None
+        return int(self.kernels["dur_ns"].sum())
+
+    @property
+    def kernel_count(self) -> int:
+        return 0 if self.kernels is None else len(self.kernels)
+
+    def kind_totals(self) -> dict[str, int]:
+        """GPU time by activity kind (kernel / memcpy / memset), exact ns."""
+        if self.kernels is None or len(self.kernels) == 0:
+            return {}
+        grouped = self.kernels.groupby(self.kernels["kind"].astype(str))["dur_ns"].sum()
+        return {str(k): int(v) for k, v in grouped.items()}
+
+
+def analyze_tables(source: str, kernels: pd.DataFrame, kernel_metrics: pd.DataFrame | None = None,
+                   runtime: pd.DataFrame | None = None, ops: pd.DataFrame | None = None,
+                   top: int = 15, ceilings: Ceilings | None = None,
+                   device_name: str | None = None, precision: str | None = None) -> RunAnalysis:
+    analysis = RunAnalysis(source=source, device_name=device_name, kernels=kernels,
+                           kernel_metrics=kernel_metrics, ceilings=ceilings)
+    if ops is not None and len(ops):
+        analysis.cpu_ops = cpu_op_breakdown(ops, top=top)
+    if len(kernels) == 0:
+        analysis.notes.append("the artifact holds no GPU kernels"
+                              + (" (a CPU run: see the CPU ops)" if analysis.cpu_ops is not None else ""))
+        return analysis
+    analysis.categories = category_breakdown(kernels)
+    analysis.top_kernels = kernel_breakdown(kernels, top=top)
+    if kernels["op_name"].notna().any():
+        analysis.ops = op_breakdown(kernels)
+    analysis.streams = stream_breakdown(kernels)
+    if kernels["start_ns"].notna().any():
+        analysis.temporal = temporal_profile(kernels, runtime=runtime)
+    if ceilings is not None and kernel_metrics is None and len(kernels) > ROOFLINE_MAX_KERNELS:
+        analysis.notes.append(f"per-kernel roofline skipped: {len(kernels):,} kernels and no ncu "
+                              "metrics (profile a few steps with --profiler ncu instead)")
+    elif ceilings is not None:
+        result = roofline(kernels, ceilings, metrics=kernel_metrics, precision=precision)
+        analysis.roofline = points_frame(result)
+        analysis.roofline_aggregate = result.step
+        analysis.notes += result.notes
+    else:
+        analysis.notes.append(f"no roofline: no ceilings known for device {device_name!r} "
+                              "(run `aiperf-workbench calibrate` on it)")
+    return analysis

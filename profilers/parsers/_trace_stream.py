@@ -1,0 +1,243 @@
+"""Streaming decode of a Chrome/Kineto trace's ``traceEvents`` array, chunk by chunk.
+
+Why: a 1 GB trace holds millions of events; decoding it whole (json/orjson) builds millions of
+dicts at once. Here the bytes are read in blocks, cut at event boundaries (``}`` ``,`` ``{``
+between two top-level array items), and each chunk is decoded with msgspec into small typed
+Structs that declare only the fields we use (unknown fields are skipped without allocation).
+The Structs of one chunk are turned into column lists and dropped before the next chunk.
+
+A cut is only accepted if the chunk decodes: a cut inside an event leaves unbalanced brackets
+or an open string, so it can never decode, and we then try an earlier boundary.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import msgspec
+
+from workloads.errors import WorkbenchError
+
+READ_BLOCK = 4 << 20
+CHUNK = 8 << 20
+_MAX_CUT_TRIES = 8
+
+_TRACE_EVENTS = re.compile(rb'"traceEvents"\s*:\s*\[')
+_SEP = re.compile(rb"\}\s*,\s*\{")
+_END = re.compile(rb"\}\s*\]")
+_CLOSE = re.compile(rb"\s*\]")
+
+
+class Args(msgspec.Struct, gc=False):  # gc=False: no cycles, and GC passes cost 2x
+    external_id: int | None = msgspec.field(default=None, name="External id")
+    correlation: int | None = None
+    device: int | None = None
+    stream: int | None = None
+    grid: list[int] | None = None
+    block: list[int] | None = None
+    registers: int | None = msgspec.field(default=None, name="registers per thread")
+    shared_mem: int | None = msgspec.field(default=None, name="shared memory")
+    flops: float | None = None
+    # Raw: the bytes as written, kept only as a label (no list objects are built for it).
+    input_dims: msgspec.Raw = msgspec.field(default=msgspec.Raw(b""), name="Input Dims")
+
+
+class Event(msgspec.Struct, gc=False):
+    cat: str | None = None
+    name: str | None = None
+    ts: float | None = None
+    dur: float | None = None
+    args: Args | None = None
+
+
+_DECODER = msgspec.json.Decoder(list[Event])
+_GENERIC = msgspec.json.Decoder()
+
+
+def _lenient_events(chunk: bytes | bytearray) -> tuple[list[Event], int]:
+    """Slow path for a chunk with wrong types: keep the events that convert, count the rest."""
+    items = _GENERIC.decode(chunk)
+    out: list[Event] = []
+    skipped = 0
+    for item in items:
+        if not isinstance(item, dict):
+            skipped += 1
+            continue
+        args = item.get("args")
+        if isinstance(args, dict) and "Input Dims" in args:
+            try:
+                raw = msgspec.Raw(msgspec.json.encode(args["Input Dims"]))
+            except (TypeError, ValueError, OverflowError):
+                raw = msgspec.Raw(b"")
+            item = {**item, "args": {**args, "Input Dims": raw}}
+        try:
+            out.append(msgspec.convert(item, Event, strict=False))
+        except (msgspec.ValidationError, TypeError, ValueError, OverflowError):
+            # Keep the event if only its args are bad (names and times are what count).
+            try:
+                item = {k: v for k, v in item.items() if k != "args"}
+                out.append(msgspec.convert(item, Event, strict=False))
+            except (msgspec.ValidationError, TypeError, ValueError, OverflowError):
+                skipped += 1
+    return out, skipped
+
+
+class TraceStream:
+    """Reads one trace file; ``events()`` yields lists of Events; ``header`` after the end."""
+
+    def __init__(self, path: Path, stream: BinaryIO) -> None:
+        self.path = path
+        self._f = stream
+        self._buf = bytearray()
+        self._eof = False
+        self._consumed = 0  # bytes dropped from the front of _buf
+        self.prefix = b""
+        self.suffix = b""
+        self.skipped_events = 0
+
+    def _fail(self, what: str, at: int | None = None) -> WorkbenchError:
+        where = f" near byte {self._consumed + at}" if at is not None else ""
+        return WorkbenchError(
+            f"{self.path}: not a readable Kineto trace ({what}{where})",
+            "the file may be truncated or corrupt; re-record the trace",
+        )
+
+    def _read(self) -> bool:
+        if self._eof:
+            return False
+        try:
+            block = self._f.read(READ_BLOCK)
+        except (OSError, EOFError, gzip.BadGzipFile, ValueError) as exc:
+            raise self._fail(f"cannot decompress: {exc}") from None
+        if not block:
+            self._eof = True
+            return False
+        self._buf += block
+        return True
+
+    def _decode(self, chunk: bytes | bytearray) -> list[Event]:
+        try:
+            try:
+                return _DECODER.decode(chunk)
+            except msgspec.ValidationError:
+                events, skipped = _lenient_events(chunk)
+                self.skipped_events += skipped
+                return events
+        except UnicodeDecodeError as exc:  # msgspec raises it bare for bad UTF-8 in strings
+            raise self._fail(f"not UTF-8 text: {exc.reason}") from None
+
+    def _find_start(self) -> int:
+        """Position just after the '[' that opens the events array."""
+        while True:
+            m = _TRACE_EVENTS.search(self._buf)
+            if m:
+                self.prefix = bytes(self._buf[: m.end() - 1])
+                return m.end()
+            if not self._read():
+                break
+        stripped = self._buf.lstrip()
+        if stripped.startswith(b"["):  # a bare JSON array of events is a valid Chrome trace
+            return len(self._buf) - len(stripped) + 1
+        if not self._buf.strip():
+            raise self._fail("no content")
+        raise self._fail('no "traceEvents" array')
+
+    def events(self) -> Iterator[list[Event]]:
+        pos = self._find_start()
+        buf = self._buf
+        while True:
+            while len(buf) - pos < CHUNK and self._read():
+                pass
+            # empty array or array fully consumed
+            m_ws = _CLOSE.match(buf, pos)
+            if m_ws:
+                end = m_ws.end()
+                del m_ws
+                self._finish(end)
+                return
+            if self._eof and len(buf) - pos < CHUNK:
+                yield self._decode_tail(pos)
+                return
+            got = self._cut_and_decode(pos, pos + CHUNK)
+            if got is None:
+                if not self._read():
+                    yield self._decode_tail(pos)
+                    return
+                continue
+            events, nxt = got
+            del buf[:nxt]
+            self._consumed += nxt
+            pos = 0
+            yield events
+
+    def _cut_and_decode(self, lo: int, hi: int) -> tuple[list[Event], int] | None:
+        buf = self._buf
+        tries = 0
+        end = min(hi, len(buf))
+        while tries < _MAX_CUT_TRIES:
+            p = buf.rfind(b"}", lo, end)
+            if p < 0:
+                return None
+            m = _SEP.match(buf, p)
+            if not m:
+                end = p
+                continue
+            tries += 1
+            chunk = bytearray(b"[")
+            chunk += memoryview(buf)[lo : p + 1]  # one copy; the view is released at once
+            chunk += b"]"
+            nxt = m.end() - 1
+            del m
+            try:
+                return self._decode(chunk), nxt
+            except msgspec.DecodeError:
+                end = p
+        raise self._fail("malformed JSON", lo)
+
+    def _decode_tail(self, pos: int) -> list[Event]:
+        """The last events: find the '}' ']' that closes the array, then the header's rest."""
+        buf = self._buf
+        spans = [m.span() for m in _END.finditer(buf, pos)]  # no match may outlive a resize
+        for start, end in spans:
+            chunk = b"[" + bytes(buf[pos : start + 1]) + b"]"
+            try:
+                events = self._decode(chunk)
+            except msgspec.DecodeError:
+                continue
+            self._finish(end)
+            return events
+        raise self._fail("truncated or malformed events array", pos)
+
+    def _finish(self, after_array: int) -> None:
+        while self._read():
+            pass
+        self.suffix = bytes(self._buf[after_array:])
+        self._buf.clear()
+
+    def close(self) -> None:
+        try:
+            self._f.close()
+        except (OSError, EOFError):
+            pass
+
+    def header(self) -> dict[str, Any]:
+        """The trace's top-level fields other than traceEvents (small: decoded whole)."""
+        if not self.prefix:
+            return {}
+        doc = self.prefix + b"[]" + self.suffix
+        try:
+            head = _GENERIC.decode(doc)
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            raise self._fail(f"bad top-level JSON: {exc}") from None
+        if not isinstance(head, dict):
+            raise self._fail("top level is not a JSON object")
+        head.pop("traceEvents", None)
+        return head
+
+
+def stream_events(path: Path, opener: Callable[[Path], BinaryIO]) -> TraceStream:
+    return TraceStream(path, opener(path))

@@ -1,0 +1,139 @@
+"""Which profiler wrote this file? Decided by content (magic bytes, JSON keys, CSV header),
+not by extension; and one front door, ``load_artifact``, from any artifact to a KernelTable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+
+from profilers.parsers._io import (
+    GZIP_MAGIC,
+    NCU_REP_MAGIC,
+    SQLITE_MAGIC,
+    gunzipped_head,
+    head_bytes,
+    require_file,
+)
+from profilers.parsers.kineto import load_kineto, trace_files
+from profilers.parsers.ncu_csv import load_ncu_csv
+from profilers.parsers.ncu_rep import load_ncu_rep
+from profilers.parsers.nsys_sqlite import load_nsys_sqlite
+from workloads.errors import WorkbenchError
+
+ArtifactKind = Literal["kineto", "kineto_dir", "ncu_csv", "ncu_rep", "nsys_sqlite"]
+_PROF_LINE = re.compile(rb"^==[A-Z]+==")
+
+
+@dataclass
+class ParsedArtifact:
+    kind: ArtifactKind
+    kernels: pd.DataFrame
+    metrics: pd.DataFrame | None = None
+    ops: pd.DataFrame | None = None
+    runtime: pd.DataFrame | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _looks_like_ncu_csv(head: bytes) -> bool:
+    for line in head.splitlines():
+        s = line.lstrip(b"\xef\xbb\xbf").strip()
+        if not s or _PROF_LINE.match(s):
+            continue
+        return s.startswith(b'"ID","Process ID"') or s.startswith(b"ID,Process ID")
+    return False
+
+
+def _looks_like_trace(head: bytes) -> bool:
+    s = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if s.startswith(b"{"):
+        return b'"traceEvents"' in head or b'"schemaVersion"' in head or b'"deviceProperties"' in head
+    return s.startswith(b"[") and (b'"ph"' in head or s[1:].strip() in (b"", b"]"))
+
+
+def detect_format(path: str | os.PathLike[str]) -> ArtifactKind:
+    """The artifact kind, from the file's content; WorkbenchError when it is none we read."""
+    p = Path(path)
+    if p.is_dir():
+        if trace_files(p):
+            return "kineto_dir"
+        raise WorkbenchError(f"{p}: directory holds no .json or .json.gz traces")
+    p = require_file(p)
+    head = head_bytes(p, 64 * 1024)
+    if head.startswith(SQLITE_MAGIC):
+        return "nsys_sqlite"
+    if head.startswith(NCU_REP_MAGIC):
+        return "ncu_rep"
+    if head.startswith(GZIP_MAGIC):
+        inner = gunzipped_head(p, 64 * 1024)
+        if not inner:
+            raise WorkbenchError(f"{p}: corrupt or truncated gzip file")
+        if _looks_like_trace(inner):
+            return "kineto"
+        raise WorkbenchError(f"{p}: gzip file does not hold a Kineto/Chrome trace")
+    if _looks_like_ncu_csv(head):
+        return "ncu_csv"
+    if _looks_like_trace(head):
+        return "kineto"
+    if head.lstrip().startswith(b"==") or b"==PROF==" in head or b"==ERROR==" in head:
+        return "ncu_csv"  # ncu messages without a table: the CSV parser explains the failure
+    raise WorkbenchError(
+        f"{p}: unknown artifact format",
+        "expected a Kineto trace (.json/.json.gz), ncu --csv --page raw output, an .ncu-rep, "
+        "or an nsys SQLite export",
+    )
+
+
+def load_artifact(path: str | os.PathLike[str]) -> ParsedArtifact:
+    """Parse any supported artifact into a KernelTable (+ metrics / ops / runtime)."""
+    kind = detect_format(path)
+    if kind in ("kineto", "kineto_dir"):
+        t = load_kineto(path)
+        return ParsedArtifact(kind, t.kernels, None, t.ops, t.runtime,
+                              {**t.meta, "device_properties": t.device_properties})
+    if kind == "ncu_csv":
+        r = load_ncu_csv(path)
+        return ParsedArtifact(kind, r.kernels, r.metrics, None, None, r.meta)
+    if kind == "ncu_rep":
+        r = load_ncu_rep(path)
+        return ParsedArtifact(kind, r.kernels, r.metrics, None, None, r.meta)
+    n = load_nsys_sqlite(path)
+    return ParsedArtifact(kind, n.kernels, None, None, n.runtime, {**n.meta, "nvtx": n.nvtx})
+
+
+def load_artifacts(paths: list[str | os.PathLike[str]]) -> ParsedArtifact:
+    """Several artifacts of one kind as one (e.g. per-rank traces given one by one).
+
+    Kineto files get ranks in the order given unless their traces name one.
+    """
+    if not paths:
+        raise WorkbenchError("no artifact given", "pass a trace, ncu CSV/.ncu-rep or nsys SQLite")
+    if len(paths) == 1:
+        return load_artifact(paths[0])
+    kinds = [detect_format(p) for p in paths]
+    if len(set(kinds)) != 1:
+        listed = ", ".join(f"{p} ({k})" for p, k in zip(paths, kinds, strict=True))
+        raise WorkbenchError(f"artifacts of different kinds cannot be merged: {listed}",
+                             "analyze them one at a time")
+    if kinds[0] == "kineto":
+        from profilers.parsers.kineto import _load_file, merge_traces
+
+        t = merge_traces([_load_file(Path(p), rank_default=i) for i, p in enumerate(paths)],
+                         Path(paths[0]).parent)
+        return ParsedArtifact("kineto", t.kernels, None, t.ops, t.runtime,
+                              {**t.meta, "device_properties": t.device_properties})
+    parts = [load_artifact(p) for p in paths]
+    from profilers.parsers.kernel_table import concat_kernel_tables
+
+    metrics = [p.metrics for p in parts if p.metrics is not None]
+    runtime = [p.runtime for p in parts if p.runtime is not None]
+    return ParsedArtifact(
+        kinds[0], concat_kernel_tables([p.kernels for p in parts]),
+        pd.concat(metrics, ignore_index=True) if metrics else None, None,
+        pd.concat(runtime, ignore_index=True) if runtime else None,
+        {"paths": [str(p) for p in paths], "parts": [p.meta for p in parts]})

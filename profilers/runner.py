@@ -1,0 +1,162 @@
+"""The front door for running a workload: ``run(spec, store, on_event, cancel) -> RunRecord``.
+
+Both the CLI and the app call this. It validates the spec against the torch-free catalog,
+creates the session, launches ``python -m workloads.run`` under the chosen profiler wrapper in
+a supervised process group with NVML telemetry beside it, and records the outcome: ok, failed,
+cancelled or timeout — a failed run is a record, not an exception. Only bad input (unknown
+workload / preset / layer, an unavailable profiler) raises WorkbenchError, before any session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from profilers.base import ProfilerWrapper
+from profilers.ncu import NcuWrapper
+from profilers.nsys import NsysWrapper
+from profilers.nvml import TelemetrySampler
+from profilers.supervisor import run_supervised
+from profilers.timer import TimerWrapper
+from profilers.torch_profiler import TorchProfilerWrapper
+from sessions.store import RunRecord, SessionStore
+from workloads import catalog
+from workloads.errors import WorkbenchError
+from workloads.spec import RunSpec
+
+WRAPPERS: dict[str, Callable[[], ProfilerWrapper]] = {
+    "timer": TimerWrapper,
+    "torch": TorchProfilerWrapper,
+    "ncu": NcuWrapper,
+    "nsys": NsysWrapper,
+    "memory": TimerWrapper,  # the child records allocator history itself
+}
+
+EventSink = Callable[[dict[str, Any]], None]
+
+# The folder that holds the workloads package: the child must import it even when the
+# workbench runs from a source checkout rather than an installed distribution.
+_CODE_ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+def get_wrapper(name: str) -> ProfilerWrapper:
+    try:
+        return WRAPPERS[name]()
+    except KeyError:
+        raise WorkbenchError(f"unknown profiler {name!r}",
+                             f"choose one of: {', '.join(WRAPPERS)}") from None
+
+
+def resolve_spec(spec: RunSpec) -> RunSpec:
+    """Validate against the catalog and normalize layers; raises WorkbenchError on bad input."""
+    spec.validate()
+    catalog.get_preset(spec.workload, spec.preset)
+    spec.layers = catalog.parse_layers(spec.layers)
+    for name in spec.layers:
+        layer = catalog.get_layer(name)
+        if layer.applies_to and spec.workload not in layer.applies_to:
+            raise WorkbenchError(f"layer {name} does not apply to workload {spec.workload!r}",
+                                 f"it applies to: {', '.join(layer.applies_to)}")
+    return spec
+
+
+def child_command(spec_path: Path, out_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "workloads.run", "--spec", str(spec_path), "--out", str(out_dir)]
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (_CODE_ROOT, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def run(spec: RunSpec, store: SessionStore, on_event: EventSink | None = None,
+        cancel: threading.Event | None = None) -> RunRecord:
+    spec = resolve_spec(spec)
+    wrapper = get_wrapper(spec.profiler)
+    capability = wrapper.check()
+    if not capability.available:
+        raise WorkbenchError(capability.reason)
+
+    record = store.new_run(spec.to_dict())
+    run_dir = store.run_dir(record.id)
+    emit = on_event or (lambda event: None)
+    emit({"event": "session", "run_id": record.id, "run_dir": str(run_dir)})
+    sampler: TelemetrySampler | None = None
+    try:
+        spec_path = run_dir / "spec.json"
+        wrapped = wrapper.wrap(child_command(spec_path, run_dir), run_dir, spec)
+        record.status = "running"
+        store.save(record)
+        if spec.telemetry:
+            sampler = TelemetrySampler(
+                on_sample=lambda s: emit({"event": "telemetry", **s})).start()
+        outcome = run_supervised(wrapped.cmd, run_dir / "run.log", spec.timeout_s,
+                                 env={**child_env(), **wrapped.env}, on_event=on_event,
+                                 cancel=cancel)
+        if sampler is not None:
+            sampler.stop()
+        record.artifacts["log"] = "run.log"
+        _apply_result(record, run_dir)
+        if outcome.status == "timeout":
+            record.status = "timeout"
+            record.error = f"timed out after {spec.timeout_s:g} s (--timeout); the child was stopped"
+        elif outcome.status == "cancelled":
+            record.status = "cancelled"
+            record.error = "cancelled by the user; the child was stopped"
+        elif outcome.returncode != 0 or record.status != "ok":
+            record.status = "failed"
+            record.error = record.error or (
+                f"the workload process exited with code {outcome.returncode}; see {run_dir / 'run.log'}")
+        else:
+            try:
+                log_text = (run_dir / "run.log").read_text(errors="replace")
+                record.artifacts.update(wrapper.collect(run_dir, spec, log_text))
+            except WorkbenchError as exc:
+                record.status, record.error = "failed", exc.one_line()
+    except BaseException as exc:  # a crash in supervision must still leave a record
+        record.status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
+        record.error = record.error or f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        if sampler is not None:
+            sampler.stop()
+            if sampler.samples:
+                sampler.write_csv(run_dir / "telemetry.csv")
+                record.artifacts["telemetry"] = "telemetry.csv"
+        record.telemetry = sampler.summary() if sampler is not None else {
+            "available": False, "reason": "telemetry off"}
+        record.finished_at = time.time()
+        store.save(record)
+        emit({"event": "done", "status": record.status, "run_id": record.id,
+              "error": record.error})
+    return record
+
+
+def _apply_result(record: RunRecord, run_dir: Path) -> None:
+    """Copy what the child wrote in result.json into the record (if it wrote one)."""
+    path = run_dir / "result.json"
+    if not path.is_file():
+        record.status = "failed"
+        return
+    try:
+        result = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        record.status, record.error = "failed", f"result.json is corrupt: {exc}"
+        return
+    record.status = result.get("status") or "failed"
+    record.error = result.get("error")
+    record.metrics = result.get("metrics") or {}
+    record.parity = result.get("parity") or {}
+    record.env = result.get("env") or {}
+    record.extra = {k: result[k] for k in ("layers", "extra", "error_type") if k in result}
+    record.artifacts["result"] = "result.json"
+    for role, rel in (result.get("artifacts") or {}).items():
+        record.artifacts[role] = rel

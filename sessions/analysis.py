@@ -1,0 +1,112 @@
+"""Analysis of a stored run or of artifacts from elsewhere: find the artifact, parse it (cached
+in the run folder), resolve the roofline ceilings (measured by `calibrate`, cached in the
+home, else the spec sheet) and run the analyzers. I/O lives here; analyses are pure."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+from typing import Any
+
+from analyzers.ceilings import resolve_ceilings
+from analyzers.run_analysis import RunAnalysis, analyze_tables
+from sessions.atomic import write_bytes_atomic, write_json_atomic
+from sessions.store import RunRecord, SessionStore
+
+# Artifact roles in the order we prefer them for the kernel table.
+ARTIFACT_ROLES = ("ncu_csv", "nsys_sqlite", "trace", "ncu_rep")
+_CACHE_VERSION = 2
+CEILINGS_FILE = "ceilings.json"
+
+
+def load_ceilings_cache(home: Path | None) -> dict[str, Any]:
+    if home is None:
+        return {}
+    path = Path(home) / CEILINGS_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def save_ceilings_cache(home: Path, cache: dict[str, Any]) -> Path:
+    path = Path(home) / CEILINGS_FILE
+    write_json_atomic(path, cache)
+    return path
+
+
+def device_name_of(parsed: Any) -> str | None:
+    """The GPU an artifact was recorded on, where the artifact says."""
+    props = (parsed.meta or {}).get("device_properties") or []
+    if props and isinstance(props[0], dict) and props[0].get("name"):
+        return str(props[0]["name"])
+    metrics = parsed.metrics
+    if metrics is not None and "device__attribute_display_name" in metrics.columns and len(metrics):
+        return str(metrics["device__attribute_display_name"].iloc[0])
+    return None
+
+
+def analyze_parsed(parsed: Any, top: int = 15, home: Path | None = None,
+                   device_name: str | None = None, driver: str | None = None,
+                   precision: str | None = None) -> RunAnalysis:
+    device = device_name or device_name_of(parsed)
+    ceilings = resolve_ceilings(device, driver, load_ceilings_cache(home)) if device else None
+    return analyze_tables(parsed.kind, parsed.kernels, kernel_metrics=parsed.metrics,
+                          runtime=parsed.runtime, ops=parsed.ops, top=top, ceilings=ceilings,
+                          device_name=device, precision=precision)
+
+
+def analyze_paths(paths: list[Path], top: int = 15, home: Path | None = None) -> tuple[Any, RunAnalysis]:
+    """Parse artifacts (format detected from content) and analyze them."""
+    from profilers.parsers.detect import load_artifacts
+
+    parsed = load_artifacts(list(paths))
+    return parsed, analyze_parsed(parsed, top=top, home=home)
+
+
+_PRECISION = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
+
+
+def load_run_analysis(store: SessionStore, record: RunRecord, top: int = 15) -> RunAnalysis:
+    """The analysis of a run's profiler artifact, or an empty one (with a note) when the run
+    has none (a timer run)."""
+    run_dir = store.run_dir(record.id)
+    for role in ARTIFACT_ROLES:
+        rel = record.artifacts.get(role)
+        if rel and (run_dir / rel).is_file():
+            parsed = _parse_cached(run_dir, run_dir / rel)
+            dtype = ((record.extra or {}).get("extra") or {}).get("shape", {}).get("dtype")
+            precision = _PRECISION.get(str(dtype)) if dtype else None
+            if precision == "fp32" and "L1" in (record.spec.get("layers") or []):
+                precision = "tf32"
+            return analyze_parsed(parsed, top=top, home=store.home,
+                                  device_name=record.env.get("device_name")
+                                  if record.env.get("device_kind") == "cuda" else None,
+                                  driver=record.env.get("driver"), precision=precision)
+    analysis = RunAnalysis()
+    analysis.notes.append(
+        "no kernel-level artifact in this run (profiler "
+        f"{record.spec.get('profiler', '?')!r}); run with --profiler torch or ncu for kernels")
+    return analysis
+
+
+def _parse_cached(run_dir: Path, artifact: Path) -> Any:
+    from profilers.parsers.detect import load_artifact
+
+    cache = run_dir / "cache" / f"{artifact.name}.parsed.pkl"
+    if cache.is_file() and cache.stat().st_mtime >= artifact.stat().st_mtime:
+        try:
+            with open(cache, "rb") as fh:
+                version, parsed = pickle.load(fh)
+            if version == _CACHE_VERSION:
+                return parsed
+        except Exception:  # a stale or broken cache is rebuilt, never fatal
+            pass
+    parsed = load_artifact(artifact)
+    try:
+        write_bytes_atomic(cache, pickle.dumps((_CACHE_VERSION, parsed)))
+    except Exception:
+        pass
+    return parsed

@@ -1,0 +1,54 @@
+"""The seams of ARCHITECTURE.md, checked in fresh interpreters: the core never loads the UI
+libraries, and the CLI's analyze path (the app's process too) never loads torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURE = ROOT.parent / "shared" / "fixtures" / "h100" / "torch_trace.json"
+
+
+def _modules_after(code: str) -> set[str]:
+    probe = code + "\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
+                         text=True, check=True)
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+CORE = [
+    "workloads", "workloads.catalog", "workloads.spec", "workloads.protocol", "workloads.estimate",
+    "profilers", "profilers.runner", "profilers.parsers.kineto", "profilers.parsers.detect",
+    "profilers.parsers.ncu_csv", "profilers.parsers.nsys_sqlite",
+    "analyzers", "analyzers.breakdown", "analyzers.run_analysis",
+    "sessions", "sessions.store", "sessions.analysis",
+]
+
+
+@pytest.mark.parametrize("module", CORE)
+def test_core_module_does_not_load_ui_libraries(module: str) -> None:
+    loaded = _modules_after(f"import {module}")
+    assert not {"textual", "rich", "workbench"} & loaded, module
+
+
+def test_torch_free_modules_stay_torch_free() -> None:
+    loaded = _modules_after("import workloads, workloads.catalog, workloads.spec, "
+                            "workloads.estimate, profilers.runner, sessions.analysis, workbench.cli")
+    assert "torch" not in loaded
+
+
+def test_cli_analyze_does_not_load_torch(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from workbench.cli import main\n"
+        f"rc = main(['--home', {str(tmp_path)!r}, 'analyze', {str(FIXTURE)!r}])\n"
+        "assert rc == 0, rc\n"
+    )
+    loaded = _modules_after(code)
+    assert "torch" not in loaded
+    assert "pandas" in loaded  # the analysis really ran

@@ -1,0 +1,124 @@
+"""ncu raw CSV (and .ncu-rep) parsing on the real H100 output."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+
+import numpy as np
+import pytest
+
+from profilers.parsers._ncu_common import parse_dims, parse_number, unit_factor
+from profilers.parsers.ncu_csv import load_ncu_csv, parse_ncu_csv_text
+from profilers.parsers.ncu_rep import import_ncu_report, load_ncu_rep
+from workloads.errors import WorkbenchError
+
+
+def _rows(h100_fixtures):
+    lines = (h100_fixtures / "ncu_raw.csv").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith('"ID"'))
+    rows = list(csv.DictReader(lines[start:]))
+    return rows[0], rows[1:]
+
+
+def _num(s: str) -> float:
+    return float(s.replace(",", ""))
+
+
+def test_durations_dram_and_flops_match_the_csv(h100_fixtures):
+    units, rows = _rows(h100_fixtures)
+    assert units["gpu__time_duration.sum"] == "ns"
+    res = load_ncu_csv(h100_fixtures / "ncu_raw.csv")
+    k, m = res.kernels, res.metrics
+    assert len(k) == len(rows) == len(m) == 6
+    assert k["name"].astype(str).tolist() == [r["Kernel Name"] for r in rows]
+    assert k["dur_ns"].sum() == sum(_num(r["gpu__time_duration.sum"]) for r in rows)
+    for i, r in enumerate(rows):
+        dur_s = _num(r["gpu__time_duration.sum"]) * 1e-9
+        dram_bps = _num(r["dram__bytes.sum.per_second"])
+        assert m["aiperf__dram_bytes_per_s"][i] == pytest.approx(dram_bps, rel=1e-9)
+        assert k["dram_bytes"][i] == pytest.approx(dram_bps * dur_s, rel=1e-9)
+        per_cycle = (_num(r["smsp__sass_thread_inst_executed_op_fadd_pred_on.sum.per_cycle_elapsed"])
+                     + _num(r["smsp__sass_thread_inst_executed_op_fmul_pred_on.sum.per_cycle_elapsed"])
+                     + 2 * _num(r["smsp__sass_thread_inst_executed_op_ffma_pred_on.sum.per_cycle_elapsed"]))
+        fp32 = per_cycle * _num(r["smsp__cycles_elapsed.avg.per_second"])
+        assert m["aiperf__fp32_flop_per_s"][i] == pytest.approx(fp32, rel=1e-9)
+        assert k["grid"][i] == parse_dims(r["Grid Size"]) and k["block"][i] == parse_dims(r["Block Size"])
+        assert k["registers"][i] == _num(r["launch__registers_per_thread"])
+    # The nvjet GEMM ran on tensor cores, which these counters do not see: flops unknown, not ~0.
+    assert k["category"][2] == "gemm" and k["flops"].isna()[2]
+    assert m["aiperf__flops_source"][2].startswith("unknown")
+    assert k["flops"][0] == pytest.approx(m["aiperf__fp32_flop_per_s"][0] * 42976e-9)
+    assert m.attrs["units"]["gpu__time_duration.sum"] == "ns"
+    assert m["device__attribute_l2_cache_size"][0] == 52_428_800
+    assert res.meta["messages"][0].startswith("==WARNING==")
+
+
+def test_units_are_converted_to_base():
+    text = (
+        '"ID","Kernel Name","gpu__time_duration.sum","dram__bytes_read.sum","dram__bytes_write.sum",'
+        '"Grid Size","Block Size","sm__throughput.avg.pct_of_peak_sustained_elapsed","rate"\n'
+        '"","","usecond","Mbyte","Kbyte","","","%","Gbyte/second"\n'
+        '"0","[bold]k[/]","1,234.5","2.5","500","(2, 1, 1)","(128, 1, 1)","n/a","1.5"\n'
+    )
+    res = parse_ncu_csv_text(text)
+    k, m = res.kernels, res.metrics
+    assert k["name"][0] == "[bold]k[/]"
+    assert k["dur_ns"][0] == 1_234_500
+    assert k["dram_bytes"][0] == pytest.approx(2.5e6 + 500e3)
+    assert m["rate"][0] == pytest.approx(1.5e9)
+    assert np.isnan(m["sm__throughput.avg.pct_of_peak_sustained_elapsed"][0])
+    assert m.attrs["base_units"]["rate"] == "byte/s"
+
+
+@pytest.mark.parametrize(("unit", "factor"), [
+    ("ns", 1), ("nsecond", 1), ("usecond", 1e3), ("msecond", 1e6), ("second", 1e9), ("byte", 1),
+    ("Kbyte", 1e3), ("Mbyte", 1e6), ("Gbyte", 1e9), ("KiByte", 1), ("byte/s", 1),
+    ("byte/second", 1), ("Tbyte/second", 1e12), ("byte/usecond", 1e6), ("Ghz", 1e9), ("%", 1),
+    ("inst/cycle", 1), ("cycle/nsecond", 1e9),
+])
+def test_unit_factor(unit, factor):
+    assert unit_factor(unit)[0] == pytest.approx(factor)
+
+
+def test_number_and_dims_text():
+    assert parse_number("1,980,000") == 1_980_000 and np.isnan(parse_number("n/a"))
+    assert parse_dims("(1,056, 1, 1)") == (1056, 1, 1) and parse_dims("garbage") is None
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ("==PROF== Connected\n==ERROR== ERR_NVGPUCTRPERM - The user does not have permission\n",
+     "NVreg_RestrictProfilingToAdminUsers"),
+    ("==PROF== Connected\n==WARNING== No kernels were profiled.\n", "--kernel-name"),
+    ("just some text\n", "ncu --csv --page raw"),
+    ('"ID","Process ID","Kernel Name"\n"","",""\n', "no kernels"),
+])
+def test_known_failures_become_workbench_errors(tmp_path, text, needle):
+    p = tmp_path / "ncu.csv"
+    p.write_text(text)
+    with pytest.raises(WorkbenchError) as err:
+        load_ncu_csv(p)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_columns_give_missing_values():
+    res = parse_ncu_csv_text('"ID","Kernel Name"\n"0","nvjet_x"\n"1","flash_fwd_kernel"\n')
+    assert res.kernels["dur_ns"].isna().all() and res.kernels["flops"].isna().all()
+    assert res.kernels["category"].tolist() == ["gemm", "attention"]
+
+
+def test_ncu_rep_without_module_says_how_to_export(h100_fixtures, monkeypatch):
+    if import_ncu_report() is not None:
+        pytest.skip("ncu_report is installed here")
+    with pytest.raises(WorkbenchError) as err:
+        load_ncu_rep(h100_fixtures / "mm_full.ncu-rep")
+    assert err.value.message == "cannot read .ncu-rep: NVIDIA's ncu_report module was not found"
+    assert "ncu --import" in err.value.hint and "--csv --page raw" in err.value.hint
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ncu_report") is None and import_ncu_report() is None,
+                    reason="NVIDIA's ncu_report module is not installed")
+def test_ncu_rep_real_read(h100_fixtures):
+    res = load_ncu_rep(h100_fixtures / "mm_full.ncu-rep")
+    assert len(res.kernels) >= 1 and res.kernels["dur_ns"].notna().all()
+    assert "gpu__time_duration.sum" in res.metrics

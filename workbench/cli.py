@@ -1,0 +1,151 @@
+"""`aiperf-workbench` command line. With no subcommand it opens the Textual app.
+
+Exit codes: 0 success; 1 a run that failed, timed out or was cancelled (it is still recorded);
+2 bad input (one line on stderr, no traceback). Heavy modules (pandas, textual) are imported
+inside the commands that need them; torch is never imported in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from workloads.errors import WorkbenchError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+DESCRIPTION = """\
+An AI performance-engineering workbench: run LLM workloads with optimization layers under a
+profiler (timer, torch.profiler, Nsight Compute, Nsight Systems) with NVML telemetry, store each
+run as a session, and analyze kernels, roofline placement and differences between runs.
+
+Run with no command to open the terminal app.
+
+examples:
+  aiperf-workbench run --workload dense --preset tiny --profiler torch --export report.md
+  aiperf-workbench sessions list
+  aiperf-workbench report ID --export report.md
+  aiperf-workbench analyze trace.json.gz
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports mistakes as one line and exit code 2 (its default code too)."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        sys.stderr.write(f"aiperf-workbench: error: {message} (see --help)\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def _param(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    for cast in (int, float):
+        try:
+            return key.strip(), cast(value)
+        except ValueError:
+            pass
+    return key.strip(), value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="aiperf-workbench", description=DESCRIPTION,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--home", type=Path, default=None,
+                        help="session store folder (default: $AIPERF_HOME or the user data dir)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run a workload and store it as a session",
+                         description="Run a workload with optimization layers under a profiler; "
+                         "the run is stored as a session (also when it fails or is cancelled).")
+    run.add_argument("--workload", default="dense", help="workload name (see `workloads`); default dense")
+    run.add_argument("--preset", default="tiny", help="preset of the workload; default tiny")
+    run.add_argument("--layers", default="L0",
+                     help="comma-separated layers or a range, e.g. L0,L1 or L0-L5; default L0")
+    run.add_argument("--profiler", default="timer",
+                     choices=["timer", "torch", "ncu", "nsys", "memory"], help="default timer")
+    run.add_argument("--repeat", type=int, default=5, help="measured repeats of the step (default 5)")
+    run.add_argument("--warmup", type=int, default=2, help="warm-up repeats, not measured (default 2)")
+    run.add_argument("--timeout", type=float, default=600.0,
+                     help="seconds before the run is stopped and recorded as timeout (default 600)")
+    run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--batch", type=int, help="batch size (overrides the preset)")
+    run.add_argument("--prompt-len", type=int, help="prompt length in tokens (overrides the preset)")
+    run.add_argument("--new-tokens", type=int, help="tokens to decode (overrides the preset)")
+    run.add_argument("--dtype", help="float32 | bfloat16 | float16 (overrides the preset)")
+    run.add_argument("--mode", choices=["decode", "prefill"], help="measured step (default decode)")
+    run.add_argument("--param", type=_param, action="append", default=[], metavar="KEY=VALUE",
+                     help="any other preset parameter; repeatable")
+    run.add_argument("--profiler-option", type=_param, action="append", default=[],
+                     metavar="KEY=VALUE", help="wrapper option, e.g. kernel_regex=gemm, launch_count=50")
+    run.add_argument("--no-telemetry", action="store_true", help="do not sample NVML beside the run")
+    run.add_argument("--label", default="", help="a free-form label stored with the session")
+    run.add_argument("--export", type=Path, metavar="FILE", help="write a Markdown report")
+    run.add_argument("--json", type=Path, metavar="FILE", help="write the run record as JSON ('-' = stdout)")
+    run.add_argument("--quiet", action="store_true", help="no progress output")
+
+    sessions = sub.add_parser("sessions", help="list or delete stored sessions")
+    ssub = sessions.add_subparsers(dest="sessions_command", metavar="ACTION", parser_class=_Parser)
+    slist = ssub.add_parser("list", help="list sessions, newest first")
+    slist.add_argument("--workload")
+    slist.add_argument("--status", choices=["ok", "failed", "cancelled", "timeout", "running"])
+    slist.add_argument("--limit", type=int, default=50)
+    sdel = ssub.add_parser("delete", help="delete a session and its folder")
+    sdel.add_argument("id")
+
+    show = sub.add_parser("show", help="print one session's record")
+    show.add_argument("id")
+
+    report = sub.add_parser("report", help="render a stored session as a report")
+    report.add_argument("id")
+    report.add_argument("--export", type=Path, metavar="FILE", help="Markdown file (default: stdout)")
+    report.add_argument("--json", type=Path, metavar="FILE", help="analysis as JSON ('-' = stdout)")
+
+    analyze = sub.add_parser(
+        "analyze", help="analyze a trace or report another program produced",
+        description="Analyze a Kineto trace (.json / .json.gz or a folder of per-rank traces), "
+        "an Nsight Compute .csv (--page raw) or .ncu-rep, or an Nsight Systems .sqlite. "
+        "The format is detected from the content.")
+    analyze.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    analyze.add_argument("--top", type=int, default=15, help="kernels to list (default 15)")
+    analyze.add_argument("--json", type=Path, metavar="FILE", help="analysis as JSON ('-' = stdout)")
+    analyze.add_argument("--export", type=Path, metavar="FILE", help="write a Markdown report")
+    analyze.add_argument("--save", action="store_true", help="store the analysis as a session")
+
+    sub.add_parser("workloads", help="list workloads, presets and layers")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command is None:
+            from workbench.app import run_app
+
+            run_app(args.home)
+            return EXIT_OK
+        from workbench import commands
+
+        handler = getattr(commands, f"cmd_{args.command}")
+        return int(handler(args) or 0)
+    except WorkbenchError as exc:
+        sys.stderr.write(f"aiperf-workbench: error: {exc.one_line()}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        sys.stderr.write("aiperf-workbench: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+def entry() -> None:
+    raise SystemExit(main())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

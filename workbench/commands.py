@@ -1,0 +1,207 @@
+"""The CLI commands. Each returns an exit code; bad input raises WorkbenchError (exit 2)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from workloads.errors import WorkbenchError
+
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+def _store(args: argparse.Namespace):
+    from sessions.store import SessionStore
+
+    return SessionStore(args.home)
+
+
+def _write_output(path: Path, text: str) -> None:
+    if str(path) == "-":
+        sys.stdout.write(text)
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        from sessions.atomic import write_text_atomic
+
+        write_text_atomic(path, text)
+    except OSError as exc:
+        raise WorkbenchError(f"cannot write {path}: {exc.strerror}",
+                             "choose a writable path") from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from profilers.runner import run
+    from sessions.analysis import load_run_analysis
+    from workbench.progress import CliProgress
+    from workloads.catalog import parse_layers
+    from workloads.spec import RunSpec
+
+    params: dict[str, Any] = dict(args.param)
+    for key in ("batch", "prompt_len", "new_tokens", "dtype", "mode"):
+        value = getattr(args, key)
+        if value is not None:
+            params[key] = value
+    spec = RunSpec(workload=args.workload, preset=args.preset, layers=parse_layers(args.layers),
+                   profiler=args.profiler, params=params, repeat=args.repeat,
+                   warmup=args.warmup, timeout_s=args.timeout, seed=args.seed,
+                   device=args.device, label=args.label,
+                   profiler_options=dict(args.profiler_option), telemetry=not args.no_telemetry)
+    store = _store(args)
+    progress = CliProgress(quiet=args.quiet)
+    record = run(spec, store, on_event=progress.on_event, cancel=threading.Event())
+    _print_run_summary(record)
+    if args.export or args.json:
+        analysis = load_run_analysis(store, record)
+        if args.export:
+            from workbench.export.markdown import render_run_report
+
+            _write_output(args.export, render_run_report(record, analysis))
+            print(f"report written to {args.export}", file=sys.stderr)
+        if args.json:
+            from workbench.export.json_export import analysis_to_dict, dumps
+
+            _write_output(args.json, dumps({"record": record.to_dict(),
+                                            "analysis": analysis_to_dict(analysis)}))
+    if record.status == "ok":
+        return EXIT_OK
+    if (record.extra or {}).get("error_type") == "WorkbenchError":
+        return 2  # a user mistake found inside the child (e.g. a layer's requirement unmet)
+    return 130 if record.status == "cancelled" else EXIT_FAILED
+
+
+def _print_run_summary(record: Any) -> None:
+    from workbench.export.fmt import fmt_bytes, fmt_num
+
+    m = record.metrics or {}
+    lat = m.get("latency_ms") or {}
+    print(f"session {record.id}: {record.status}" + (f" — {record.error}" if record.error else ""))
+    if lat:
+        print(f"  {m.get('step') or 'step'} latency median {fmt_num(lat.get('median'), 4, 'ms')} "
+              f"(p10 {fmt_num(lat.get('p10'), 4)}, p90 {fmt_num(lat.get('p90'), 4)}, "
+              f"p99 {fmt_num(lat.get('p99'), 4)}, n={lat.get('n')})")
+        print(f"  throughput {fmt_num(m.get('tokens_per_s'), 4, 'tok/s')}, "
+              f"peak memory {fmt_bytes(m.get('peak_mem_bytes'))}")
+    parity = record.parity or {}
+    if parity:
+        print(f"  parity vs L0: {'ok' if parity.get('ok') else 'FAILED'} "
+              f"(max rel err {fmt_num(parity.get('max_rel_err'), 3)}, "
+              f"top-1 agreement {fmt_num((parity.get('top1_agreement') or 0) * 100, 4, '%')})")
+
+
+def cmd_sessions(args: argparse.Namespace) -> int:
+    store = _store(args)
+    if args.sessions_command == "delete":
+        store.delete(args.id)
+        print(f"deleted {args.id}")
+        return EXIT_OK
+    if args.sessions_command not in (None, "list"):
+        raise WorkbenchError(f"unknown action {args.sessions_command!r}", "use list or delete")
+    rows = store.list(workload=getattr(args, "workload", None), status=getattr(args, "status", None),
+                      limit=getattr(args, "limit", 50))
+    if not rows:
+        print(f"no sessions in {store.home}")
+        return EXIT_OK
+    from workbench.export.fmt import fmt_num
+
+    header = f"{'id':<23} {'status':<9} {'workload':<9} {'preset':<13} {'layers':<14} {'profiler':<8} {'result':>14}"
+    print(header)
+    for r in rows:
+        result = f"{fmt_num(r['headline'], 4)} {r['headline_unit'] or ''}".strip()
+        print(f"{r['id']:<23} {r['status']:<9} {str(r['workload'] or r['kind']):<9} "
+              f"{str(r['preset'] or ''):<13} {str(r['layers'] or ''):<14} "
+              f"{str(r['profiler'] or ''):<8} {result:>14}")
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from workbench.export.json_export import dumps
+
+    record = _store(args).get(args.id)
+    sys.stdout.write(dumps(record.to_dict()))
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from sessions.analysis import load_run_analysis
+    from workbench.export.markdown import render_run_report
+
+    store = _store(args)
+    record = store.get(args.id)
+    analysis = load_run_analysis(store, record)
+    if args.json:
+        from workbench.export.json_export import analysis_to_dict, dumps
+
+        _write_output(args.json, dumps({"record": record.to_dict(),
+                                        "analysis": analysis_to_dict(analysis)}))
+    text = render_run_report(record, analysis)
+    if args.export:
+        _write_output(args.export, text)
+        print(f"report written to {args.export}", file=sys.stderr)
+    elif not args.json:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from sessions.analysis import analyze_paths
+    from sessions.store import default_home
+    from workbench.export.markdown import render_artifact_report
+
+    parsed, analysis = analyze_paths(list(args.paths), top=args.top,
+                                     home=args.home or default_home())
+    paths = [str(p) for p in args.paths]
+    if args.json:
+        from workbench.export.json_export import analysis_to_dict, dumps
+
+        _write_output(args.json, dumps(analysis_to_dict(analysis)))
+    text = render_artifact_report(paths, analysis)
+    if args.export:
+        _write_output(args.export, text)
+    if not args.json or str(args.json) != "-":
+        sys.stdout.write(text)
+    if args.save:
+        _save_analysis(args, paths, parsed, analysis)
+    return EXIT_OK
+
+
+def _save_analysis(args: argparse.Namespace, paths: list[str], parsed: Any, analysis: Any) -> None:
+    import pickle
+    import shutil
+
+    from sessions.atomic import write_bytes_atomic
+
+    store = _store(args)
+    record = store.new_run({"workload": "", "profiler": parsed.kind, "inputs": paths}, kind="analysis")
+    run_dir = store.run_dir(record.id)
+    for p in args.paths:
+        if Path(p).is_file():
+            shutil.copy2(p, run_dir / Path(p).name)
+            role = {"kineto": "trace", "ncu_csv": "ncu_csv", "ncu_rep": "ncu_rep",
+                    "nsys_sqlite": "nsys_sqlite"}.get(parsed.kind, "artifact")
+            record.artifacts.setdefault(role, Path(p).name)
+    write_bytes_atomic(run_dir / "cache" / "analyze.parsed.pkl", pickle.dumps(parsed))
+    record.status = "ok"
+    import time
+
+    record.finished_at = time.time()
+    store.save(record)
+    print(f"saved as session {record.id}", file=sys.stderr)
+
+
+def cmd_workloads(args: argparse.Namespace) -> int:
+    from workloads.catalog import LAYERS, list_workloads
+
+    for info in list_workloads():
+        print(f"{info.name:<10} {info.title}")
+        print(f"{'':<10} {info.description}")
+        print(f"{'':<10} presets: {', '.join(info.presets)} (default {info.default_preset})")
+    print("\nlayers:")
+    for layer in LAYERS.values():
+        req = f"  [needs {', '.join(layer.requires)}]" if layer.requires else ""
+        print(f"  {layer.name:<8} {layer.title}{req}")
+        print(f"  {'':<8} {layer.description}")
+    return EXIT_OK

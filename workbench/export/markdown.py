@@ -1,0 +1,230 @@
+"""Markdown reports: a stored run (with its analysis) and a standalone artifact analysis.
+
+Reports stand on their own: header, environment, metrics with spread, parity, telemetry, GPU
+time by category and the top kernels. Missing values print as "n/a".
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+from analyzers.run_analysis import RunAnalysis
+from sessions.store import RunRecord
+from workbench.export.fmt import (
+    NA,
+    fmt_bytes,
+    fmt_ns,
+    fmt_num,
+    fmt_pct,
+    fmt_rate,
+    md_table,
+    shorten,
+)
+
+
+def _when(ts: float | None) -> str:
+    return NA if ts is None else _dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def render_run_report(record: RunRecord, analysis: RunAnalysis | None) -> str:
+    spec = record.spec
+    title = f"{spec.get('workload', '?')}/{spec.get('preset', '?')} [{','.join(spec.get('layers') or [])}]"
+    out = [f"# aiperf-workbench report — {title}", ""]
+    out.append(md_table(["", ""], [
+        ["session", record.id],
+        ["status", record.status + (f" — {record.error}" if record.error else "")],
+        ["started", _when(record.created_at)],
+        ["finished", _when(record.finished_at)],
+        ["label", record.label or NA],
+    ], align="ll"))
+    out += ["", "## Run", ""]
+    params = spec.get("params") or {}
+    out.append(md_table(["setting", "value"], [
+        ["workload", spec.get("workload")], ["preset", spec.get("preset")],
+        ["layers", ", ".join(spec.get("layers") or [])], ["profiler", spec.get("profiler")],
+        ["repeats (warm-up)", f"{spec.get('repeat')} ({spec.get('warmup')})"],
+        ["device requested", spec.get("device")],
+        ["parameter overrides", ", ".join(f"{k}={v}" for k, v in params.items()) or "none"],
+    ], align="ll"))
+    out += ["", "## Environment", "", _env_table(record.env)]
+    out += ["", "## Metrics", "", _metrics_table(record.metrics)]
+    mem_source = ((record.extra or {}).get("extra") or {}).get("peak_mem_source")
+    if mem_source:
+        out += ["", f"Peak memory is the {mem_source}."]
+    out += ["", "## Parity against L0", "", _parity_text(record.parity)]
+    layers = (record.extra or {}).get("layers") or []
+    if layers:
+        out += ["", "## Layers", "", md_table(["layer", "applied", "note"], [
+            [li.get("name"), "yes" if li.get("applied") else "no", li.get("reason") or ""]
+            for li in layers], align="lll")]
+    out += ["", "## Telemetry (NVML)", "", _telemetry_text(record.telemetry)]
+    if analysis is not None:
+        out += ["", *_analysis_sections(analysis)]
+    out += ["", "---", f"artifacts: {', '.join(f'{k}={v}' for k, v in record.artifacts.items()) or 'none'}", ""]
+    return "\n".join(out)
+
+
+def render_artifact_report(paths: list[str], analysis: RunAnalysis) -> str:
+    out = ["# aiperf-workbench analysis", "",
+           md_table(["", ""], [["input", ", ".join(paths)], ["format", analysis.source or NA]],
+                    align="ll"), ""]
+    out += _analysis_sections(analysis)
+    return "\n".join(out) + "\n"
+
+
+def _env_table(env: dict[str, Any]) -> str:
+    if not env:
+        return "n/a (the run recorded no environment)"
+    keys = [("device", "device_name"), ("kind", "device_kind"), ("compute capability", "cc"),
+            ("SMs", "sm_count"), ("driver", "driver"), ("CUDA", "cuda"), ("torch", "torch"),
+            ("python", "python"), ("CPU threads", "num_threads"), ("platform", "platform")]
+    return md_table(["", ""], [[label, env.get(key) if env.get(key) is not None else NA]
+                               for label, key in keys], align="ll")
+
+
+def _metrics_table(m: dict[str, Any]) -> str:
+    if not m:
+        return "n/a (no metrics: the run did not finish)"
+    lat = m.get("latency_ms") or {}
+    med, stdev = lat.get("median"), lat.get("stdev")
+    cv = (stdev / lat["mean"]) if stdev is not None and lat.get("mean") else None
+    rows = [
+        [f"{m.get('step') or 'step'} latency median", fmt_num(med, 4, "ms")],
+        ["p10 / p90 / p99", " / ".join(fmt_num(lat.get(k), 4) for k in ("p10", "p90", "p99")) + " ms"],
+        ["min / max", f"{fmt_num(lat.get('min'), 4)} / {fmt_num(lat.get('max'), 4)} ms"],
+        ["stdev (CV)", f"{fmt_num(stdev, 3, 'ms')} ({fmt_pct(cv)})"],
+        ["repeats measured", lat.get("n") if lat.get("n") is not None else NA],
+        ["tokens per step", fmt_num(m.get("tokens_per_step"), 4)],
+        ["throughput", fmt_num(m.get("tokens_per_s"), 4, "tok/s")],
+        ["prefill", f"{fmt_num(m.get('prefill_ms'), 4, 'ms')} ({fmt_num(m.get('prefill_tokens_per_s'), 4, 'tok/s')})"],
+        ["TTFT / TPOT", f"{fmt_num(m.get('ttft_ms'), 4, 'ms')} / {fmt_num(m.get('tpot_ms'), 4, 'ms')}"],
+        ["peak memory", fmt_bytes(m.get("peak_mem_bytes"))],
+        ["FLOPs / bytes per step", f"{fmt_num(m.get('flops_per_step'), 4)} / {fmt_bytes(m.get('bytes_per_step'))}"],
+        ["achieved", f"{fmt_rate((m.get('achieved_tflops') or 0) * 1e12 if m.get('achieved_tflops') is not None else None, 'FLOP/s')}, "
+                     f"{fmt_rate((m.get('achieved_gb_s') or 0) * 1e9 if m.get('achieved_gb_s') is not None else None, 'B/s')}"],
+    ]
+    return md_table(["metric", "value"], rows, align="lr")
+
+
+def _parity_text(p: dict[str, Any]) -> str:
+    if not p:
+        return "n/a"
+    verdict = {True: "ok", False: "FAILED"}.get(p.get("ok"), NA)
+    tol = p.get("tolerance")
+    tol = tol if isinstance(tol, dict) else {"max_rel_err": tol}
+    return md_table(["", ""], [
+        ["verdict", verdict], ["reference", p.get("reference") or "L0"],
+        ["precision", p.get("precision") or NA],
+        ["max relative error (tolerance)",
+         f"{fmt_num(p.get('max_rel_err'), 3)} ({fmt_num(tol.get('max_rel_err'), 3)})"],
+        ["top-1 token agreement (minimum)",
+         f"{fmt_pct(p.get('top1_agreement'))} ({fmt_pct(tol.get('min_top1_agreement'))})"],
+        ["tokens compared", p.get("tokens_compared", NA)],
+    ], align="ll")
+
+
+def _telemetry_text(t: dict[str, Any]) -> str:
+    if not t or not t.get("available"):
+        return f"n/a ({(t or {}).get('reason', 'no telemetry')})"
+    return md_table(["", ""], [
+        ["samples", f"{t.get('n_samples')} every {fmt_num(t.get('interval_s'), 2, 's')}"],
+        ["power mean / max (limit)", f"{fmt_num(t.get('power_w_mean'), 4, 'W')} / {fmt_num(t.get('power_w_max'), 4, 'W')} ({fmt_num(t.get('power_limit_w'), 4, 'W')})"],
+        ["energy", fmt_num(t.get("energy_j"), 4, "J")],
+        ["SM clock range", f"{fmt_num(t.get('sm_mhz_min'), 4)} – {fmt_num(t.get('sm_mhz_max'), 4)} MHz"],
+        ["memory clock range", f"{fmt_num(t.get('mem_mhz_min'), 4)} – {fmt_num(t.get('mem_mhz_max'), 4)} MHz"],
+        ["max temperature", fmt_num(t.get("temp_c_max"), 3, "°C")],
+        ["mean GPU utilization", fmt_num(t.get("gpu_util_mean"), 3, "%")],
+        ["throttling seen", ", ".join(t.get("throttle_reasons") or []) or "none"],
+    ], align="ll")
+
+
+def _analysis_sections(a: RunAnalysis) -> list[str]:
+    out: list[str] = []
+    if a.cpu_ops is not None and len(a.cpu_ops) and a.kernel_count == 0:
+        out += _cpu_ops_section(a)
+    if a.kernels is None or a.kernel_count == 0:
+        if a.kernels is None:
+            out += ["## Kernels", ""]
+        out += [f"_{n}_" for n in a.notes] + [""]
+        return out
+    kinds = a.kind_totals()
+    kind_text = ", ".join(f"{k} {fmt_ns(v)}" for k, v in sorted(kinds.items()))
+    out += ["## GPU time by category", "",
+            f"{a.kernel_count} GPU activities, {fmt_ns(a.kernel_total_ns)} in total "
+            f"({kind_text}; source: {a.source}"
+            + (f", device: {a.device_name}" if a.device_name else "") + ").", ""]
+    if a.categories is not None and len(a.categories):
+        out.append(md_table(["category", "count", "time", "share"], [
+            [r.category, r.count, fmt_ns(r.total_ns), fmt_pct(r.share)]
+            for r in a.categories.itertuples()]))
+    if a.top_kernels is not None and len(a.top_kernels):
+        out += ["", f"## Top {len(a.top_kernels)} kernels", "",
+                md_table(["kernel", "category", "count", "total", "mean", "p99", "share"], align="llrrrrr", rows=[
+                    [shorten(str(r.name)), r.category, r.count, fmt_ns(r.total_ns),
+                     fmt_ns(r.mean_ns), fmt_ns(r.p99_ns), fmt_pct(r.share)]
+                    for r in a.top_kernels.itertuples()])]
+    if a.ops is not None and len(a.ops):
+        ops = a.ops.head(10)
+        out += ["", "## Top CPU ops by GPU time", "",
+                md_table(["op", "kernels", "GPU time", "share"], [
+                    [shorten(str(r.op_name)) if isinstance(r.op_name, str) else "(no parent op)",
+                     r.count, fmt_ns(r.total_ns), fmt_pct(r.share)] for r in ops.itertuples()])]
+    if a.temporal is not None:
+        out += ["", *_temporal_section(a.temporal)]
+    if a.roofline is not None and len(a.roofline):
+        out += ["", *_roofline_section(a)]
+    for note in a.notes:
+        out += ["", f"_{note}_"]
+    return out
+
+
+def _cpu_ops_section(a: RunAnalysis) -> list[str]:
+    assert a.cpu_ops is not None
+    return ["## Top CPU ops (inclusive wall time)", "",
+            md_table(["op", "calls", "total", "mean", "FLOPs"], [
+                [shorten(str(r.name)), r.count, fmt_ns(r.total_ns), fmt_ns(r.mean_ns),
+                 fmt_num(r.flops, 3)] for r in a.cpu_ops.itertuples()]), ""]
+
+
+def _temporal_section(t: Any) -> list[str]:
+    syncs = ", ".join(f"{s.name} ×{s.count} ({fmt_ns(s.total_ns)})" for s in t.syncs) or (
+        "none" if t.sync_count is not None else NA)
+    host = {True: "yes", False: "no"}.get(t.host_bound, NA)
+    reason = getattr(t, "host_bound_reason", None)
+    return ["## Timeline", "", md_table(["", ""], [
+        ["window", fmt_ns(t.window_ns)],
+        ["GPU busy / idle", f"{fmt_ns(t.busy_ns)} / {fmt_ns(t.idle_ns)} (idle {fmt_pct(t.idle_share)})"],
+        ["gaps between kernels", f"{t.gaps.count}, p50 {fmt_ns(t.gaps.p50_ns)}, p99 {fmt_ns(t.gaps.p99_ns)}, max {fmt_ns(t.gaps.max_ns)}"],
+        [f"kernels shorter than {fmt_ns(t.short_threshold_ns)}",
+         f"{t.short_kernel_count} ({fmt_pct(t.short_kernel_share)} of kernels, {fmt_pct(t.short_kernel_time_share)} of time)"],
+        ["memcpy / memset share", f"{fmt_pct(t.memcpy_share)} / {fmt_pct(t.memset_share)}"],
+        ["synchronizations", syncs],
+        ["host-bound", host + (f" — {reason}" if reason else "")],
+    ], align="ll")]
+
+
+def _roofline_section(a: RunAnalysis) -> list[str]:
+    assert a.roofline is not None
+    c = a.ceilings
+    roofs = ""
+    if c is not None:
+        peaks = ", ".join(f"{k} {fmt_rate(v, 'FLOP/s')}" for k, v in c.peak_flops.items() if v)
+        roofs = f"Ceilings ({c.source}, {c.device_name}): {peaks}; DRAM {fmt_rate(c.dram_bw, 'B/s')}."
+    pts = a.roofline.sort_values("dur_ns", ascending=False, na_position="last").head(15)
+    out = ["## Roofline", "", roofs, "",
+           md_table(["kernel", "source", "roof", "time", "FLOP/s", "B/s", "FLOP/B", "bound", "% of roof"], align="lllrrrrlr", rows=[
+               [shorten(str(r.name), 60), r.source, f"{r.roof} {r.precision}", fmt_ns(r.dur_ns),
+                fmt_rate(r.achieved_flops_per_s, "FLOP/s"), fmt_rate(r.achieved_bytes_per_s, "B/s"),
+                fmt_num(r.arithmetic_intensity, 3), r.bound or NA,
+                NA if r.pct_of_roof is None or r.pct_of_roof != r.pct_of_roof else f"{r.pct_of_roof:.1f}%"]
+               for r in pts.itertuples()])]
+    step = a.roofline_aggregate
+    if step is not None:
+        out += ["", f"Whole step: {fmt_rate(step.achieved_flops_per_s, 'FLOP/s')}, "
+                f"{fmt_rate(step.achieved_bytes_per_s, 'B/s')}, intensity "
+                f"{fmt_num(step.arithmetic_intensity, 3)} FLOP/B, {step.bound or NA}-bound, "
+                f"{NA if step.pct_of_roof is None else f'{step.pct_of_roof:.1f}%'} of its roof "
+                f"(FLOPs known for {fmt_pct(step.flops_time_coverage)} of kernel time, bytes for "
+                f"{fmt_pct(step.bytes_time_coverage)})."]
+    return out

@@ -1,0 +1,293 @@
+"""The one place the app calls the core. Signature changes in the core are one edit here.
+
+The app holds a ``Services`` object (injected through ``make_app(..., services=...)``; tests pass
+fakes). Every function here may block: screens call them from thread workers only. Core
+modules are imported lazily inside the functions so that importing the app stays cheap and
+never pulls in torch (the workloads run in a child process).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from sessions.store import RunRecord, SessionStore
+from workloads.spec import RunSpec
+
+EventSink = Callable[[dict[str, Any]], None]
+
+
+# ---- device probe (torch-free) -------------------------------------------------------------
+@dataclass(frozen=True)
+class DeviceProbe:
+    """What the app can learn about the GPUs without torch (through NVML, if present)."""
+
+    cuda: bool = False
+    gpu_count: int = 0
+    name: str | None = None
+    cc: tuple[int, int] | None = None
+    memory_bytes: int | None = None
+    reason: str | None = None  # why cuda is False
+
+
+def probe_devices() -> DeviceProbe:
+    try:
+        import pynvml  # nvidia-ml-py; optional at run time
+    except ImportError:
+        return DeviceProbe(reason="NVML (nvidia-ml-py) is not installed")
+    try:
+        pynvml.nvmlInit()
+    except Exception as exc:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...
+        return DeviceProbe(reason=f"no NVIDIA driver ({type(exc).__name__})")
+    try:
+        count = int(pynvml.nvmlDeviceGetCount())
+        if count == 0:
+            return DeviceProbe(reason="NVML sees no GPU")
+        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        name = pynvml.nvmlDeviceGetName(handle)
+        name = name.decode() if isinstance(name, bytes) else str(name)
+        major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
+        mem = int(pynvml.nvmlDeviceGetMemoryInfo(handle).total)
+        return DeviceProbe(cuda=True, gpu_count=count, name=name, cc=(int(major), int(minor)),
+                           memory_bytes=mem)
+    except Exception as exc:
+        return DeviceProbe(reason=f"NVML query failed ({type(exc).__name__})")
+    finally:
+        try:
+            pynvml.nvmlShutdown()
+        except Exception:
+            pass
+
+
+def unmet_requirement(requirement: str, probe: DeviceProbe) -> str | None:
+    """Why ``requirement`` (a catalog string) is not met here, or None when it is (or may be)."""
+    if requirement == "cuda":
+        return None if probe.cuda else f"needs CUDA: {probe.reason or 'no GPU'}"
+    if requirement.startswith("cc>="):
+        want = tuple(int(p) for p in requirement[4:].split("."))
+        if not probe.cuda or probe.cc is None:
+            return f"needs a GPU with cc>={requirement[4:]}: {probe.reason or 'no GPU'}"
+        if probe.cc < want:
+            return f"needs cc>={requirement[4:]}; {probe.name} is cc {probe.cc[0]}.{probe.cc[1]}"
+        return None
+    if requirement == "multi_gpu":
+        return None if probe.gpu_count >= 2 else f"needs 2+ GPUs; found {probe.gpu_count}"
+    if requirement == "triton":
+        return None if importlib.util.find_spec("triton") else "needs triton (not installed)"
+    if requirement == "flex_attention":
+        version = _dist_version("torch")
+        if version is None:
+            return "needs torch>=2.5 (torch not installed)"
+        major, minor = (int("".join(c for c in p if c.isdigit()) or 0) for p in version.split(".")[:2])
+        return None if (major, minor) >= (2, 5) else f"needs torch>=2.5; found {version}"
+    return None  # unknown requirements are checked in the child, where torch is
+
+
+def layer_blocker(requires: tuple[str, ...], probe: DeviceProbe) -> str | None:
+    for requirement in requires:
+        reason = unmet_requirement(requirement, probe)
+        if reason:
+            return reason
+    return None
+
+
+def _dist_version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)  # reads metadata; does not import the package
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+# ---- memory estimate -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class MemoryEstimate:
+    weights_bytes: float
+    kv_cache_bytes: float
+    activations_bytes: float
+    source: str  # where the estimate came from
+
+    @property
+    def total_bytes(self) -> float:
+        return self.weights_bytes + self.kv_cache_bytes + self.activations_bytes
+
+
+def estimate_memory(spec: RunSpec) -> MemoryEstimate | None:
+    """workloads.estimate's analytic estimate (torch-free); None where it has none."""
+    if spec.workload != "dense":
+        return None
+    from workloads.estimate import estimate_for_preset
+
+    result = estimate_for_preset(spec.preset, spec.params)
+    return MemoryEstimate(weights_bytes=float(result.weights_bytes),
+                          kv_cache_bytes=float(result.kv_cache_bytes),
+                          activations_bytes=float(result.activations_bytes),
+                          source="workloads.estimate")
+
+
+# ---- analysis and diff views ---------------------------------------------------------------
+@dataclass(frozen=True)
+class Roof:
+    name: str
+    kind: str  # "compute" (FLOP/s) | "memory" (bytes/s)
+    value: float
+
+
+@dataclass
+class AnalysisView:
+    """What the Results screen shows; built from sessions.analysis.RunAnalysis."""
+
+    kernels: Any = None  # KernelTable (DataFrame) or None
+    categories: Any = None  # DataFrame: category, count, total_ns, share
+    top_kernels: Any = None
+    roofline: Any = None  # DataFrame of points or None
+    roofs: list[Roof] = field(default_factory=list)
+    advice: list[Any] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class DiffView:
+    speedup: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    verdict: str = "n/a"
+    category_deltas: Any = None
+    kernel_deltas: Any = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def _pick(obj: Any, name: str, default: Any = None) -> Any:
+    if isinstance(obj, dict):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def normalize_ceilings(ceilings: Any) -> list[Roof]:
+    """analyzers.ceilings.Ceilings (peak_flops per precision, dram_bw) -> roofs to draw."""
+    if ceilings is None:
+        return []
+    if isinstance(ceilings, (list, tuple)):
+        return [r for r in ceilings if isinstance(r, Roof)]
+    roofs = [Roof(str(name), "compute", float(value))
+             for name, value in (_pick(ceilings, "peak_flops") or {}).items()
+             if isinstance(value, (int, float)) and value > 0]
+    bandwidth = _pick(ceilings, "dram_bw")
+    if isinstance(bandwidth, (int, float)) and bandwidth > 0:
+        roofs.append(Roof("DRAM", "memory", float(bandwidth)))
+    return roofs
+
+
+# analyzers.roofline.points_frame column -> the name the Roofline tab reads
+_POINT_COLUMNS = {"arithmetic_intensity": "intensity", "achieved_flops_per_s": "flops_per_s",
+                  "achieved_bytes_per_s": "bytes_per_s"}
+
+
+def roofline_points(roofline: Any) -> pd.DataFrame | None:
+    """The per-kernel points as a DataFrame (name, dur_ns, flops_per_s, bytes_per_s,
+    intensity, bound, pct_of_roof, source), from a points frame or a Roofline result."""
+    if roofline is None:
+        return None
+    if hasattr(roofline, "points") and not isinstance(roofline, pd.DataFrame):
+        frame = pd.DataFrame([asdict(p) for p in roofline.points])
+    else:
+        frame = pd.DataFrame(roofline)
+    return frame.rename(columns={k: v for k, v in _POINT_COLUMNS.items() if k in frame.columns})
+
+
+def to_analysis_view(analysis: Any) -> AnalysisView:
+    roofline = _pick(analysis, "roofline")
+    ceilings = _pick(analysis, "ceilings")
+    if ceilings is None and roofline is not None and hasattr(roofline, "ceilings"):
+        ceilings = roofline.ceilings
+    return AnalysisView(
+        kernels=_pick(analysis, "kernels"),
+        categories=_pick(analysis, "categories"),
+        top_kernels=_pick(analysis, "top_kernels"),
+        roofline=roofline_points(roofline),
+        roofs=normalize_ceilings(ceilings),
+        advice=list(_pick(analysis, "advice") or []),
+        notes=[str(n) for n in (_pick(analysis, "notes") or [])],
+    )
+
+
+def to_diff_view(diff: Any) -> DiffView:
+    return DiffView(
+        speedup=_pick(diff, "speedup"),
+        ci_low=_pick(diff, "ci_low"),
+        ci_high=_pick(diff, "ci_high"),
+        verdict=str(_pick(diff, "verdict") or "n/a"),
+        category_deltas=_pick(diff, "categories", _pick(diff, "category_deltas")),
+        kernel_deltas=_pick(diff, "kernels", _pick(diff, "kernel_deltas")),
+        warnings=[str(w) for w in (_pick(diff, "warnings") or [])],
+    )
+
+
+# ---- the core front doors ------------------------------------------------------------------
+def _core_run(spec, store, on_event=None, cancel=None):  # type: ignore[no-untyped-def]
+    from profilers.runner import run
+
+    return run(spec, store, on_event=on_event, cancel=cancel)
+
+
+def _core_load_run_analysis(store, record):  # type: ignore[no-untyped-def]
+    from sessions.analysis import load_run_analysis
+
+    return load_run_analysis(store, record)
+
+
+def _core_diff_runs(store, baseline, candidate):  # type: ignore[no-untyped-def]
+    """analyzers.diff.diff_runs over the two records and their kernel tables (when parsed)."""
+    from analyzers.diff import diff_runs
+
+    kernels = [_pick(_core_load_run_analysis(store, r), "kernels") for r in (baseline, candidate)]
+    return diff_runs(baseline, candidate, kt_baseline=kernels[0], kt_candidate=kernels[1])
+
+
+class Services:
+    """Adapters over the core front doors; pass fakes with the core's signatures in tests."""
+
+    def __init__(
+        self,
+        run: Callable[..., RunRecord] | None = None,
+        load_run_analysis: Callable[[SessionStore, RunRecord], Any] | None = None,
+        diff_runs: Callable[..., Any] | None = None,
+        probe: Callable[[], DeviceProbe] | None = None,
+        estimate: Callable[[RunSpec], MemoryEstimate | None] | None = None,
+    ) -> None:
+        self._run = run or _core_run
+        self._load_run_analysis = load_run_analysis or _core_load_run_analysis
+        self._diff_runs = diff_runs or _core_diff_runs
+        self._probe = probe or probe_devices
+        self._estimate = estimate or estimate_memory
+
+    def run(self, spec: RunSpec, store: SessionStore, on_event: EventSink | None,
+            cancel: threading.Event | None) -> RunRecord:
+        """profilers.runner.run: blocks until the child ends; events arrive on this thread."""
+        return self._run(spec, store, on_event=on_event, cancel=cancel)
+
+    def load_analysis(self, store: SessionStore, record: RunRecord) -> AnalysisView:
+        return to_analysis_view(self._load_run_analysis(store, record))
+
+    def diff(self, store: SessionStore, baseline: RunRecord, candidate: RunRecord) -> DiffView:
+        return to_diff_view(self._diff_runs(store, baseline, candidate))
+
+    def probe(self) -> DeviceProbe:
+        return self._probe()
+
+    def estimate(self, spec: RunSpec) -> MemoryEstimate | None:
+        try:
+            return self._estimate(spec)
+        except Exception:  # an estimate is a hint; never block the setup screen on it
+            return None
+
+
+def default_services() -> Services:
+    """The real core front doors."""
+    return Services()

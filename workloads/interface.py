@@ -1,0 +1,100 @@
+"""The public workload interface: what the child runner needs from a model to measure it.
+
+A workload module (named by ``catalog.WorkloadInfo.module``) exposes ``create_workload()``
+returning a ``Workload``. The runner then calls, in order:
+
+    build(device, dtype, params, seed)   allocate weights (on the device, in dtype)
+    make_inputs(seed)                    fixed inputs; same seed -> same inputs
+    parity_outputs(inputs)               logits of a short greedy decode (the L0 reference)
+    <layers are applied: they may replace ``model`` or change global math settings>
+    parity_outputs(inputs, forced)       logits again, fed the reference's tokens
+    prepare(inputs)                      one-off state before timing (e.g. prefill the cache)
+    reset(); step(inputs)                per repeat; only ``step`` is timed
+
+``step`` must not synchronize the device: the runner times it with CUDA events (GPU) or
+``perf_counter`` (CPU). ``flops_per_step`` / ``bytes_per_step`` are analytic (None if unknown),
+so achieved TFLOP/s and GB/s can be reported without a profiler.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass
+class ParityOutputs:
+    """Logits of a greedy decode: ``logits`` [steps, batch, vocab] float32, ``tokens`` [steps,
+    batch] (the argmax at each step, which the next step was fed)."""
+
+    logits: torch.Tensor
+    tokens: torch.Tensor
+
+
+class Workload(ABC):
+    name: str = "workload"
+    # What one measured step is ("decode", "prefill", "generate"); reported as metrics.step.
+    step_name: str = "step"
+    # Numerical precision the math runs in ("fp32", "tf32", "bf16", "fp16", "fp8"); layers
+    # that change it (TF32, FP8) update it so parity picks the matching tolerance.
+    compute_precision: str = "fp32"
+    # The torch module layers may transform (compile, fuse, swap attention); None if none.
+    model: torch.nn.Module | None = None
+
+    @abstractmethod
+    def build(self, device: torch.device, dtype: torch.dtype, params: dict[str, Any],
+              seed: int = 0) -> None:
+        """Create weights on ``device`` in ``dtype``. Raise WorkbenchError for bad params."""
+
+    @abstractmethod
+    def make_inputs(self, seed: int) -> Any:
+        """Deterministic inputs for ``seed`` (identical across devices)."""
+
+    @abstractmethod
+    def parity_outputs(self, inputs: Any, forced_tokens: torch.Tensor | None = None
+                       ) -> ParityOutputs:
+        """Logits of a short decode. With ``forced_tokens`` (from the reference run) each step
+        is fed those tokens instead of its own argmax, so logits compare position by position
+        even where the candidate would pick a different token."""
+
+    def prepare(self, inputs: Any) -> None:  # noqa: B027 - optional hook, no-op by default
+        """One-off state before warm-up and timing (e.g. prefill the KV cache)."""
+
+    def reset(self) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Restore the state ``step`` starts from (e.g. the KV cache position), untimed."""
+
+    @abstractmethod
+    def step(self, inputs: Any) -> Any:
+        """The measured step. Must not synchronize the device."""
+
+    @abstractmethod
+    def tokens_per_step(self) -> int:
+        """Tokens one step produces (decode: batch) or consumes (prefill: batch*prompt_len)."""
+
+    def flops_per_step(self) -> float | None:
+        return None
+
+    def bytes_per_step(self) -> float | None:
+        return None
+
+    # Generation workloads time TTFT and TPOT through these two phases; others leave
+    # ``generates`` False and the metrics stay null.
+    generates: bool = False
+
+    def prefill(self, inputs: Any) -> Any:
+        raise NotImplementedError
+
+    def decode_rest(self) -> int:
+        """Decode the remaining tokens after ``prefill``; returns how many were decoded."""
+        raise NotImplementedError
+
+    def prefill_tokens(self) -> int | None:
+        """Prompt tokens one ``prefill`` processes (for prefill tokens/s), None if n/a."""
+        return None
+
+    def extra(self) -> dict[str, Any]:
+        """Workload-specific facts for result.json ``extra`` (shape, param count, ...)."""
+        return {}

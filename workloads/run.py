@@ -1,0 +1,289 @@
+"""Child-process entry point: ``python -m workloads.run --spec spec.json --out DIR``.
+
+Order of work (phases are emitted as progress events, see ``workloads.protocol``):
+  build      resolve the device, build the workload from the catalog with preset + spec params
+  reference  apply L0 (exact math) and record the parity reference: same weights, same inputs
+  parity     apply the other layers, decode again fed the reference tokens, compare
+  warmup     un-timed steps (compilation, autotuning, allocator warm-up happen here)
+  measure    ``repeat`` timed steps; NVTX range "aiperf:step" around each on CUDA, and
+             cudaProfilerStart/Stop around all of them when the profiler is ncu or nsys
+  profile    torch profiler only: a few more steps traced to DIR/trace.json.gz
+  measure    TTFT / TPOT from one timed generation (generation workloads)
+  write      result.json, atomically (temp file + os.replace): never half-written
+
+Any exception ends the run as status "failed" with a one-line error; the traceback goes to
+stderr (the parent keeps the log) and the exit code is 1 (130 when interrupted). "done" is
+always the last event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import importlib
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from workloads import catalog, measure
+from workloads.environment import collect_env, resolve_device
+from workloads.errors import WorkbenchError
+from workloads.interface import Workload
+from workloads.layers import LayerOutcome, apply_layers
+from workloads.parity import compare
+from workloads.protocol import emit
+from workloads.spec import RunSpec
+
+RESULT_FILE = "result.json"
+TRACE_FILE = "trace.json.gz"
+TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+METRIC_KEYS = ("latency_ms", "step", "tokens_per_step", "tokens_per_s", "prefill_ms",
+               "prefill_tokens_per_s", "ttft_ms", "tpot_ms", "peak_mem_bytes",
+               "flops_per_step", "bytes_per_step", "achieved_tflops", "achieved_gb_s")
+DEFAULT_PROFILE_STEPS = 3
+
+
+class RunRecord:
+    """What result.json will say; filled in as the run goes so a failure keeps what is known."""
+
+    def __init__(self) -> None:
+        self.status = "failed"
+        self.error: str | None = None
+        self.error_type: str | None = None
+        self.spec: dict[str, Any] | None = None
+        self.env: dict[str, Any] | None = None
+        self.metrics: dict[str, Any] = dict.fromkeys(METRIC_KEYS)
+        self.parity: dict[str, Any] | None = None
+        self.layers: list[LayerOutcome] = []
+        self.artifacts: dict[str, str] = {}
+        self.extra: dict[str, Any] = {}
+
+    def fail(self, exc: BaseException) -> None:
+        self.status = "failed"
+        self.error = one_line_error(exc)
+        self.error_type = type(exc).__name__
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status, "error": self.error, "error_type": self.error_type,
+            "spec": self.spec, "env": self.env, "metrics": self.metrics,
+            "parity": self.parity, "layers": [o.to_dict() for o in self.layers],
+            "artifacts": self.artifacts, "extra": self.extra,
+        }
+
+
+def one_line_error(exc: BaseException, limit: int = 400) -> str:
+    message = exc.one_line() if isinstance(exc, WorkbenchError) else " ".join(str(exc).split())
+    if isinstance(exc, KeyboardInterrupt) and not message:
+        message = "interrupted"
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def finite_or_none(value: Any) -> Any:
+    """JSON has no NaN/Infinity: a metric that is not a number is unknown (null)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_none(v) for v in value]
+    return value
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    text = json.dumps(finite_or_none(payload), indent=2, allow_nan=False, default=str)
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text + "\n")
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temp_name, 0o644)  # mkstemp makes it owner-only; the result is not secret
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def load_workload(spec: RunSpec) -> tuple[Workload, dict[str, Any]]:
+    info = catalog.get_workload(spec.workload)
+    params = catalog.get_preset(spec.workload, spec.preset)
+    params.update(spec.params)
+    module = importlib.import_module(info.module)
+    return module.create_workload(), params
+
+
+def torch_dtype(name: Any) -> torch.dtype:
+    try:
+        return TORCH_DTYPES[name]
+    except (KeyError, TypeError):
+        raise WorkbenchError(f"unsupported dtype {name!r}",
+                             f"choose one of: {', '.join(TORCH_DTYPES)}") from None
+
+
+def profile_with_torch(step: Callable[[], Any], reset: Callable[[], None],
+                       device: torch.device, out_dir: Path, steps: int) -> str:
+    """Trace ``steps`` extra steps (after the timed ones, so tracing overhead never touches
+    the latency samples) and write a gzipped Chrome trace."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities, record_shapes=True,
+                                with_flops=True) as profiler:
+        for index in range(steps):
+            reset()
+            with torch.profiler.record_function(measure.STEP_RANGE):
+                step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            emit("step", phase="profile", i=index + 1, n=steps)
+    json_path = out_dir / "trace.json"
+    profiler.export_chrome_trace(str(json_path))
+    temp_path = out_dir / f".{TRACE_FILE}.tmp"
+    with open(json_path, "rb") as source, gzip.open(temp_path, "wb", compresslevel=6) as sink:
+        shutil.copyfileobj(source, sink)
+    os.replace(temp_path, out_dir / TRACE_FILE)
+    json_path.unlink()
+    return TRACE_FILE
+
+
+def throughput_metrics(workload: Workload, samples_ms: list[float]) -> dict[str, Any]:
+    stats = measure.latency_stats(samples_ms)
+    median_s = stats["median"] / 1e3
+    flops, moved = workload.flops_per_step(), workload.bytes_per_step()
+    tokens = workload.tokens_per_step()
+
+    def rate(amount: float | None, unit: float) -> float | None:
+        return amount / median_s / unit if amount is not None and median_s > 0 else None
+
+    return {
+        "latency_ms": stats, "step": workload.step_name, "tokens_per_step": tokens,
+        "tokens_per_s": rate(tokens, 1), "flops_per_step": flops, "bytes_per_step": moved,
+        "achieved_tflops": rate(flops, 1e12), "achieved_gb_s": rate(moved, 1e9),
+    }
+
+
+def execute(spec: RunSpec, out_dir: Path, record: RunRecord) -> None:
+    device = resolve_device(spec.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise WorkbenchError("device 'cuda' requested but no CUDA GPU is available",
+                             "use --device cpu or auto")
+    record.env = collect_env(device)
+    layer_names = catalog.parse_layers(spec.layers)
+
+    emit("phase", phase="build", message=f"{spec.workload}/{spec.preset} on {device.type}")
+    workload, params = load_workload(spec)
+    measure.reset_peak_memory(device)
+    torch.manual_seed(spec.seed)
+    workload.build(device, torch_dtype(params.get("dtype", "float32")), params, seed=spec.seed)
+    record.extra.update(workload.extra())
+    inputs = workload.make_inputs(spec.seed)
+
+    emit("phase", phase="reference", message="L0 reference decode")
+    apply_layers(["L0"], workload, device, record.layers)
+    reference = workload.parity_outputs(inputs)
+
+    stacked = [name for name in layer_names if name != "L0"]
+    emit("phase", phase="parity",
+         message=f"applying {', '.join(stacked) or 'no layers over L0'}; comparing to L0")
+    apply_layers(stacked, workload, device, record.layers)
+    candidate = workload.parity_outputs(inputs, reference.tokens)
+    parity = compare(reference, candidate, workload.compute_precision)
+    record.parity = parity.to_dict()
+    if not parity.ok:
+        emit("phase", phase="parity", message=f"parity FAILED: max_rel_err "
+             f"{parity.max_rel_err:.3g}, top-1 {parity.top1_agreement:.3f}")
+
+    workload.prepare(inputs)
+    emit("phase", phase="warmup", message=f"{spec.warmup} warm-up steps")
+    plan = measure.RepeatPlan(spec.repeat, spec.warmup,
+                              profiler_range=spec.profiler in ("ncu", "nsys"))
+
+    def step() -> Any:
+        return workload.step(inputs)
+
+    def on_step(phase: str, index: int, total: int) -> None:
+        if phase == "measure" and index == 1:
+            emit("phase", phase="measure", message=f"{total} timed steps")
+        emit("step", phase=phase, i=index, n=total)
+
+    samples = measure.run_repeats(step, workload.reset, device, plan, on_step)
+    record.metrics.update(throughput_metrics(workload, samples))
+    emit("metric", name="latency_ms", value=record.metrics["latency_ms"]["median"], unit="ms")
+    if record.metrics["tokens_per_s"] is not None:
+        emit("metric", name="tokens_per_s", value=record.metrics["tokens_per_s"], unit="tok/s")
+
+    if spec.profiler == "torch":
+        steps = int(spec.profiler_options.get("steps", DEFAULT_PROFILE_STEPS))
+        emit("phase", phase="profile", message=f"torch profiler over {steps} steps")
+        record.artifacts["trace"] = profile_with_torch(step, workload.reset, device, out_dir,
+                                                       steps)
+
+    if workload.generates:
+        emit("phase", phase="measure", message="TTFT / TPOT from one timed generation")
+        generation = measure.time_generation(lambda: workload.prefill(inputs),
+                                             workload.decode_rest, device)
+        record.metrics.update(generation)
+        prefill_tokens = workload.prefill_tokens()
+        if prefill_tokens and generation["ttft_ms"]:
+            record.metrics["prefill_ms"] = generation["ttft_ms"]
+            record.metrics["prefill_tokens_per_s"] = prefill_tokens / (generation["ttft_ms"] / 1e3)
+
+    peak_bytes, peak_source = measure.peak_memory(device)
+    record.metrics["peak_mem_bytes"] = peak_bytes
+    record.extra["peak_mem_source"] = peak_source
+    record.status = "ok"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workloads.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--spec", required=True, help="path to the run spec JSON")
+    parser.add_argument("--out", required=True, help="folder for result.json and artifacts")
+    args = parser.parse_args(argv)
+    # Cancel is SIGINT (then SIGKILL); a child started from a background job inherits SIGINT
+    # as ignored, so take it back to get a "failed: interrupted" result instead of a kill.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    record = RunRecord()
+    exit_code = 0
+    try:
+        try:
+            spec_text = Path(args.spec).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise WorkbenchError(f"cannot read spec {args.spec}: {exc.strerror}") from None
+        spec = RunSpec.from_json(spec_text).validate()
+        record.spec = spec.to_dict()
+        with torch.inference_mode():
+            execute(spec, out_dir, record)
+    except (Exception, KeyboardInterrupt) as exc:
+        traceback.print_exc(file=sys.stderr)
+        record.fail(exc)
+        exit_code = 130 if isinstance(exc, KeyboardInterrupt) else 1
+
+    emit("phase", phase="write", message=RESULT_FILE)
+    try:
+        write_json_atomic(out_dir / RESULT_FILE, record.to_dict())
+    except Exception as exc:
+        traceback.print_exc(file=sys.stderr)
+        record.fail(exc)
+        exit_code = 1
+    emit("done", status=record.status, error=record.error)
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
