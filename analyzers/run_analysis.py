@@ -12,12 +12,15 @@ from typing import Any
 import pandas as pd
 
 from analyzers.breakdown import (
-    category_breakdown, cpu_op_breakdown, kernel_breakdown, op_breakdown, stream_breakdown,
+    category_breakdown,
+    cpu_op_breakdown,
+    kernel_breakdown,
+    op_breakdown,
+    stream_breakdown,
 )
 from analyzers.ceilings import Ceilings
 from analyzers.roofline import points_frame, roofline
 from analyzers.temporal import temporal_profile
-
 
 # Above this many kernels without ncu metrics, per-kernel points would only be estimates of
 # estimates and cost seconds; the breakdown and temporal analysis still run.

@@ -87,8 +87,7 @@ class TelemetrySampler:
         power = self._try(n.nvmlDeviceGetPowerUsage)
         util = self._try(n.nvmlDeviceGetUtilizationRates)
         mem = self._try(n.nvmlDeviceGetMemoryInfo)
-        reasons_fn = getattr(n, "nvmlDeviceGetCurrentClocksEventReasons", None) or getattr(
-            n, "nvmlDeviceGetCurrentClocksThrottleReasons")
+        reasons_fn = getattr(n, "nvmlDeviceGetCurrentClocksEventReasons", None) or n.nvmlDeviceGetCurrentClocksThrottleReasons
         return {
             "t_s": round(time.monotonic() - self._t0, 4),
             "power_w": power / 1000 if power is not None else None,

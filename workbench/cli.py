@@ -31,6 +31,11 @@ examples:
 """
 
 
+# Modules that add subcommands: each has register(subparsers), and sets
+# ``handler=callable(args) -> int`` with set_defaults on its parsers. Keep these imports light.
+COMMAND_MODULES: list[str] = []
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports mistakes as one line and exit code 2 (its default code too)."""
 
@@ -67,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="comma-separated layers or a range, e.g. L0,L1 or L0-L5; default L0")
     run.add_argument("--profiler", default="timer",
                      choices=["timer", "torch", "ncu", "nsys", "memory"], help="default timer")
-    run.add_argument("--repeat", type=int, default=5, help="measured repeats of the step (default 5)")
+    run.add_argument("--repeat", type=int, default=None,
+                     help="measured repeats of the step (default 5; 1 under ncu/nsys, whose "
+                     "range covers the measured steps)")
     run.add_argument("--warmup", type=int, default=2, help="warm-up repeats, not measured (default 2)")
     run.add_argument("--timeout", type=float, default=600.0,
                      help="seconds before the run is stopped and recorded as timeout (default 600)")
@@ -117,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--save", action="store_true", help="store the analysis as a session")
 
     sub.add_parser("workloads", help="list workloads, presets and layers")
+    for module_name in COMMAND_MODULES:
+        import importlib
+
+        importlib.import_module(module_name).register(sub)
     return parser
 
 
@@ -129,9 +140,11 @@ def main(argv: list[str] | None = None) -> int:
 
             run_app(args.home)
             return EXIT_OK
-        from workbench import commands
+        handler = getattr(args, "handler", None)
+        if handler is None:
+            from workbench import commands
 
-        handler = getattr(commands, f"cmd_{args.command}")
+            handler = getattr(commands, f"cmd_{args.command}")
         return int(handler(args) or 0)
     except WorkbenchError as exc:
         sys.stderr.write(f"aiperf-workbench: error: {exc.one_line()}\n")

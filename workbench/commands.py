@@ -46,7 +46,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if value is not None:
             params[key] = value
     spec = RunSpec(workload=args.workload, preset=args.preset, layers=parse_layers(args.layers),
-                   profiler=args.profiler, params=params, repeat=args.repeat,
+                   profiler=args.profiler, params=params,
+                   repeat=args.repeat if args.repeat is not None
+                   else (1 if args.profiler in ("ncu", "nsys") else 5),
                    warmup=args.warmup, timeout_s=args.timeout, seed=args.seed,
                    device=args.device, label=args.label,
                    profiler_options=dict(args.profiler_option), telemetry=not args.no_telemetry)
