@@ -68,8 +68,9 @@ def _verdict(speedup: float | None, ci: tuple[float, float] | None,
              floor_pct: float) -> str | None:
     if speedup is None:
         return None
-    change = (speedup - 1.0) * 100.0
-    if abs(change) < floor_pct or (ci is not None and ci[0] <= 1.0 <= ci[1]):
+    # Symmetric in faster/slower: a 4x slowdown is a 300% change, not the -75% of the speedup.
+    change = max(abs(speedup - 1.0), abs(1.0 / speedup - 1.0)) * 100.0 if speedup > 0 else 0.0
+    if change < floor_pct or (ci is not None and ci[0] <= 1.0 <= ci[1]):
         return "within noise"
     return "improved" if speedup > 1.0 else "regressed"
 

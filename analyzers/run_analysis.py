@@ -93,4 +93,15 @@ def analyze_tables(source: str, kernels: pd.DataFrame, kernel_metrics: pd.DataFr
     else:
         analysis.notes.append(f"no roofline: no ceilings known for device {device_name!r} "
                               "(run `aiperf-workbench calibrate` on it)")
+    return attach_advice(analysis)
+
+
+def attach_advice(analysis: RunAnalysis, record: Any = None) -> RunAnalysis:
+    """Fill ``analysis.advice`` with the ranked rule findings (analyzers.advice); with the run
+    record the rules also read metrics, parity, telemetry, layers and router health."""
+    from analyzers.advice import advise
+
+    notes: list[str] = []
+    analysis.advice = advise(analysis, record, notes=notes)
+    analysis.notes += [n for n in notes if n not in analysis.notes]
     return analysis

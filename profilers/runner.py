@@ -56,7 +56,19 @@ def get_wrapper(name: str) -> ProfilerWrapper:
 def resolve_spec(spec: RunSpec) -> RunSpec:
     """Validate against the catalog and normalize layers; raises WorkbenchError on bad input."""
     spec.validate()
-    catalog.get_preset(spec.workload, spec.preset)
+    if spec.target:  # bring your own model: no catalog entry, the child builds the target
+        from workloads.targets import check_target
+
+        spec.target = check_target(spec.target)
+    else:
+        catalog.get_preset(spec.workload, spec.preset)
+        if catalog.get_workload(spec.workload).kind == "analytic":
+            raise WorkbenchError(f"{spec.workload!r} is an analytic estimate, not a run",
+                                 f"use `aiperf-workbench {spec.workload}`")
+    if spec.checkpoint:
+        from workloads.checkpoint import check_checkpoint
+
+        spec.checkpoint = check_checkpoint(spec.checkpoint)
     spec.layers = catalog.parse_layers(spec.layers)
     for name in spec.layers:
         layer = catalog.get_layer(name)

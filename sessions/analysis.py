@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from analyzers.ceilings import resolve_ceilings
-from analyzers.run_analysis import RunAnalysis, analyze_tables
+from analyzers.run_analysis import RunAnalysis, analyze_tables, attach_advice
 from sessions.atomic import write_bytes_atomic, write_json_atomic
 from sessions.store import RunRecord, SessionStore
 
@@ -81,15 +81,15 @@ def load_run_analysis(store: SessionStore, record: RunRecord, top: int = 15) -> 
             precision = _PRECISION.get(str(dtype)) if dtype else None
             if precision == "fp32" and "L1" in (record.spec.get("layers") or []):
                 precision = "tf32"
-            return analyze_parsed(parsed, top=top, home=store.home,
+            return attach_advice(analyze_parsed(parsed, top=top, home=store.home,
                                   device_name=record.env.get("device_name")
                                   if record.env.get("device_kind") == "cuda" else None,
-                                  driver=record.env.get("driver"), precision=precision)
+                                  driver=record.env.get("driver"), precision=precision), record)
     analysis = RunAnalysis()
     analysis.notes.append(
         "no kernel-level artifact in this run (profiler "
         f"{record.spec.get('profiler', '?')!r}); run with --profiler torch or ncu for kernels")
-    return analysis
+    return attach_advice(analysis, record)
 
 
 def _parse_cached(run_dir: Path, artifact: Path) -> Any:

@@ -6,29 +6,29 @@ imports torch: runs happen in a child process behind ``workbench.services``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
+from concurrent.futures import Future
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
 from sessions.store import SessionStore
-from workbench.screens.confirm import ConfirmScreen
-from workbench.screens.help import HelpScreen, HelpSection
-from workbench.screens.live import LiveRunScreen
 from workbench.screens.messages import OpenRun, RunRequested
-from workbench.screens.pick_session import PickSessionScreen
-from workbench.screens.results import ResultsScreen
-from workbench.screens.sessions import SessionsScreen
 from workbench.screens.setup import RunSetupScreen
 from workbench.services import Services, default_services
 from workbench.settings import Settings, load_settings
-from workbench.widgets.kernel_table import KernelTableView
-from workbench.widgets.kernels_panel import KernelsPanel
-from workbench.widgets.roofline import RooflinePlot
 from workloads.errors import WorkbenchError
+
+if TYPE_CHECKING:
+    from workbench.screens.help import HelpSection
+
+# The first screen is the run setup; the others (and pandas/numpy, which their widgets use)
+# are imported when first shown, so that start-up paints within the 0.5 s target.
 
 
 class WorkbenchApp(App[None]):
@@ -41,11 +41,30 @@ class WorkbenchApp(App[None]):
         Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True),
     ]
 
-    def __init__(self, settings: Settings, store: SessionStore, services: Services) -> None:
+    def __init__(self, settings: Settings, store: SessionStore | Future[SessionStore],
+                 services: Services) -> None:
         super().__init__()
-        self.settings, self.store, self.services = settings, store, services
+        self.settings, self.services = settings, services
+        self._store = store
+        self.startup_error: WorkbenchError | None = None
+
+    @property
+    def store(self) -> SessionStore:
+        """The session store; opened in a thread during start-up (its SQLite setup syncs to
+        disk, which the first paint need not wait for)."""
+        if isinstance(self._store, Future):
+            self._store = self._store.result()
+        return self._store
+
+    def _check_store(self) -> None:
+        try:
+            self.store  # noqa: B018 - re-raises the opener's error, if any
+        except WorkbenchError as exc:
+            self.startup_error = exc  # main() raises it once the terminal is restored
+            self.exit(return_code=2)
 
     def on_mount(self) -> None:
+        self.call_after_refresh(self._check_store)
         if self.settings.theme in self.available_themes:
             self.theme = self.settings.theme
         else:
@@ -67,14 +86,20 @@ class WorkbenchApp(App[None]):
             self.push_screen(RunSetupScreen(self.services, self.settings.default_profiler))
 
     def action_sessions(self) -> None:
+        from workbench.screens.sessions import SessionsScreen
+
         if not self._pop_to(SessionsScreen):
             self.push_screen(SessionsScreen(self.store))
 
     def action_help(self) -> None:
+        from workbench.screens.help import HelpScreen
+
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(help_sections()))
 
     def on_run_requested(self, message: RunRequested) -> None:
+        from workbench.screens.live import LiveRunScreen
+
         self.push_screen(LiveRunScreen(message.spec, self.services, self.store,
                                        self.settings.refresh_hz))
 
@@ -84,6 +109,8 @@ class WorkbenchApp(App[None]):
         except WorkbenchError as exc:
             self.notify(exc.one_line(), title="Cannot open", severity="error")
             return
+        from workbench.screens.results import ResultsScreen
+
         screen = ResultsScreen(record, self.services, self.store, message.baseline_id,
                                message.tab)
         if message.replace:
@@ -111,6 +138,16 @@ class WorkbenchApp(App[None]):
 
 def help_sections() -> list[HelpSection]:
     """The bindings the help screen lists, per screen and widget."""
+    from workbench.screens.confirm import ConfirmScreen
+    from workbench.screens.help import HelpScreen
+    from workbench.screens.live import LiveRunScreen
+    from workbench.screens.pick_session import PickSessionScreen
+    from workbench.screens.results import ResultsScreen
+    from workbench.screens.sessions import SessionsScreen
+    from workbench.widgets.kernel_table import KernelTableView
+    from workbench.widgets.kernels_panel import KernelsPanel
+    from workbench.widgets.roofline import RooflinePlot
+
     owners: list[tuple[str, type]] = [
         ("Everywhere", WorkbenchApp), ("Run setup", RunSetupScreen), ("Live run", LiveRunScreen),
         ("Results", ResultsScreen), ("Kernels tab", KernelsPanel),
@@ -133,12 +170,23 @@ def make_app(settings: Settings | None = None, home: Path | str | None = None,
              services: Services | None = None) -> WorkbenchApp:
     """The one factory: the CLI, ``run_app`` and the tests build the app here."""
     settings = settings or Settings()
-    store = SessionStore(home or settings.home)
+    store: Future[SessionStore] = Future()
+
+    def open_store() -> None:
+        try:
+            store.set_result(SessionStore(home or settings.home))
+        except BaseException as exc:  # handed to whoever asks for the store
+            store.set_exception(exc)
+
+    threading.Thread(target=open_store, name="open-session-store", daemon=True).start()
     return WorkbenchApp(settings, store, services or default_services())
 
 
 def main(settings: Settings | None = None, home: Path | str | None = None) -> None:
-    make_app(settings or load_settings(), home).run()
+    app = make_app(settings or load_settings(), home)
+    app.run()
+    if app.startup_error is not None:  # e.g. an unwritable --home: one line, exit code 2
+        raise app.startup_error
 
 
 def run_app(home: Path | None = None) -> None:

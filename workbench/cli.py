@@ -21,7 +21,12 @@ An AI performance-engineering workbench: run LLM workloads with optimization lay
 profiler (timer, torch.profiler, Nsight Compute, Nsight Systems) with NVML telemetry, store each
 run as a session, and analyze kernels, roofline placement and differences between runs.
 
-Run with no command to open the terminal app.
+Run with no command to open the terminal app; `serve` opens it in a browser.
+
+app settings: a TOML file, <user config dir>/aiperf-workbench/config.toml (on Linux
+~/.config/aiperf-workbench/config.toml; another file with $AIPERF_CONFIG), with the keys
+theme, default_profiler, home, refresh_hz; the environment overrides it with AIPERF_THEME,
+AIPERF_PROFILER, AIPERF_HOME and AIPERF_REFRESH_HZ.
 
 examples:
   aiperf-workbench run --workload dense --preset tiny --profiler torch --export report.md
@@ -33,7 +38,15 @@ examples:
 
 # Modules that add subcommands: each has register(subparsers), and sets
 # ``handler=callable(args) -> int`` with set_defaults on its parsers. Keep these imports light.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = [
+    "workbench.cmd_analysis",
+    "workbench.cmd_eval",
+    "workbench.cmd_advise",
+    "workbench.cmd_ladder",
+    "workbench.cmd_serve",
+    "workbench.cmd_estimate",
+    "workbench.cmd_app",
+]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -75,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--repeat", type=int, default=None,
                      help="measured repeats of the step (default 5; 1 under ncu/nsys, whose "
                      "range covers the measured steps)")
-    run.add_argument("--warmup", type=int, default=2, help="warm-up repeats, not measured (default 2)")
+    run.add_argument("--warmup", type=int, default=None,
+                     help="warm-up repeats, not measured (default 2; 1 under ncu/nsys)")
     run.add_argument("--timeout", type=float, default=600.0,
                      help="seconds before the run is stopped and recorded as timeout (default 600)")
     run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -94,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--export", type=Path, metavar="FILE", help="write a Markdown report")
     run.add_argument("--json", type=Path, metavar="FILE", help="write the run record as JSON ('-' = stdout)")
     run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.add_argument("--target", default="", metavar="FILE.py:build|MODULE:build|NAME",
+                     help="bring your own model: a function returning a Workload (see README)")
+    run.add_argument("--checkpoint", default="", metavar="DIR",
+                     help="local HF-layout checkpoint (config.json + *.safetensors) to load "
+                     "into the workload")
 
     sessions = sub.add_parser("sessions", help="list or delete stored sessions")
     ssub = sessions.add_subparsers(dest="sessions_command", metavar="ACTION", parser_class=_Parser)
@@ -122,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--json", type=Path, metavar="FILE", help="analysis as JSON ('-' = stdout)")
     analyze.add_argument("--export", type=Path, metavar="FILE", help="write a Markdown report")
     analyze.add_argument("--save", action="store_true", help="store the analysis as a session")
+    analyze.add_argument("--hta", action="store_true",
+                         help="also run Holistic Trace Analysis (if installed) on Kineto traces "
+                         "and show its numbers next to ours")
 
     sub.add_parser("workloads", help="list workloads, presets and layers")
     for module_name in COMMAND_MODULES:

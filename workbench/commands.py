@@ -49,9 +49,17 @@ def cmd_run(args: argparse.Namespace) -> int:
                    profiler=args.profiler, params=params,
                    repeat=args.repeat if args.repeat is not None
                    else (1 if args.profiler in ("ncu", "nsys") else 5),
-                   warmup=args.warmup, timeout_s=args.timeout, seed=args.seed,
+                   warmup=args.warmup if args.warmup is not None
+                   else (1 if args.profiler in ("ncu", "nsys") else 2),
+                   timeout_s=args.timeout, seed=args.seed,
                    device=args.device, label=args.label,
-                   profiler_options=dict(args.profiler_option), telemetry=not args.no_telemetry)
+                   profiler_options=dict(args.profiler_option), telemetry=not args.no_telemetry,
+                   target=getattr(args, "target", "") or "",
+                   checkpoint=getattr(args, "checkpoint", "") or "")
+    if spec.target:
+        from workloads.targets import parse_target
+
+        spec.workload, spec.preset = parse_target(spec.target).display_name, ""
     store = _store(args)
     progress = CliProgress(quiet=args.quiet)
     record = run(spec, store, on_event=progress.on_event, cancel=threading.Event())
@@ -92,6 +100,11 @@ def _print_run_summary(record: Any) -> None:
         print(f"  parity vs L0: {'ok' if parity.get('ok') else 'FAILED'} "
               f"(max rel err {fmt_num(parity.get('max_rel_err'), 3)}, "
               f"top-1 agreement {fmt_num((parity.get('top1_agreement') or 0) * 100, 4, '%')})")
+    router = ((record.extra or {}).get("extra") or {}).get("router")
+    if router:  # MoE workloads: router health against the seed's targets
+        from workloads.router_health import summary_lines
+
+        print("\n".join("  " + line for line in summary_lines(router)))
 
 
 def cmd_sessions(args: argparse.Namespace) -> int:
@@ -156,11 +169,17 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     parsed, analysis = analyze_paths(list(args.paths), top=args.top,
                                      home=args.home or default_home())
     paths = [str(p) for p in args.paths]
+    hta = _hta_comparison(args, parsed, analysis) if getattr(args, "hta", False) else None
     if args.json:
         from workbench.export.json_export import analysis_to_dict, dumps
 
-        _write_output(args.json, dumps(analysis_to_dict(analysis)))
+        _write_output(args.json, dumps({**analysis_to_dict(analysis),
+                                        **({"hta": hta} if hta is not None else {})}))
     text = render_artifact_report(paths, analysis)
+    if hta is not None:
+        from workbench.export.hta_md import render_hta_section
+
+        text += "\n" + render_hta_section(hta)
     if args.export:
         _write_output(args.export, text)
     if not args.json or str(args.json) != "-":
@@ -168,6 +187,17 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.save:
         _save_analysis(args, paths, parsed, analysis)
     return EXIT_OK
+
+
+def _hta_comparison(args: argparse.Namespace, parsed: Any, analysis: Any) -> Any:
+    from analyzers.hta_compare import compare_with_hta
+    from sessions.hta_runner import run_hta
+
+    if parsed.kind not in ("kineto", "kineto_dir"):
+        raise WorkbenchError(f"--hta reads Kineto traces, not {parsed.kind}",
+                             "drop --hta for ncu / nsys artifacts")
+    return compare_with_hta(analysis.kernels, analysis.temporal, parsed.runtime,
+                            run_hta(list(args.paths)))
 
 
 def _save_analysis(args: argparse.Namespace, paths: list[str], parsed: Any, analysis: Any) -> None:
@@ -201,6 +231,15 @@ def cmd_workloads(args: argparse.Namespace) -> int:
         print(f"{info.name:<10} {info.title}")
         print(f"{'':<10} {info.description}")
         print(f"{'':<10} presets: {', '.join(info.presets)} (default {info.default_preset})")
+    from workloads.targets import ENTRY_POINT_GROUP, list_entry_points
+
+    plugins = list_entry_points()
+    print(f"\nplugin workloads (entry points {ENTRY_POINT_GROUP!r}; run with --target NAME):")
+    for plugin in plugins:
+        print(f"  {plugin.name:<12} {plugin.value}"
+              + (f"  [{plugin.distribution}]" if plugin.distribution else ""))
+    if not plugins:
+        print("  none installed")
     print("\nlayers:")
     for layer in LAYERS.values():
         req = f"  [needs {', '.join(layer.requires)}]" if layer.requires else ""

@@ -2,8 +2,8 @@
 
 The app holds a ``Services`` object (injected through ``make_app(..., services=...)``; tests pass
 fakes). Every function here may block: screens call them from thread workers only. Core
-modules are imported lazily inside the functions so that importing the app stays cheap and
-never pulls in torch (the workloads run in a child process).
+modules (and pandas) are imported lazily inside the functions so that importing the app stays
+cheap and never pulls in torch (the workloads run in a child process).
 """
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ import importlib.util
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from sessions.store import RunRecord, SessionStore
 from workloads.spec import RunSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 EventSink = Callable[[dict[str, Any]], None]
 
@@ -67,12 +68,13 @@ def probe_devices() -> DeviceProbe:
 
 def unmet_requirement(requirement: str, probe: DeviceProbe) -> str | None:
     """Why ``requirement`` (a catalog string) is not met here, or None when it is (or may be)."""
+    # Short reasons: the setup screen shows why there is no GPU once, on its device line.
     if requirement == "cuda":
-        return None if probe.cuda else f"needs CUDA: {probe.reason or 'no GPU'}"
+        return None if probe.cuda else "needs a CUDA GPU"
     if requirement.startswith("cc>="):
         want = tuple(int(p) for p in requirement[4:].split("."))
         if not probe.cuda or probe.cc is None:
-            return f"needs a GPU with cc>={requirement[4:]}: {probe.reason or 'no GPU'}"
+            return f"needs a GPU with cc>={requirement[4:]}"
         if probe.cc < want:
             return f"needs cc>={requirement[4:]}; {probe.name} is cc {probe.cc[0]}.{probe.cc[1]}"
         return None
@@ -142,9 +144,12 @@ class Roof:
 class AnalysisView:
     """What the Results screen shows; built from sessions.analysis.RunAnalysis."""
 
+    source: str | None = None  # artifact kind: kineto | ncu_csv | ncu_rep | nsys_sqlite
+    device_name: str | None = None  # the GPU the artifact was recorded on, where known
     kernels: Any = None  # KernelTable (DataFrame) or None
     categories: Any = None  # DataFrame: category, count, total_ns, share
     top_kernels: Any = None
+    cpu_ops: Any = None  # DataFrame: name, count, total_ns, mean_ns, flops (torch traces)
     roofline: Any = None  # DataFrame of points or None
     roofs: list[Roof] = field(default_factory=list)
     advice: list[Any] = field(default_factory=list)
@@ -194,6 +199,8 @@ def roofline_points(roofline: Any) -> pd.DataFrame | None:
     intensity, bound, pct_of_roof, source), from a points frame or a Roofline result."""
     if roofline is None:
         return None
+    import pandas as pd  # not at import time: the app's first paint must not wait for pandas
+
     if hasattr(roofline, "points") and not isinstance(roofline, pd.DataFrame):
         frame = pd.DataFrame([asdict(p) for p in roofline.points])
     else:
@@ -207,9 +214,12 @@ def to_analysis_view(analysis: Any) -> AnalysisView:
     if ceilings is None and roofline is not None and hasattr(roofline, "ceilings"):
         ceilings = roofline.ceilings
     return AnalysisView(
+        source=_pick(analysis, "source"),
+        device_name=_pick(analysis, "device_name"),
         kernels=_pick(analysis, "kernels"),
         categories=_pick(analysis, "categories"),
         top_kernels=_pick(analysis, "top_kernels"),
+        cpu_ops=_pick(analysis, "cpu_ops"),
         roofline=roofline_points(roofline),
         roofs=normalize_ceilings(ceilings),
         advice=list(_pick(analysis, "advice") or []),

@@ -8,199 +8,75 @@ purpose: faster attention is a later layer, measured against this baseline.
 
 Step modes (params["mode"]): "decode" (default) = one decode step for the whole batch after a
 prefill of prompt_len; "prefill" = a prefill of prompt_len tokens; "generate" = prefill plus
-new_tokens-1 decode steps.
+new_tokens-1 decode steps. With L6-spec a decode step is one speculative decode of
+new_tokens-1 tokens (tokens_per_step counts them, so tokens/s compares across the ladder).
+
+The modules live in ``workloads.layers.dense_model`` (re-exported here); every call goes
+through ``layers.runtime.DecodeRuntime`` (eager / static / compiled / graphed). Run options
+(RUN_DEFAULTS) sit beside the shape params: compile modes, fp8 scaling, speculative k and draft
+depth, KV block size, window, and ``unmet_layers`` ("skip" is what the ladder sets).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from workloads import estimate
 from workloads.errors import WorkbenchError
 from workloads.interface import ParityOutputs, Workload
+from workloads.layers.attention import ATTENTION_KERNELS
+from workloads.layers.dense_model import (  # noqa: F401 - re-exported: the model's public home
+    Attention,
+    DecoderBlock,
+    DenseDecoder,
+    DraftDecoder,
+    RMSNorm,
+    SwiGLU,
+    apply_rope,
+    rope_tables,
+)
+from workloads.layers.kv_cache import KVCache, PagedKVCache
+from workloads.layers.runtime import DecodeRuntime
+from workloads.layers.speculative import speculative_decode
 
 MODES = ("decode", "prefill", "generate")
 SHAPE_KEYS = ("hidden", "layers", "heads", "kv_heads", "mlp", "vocab", "batch", "prompt_len",
               "new_tokens", "max_seq", "dtype", "rope_theta", "norm_eps")
-RUN_KEYS = ("mode",)
+# Run options (not part of the model's shape); layers read theirs from here.
+RUN_DEFAULTS: dict[str, Any] = {
+    "mode": "decode",
+    "unmet_layers": "fail",  # "skip": record a layer whose requirement is unmet, run the rest
+    "compile_mode": "max-autotune-no-cudagraphs",  # L5 decode step; or "reduce-overhead", ...
+    "compile_prefill_mode": "default",  # L5 prefill: large GEMMs, cuBLAS is already good
+    "fp8_scaling": "row",  # L5-fp8: "row" (per output channel) or "tensor"
+    "spec_k": 4,  # L6-spec: draft tokens per round
+    "draft_layers": 0,  # L6-spec: draft depth; 0 = a quarter of the target's layers
+    "kv_block": 16,  # L6-paged: tokens per KV block
+}
+RUN_KEYS = tuple(RUN_DEFAULTS)
+OPTIONAL_SHAPE = {"window": 0}  # sliding-window size; 0 = full causal attention
 PRECISION_OF_DTYPE = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
-
-
-class RMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float, device: torch.device, dtype: torch.dtype) -> None:
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim, device=device, dtype=dtype),
-                                   requires_grad=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Normalize in fp32 (as Llama does) so bf16 runs do not lose the small variances.
-        x32 = x.float()
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x32.to(x.dtype)
-
-
-def rope_tables(head_dim: int, max_seq: int, theta: float, device: torch.device
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin [max_seq, head_dim] in fp32, rotate-half layout (Llama / HF convention)."""
-    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=device).float() / head_dim)
-    angles = torch.outer(torch.arange(max_seq, device=device).float(), inv_freq)
-    angles = torch.cat([angles, angles], dim=-1)
-    return angles.cos(), angles.sin()
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x [B, heads, T, head_dim]; cos/sin [T, head_dim]."""
-    x32 = x.float()
-    half = x32.shape[-1] // 2
-    rotated = torch.cat([-x32[..., half:], x32[..., :half]], dim=-1)
-    return (x32 * cos + rotated * sin).to(x.dtype)
-
-
-class KVCache:
-    """Preallocated K/V per layer: [batch, kv_heads, max_seq, head_dim]."""
-
-    def __init__(self, layers: int, batch: int, kv_heads: int, max_seq: int, head_dim: int,
-                 device: torch.device, dtype: torch.dtype) -> None:
-        shape = (batch, kv_heads, max_seq, head_dim)
-        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(layers)]
-        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(layers)]
-
-    def update(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-        end = start + k.shape[2]
-        self.keys[layer][:, :, start:end] = k
-        self.values[layer][:, :, start:end] = v
-        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
-
-
-class Attention(nn.Module):
-    def __init__(self, hidden: int, heads: int, kv_heads: int, linear: Any,
-                 residual_linear: Any) -> None:
-        super().__init__()
-        self.heads, self.kv_heads, self.head_dim = heads, kv_heads, hidden // heads
-        self.q_proj = linear(heads * self.head_dim, hidden)
-        self.k_proj = linear(kv_heads * self.head_dim, hidden)
-        self.v_proj = linear(kv_heads * self.head_dim, hidden)
-        self.o_proj = residual_linear(hidden, heads * self.head_dim)
-
-    def forward(self, x: torch.Tensor, start: int, layer: int, cache: KVCache,
-                cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        batch, seq, _ = x.shape
-        q = self.q_proj(x).view(batch, seq, self.heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(batch, seq, self.kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(batch, seq, self.kv_heads, self.head_dim).transpose(1, 2)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        keys, values = cache.update(layer, start, k, v)
-        # GQA without copying K/V: query head h uses kv head h // group, so fold each group's
-        # queries into the row dimension and broadcast one K/V per group.
-        group = self.heads // self.kv_heads
-        q = q.reshape(batch, self.kv_heads, group * seq, self.head_dim)
-        scores = (q @ keys.transpose(-1, -2)) * (1.0 / math.sqrt(self.head_dim))
-        if seq > 1:
-            total = keys.shape[2]
-            query_pos = torch.arange(start, start + seq, device=x.device)[:, None]
-            future = torch.arange(total, device=x.device)[None, :] > query_pos
-            scores = scores.view(batch, self.kv_heads, group, seq, total)
-            scores = scores.masked_fill(future, float("-inf")).view(
-                batch, self.kv_heads, group * seq, total)
-        probs = scores.float().softmax(dim=-1).to(values.dtype)
-        out = (probs @ values).view(batch, self.heads, seq, self.head_dim)
-        return self.o_proj(out.transpose(1, 2).reshape(batch, seq, -1))
-
-
-class SwiGLU(nn.Module):
-    def __init__(self, hidden: int, mlp: int, linear: Any, residual_linear: Any) -> None:
-        super().__init__()
-        self.gate_proj, self.up_proj = linear(mlp, hidden), linear(mlp, hidden)
-        self.down_proj = residual_linear(hidden, mlp)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
-
-
-class DecoderBlock(nn.Module):
-    def __init__(self, shape: dict[str, Any], linear: Any, residual_linear: Any,
-                 device: torch.device, dtype: torch.dtype) -> None:
-        super().__init__()
-        hidden, eps = shape["hidden"], shape["norm_eps"]
-        self.attn_norm = RMSNorm(hidden, eps, device, dtype)
-        self.attn = Attention(hidden, shape["heads"], shape["kv_heads"], linear, residual_linear)
-        self.mlp_norm = RMSNorm(hidden, eps, device, dtype)
-        self.mlp = SwiGLU(hidden, shape["mlp"], linear, residual_linear)
-
-    def forward(self, x: torch.Tensor, start: int, layer: int, cache: KVCache,
-                cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.attn_norm(x), start, layer, cache, cos, sin)
-        return x + self.mlp(self.mlp_norm(x))
-
-
-class DenseDecoder(nn.Module):
-    """forward(tokens [B, T], start) -> logits [B, V] of the last position (or [B, T, V])."""
-
-    def __init__(self, shape: dict[str, Any], device: torch.device, dtype: torch.dtype,
-                 seed: int) -> None:
-        super().__init__()
-        generator = torch.Generator(device=device).manual_seed(seed)
-        # Scaled init keeps activations O(1) so logits have real margins (top-1 parity means
-        # something); residual-output projections shrink with depth, as in GPT-2.
-        residual_scale = 1.0 / math.sqrt(2 * shape["layers"])
-
-        def linear(out_features: int, in_features: int, std: float | None = None) -> nn.Linear:
-            layer = nn.Linear(in_features, out_features, bias=False, device="meta")
-            weight = torch.empty(out_features, in_features, device=device, dtype=dtype)
-            weight.normal_(0.0, std or 1.0 / math.sqrt(in_features), generator=generator)
-            layer.weight = nn.Parameter(weight, requires_grad=False)
-            return layer
-
-        def residual_linear(out_features: int, in_features: int) -> nn.Linear:
-            return linear(out_features, in_features, residual_scale / math.sqrt(in_features))
-
-        hidden = shape["hidden"]
-        embedding = torch.empty(shape["vocab"], hidden, device=device, dtype=dtype)
-        self.embed = nn.Parameter(embedding.normal_(0.0, 1.0, generator=generator),
-                                  requires_grad=False)
-        self.blocks = nn.ModuleList(
-            DecoderBlock(shape, linear, residual_linear, device, dtype)
-            for _ in range(shape["layers"]))
-        self.norm = RMSNorm(hidden, shape["norm_eps"], device, dtype)
-        self.lm_head = linear(shape["vocab"], hidden)
-        head_dim = hidden // shape["heads"]
-        cos, sin = rope_tables(head_dim, shape["max_seq"], shape["rope_theta"], device)
-        self.rope_cos: torch.Tensor
-        self.rope_sin: torch.Tensor
-        self.register_buffer("rope_cos", cos, persistent=False)
-        self.register_buffer("rope_sin", sin, persistent=False)
-        self.cache = KVCache(shape["layers"], shape["batch"], shape["kv_heads"],
-                             shape["max_seq"], head_dim, device, dtype)
-
-    def forward(self, tokens: torch.Tensor, start: int, all_logits: bool = False
-                ) -> torch.Tensor:
-        seq = tokens.shape[1]
-        cos, sin = self.rope_cos[start:start + seq], self.rope_sin[start:start + seq]
-        x = F.embedding(tokens, self.embed)
-        for index, block in enumerate(self.blocks):
-            x = block(x, start, index, self.cache, cos, sin)
-        x = self.norm(x if all_logits else x[:, -1:])
-        logits = self.lm_head(x)
-        return logits if all_logits else logits[:, -1]
 
 
 def resolve_shape(params: dict[str, Any]) -> dict[str, Any]:
     """Validate merged preset+spec params; return the model shape. WorkbenchError if bad."""
-    unknown = sorted(set(params) - set(SHAPE_KEYS) - set(RUN_KEYS))
+    unknown = sorted(set(params) - set(SHAPE_KEYS) - set(RUN_KEYS) - set(OPTIONAL_SHAPE))
     if unknown:
         raise WorkbenchError(f"unknown dense params: {', '.join(unknown)}",
-                             f"known: {', '.join(SHAPE_KEYS + RUN_KEYS)}")
+                             f"known: {', '.join(SHAPE_KEYS + RUN_KEYS + tuple(OPTIONAL_SHAPE))}")
     missing = [k for k in SHAPE_KEYS if k not in params]
     if missing:
         raise WorkbenchError(f"missing dense params: {', '.join(missing)}")
     shape = {k: params[k] for k in SHAPE_KEYS}
+    shape.update({k: params.get(k, v) for k, v in OPTIONAL_SHAPE.items()})
+    if isinstance(shape["window"], bool) or not isinstance(shape["window"], int) \
+            or shape["window"] < 0:
+        raise WorkbenchError(f"dense param window must be an integer >= 0, "
+                             f"got {shape['window']!r}")
+    if params.get("unmet_layers", "fail") not in ("fail", "skip"):
+        raise WorkbenchError("dense param unmet_layers must be 'fail' or 'skip'")
     for key in ("hidden", "layers", "heads", "kv_heads", "mlp", "vocab", "batch",
                 "prompt_len", "new_tokens", "max_seq"):
         if isinstance(shape[key], bool) or not isinstance(shape[key], int) or shape[key] < 1:
@@ -236,12 +112,60 @@ class DenseWorkload(Workload):
             raise WorkbenchError(f"unknown dense mode {self.mode!r}",
                                  f"choose one of: {', '.join(MODES)}")
         self.shape = resolve_shape(params)
+        self.params = {k: params.get(k, v) for k, v in RUN_DEFAULTS.items()}
+        self.skip_unmet_layers = self.params["unmet_layers"] == "skip"
         self.step_name = self.mode
-        self.device, self.dtype = device, dtype
+        self.device, self.dtype, self.seed = device, dtype, seed
         self.compute_precision = PRECISION_OF_DTYPE[dtype]
+        check_fits(self.shape, device)
         self.model = DenseDecoder(self.shape, device, dtype, seed).eval()
+        self.runtime = DecodeRuntime(self.model, device)
+        self.draft: DecodeRuntime | None = None
+        self.spec_k = 0
+        self.spec_stats: dict[str, Any] = {}
         self._next_token: torch.Tensor | None = None
         self._prompt: torch.Tensor | None = None
+        self._host_prompt: torch.Tensor | None = None
+
+    # ---- hooks the layers call (they only set state; nothing is compiled until first use)
+    def set_attention(self, kind: str) -> None:
+        kernel = ATTENTION_KERNELS[kind]
+        assert self.model is not None
+        for block in self.model.blocks:
+            block.attn.kernel = kernel
+
+    def replace_cache(self, paged: bool | None = None, fp8: bool | None = None) -> None:
+        """Swap the KV cache (paged and/or FP8 storage). The cache is rebuilt empty, so this
+        must happen before any prefill the measured run relies on (layers apply before)."""
+        assert self.model is not None
+        self._cache_paged = self._cache_paged if paged is None else paged
+        self._cache_fp8 = self._cache_fp8 if fp8 is None else fp8
+        self.model.cache = self._new_cache(self.shape["layers"])
+        if self.draft is not None:
+            self.draft.model.cache = self._new_cache(len(self.draft.model.blocks))
+
+    _cache_paged = False
+    _cache_fp8 = False
+
+    def _new_cache(self, layers: int) -> Any:
+        s = self.shape
+        args = (layers, s["batch"], s["kv_heads"], s["max_seq"], s["hidden"] // s["heads"],
+                self.device, self.dtype)
+        if self._cache_paged:
+            return PagedKVCache(*args, block_size=int(self.params["kv_block"]),
+                                fp8=self._cache_fp8, seed=self.seed)
+        return KVCache(*args, fp8=self._cache_fp8)
+
+    def enable_speculative(self, k: int, draft_layers: int) -> None:
+        assert self.model is not None
+        draft = DraftDecoder(self.model, draft_layers, self._new_cache(draft_layers)).eval()
+        self.draft = DecodeRuntime(draft, self.device)
+        self.draft.configure_like(self.runtime)
+        self.spec_k = k
+
+    # ---- the model calls every path goes through
+    def _forward_last(self, tokens: torch.Tensor, start: int) -> torch.Tensor:
+        return self.runtime.forward(tokens, start)[:, -1]
 
     def make_inputs(self, seed: int) -> torch.Tensor:
         # Drawn on the CPU so every device sees the same prompt for a seed.
@@ -253,84 +177,142 @@ class DenseWorkload(Workload):
 
     def parity_outputs(self, inputs: torch.Tensor, forced_tokens: torch.Tensor | None = None
                        ) -> ParityOutputs:
-        assert self.model is not None
         steps_logits, steps_tokens = [], []
-        logits = self.model(inputs, 0)
+        logits = self._forward_last(inputs, 0)
         position = inputs.shape[1]
         for index in range(self.shape["new_tokens"]):
-            steps_logits.append(logits.float())
+            steps_logits.append(logits.to(torch.float32, copy=True))
             token = logits.argmax(-1) if forced_tokens is None else forced_tokens[index]
             steps_tokens.append(token)
             if index + 1 < self.shape["new_tokens"]:
-                logits = self.model(token[:, None], position)
+                logits = self._forward_last(token[:, None], position)
                 position += 1
-        return ParityOutputs(torch.stack(steps_logits), torch.stack(steps_tokens))
+        outputs = ParityOutputs(torch.stack(steps_logits), torch.stack(steps_tokens))
+        if self.draft is not None and forced_tokens is not None:
+            # Speculative decoding must reproduce the greedy decode exactly.
+            self.prefill(inputs)
+            spec_tokens = self._speculate(self.shape["new_tokens"] - 1)
+            greedy = forced_tokens[1:].to(spec_tokens.device)
+            self.spec_stats["matches_greedy"] = bool(torch.equal(spec_tokens, greedy))
+        return outputs
 
     def prepare(self, inputs: torch.Tensor) -> None:
-        assert self.model is not None
         self._prompt = inputs
+        if self.runtime.pinned and self.device.type == "cuda":
+            self._host_prompt = inputs.cpu().pin_memory()
         # Decode steps start from a cache filled by one prefill; reset() rewinds to its end.
-        self._next_token = self.model(inputs, 0).argmax(-1)[:, None]
+        self.prefill(inputs)
+
+    def _upload_prompt(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self._host_prompt is None or self._prompt is not inputs:
+            return inputs
+        return self._host_prompt.to(self.device, non_blocking=True)  # pinned: async DMA
 
     def step(self, inputs: torch.Tensor) -> torch.Tensor:
-        assert self.model is not None
         if self.mode == "prefill":
-            return self.model(inputs, 0)
+            return self._forward_last(self._upload_prompt(inputs), 0)
         if self.mode == "generate":
             self.prefill(inputs)
             self.decode_rest()
             return self._next_token  # type: ignore[return-value]  # set by prefill
         if self._next_token is None:
             raise RuntimeError("decode step before prepare(): the KV cache is empty")
+        if self.draft is not None:
+            return self._speculate(self.spec_count())
         # The cache beyond prompt_len is overwritten, so every repeat decodes the same position.
-        return self.model(self._next_token, self.shape["prompt_len"])
+        return self._forward_last(self._next_token, self.shape["prompt_len"])
 
     def prefill(self, inputs: torch.Tensor) -> torch.Tensor:
-        assert self.model is not None
-        self._next_token = self.model(inputs, 0).argmax(-1)[:, None]
+        inputs = self._upload_prompt(inputs)
+        self._next_token = self._forward_last(inputs, 0).argmax(-1)[:, None]
+        if self.draft is not None:
+            self.draft.forward(inputs, 0)
         return self._next_token
 
+    def spec_count(self) -> int:
+        """Tokens one speculative decode step produces (fixed, so tokens/s compares)."""
+        return max(1, self.shape["new_tokens"] - 1)
+
+    def _speculate(self, count: int) -> torch.Tensor:
+        assert self.draft is not None and self._next_token is not None
+        tokens, stats = speculative_decode(self.runtime.forward, self.draft.forward,
+                                           self._next_token, self.shape["prompt_len"], count,
+                                           self.spec_k)
+        self.spec_stats.update(stats)
+        return tokens
+
     def decode_rest(self) -> int:
-        assert self.model is not None and self._next_token is not None
+        assert self._next_token is not None
+        count = self.shape["new_tokens"] - 1
+        if self.draft is not None and count > 0:
+            self._next_token = self._speculate(count)[-1][:, None]
+            return count
         position, token = self.shape["prompt_len"], self._next_token
-        for _ in range(self.shape["new_tokens"] - 1):
-            token = self.model(token, position).argmax(-1)[:, None]
+        for _ in range(count):
+            token = self._forward_last(token, position).argmax(-1)[:, None]
             position += 1
         self._next_token = token
-        return self.shape["new_tokens"] - 1
+        return count
 
     def prefill_tokens(self) -> int | None:
         return self.shape["batch"] * self.shape["prompt_len"]
 
     def tokens_per_step(self) -> int:
         batch = self.shape["batch"]
-        return {"decode": batch, "prefill": batch * self.shape["prompt_len"],
+        decode = batch * (self.spec_count() if self.draft is not None else 1)
+        return {"decode": decode, "prefill": batch * self.shape["prompt_len"],
                 "generate": batch * self.shape["new_tokens"]}[self.mode]
+
+    def _decode_positions(self) -> range:
+        prompt_len = self.shape["prompt_len"]
+        if self.mode == "decode" and self.draft is None:
+            return range(prompt_len + 1, prompt_len + 2)
+        return range(prompt_len + 1, prompt_len + self.shape["new_tokens"])
 
     def flops_per_step(self) -> float | None:
         prompt_len = self.shape["prompt_len"]
-        if self.mode == "decode":
-            return float(estimate.decode_flops(self.shape, prompt_len + 1))
         if self.mode == "prefill":
             return float(estimate.prefill_flops(self.shape, prompt_len))
-        decodes = range(prompt_len + 1, prompt_len + self.shape["new_tokens"])
-        return float(estimate.prefill_flops(self.shape, prompt_len)
-                     + sum(estimate.decode_flops(self.shape, ctx) for ctx in decodes))
+        total = sum(estimate.decode_flops(self.shape, ctx) for ctx in self._decode_positions())
+        if self.mode == "generate":
+            total += estimate.prefill_flops(self.shape, prompt_len)
+        return float(total)
 
     def bytes_per_step(self) -> float | None:
         prompt_len = self.shape["prompt_len"]
-        if self.mode == "decode":
-            return float(estimate.decode_bytes(self.shape, prompt_len + 1))
         if self.mode == "prefill":
-            return float(estimate.prefill_bytes(self.shape, prompt_len))
-        decodes = range(prompt_len + 1, prompt_len + self.shape["new_tokens"])
-        return float(estimate.prefill_bytes(self.shape, prompt_len)
-                     + sum(estimate.decode_bytes(self.shape, ctx) for ctx in decodes))
+            return float(estimate.prefill_bytes(self.shape, prompt_len)
+                         * self.runtime.weight_bytes_ratio)
+        total = sum(estimate.decode_bytes(self.shape, ctx) for ctx in self._decode_positions())
+        if self.mode == "generate":
+            total += estimate.prefill_bytes(self.shape, prompt_len)
+        # Minimum traffic of the *target* decode; FP8 weights halve the weight bytes.
+        return float(total * self.runtime.weight_bytes_ratio)
 
     def extra(self) -> dict[str, Any]:
         counts = estimate.dense_param_counts(self.shape)
-        return {"shape": dict(self.shape), "mode": self.mode, "params": counts.total,
-                "memory_estimate": estimate.estimate_dense_memory(self.shape).to_dict()}
+        out: dict[str, Any] = {
+            "shape": dict(self.shape), "mode": self.mode, "params": counts.total,
+            "memory_estimate": estimate.estimate_dense_memory(self.shape).to_dict(),
+            "runtime": self.runtime.describe()}
+        if self.draft is not None:
+            out["speculative"] = {"k": self.spec_k, "draft_layers": len(self.draft.model.blocks),
+                                  **self.spec_stats}
+        return out
+
+
+def check_fits(shape: dict[str, Any], device: torch.device) -> None:
+    """Refuse a CUDA run whose estimated memory exceeds the free device memory, before any
+    weight is allocated (an OOM halfway through a build says much less)."""
+    if device.type != "cuda":
+        return
+    need = estimate.estimate_dense_memory(shape).total_bytes
+    free, _total = torch.cuda.mem_get_info(device)
+    if need > free:
+        raise WorkbenchError(
+            f"the run needs about {need / 2**30:.1f} GiB (weights, KV cache, activations) but "
+            f"only {free / 2**30:.1f} GiB is free on {torch.cuda.get_device_name(device)}",
+            "use a smaller preset, batch, prompt_len or max_seq")
 
 
 def create_workload() -> Workload:

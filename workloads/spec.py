@@ -33,6 +33,11 @@ class RunSpec:
     # Profiler options (e.g. ncu kernel regex, launch skip/count); free-form per wrapper.
     profiler_options: dict[str, Any] = field(default_factory=dict)
     telemetry: bool = True  # NVML sampler beside the run (n/a without NVML)
+    # Bring your own model: a target ("file.py:build", "package.module:build" or an
+    # entry-point name) built instead of the catalog workload, and/or a local HF-layout
+    # checkpoint folder (config.json + *.safetensors) loaded into the built-in workload.
+    target: str = ""
+    checkpoint: str = ""
 
     def validate(self) -> RunSpec:
         if self.profiler not in PROFILERS:

@@ -89,8 +89,9 @@ def _lenient_events(chunk: bytes | bytearray) -> tuple[list[Event], int]:
 class TraceStream:
     """Reads one trace file; ``events()`` yields lists of Events; ``header`` after the end."""
 
-    def __init__(self, path: Path, stream: BinaryIO) -> None:
+    def __init__(self, path: Path, stream: Any, bare: bool = False) -> None:
         self.path = path
+        self._bare = bare  # the stream is a bare events array (second half of a split file)
         self._f = stream
         self._buf = bytearray()
         self._eof = False
@@ -132,7 +133,9 @@ class TraceStream:
 
     def _find_start(self) -> int:
         """Position just after the '[' that opens the events array."""
-        while True:
+        while self._bare and not self._buf.strip() and self._read():
+            pass
+        while not self._bare:
             m = _TRACE_EVENTS.search(self._buf)
             if m:
                 self.prefix = bytes(self._buf[: m.end() - 1])
@@ -187,8 +190,10 @@ class TraceStream:
                 end = p
                 continue
             tries += 1
+            # A copy, not a view of buf: the Raw "Input Dims" values point into the decoded
+            # buffer, and buf must stay resizable while they live.
             chunk = bytearray(b"[")
-            chunk += memoryview(buf)[lo : p + 1]  # one copy; the view is released at once
+            chunk += memoryview(buf)[lo : p + 1]  # the temporary view is released at once
             chunk += b"]"
             nxt = m.end() - 1
             del m
@@ -224,11 +229,12 @@ class TraceStream:
         except (OSError, EOFError):
             pass
 
-    def header(self) -> dict[str, Any]:
-        """The trace's top-level fields other than traceEvents (small: decoded whole)."""
+    def header(self, suffix: bytes | None = None) -> dict[str, Any]:
+        """The trace's top-level fields other than traceEvents (small: decoded whole).
+        ``suffix``: the header's tail when another stream read the end of the file."""
         if not self.prefix:
             return {}
-        doc = self.prefix + b"[]" + self.suffix
+        doc = self.prefix + b"[]" + (self.suffix if suffix is None else suffix)
         try:
             head = _GENERIC.decode(doc)
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:

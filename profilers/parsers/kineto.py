@@ -1,8 +1,10 @@
 """Kineto / Chrome trace (torch.profiler) -> KernelTable + CPU ops + runtime calls.
 
 Accepts ``.json``, ``.json.gz`` (detected by magic bytes) or a directory of per-rank traces.
-Events are decoded chunk by chunk into columns (see ``_trace_stream``); names are interned to
-integer ids, so no per-event Python dict ever exists and peak memory stays near the file size.
+Events are decoded chunk by chunk into columns (see ``_trace_stream`` and ``_kineto_columns``;
+an uncompressed trace above 48 MB is parsed in two processes, see ``_trace_split``); names are
+interned to integer ids, so no per-event Python dict ever exists and peak memory stays near the
+file size.
 
 Times: Kineto writes microseconds with 3 decimals; we keep integer nanoseconds (rounded), so
 ``kernels.dur_ns.sum()`` equals the raw sum of the trace's kernel durations.
@@ -10,27 +12,24 @@ Times: Kineto writes microseconds with 3 decimals; we keep integer nanoseconds (
 
 from __future__ import annotations
 
-import gc
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
-from profilers.parsers._io import open_maybe_gzip, require_file
-from profilers.parsers._trace_stream import Args, Event, TraceStream
-from profilers.parsers.kernel_table import concat_kernel_tables, make_kernel_table
+from profilers.parsers._io import require_file
+from profilers.parsers._kineto_columns import MISSING, _Collector, collect
 from workloads.errors import WorkbenchError
 
-MISSING = np.iinfo(np.int64).min  # sentinel for absent integers inside our int64 columns
+if TYPE_CHECKING:
+    import pandas as pd
 
-_GPU_KINDS = {"kernel": 0, "Kernel": 0, "gpu_memcpy": 1, "Memcpy": 1, "gpu_memset": 2, "Memset": 2}
+# pandas is imported inside the functions that build tables: a big trace's parse starts (and
+# forks its worker) before pandas is loaded, and pandas loads while the worker parses.
+
 _KIND_NAMES = np.array(["kernel", "memcpy", "memset"], dtype=object)
-_OP_CATS = {"cpu_op", "Operator"}
-_RUNTIME_CATS = {"cuda_runtime", "cuda_driver", "Runtime"}
-_NOARGS = Args()
 _TRACE_SUFFIXES = (".json", ".json.gz", ".gz")
 
 
@@ -52,30 +51,17 @@ def kernel_total_ns(kernels: pd.DataFrame, kind: str | None = "kernel") -> int:
     return int(durs.sum(skipna=True))
 
 
-def _ints(values: list[Any]) -> np.ndarray:
-    try:
-        return np.array([MISSING if v is None else v for v in values], dtype=np.int64)
-    except (OverflowError, TypeError, ValueError):
-        return np.array(
-            [v if type(v) is int and -(2**63) < v < 2**63 else MISSING for v in values],
-            dtype=np.int64,
-        )
-
-
-def _floats(values: list[Any]) -> np.ndarray:
-    try:
-        return np.array(values, dtype=np.float64)
-    except (OverflowError, TypeError, ValueError):
-        return np.array([v if isinstance(v, float | int) else np.nan for v in values], dtype=float)
-
-
 def _masked_int(arr: np.ndarray) -> pd.arrays.IntegerArray:
+    import pandas as pd
+
     mask = arr == MISSING
     return pd.arrays.IntegerArray(np.where(mask, 0, arr), mask)
 
 
 def _ns(us: np.ndarray) -> pd.arrays.IntegerArray:
     """Microseconds (float) -> integer nanoseconds, rounded; NaN/inf -> <NA>."""
+    import pandas as pd
+
     with np.errstate(invalid="ignore", over="ignore"):
         # Whole and fractional microseconds apart: ts ~ 4e12 us leaves only ~1 ns of float
         # resolution, and multiplying first would round some timestamps the wrong way.
@@ -87,84 +73,13 @@ def _ns(us: np.ndarray) -> pd.arrays.IntegerArray:
         return pd.arrays.IntegerArray(ns, bad)
 
 
-class _Collector:
-    """Column lists for one trace file, filled chunk by chunk."""
-
-    def __init__(self) -> None:
-        self.names: dict[str, int] = {}
-        self.dims: dict[bytes, int] = {}
-        self.k: dict[str, list[Any]] = {c: [] for c in (
-            "name", "kind", "ts", "dur", "ext", "corr", "device", "stream", "regs", "smem")}
-        self.k_grid: list[Any] = []
-        self.k_block: list[Any] = []
-        self.o: dict[str, list[Any]] = {c: [] for c in ("name", "ts", "dur", "ext", "flops", "dims")}
-        self.r: dict[str, list[Any]] = {c: [] for c in ("name", "ts", "dur", "corr", "ext")}
-        self.n_events = 0
-
-    def _intern(self, names: list[str | None]) -> np.ndarray:
-        table = self.names
-        get = table.get
-        ids = [get(n, -1) for n in names]  # type: ignore[arg-type]
-        if -1 in ids:  # new names (rare after the first chunk)
-            ids = [table.setdefault(n if isinstance(n, str) else "<unnamed>", len(table))
-                   for n in names]
-        return np.array(ids, dtype=np.int32)
-
-    def add(self, events: list[Event]) -> None:
-        self.n_events += len(events)
-        kern: list[Event] = []
-        ops: list[Event] = []
-        rt: list[Event] = []
-        for e in events:
-            c = e.cat
-            if c in _GPU_KINDS:
-                kern.append(e)
-            elif c in _OP_CATS:
-                ops.append(e)
-            elif c in _RUNTIME_CATS:
-                rt.append(e)
-        if kern:
-            a = [e.args or _NOARGS for e in kern]
-            k = self.k
-            k["name"].append(self._intern([e.name for e in kern]))
-            k["kind"].append(np.array([_GPU_KINDS[e.cat] for e in kern], dtype=np.int8))  # type: ignore[index]
-            k["ts"].append(_floats([e.ts for e in kern]))
-            k["dur"].append(_floats([e.dur for e in kern]))
-            k["ext"].append(_ints([x.external_id for x in a]))
-            k["corr"].append(_ints([x.correlation for x in a]))
-            k["device"].append(_ints([x.device for x in a]))
-            k["stream"].append(_ints([x.stream for x in a]))
-            k["regs"].append(_ints([x.registers for x in a]))
-            k["smem"].append(_ints([x.shared_mem for x in a]))
-            self.k_grid.extend(tuple(x.grid) if x.grid else None for x in a)
-            self.k_block.extend(tuple(x.block) if x.block else None for x in a)
-        if ops:
-            a = [e.args or _NOARGS for e in ops]
-            o = self.o
-            o["name"].append(self._intern([e.name for e in ops]))
-            o["ts"].append(_floats([e.ts for e in ops]))
-            o["dur"].append(_floats([e.dur for e in ops]))
-            o["ext"].append(_ints([x.external_id for x in a]))
-            o["flops"].append(_floats([x.flops for x in a]))
-            dims = self.dims
-            o["dims"].append(np.array(
-                [dims.setdefault(bytes(x.input_dims), len(dims)) if len(x.input_dims) else -1
-                 for x in a], dtype=np.int32))
-        if rt:
-            a = [e.args or _NOARGS for e in rt]
-            r = self.r
-            r["name"].append(self._intern([e.name for e in rt]))
-            r["ts"].append(_floats([e.ts for e in rt]))
-            r["dur"].append(_floats([e.dur for e in rt]))
-            r["corr"].append(_ints([x.correlation for x in a]))
-            r["ext"].append(_ints([x.external_id for x in a]))
-
-
 def _cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
     return np.concatenate(parts) if parts else np.empty(0, dtype=dtype)
 
 
 def _names_cat(codes: np.ndarray, names: np.ndarray) -> pd.Categorical:
+    import pandas as pd
+
     used = np.unique(codes)
     remap = np.full(len(names) + 1, -1, dtype=np.int32)
     remap[used] = np.arange(len(used), dtype=np.int32)
@@ -177,6 +92,8 @@ def _link_ops(c: dict[str, np.ndarray], o: dict[str, np.ndarray], r: dict[str, n
     First the kernel's External id; then its correlation -> the runtime call's External id;
     then the innermost cpu_op whose interval holds that runtime call's start.
     """
+    import pandas as pd
+
     n_ops = len(o["ext"])
     row = np.full(len(c["ext"]), -1, dtype=np.int64)
     if n_ops == 0 or len(row) == 0:
@@ -214,7 +131,11 @@ def _link_ops(c: dict[str, np.ndarray], o: dict[str, np.ndarray], r: dict[str, n
 
 
 def _build(path: Path, col: _Collector, header: dict[str, Any], rank_default: int,
-           stream: TraceStream) -> KinetoTrace:
+           skipped_events: int) -> KinetoTrace:
+    import pandas as pd
+
+    from profilers.parsers.kernel_table import make_kernel_table
+
     names = np.array(list(col.names), dtype=object)
     k = {key: _cat(v, np.int64) for key, v in col.k.items()}
     o = {key: _cat(v, np.int64) for key, v in col.o.items()}
@@ -289,27 +210,15 @@ def _build(path: Path, col: _Collector, header: dict[str, Any], rank_default: in
         "distributedInfo": dist if isinstance(dist, dict) else None,
         "rank": rank,
         "n_events": col.n_events,
-        "skipped_events": stream.skipped_events,
+        "skipped_events": skipped_events,
     }
     return KinetoTrace(kernels, ops, runtime, props, meta)
 
 
 def _load_file(path: Path, rank_default: int = 0) -> KinetoTrace:
     path = require_file(path, "Kineto trace")
-    stream = TraceStream(path, open_maybe_gzip(path))
-    col = _Collector()
-    # Millions of short-lived acyclic objects: cyclic GC passes would only cost time.
-    gc_was_on = gc.isenabled()
-    gc.disable()
-    try:
-        for events in stream.events():
-            col.add(events)
-        header = stream.header()
-        return _build(path, col, header, rank_default, stream)
-    finally:
-        stream.close()
-        if gc_was_on:
-            gc.enable()
+    col, header, skipped = collect(path)
+    return _build(path, col, header, rank_default, skipped)
 
 
 def trace_files(directory: Path) -> list[Path]:
@@ -332,6 +241,8 @@ def load_kineto(path: str | os.PathLike[str]) -> KinetoTrace:
 
 def merge_traces(traces: list[KinetoTrace], path: Path) -> KinetoTrace:
     """One trace from per-rank traces (each already carries its rank)."""
+    from profilers.parsers.kernel_table import concat_kernel_tables
+
     ranks = [t.meta["rank"] for t in traces]
     p = path
     return KinetoTrace(
@@ -347,6 +258,8 @@ def merge_traces(traces: list[KinetoTrace], path: Path) -> KinetoTrace:
 
 
 def _concat_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    import pandas as pd
+
     out = pd.concat([f.astype({"name": object}) for f in frames], ignore_index=True)
     out["name"] = pd.Categorical(out["name"])
     if "input_dims" in out:

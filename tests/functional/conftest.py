@@ -13,6 +13,8 @@ from sessions.store import SessionStore
 from tests.functional.fakes import FakeCore, write_run
 from workbench.app import WorkbenchApp, make_app
 from workbench.settings import Settings
+from workloads import catalog
+from workloads.catalog import LayerInfo, WorkloadInfo
 from workloads.spec import RunSpec
 
 BASELINE_ID = "20250101-120000-aaaaaa"
@@ -79,3 +81,45 @@ def screen_text(app: WorkbenchApp) -> str:
             buffer[column:column + len(chunk)] = list(chunk)
         out.append("".join(buffer).replace("\xa0", " ").rstrip())
     return "\n".join(out)
+
+
+# The catalog the snapshots show, frozen: snapshots check the screens' layout, so workloads and
+# layers added to the real catalog later must not change them.
+PINNED_WORKLOADS = {
+    "dense": WorkloadInfo(
+        "dense", "Dense decoder (Llama-3 style)",
+        "RMSNorm, RoPE, grouped-query attention, SwiGLU MLP, KV cache; random weights from a "
+        "seed. Measures prefill and batch-B decode.", "workloads.dense",
+        presets={"tiny": {"hidden": 128, "layers": 2, "heads": 4, "kv_heads": 2, "mlp": 384,
+                          "vocab": 512, "batch": 2, "prompt_len": 32, "new_tokens": 8,
+                          "max_seq": 64, "dtype": "float32", "rope_theta": 500000.0,
+                          "norm_eps": 1e-5},
+                 "small": {"hidden": 1024, "layers": 8, "heads": 16, "kv_heads": 4,
+                           "mlp": 2816, "vocab": 32000, "batch": 1, "prompt_len": 128,
+                           "new_tokens": 32, "max_seq": 512, "dtype": "bfloat16",
+                           "rope_theta": 500000.0, "norm_eps": 1e-5}}),
+    "gemm": WorkloadInfo("gemm", "GEMM micro-benchmark", "One matmul shape, timed.",
+                         "workloads.micro_gemm", presets={"tiny": {"m": 64, "n": 64, "k": 64}},
+                         kind="micro"),
+}
+PINNED_LAYERS = {
+    "L0": LayerInfo("L0", 0, "Eager baseline", "Eager PyTorch."),
+    "L1": LayerInfo("L1", 1, "TF32 / precision", "TF32 matmuls."),
+    "L2": LayerInfo("L2", 2, "Memory layout", "Fused projections.", applies_to=("dense",)),
+    "L4": LayerInfo("L4", 4, "CUDA graphs", "Captured decode.", requires=("cuda",),
+                    applies_to=("dense",)),
+}
+
+
+@pytest.fixture
+def pinned_catalog():  # type: ignore[no-untyped-def]
+    """Swap the catalog's contents (in place: screens hold the same dict objects) for the
+    pinned one, and put the real one back afterwards."""
+    saved = dict(catalog.WORKLOADS), dict(catalog.LAYERS)
+    for live, pinned in ((catalog.WORKLOADS, PINNED_WORKLOADS), (catalog.LAYERS, PINNED_LAYERS)):
+        live.clear()
+        live.update(pinned)  # type: ignore[arg-type]
+    yield
+    for live, real in zip((catalog.WORKLOADS, catalog.LAYERS), saved, strict=True):
+        live.clear()
+        live.update(real)  # type: ignore[arg-type]

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from analyzers.breakdown import category_breakdown, kernel_breakdown
+from profilers.nvml import summarize_samples
 from profilers.parsers.kernel_table import make_kernel_table
 from sessions.store import RunRecord, SessionStore
 from workbench.services import DeviceProbe, Services
@@ -97,7 +98,11 @@ def write_run(store: SessionStore, spec: RunSpec, rows: int, run_id: str | None 
                      "tolerance": 1e-3, "ok": True, "tokens_compared": 16}
     record.env = {"device_name": "NVIDIA H100 80GB HBM3", "cc": "9.0", "driver": "580.95",
                   "cuda": "12.8", "torch": "2.9.0"}
-    record.telemetry = {"power_w": {"mean": 412.0, "max": 655.0}, "sm_mhz": {"mean": 1980.0}}
+    record.telemetry = summarize_samples(  # the real sampler's summary of fixed samples
+        [{"t_s": 0.1 * k, "power_w": 380.0 + 30 * k, "sm_mhz": 1980 - 15 * (k == 3),
+          "mem_mhz": 2619, "temp_c": 55 + k, "gpu_util": 90 + k, "mem_used_bytes": 2**33,
+          "throttle_mask": 0} for k in range(4)], 0.1, device_name="NVIDIA H100 80GB HBM3",
+        power_limit_w=700.0)
     record.label = "run label [italic]not markup[/]" if run_id else ""
     record.finished_at = record.created_at + 3
     store.save(record)

@@ -188,3 +188,30 @@ async def test_no_color(tmp_path, app_factory, monkeypatch) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("f3", "f1", "escape", "f2")
         assert app.no_color and isinstance(app.screen, RunSetupScreen)
+
+
+@pytest.mark.usefixtures("pinned_catalog")
+async def test_setup_follows_the_workload(tmp_path, app_factory) -> None:
+    """Layers that do not apply to the chosen workload, and parameters its preset lacks, are
+    disabled with the reason shown; the spec leaves them out."""
+    core = FakeCore()
+    app = app_factory(tmp_path, core)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, RunSetupScreen)
+                         and app.screen.probe is not None)
+        setup = app.screen
+        assert not setup.query_one("#layer-L2", Checkbox).disabled
+        setup.query_one("#layer-L2", Checkbox).value = True
+        setup.query_one("#workloads").focus()
+        await pilot.press("down")  # the GEMM micro-benchmark
+        assert setup.workload == "gemm"
+        assert setup.query_one("#layer-L2", Checkbox).disabled
+        assert not setup.query_one("#layer-L2", Checkbox).value
+        assert "applies to dense only" in static_text(setup.query_one("#reason-L2", Static))
+        assert setup.query_one("#param-new_tokens", Input).disabled
+        spec = setup.build_spec()
+        assert spec.workload == "gemm" and spec.layers == ["L0"]
+        assert "new_tokens" not in spec.params and "batch" not in spec.params
+        await pilot.press("up")
+        assert not setup.query_one("#layer-L2", Checkbox).disabled
+        assert setup.query_one("#param-new_tokens", Input).value == "8"

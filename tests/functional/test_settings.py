@@ -23,6 +23,41 @@ def test_settings_file_then_env(tmp_path: Path) -> None:
     assert load_settings(tmp_path / "absent.toml", env={}) == Settings()
 
 
+def test_config_file_in_the_platform_dir_reaches_the_app(tmp_path: Path, monkeypatch) -> None:
+    """The file under the platform config dir (XDG on Linux) and AIPERF_* overrides, through
+    the CLI's own path (load_settings with no arguments), shape the running app."""
+    import asyncio
+
+    from workbench.app import make_app
+    from workbench.settings import config_path
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    for var in ("AIPERF_CONFIG", "AIPERF_THEME", "AIPERF_PROFILER", "AIPERF_HOME",
+                "AIPERF_REFRESH_HZ"):
+        monkeypatch.delenv(var, raising=False)
+    path = config_path()
+    assert path == tmp_path / "xdg" / "aiperf-workbench" / "config.toml"
+    path.parent.mkdir(parents=True)
+    path.write_text(f'theme = "textual-light"\ndefault_profiler = "torch"\n'
+                    f'home = "{tmp_path / "from-file"}"\nrefresh_hz = 10\n')
+    monkeypatch.setenv("AIPERF_PROFILER", "timer")
+    settings = load_settings()
+    assert (settings.theme, settings.default_profiler, settings.refresh_hz) == \
+        ("textual-light", "timer", 10.0)
+
+    async def drive() -> tuple[str, str, Path]:
+        from textual.widgets import Select
+
+        app = make_app(settings)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            return app.theme, str(app.screen.query_one("#profiler", Select).value), \
+                app.store.home
+
+    theme, profiler, home = asyncio.run(drive())
+    assert (theme, profiler, home) == ("textual-light", "timer", tmp_path / "from-file")
+
+
 @pytest.mark.parametrize("text, env", [
     ('default_profiler = "gdb"\n', {}),
     ('colour = "red"\n', {}),
@@ -40,7 +75,7 @@ def test_requirements_without_torch() -> None:
     none = DeviceProbe(reason="no NVIDIA driver")
     a100 = DeviceProbe(cuda=True, gpu_count=1, name="A100", cc=(8, 0))
     h100x2 = DeviceProbe(cuda=True, gpu_count=2, name="H100", cc=(9, 0))
-    assert "no NVIDIA driver" in (unmet_requirement("cuda", none) or "")
+    assert unmet_requirement("cuda", none) == "needs a CUDA GPU"  # the device line says why
     assert unmet_requirement("cc>=8.9", a100) == "needs cc>=8.9; A100 is cc 8.0"
     assert unmet_requirement("cc>=8.9", h100x2) is None
     assert unmet_requirement("multi_gpu", a100) == "needs 2+ GPUs; found 1"

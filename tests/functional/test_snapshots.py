@@ -20,6 +20,8 @@ from workbench.services import DeviceProbe
 from workloads import catalog
 from workloads.catalog import LayerInfo
 
+pytestmark = pytest.mark.usefixtures("pinned_catalog")
+
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
 A100 = DeviceProbe(cuda=True, gpu_count=1, name="NVIDIA A100-SXM4-80GB", cc=(8, 0),
                    memory_bytes=80 * 2**30)

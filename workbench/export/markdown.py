@@ -11,6 +11,7 @@ from typing import Any
 
 from analyzers.run_analysis import RunAnalysis
 from sessions.store import RunRecord
+from workbench.export.advice_md import advice_section
 from workbench.export.fmt import (
     NA,
     fmt_bytes,
@@ -53,6 +54,10 @@ def render_run_report(record: RunRecord, analysis: RunAnalysis | None) -> str:
     if mem_source:
         out += ["", f"Peak memory is the {mem_source}."]
     out += ["", "## Parity against L0", "", _parity_text(record.parity)]
+    router = ((record.extra or {}).get("extra") or {}).get("router")
+    if router:
+        out += ["", "## Router health", "", _router_text(router, (record.extra or {}).get(
+            "extra", {}).get("routing_parity"))]
     layers = (record.extra or {}).get("layers") or []
     if layers:
         out += ["", "## Layers", "", md_table(["layer", "applied", "note"], [
@@ -61,6 +66,8 @@ def render_run_report(record: RunRecord, analysis: RunAnalysis | None) -> str:
     out += ["", "## Telemetry (NVML)", "", _telemetry_text(record.telemetry)]
     if analysis is not None:
         out += ["", *_analysis_sections(analysis)]
+    out += ["", *advice_section(analysis.advice if analysis is not None else [],
+                                (record.extra or {}).get("llm_advice"))]
     out += ["", "---", f"artifacts: {', '.join(f'{k}={v}' for k, v in record.artifacts.items()) or 'none'}", ""]
     return "\n".join(out)
 
@@ -70,6 +77,7 @@ def render_artifact_report(paths: list[str], analysis: RunAnalysis) -> str:
            md_table(["", ""], [["input", ", ".join(paths)], ["format", analysis.source or NA]],
                     align="ll"), ""]
     out += _analysis_sections(analysis)
+    out += ["", *advice_section(analysis.advice)]
     return "\n".join(out) + "\n"
 
 
@@ -122,6 +130,36 @@ def _parity_text(p: dict[str, Any]) -> str:
          f"{fmt_pct(p.get('top1_agreement'))} ({fmt_pct(tol.get('min_top1_agreement'))})"],
         ["tokens compared", p.get("tokens_compared", NA)],
     ], align="ll")
+
+
+def _router_text(r: dict[str, Any], routing: dict[str, Any] | None) -> str:
+    """MoE router health (workloads.router_health) against the seed's targets."""
+    if not r.get("available"):
+        return f"n/a ({r.get('reason', 'not recorded')})"
+    met, targets = r.get("met") or {}, r.get("targets") or {}
+
+    def verdict(key: str) -> str:
+        return {True: "met", False: "NOT met"}.get(met.get(key), NA)
+
+    rows = [
+        ["experts / top-k / gating", f"{r.get('experts')} / {r.get('top_k')} / {r.get('gating')}"],
+        ["tokens routed (x MoE layers)", f"{r.get('tokens_routed')} (x {r.get('moe_layers')})"],
+        ["balance loss (1.0 = uniform)", fmt_num(r.get("balance_loss"), 4)],
+        ["aux loss (coefficient)", f"{fmt_num(r.get('aux_loss'), 3)} ({fmt_num(r.get('aux_loss_coef'), 3)})"],
+        ["router entropy (share of ln E)", f"{fmt_num(r.get('router_entropy'), 4)} nats ({fmt_pct(r.get('router_entropy_norm'))})"],
+        ["tokens per expert min / max (mean)",
+         f"{fmt_num(r.get('tokens_per_expert_min'), 6)} / {fmt_num(r.get('tokens_per_expert_max'), 6)} "
+         f"({fmt_num(r.get('tokens_per_expert_mean'), 4)})"],
+        [f"Gini, mean / worst layer (target < {targets.get('gini_lt', 0.2)})",
+         f"{fmt_num(r.get('gini'), 3)} / {fmt_num(r.get('gini_max'), 3)}: {verdict('gini')}"],
+        [f"load std / mean, mean / worst layer (target < {fmt_pct(targets.get('load_cv_lt', 0.1))})",
+         f"{fmt_pct(r.get('load_cv'))} / {fmt_pct(r.get('load_cv_max'))}: {verdict('load_cv')}"],
+        ["seed targets", "met" if r.get("targets_met") else "NOT met"],
+    ]
+    if routing:
+        rows.append(["parity routing flips (replayed)",
+                     f"{routing.get('flipped')} of {routing.get('token_layer_choices')} choices"])
+    return md_table(["", ""], rows, align="ll")
 
 
 def _telemetry_text(t: dict[str, Any]) -> str:

@@ -90,9 +90,11 @@ class ResultsScreen(Screen):
         analysis = self.analysis = message.analysis
         if analysis.error:
             self.notify(analysis.error, title="Analysis failed", severity="error")
-        self.query_one(KernelsPanel).set_table(analysis.kernels, analysis.notes)
+        self.query_one(KernelsPanel).set_table(analysis.kernels, analysis.notes,
+                                                analysis.cpu_ops)
         self.query_one(RooflinePanel).set_data(analysis.roofline, analysis.roofs)
         self.query_one(AdvicePanel).set_advice(analysis.advice)
+        self.query_one(SummaryPanel).set_analysis(analysis)
 
     # ---- diff ----------------------------------------------------------------------------
     def default_baseline(self) -> str | None:
@@ -144,7 +146,8 @@ class ResultsScreen(Screen):
         pane = self.query_one(f"#tab-{tab}", TabPane)
         focusable = [w for w in pane.query("*") if w.focusable]
         if tab == "kernels":
-            focusable = [w for w in focusable if w.id == "kernel-table"] or focusable
+            focusable = [w for w in focusable if w.id in ("kernel-table", "cpu-ops")
+                         and w.display] or focusable
         if focusable:
             focusable[0].focus()
 

@@ -97,7 +97,8 @@ class RunSetupScreen(Screen):
     def on_mount(self) -> None:
         self.query_one("#workloads", OptionList).highlighted = 0
         self._load_workload(self.workload)
-        self.probe_devices()
+        # After the first paint: importing NVML in the worker would hold the GIL meanwhile.
+        self.call_after_refresh(self.probe_devices)
 
     # ---- workload / preset ---------------------------------------------------------------
     def _load_workload(self, name: str) -> None:
@@ -109,13 +110,19 @@ class RunSetupScreen(Screen):
         preset.value = info.default_preset if info.default_preset in info.presets else \
             next(iter(info.presets))
         self._fill_params(str(preset.value))
+        self._refresh_layers()
 
     def _fill_params(self, preset_name: str) -> None:
         values = get_preset(self.workload, preset_name)
         defaults = RunSpec()
         for key, (_, where) in PARAMS.items():
             value = values.get(key) if where == "param" else getattr(defaults, key)
-            self.query_one(f"#param-{key}", Input).value = "" if value is None else f"{value:g}" \
+            field = self.query_one(f"#param-{key}", Input)
+            # A preset without the parameter (a micro-benchmark has no new tokens) leaves the
+            # field empty and disabled: it is not sent.
+            field.disabled = value is None
+            field.placeholder = "n/a" if value is None else ""
+            field.value = "" if value is None else f"{value:g}" \
                 if isinstance(value, float) else str(value)
         self._update_estimate()
 
@@ -153,8 +160,17 @@ class RunSetupScreen(Screen):
         else:
             line = f"No CUDA GPU ({probe.reason}); runs go to the CPU"
         self.query_one("#device", Static).update(Text(line))
+        self._refresh_layers()
+        self._update_estimate()
+
+    def _refresh_layers(self) -> None:
+        """Disable (with the reason) layers the device cannot run or the workload does not take."""
         for layer in LAYERS.values():
-            blocker = layer_blocker(layer.requires, probe)
+            blocker = None
+            if layer.applies_to and self.workload not in layer.applies_to:
+                blocker = f"applies to {', '.join(layer.applies_to)} only"
+            elif self.probe is not None:
+                blocker = layer_blocker(layer.requires, self.probe)
             box = self.query_one(f"#layer-{layer.name}", Checkbox)
             reason = self.query_one(f"#reason-{layer.name}", Static)
             reason.update(Text(f"  ✗ {blocker}" if blocker else ""))
@@ -163,7 +179,6 @@ class RunSetupScreen(Screen):
                 box.disabled = blocker is not None
                 if blocker:
                     box.value = False
-        self._update_estimate()
 
     # ---- spec ----------------------------------------------------------------------------
     def build_spec(self) -> RunSpec:
@@ -173,7 +188,10 @@ class RunSetupScreen(Screen):
                        layers=parse_layers(layers),
                        profiler=str(self.query_one("#profiler", Select).value))
         for key, (label, where) in PARAMS.items():
-            raw = self.query_one(f"#param-{key}", Input).value.strip()
+            field = self.query_one(f"#param-{key}", Input)
+            raw = field.value.strip()
+            if field.disabled and not raw:
+                continue
             try:
                 value = float(raw) if key == "timeout_s" else int(raw)
             except ValueError:

@@ -34,11 +34,16 @@ def _cell(column: str, value: object) -> Text:
     return Text(str(value))
 
 
-def fill_table(table: DataTable, frame: pd.DataFrame | None, limit: int | None = None) -> None:
+NO_KERNELS = ("n/a: no GPU kernels in one or both runs (timer runs and CPU runs have none; "
+              "profile with torch or ncu on a GPU)")
+
+
+def fill_table(table: DataTable, frame: pd.DataFrame | None, limit: int | None = None,
+               empty: str = NA) -> None:
     table.clear(columns=True)
     if frame is None or not len(frame):
         table.add_column("")
-        table.add_row(Text("n/a"))
+        table.add_row(Text(empty))
         return
     columns = [str(c) for c in frame.columns]
     for column in columns:
@@ -78,8 +83,10 @@ class DiffPanel(VerticalScroll):
     def set_diff(self, diff: DiffView, baseline_id: str, candidate_id: str) -> None:
         self.query_one("#diff-verdict", Static).update(
             verdict_text(diff, baseline_id, candidate_id))
-        fill_table(self.query_one("#diff-categories", DataTable), diff.category_deltas)
+        fill_table(self.query_one("#diff-categories", DataTable), diff.category_deltas,
+                   empty=NO_KERNELS)
         kernels = diff.kernel_deltas
         if isinstance(kernels, pd.DataFrame) and "delta_ns" in kernels.columns:
             kernels = kernels.reindex(kernels["delta_ns"].abs().sort_values(ascending=False).index)
-        fill_table(self.query_one("#diff-kernels", DataTable), kernels, MAX_KERNEL_ROWS)
+        fill_table(self.query_one("#diff-kernels", DataTable), kernels, MAX_KERNEL_ROWS,
+                   empty=NO_KERNELS)

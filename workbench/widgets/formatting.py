@@ -5,20 +5,22 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import pandas as pd
-
 NA = "n/a"
 
 
 def is_missing(value: Any) -> bool:
+    """None, NaN (float or numpy), pandas NA / NaT. No pandas import: the setup screen uses
+    this module and the app's first paint must not wait for pandas."""
     if value is None:
         return True
-    if isinstance(value, (list, tuple, dict, str)):
+    if isinstance(value, (list, tuple, dict, str, bool)):
         return False
+    if type(value).__name__ in ("NAType", "NaTType"):
+        return True
     try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
+        return math.isnan(value)
+    except (TypeError, ValueError, OverflowError):
+        return str(value) == "NaT"  # numpy datetime64/timedelta64 NaT
 
 
 def _num(value: Any) -> float | None:

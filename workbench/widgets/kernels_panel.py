@@ -10,10 +10,34 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import Input, Static
+from textual.widgets import DataTable, Input, Static
 
 from workbench.widgets.formatting import NA, fmt_count, fmt_ns, fmt_shape, fmt_si
 from workbench.widgets.kernel_table import KernelTableView
+
+CPU_OP_COLUMNS = (("name", "CPU op"), ("count", "Calls"), ("total_ns", "Total"),
+                  ("mean_ns", "Mean"), ("flops", "FLOPs"))
+
+
+def fill_cpu_ops(table: DataTable, ops: pd.DataFrame) -> None:
+    """analyzers.breakdown.cpu_op_breakdown rows; names as Text (literal, never markup)."""
+    table.clear(columns=True)
+    columns = [(key, title) for key, title in CPU_OP_COLUMNS if key in ops.columns]
+    for key, title in columns:
+        table.add_column(title, key=key)
+    for row in ops.itertuples(index=False):
+        cells = []
+        for key, _ in columns:
+            value = getattr(row, key)
+            if key == "name":
+                cells.append(Text(str(value)))
+            elif key == "count":
+                cells.append(Text(fmt_count(value), justify="right"))
+            elif key == "flops":
+                cells.append(Text(fmt_si(value), justify="right"))
+            else:
+                cells.append(Text(fmt_ns(value), justify="right"))
+        table.add_row(*cells)
 
 
 class KernelsPanel(Vertical):
@@ -29,17 +53,32 @@ class KernelsPanel(Vertical):
         yield Input(placeholder="/ filter by name or category (Esc: back to the table)",
                     id="kernel-filter")
         yield KernelTableView(id="kernel-table")
+        yield DataTable(id="cpu-ops", cursor_type="row")
         yield Static(Text("Loading kernels…"), id="kernel-status")
         yield Static(Text(""), id="kernel-details")
 
-    def set_table(self, table: pd.DataFrame | None, notes: list[str] | None = None) -> None:
-        self._table = table
-        self.query_one(KernelTableView).set_table(table)
-        if table is None:
+    def on_mount(self) -> None:
+        self.query_one("#cpu-ops", DataTable).display = False
+
+    def set_table(self, table: pd.DataFrame | None, notes: list[str] | None = None,
+                  cpu_ops: pd.DataFrame | None = None) -> None:
+        """Show the kernel table; a trace without GPU kernels (a CPU run) shows its CPU ops."""
+        has_kernels = table is not None and len(table) > 0
+        show_ops = not has_kernels and cpu_ops is not None and len(cpu_ops) > 0
+        self._table = table if has_kernels else None
+        self.query_one(KernelTableView).set_table(self._table)
+        for widget in (self.query_one(KernelTableView), self.query_one("#kernel-filter")):
+            widget.display = not show_ops
+        self.query_one("#cpu-ops", DataTable).display = show_ops
+        status = self.query_one("#kernel-status", Static)
+        if show_ops and cpu_ops is not None:
+            fill_cpu_ops(self.query_one("#cpu-ops", DataTable), cpu_ops)
+            status.update(Text(f"No GPU kernels in this trace (a CPU run): the top {len(cpu_ops)} "
+                               "CPU ops by inclusive wall time."))
+        elif not has_kernels:
             reason = "; ".join(notes or []) or "the timer profiler records none; use torch, " \
                 "ncu or nsys"
-            self.query_one("#kernel-status", Static).update(
-                Text(f"No kernel table for this run: {reason}."))
+            status.update(Text(f"No kernel table for this run: {reason}."))
 
     def action_focus_filter(self) -> None:
         self.query_one("#kernel-filter", Input).focus()

@@ -32,8 +32,16 @@ Y_LABEL_WIDTH = 7
 def _si(value: float) -> str:
     for factor, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
         if value >= factor:
-            return f"{value / factor:g}{prefix}"
-    return f"{value:g}"
+            return f"{value / factor:.4g}{prefix}"
+    return f"{value:.4g}"
+
+
+def _roof_labels(compute: list[Roof]) -> list[tuple[float, str]]:
+    """Compute roofs with the same peak share one label ("bf16/fp16"), highest first."""
+    names: dict[float, list[str]] = {}
+    for roof in compute:
+        names.setdefault(roof.value, []).append(roof.name)
+    return [(value, "/".join(names[value])) for value in sorted(names, reverse=True)]
 
 
 class RooflinePlot(Widget, can_focus=True):
@@ -130,10 +138,13 @@ class RooflinePlot(Widget, can_focus=True):
                 row = row_of(math.log10(value)) if math.isfinite(value) and value > 0 else None
                 if row is not None:
                     grid[row][col] = ("─" if flat else "╱", roof_style)
-        for roof in compute:
-            row = row_of(math.log10(roof.value))
-            label = f" {roof.name} {_si(roof.value)}FLOP/s"
-            if row is not None and row > 0 and len(label) < plot_w:
+        labelled: set[int] = set()
+        for value, names in _roof_labels(compute):
+            row = row_of(math.log10(value))
+            label = f" {names} {_si(value)}FLOP/s"
+            # One label per row (the highest roof wins): overlapping labels would be unreadable.
+            if row is not None and row > 0 and row - 1 not in labelled and len(label) < plot_w:
+                labelled.add(row - 1)
                 for i, ch in enumerate(label):
                     grid[row - 1][plot_w - len(label) + i] = (ch, roof_style)
 

@@ -15,10 +15,13 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from sessions.store import RunRecord
+from workbench.services import AnalysisView
 from workbench.widgets.formatting import (
     NA,
     fmt_bytes,
+    fmt_count,
     fmt_float,
+    fmt_ns,
     fmt_pct,
     fmt_si,
     is_missing,
@@ -27,7 +30,7 @@ from workbench.widgets.formatting import (
 
 def _table(title: str) -> Table:
     table = Table(title=Text(title, style="bold"), title_justify="left", show_header=False,
-                  box=None, padding=(0, 1), expand=False)
+                  box=None, padding=(0, 1), expand=False, min_width=len(title) + 2)
     table.add_column("what", no_wrap=True)
     table.add_column("value", no_wrap=True)
     table.add_column("spread")
@@ -72,10 +75,55 @@ def parity_table(parity: dict[str, Any]) -> Table:
     ok = parity.get("ok")
     _row(table, f"vs {parity.get('reference', 'L0')}",
          NA if ok is None else ("ok" if ok else "MISMATCH"),
-         f"tolerance {fmt_float(parity.get('tolerance'), 6)}")
+         _tolerance(parity.get("tolerance")))
     _row(table, "max rel err", fmt_float(parity.get("max_rel_err"), 6))
     _row(table, "top-1 agreement", fmt_pct(parity.get("top1_agreement")),
          f"{parity.get('tokens_compared', NA)} tokens")
+    return table
+
+
+def _tolerance(tolerance: Any) -> str:
+    """The parity tolerance: a number, or the child's {max_rel_err, min_top1_agreement}."""
+    if isinstance(tolerance, dict):
+        parts = []
+        if not is_missing(tolerance.get("max_rel_err")):
+            parts.append(f"max rel err ≤ {tolerance['max_rel_err']:g}")
+        if not is_missing(tolerance.get("min_top1_agreement")):
+            parts.append(f"top-1 ≥ {fmt_pct(tolerance['min_top1_agreement'])}")
+        return "tolerance " + (" · ".join(parts) or NA)
+    return f"tolerance {fmt_float(tolerance, 6)}"
+
+
+def _range(low: Any, high: Any, unit: str) -> str:
+    if is_missing(low) and is_missing(high):
+        return NA
+    if low == high or is_missing(low) or is_missing(high):
+        return f"{fmt_float(high if is_missing(low) else low, 0)} {unit}"
+    return f"{fmt_float(low, 0)}–{fmt_float(high, 0)} {unit}"
+
+
+def telemetry_table(telemetry: dict[str, Any]) -> Table:
+    """profilers.nvml.summarize_samples' summary; n/a (with the reason) without NVML."""
+    table = _table("Telemetry")
+    if not telemetry or not telemetry.get("available"):
+        _row(table, "NVML", NA, str(telemetry.get("reason") or "not recorded"))
+        return table
+    limit = telemetry.get("power_limit_w")
+    _row(table, "power", f"{fmt_float(telemetry.get('power_w_mean'), 0)} W mean",
+         f"max {fmt_float(telemetry.get('power_w_max'), 0)} W" +
+         ("" if is_missing(limit) else f" · limit {fmt_float(limit, 0)} W"))
+    _row(table, "energy", fmt_float(telemetry.get("energy_j"), 1, "J"),
+         f"{telemetry.get('n_samples', NA)} samples over "
+         f"{fmt_float(telemetry.get('duration_s'), 2)} s")
+    _row(table, "SM clock", _range(telemetry.get("sm_mhz_min"), telemetry.get("sm_mhz_max"),
+                                   "MHz"),
+         "mem " + _range(telemetry.get("mem_mhz_min"), telemetry.get("mem_mhz_max"), "MHz"))
+    _row(table, "GPU util", fmt_float(telemetry.get("gpu_util_mean"), 0, "% mean"),
+         f"max temp {fmt_float(telemetry.get('temp_c_max'), 0)} °C")
+    _row(table, "memory used", fmt_bytes(telemetry.get("mem_used_bytes_max")), "max")
+    reasons = telemetry.get("throttle_reasons") or []
+    _row(table, "throttling", ", ".join(map(str, reasons)) if reasons else
+         ("none seen" if telemetry.get("throttle_seen") is False else NA))
     return table
 
 
@@ -105,9 +153,13 @@ def header_text(record: RunRecord) -> Text:
     text = Text()
     text.append(f"{record.id}  ", style="bold")
     text.append(record.status.upper(), style="bold reverse" if record.status != "ok" else "bold")
-    text.append(f"\n{spec.get('workload', NA)}/{spec.get('preset', NA)}  layers "
-                f"{','.join(spec.get('layers') or []) or NA}  profiler {spec.get('profiler', NA)}"
-                f"  device {record.env.get('device_name', NA)}")
+    if record.kind == "analysis":  # `analyze --save`: artifacts from elsewhere, no workload
+        text.append(f"\nanalysis of {spec.get('profiler') or NA} artifact: ")
+        text.append(", ".join(str(p) for p in spec.get("inputs") or []) or NA)
+    else:
+        text.append(f"\n{spec.get('workload') or NA}/{spec.get('preset') or NA}  layers "
+                    f"{','.join(spec.get('layers') or []) or NA}  profiler "
+                    f"{spec.get('profiler') or NA}  device {record.env.get('device_name', NA)}")
     if record.label:
         text.append("\nlabel: ")
         text.append(record.label)
@@ -118,15 +170,68 @@ def header_text(record: RunRecord) -> Text:
 
 
 def summary_renderable(record: RunRecord) -> RenderableType:
+    if record.kind == "analysis":  # no run: no metrics, parity, telemetry; the analysis follows
+        return Group(header_text(record), Text(""))
     env = {k: record.env.get(k) for k in ("device_name", "cc", "driver", "cuda", "torch")
            if k in record.env}
     return Group(
         header_text(record), Text(""),
         metrics_table(record.metrics), Text(""),
         parity_table(record.parity), Text(""),
-        flat_table("Telemetry", record.telemetry, "no telemetry (NVML n/a)"), Text(""),
+        telemetry_table(record.telemetry), Text(""),
         flat_table("Environment", env, "n/a"),
     )
+
+
+def _frame_table(title: str, frame: Any, columns: tuple[tuple[str, str], ...],
+                 limit: int) -> Table:
+    table = Table(title=Text(title, style="bold"), title_justify="left", box=None,
+                  padding=(0, 1), expand=False, header_style="dim")
+    for key, label in columns:
+        table.add_column(label, justify="left" if key in ("name", "category") else "right",
+                         no_wrap=key != "name", overflow="ellipsis", max_width=48)
+    for row in frame.head(limit).to_dict("records"):
+        cells = []
+        for key, _ in columns:
+            value = row.get(key)
+            if key.endswith("_ns"):
+                cells.append(Text(fmt_ns(value)))
+            elif key == "share":
+                cells.append(Text(fmt_pct(value)))
+            elif key == "count":
+                cells.append(Text(fmt_count(value)))
+            else:
+                cells.append(Text(str(value), no_wrap=True, overflow="ellipsis"))
+        table.add_row(*cells)
+    return table
+
+
+def analysis_renderable(analysis: AnalysisView) -> RenderableType:
+    """Where the time went: GPU time by category and the top kernels (or CPU ops)."""
+    if analysis.error:
+        return Text(f"Analysis failed: {analysis.error}")
+    kernels = analysis.kernels
+    parts: list[RenderableType] = []
+    if kernels is not None and len(kernels):
+        line = Text("Kernels", style="bold")
+        line.append(f"  {len(kernels):,} from {analysis.source or NA} on "
+                    f"{analysis.device_name or NA} · GPU time "
+                    f"{fmt_ns(kernels['dur_ns'].sum())}", style="")
+        parts.append(line)
+    if analysis.categories is not None and len(analysis.categories):
+        parts += [_frame_table("GPU time by category", analysis.categories, (
+            ("category", "category"), ("count", "kernels"), ("total_ns", "time"),
+            ("share", "share")), 10), Text("")]
+    if analysis.top_kernels is not None and len(analysis.top_kernels):
+        parts.append(_frame_table("Top kernels", analysis.top_kernels, (
+            ("name", "kernel"), ("count", "calls"), ("total_ns", "time"), ("share", "share")), 5))
+    elif analysis.cpu_ops is not None and len(analysis.cpu_ops):
+        parts.append(_frame_table("Top CPU ops (no GPU kernels in this trace)", analysis.cpu_ops,
+                                  (("name", "op"), ("count", "calls"), ("total_ns", "time"),
+                                   ("mean_ns", "mean")), 5))
+    for note in analysis.notes:
+        parts.append(Text(f"· {note}", style="dim"))
+    return Group(*parts) if parts else Text("")
 
 
 class SummaryPanel(VerticalScroll, can_focus=True):
@@ -136,6 +241,10 @@ class SummaryPanel(VerticalScroll, can_focus=True):
 
     def compose(self):  # type: ignore[no-untyped-def]
         yield Static(summary_renderable(self.record), id="summary-body")
+        yield Static(Text("Loading analysis…", style="dim"), id="summary-analysis")
+
+    def set_analysis(self, analysis: AnalysisView) -> None:
+        self.query_one("#summary-analysis", Static).update(analysis_renderable(analysis))
 
 
 def advice_renderable(advice: list[Any]) -> RenderableType:

@@ -1,10 +1,12 @@
 """Layer registry: catalog layer name -> the function that applies it to a built workload.
 
 An apply function takes (workload, device), changes the workload's model or the process math
-settings, and returns None or a short note (e.g. "no effect on CPU"). Later layers (fused QKV,
-static KV cache, SDPA/flash, CUDA graphs, torch.compile + FP8, paged KV, speculative decoding)
-are added as entries here and in ``catalog.LAYERS``. ``apply_layers`` checks each layer's
-requirements first; an unmet one is recorded (applied=False, reason) and fails the run.
+settings, and returns None or a short note (e.g. "no effect on CPU"). One module per group:
+precision (L0, L1), memory (L2), attention (L3), compiled (L4, L5), lowbit (L5-gemv,
+L5-fp8), serving (L6-*). ``apply_layers`` checks each layer's requirements first; an unmet one
+is recorded (applied=False, reason) and fails the run — unless the workload asks to skip
+unmet layers (dense param ``unmet_layers=skip``, what the ladder sets), in which case the
+layer is recorded as not applied and the rest of the stack runs.
 """
 
 from __future__ import annotations
@@ -17,7 +19,13 @@ import torch
 from workloads import catalog
 from workloads.errors import WorkbenchError
 from workloads.interface import Workload
+from workloads.layers.attention import apply_attention
+from workloads.layers.compiled import apply_compile, apply_graphs
+from workloads.layers.lowbit import apply_fp8, apply_gemv
+from workloads.layers.memory import apply_memory
+from workloads.layers.moe_apply import apply_fp8_experts, apply_grouped_experts
 from workloads.layers.precision import apply_eager_baseline, apply_tf32
+from workloads.layers.serving import apply_fp8_kv, apply_paged, apply_speculative
 from workloads.requirements import first_unmet
 
 LayerApply = Callable[[Workload, torch.device], "str | None"]
@@ -25,6 +33,17 @@ LayerApply = Callable[[Workload, torch.device], "str | None"]
 APPLY_FUNCTIONS: dict[str, LayerApply] = {
     "L0": apply_eager_baseline,
     "L1": apply_tf32,
+    "L2": apply_memory,
+    "L3": apply_attention,
+    "L4": apply_graphs,
+    "L5": apply_compile,
+    "L5-fp8": apply_fp8,
+    "L5-gemv": apply_gemv,
+    "L6-fp8kv": apply_fp8_kv,
+    "L6-paged": apply_paged,
+    "L6-spec": apply_speculative,
+    "L5-moe-fp8": apply_fp8_experts,
+    "L6-moe-grouped": apply_grouped_experts,
 }
 
 
@@ -52,6 +71,10 @@ def apply_layers(names: list[str], workload: Workload, device: torch.device,
             reason = "listed in the catalog but not implemented"
         else:
             reason = first_unmet(info.requires, device)
+        if reason and getattr(workload, "skip_unmet_layers", False) \
+                and not reason.startswith("listed in the catalog"):
+            outcomes.append(LayerOutcome(name, False, reason))
+            continue
         if reason:
             outcomes.append(LayerOutcome(name, False, reason))
             outcomes.extend(LayerOutcome(later, False, f"not applied: {name} failed")

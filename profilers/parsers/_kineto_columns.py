@@ -1,0 +1,191 @@
+"""Kineto trace -> column arrays (numpy + msgspec only: no pandas, so a big trace's second
+half can be forked off and parsed before the parent has even imported pandas).
+
+``collect(path)`` returns a ``_Collector`` (interned names, numpy column parts), the trace's
+top-level header and the count of events skipped for wrong types; kineto.py builds the
+DataFrames from it.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from profilers.parsers._io import open_maybe_gzip
+from profilers.parsers._trace_split import can_split, parse_in_two
+from profilers.parsers._trace_stream import Args, Event, TraceStream
+
+MISSING = np.iinfo(np.int64).min  # sentinel for absent integers inside our int64 columns
+
+_GPU_KINDS = {"kernel": 0, "Kernel": 0, "gpu_memcpy": 1, "Memcpy": 1, "gpu_memset": 2, "Memset": 2}
+_KIND_NAMES = np.array(["kernel", "memcpy", "memset"], dtype=object)
+_OP_CATS = {"cpu_op", "Operator"}
+_RUNTIME_CATS = {"cuda_runtime", "cuda_driver", "Runtime"}
+_NOARGS = Args()
+
+def _ints(values: Any) -> np.ndarray:
+    try:
+        return np.array(values, dtype=np.int64)  # C fast path: no None in the column
+    except (OverflowError, TypeError, ValueError):
+        pass
+    try:
+        return np.array([MISSING if v is None else v for v in values], dtype=np.int64)
+    except (OverflowError, TypeError, ValueError):
+        return np.array(
+            [v if type(v) is int and -(2**63) < v < 2**63 else MISSING for v in values],
+            dtype=np.int64,
+        )
+
+
+def _floats(values: Any) -> np.ndarray:
+    try:
+        return np.array(values, dtype=np.float64)
+    except (OverflowError, TypeError, ValueError):
+        return np.array([v if isinstance(v, float | int) else np.nan for v in values], dtype=float)
+
+
+class _Collector:
+    """Column lists for one trace file, filled chunk by chunk."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, int] = {}
+        self.dims: dict[bytes, int] = {}
+        self.k: dict[str, list[Any]] = {c: [] for c in (
+            "name", "kind", "ts", "dur", "ext", "corr", "device", "stream", "regs", "smem")}
+        self.k_grid: list[Any] = []
+        self.k_block: list[Any] = []
+        self.o: dict[str, list[Any]] = {c: [] for c in ("name", "ts", "dur", "ext", "flops", "dims")}
+        self.r: dict[str, list[Any]] = {c: [] for c in ("name", "ts", "dur", "corr", "ext")}
+        self.n_events = 0
+
+    def _intern(self, names: Any) -> np.ndarray:
+        table = self.names
+        get = table.get
+        ids = [get(n, -1) for n in names]  # type: ignore[arg-type]
+        if -1 in ids:  # new names (rare after the first chunk)
+            ids = [table.setdefault(n if isinstance(n, str) else "<unnamed>", len(table))
+                   for n in names]
+        return np.array(ids, dtype=np.int32)
+
+    def compact(self) -> _Collector:
+        """One array per column (what a worker sends back: a few big arrays pickle fast)."""
+        for cols in (self.k, self.o, self.r):
+            for key, parts in cols.items():
+                if len(parts) > 1:
+                    cols[key] = [np.concatenate(parts)]
+        return self
+
+    def merge(self, other: _Collector) -> None:
+        """Append ``other`` (the next part of the same file) with its name ids remapped."""
+        self.n_events += other.n_events
+        for table, cols, keys in ((self.names, (self.k, self.o, self.r), ("name",)),
+                                  (self.dims, (self.o,), ("dims",))):
+            ids = [table.setdefault(n, len(table)) for n in (other.names if keys == ("name",)
+                                                             else other.dims)]
+            remap = np.array(ids + [-1], dtype=np.int32)  # remap[-1] keeps "no dims" at -1
+            for mine, theirs in zip(cols, (other.k, other.o, other.r) if keys == ("name",)
+                                    else (other.o,), strict=True):
+                for key in keys:
+                    mine[key].extend(remap[part] for part in theirs[key])
+        for mine, theirs in ((self.k, other.k), (self.o, other.o), (self.r, other.r)):
+            for key, parts in theirs.items():
+                if key not in ("name", "dims"):
+                    mine[key].extend(parts)
+        self.k_grid.extend(other.k_grid)
+        self.k_block.extend(other.k_block)
+
+    def add(self, events: list[Event]) -> None:
+        self.n_events += len(events)
+        kern: list[Event] = []
+        ops: list[Event] = []
+        rt: list[Event] = []
+        for e in events:
+            c = e.cat
+            if c in _GPU_KINDS:
+                kern.append(e)
+            elif c in _OP_CATS:
+                ops.append(e)
+            elif c in _RUNTIME_CATS:
+                rt.append(e)
+        if kern:
+            a = [e.args or _NOARGS for e in kern]
+            k = self.k
+            k["name"].append(self._intern([e.name for e in kern]))
+            k["kind"].append(np.array([_GPU_KINDS[e.cat] for e in kern], dtype=np.int8))  # type: ignore[index]
+            k["ts"].append(_floats([e.ts for e in kern]))
+            k["dur"].append(_floats([e.dur for e in kern]))
+            k["ext"].append(_ints([x.external_id for x in a]))
+            k["corr"].append(_ints([x.correlation for x in a]))
+            k["device"].append(_ints([x.device for x in a]))
+            k["stream"].append(_ints([x.stream for x in a]))
+            k["regs"].append(_ints([x.registers for x in a]))
+            k["smem"].append(_ints([x.shared_mem for x in a]))
+            self.k_grid.extend(tuple(x.grid) if x.grid else None for x in a)
+            self.k_block.extend(tuple(x.block) if x.block else None for x in a)
+        if ops:
+            a = [e.args or _NOARGS for e in ops]
+            o = self.o
+            o["name"].append(self._intern([e.name for e in ops]))
+            o["ts"].append(_floats([e.ts for e in ops]))
+            o["dur"].append(_floats([e.dur for e in ops]))
+            o["ext"].append(_ints([x.external_id for x in a]))
+            o["flops"].append(_floats([x.flops for x in a]))
+            dims = self.dims
+            o["dims"].append(np.array(
+                [dims.setdefault(bytes(x.input_dims), len(dims)) if len(x.input_dims) else -1
+                 for x in a], dtype=np.int32))
+        if rt:
+            a = [e.args or _NOARGS for e in rt]
+            r = self.r
+            r["name"].append(self._intern([e.name for e in rt]))
+            r["ts"].append(_floats([e.ts for e in rt]))
+            r["dur"].append(_floats([e.dur for e in rt]))
+            r["corr"].append(_ints([x.correlation for x in a]))
+            r["ext"].append(_ints([x.external_id for x in a]))
+
+
+def _parse_stream(path: Path, raw: Any, bare: bool = False) -> tuple[_Collector, TraceStream]:
+    """Decode one stream into columns; the TraceStream (closed) keeps the header bytes."""
+    stream = TraceStream(path, raw, bare=bare)
+    col = _Collector()
+    # Millions of short-lived acyclic objects: cyclic GC passes would only cost time.
+    gc_was_on = gc.isenabled()
+    gc.disable()
+    try:
+        for events in stream.events():
+            col.add(events)
+    finally:
+        stream.close()
+        if gc_was_on:
+            gc.enable()
+    stream._f = None  # type: ignore[assignment]  # picklable when a worker sends it back
+    return col.compact(), stream
+
+
+def _import_pandas() -> None:
+    """Runs in the parent while the forked worker parses: pandas is needed for the tables."""
+    import pandas  # noqa: F401
+
+
+def collect(path: Path) -> tuple[_Collector, dict[str, Any], int]:
+    """Columns, header and skipped-event count of one trace file (two processes when big)."""
+    size = os.path.getsize(path)
+    halves = None
+    if can_split(path, size):
+        # Without pandas loaded yet, the parent imports it during the worker's parse, so it
+        # takes the smaller part of the file.
+        first_share = 0.5 if "pandas" in sys.modules else 0.3
+        halves = parse_in_two(path, size, _parse_stream, first_share=first_share,
+                              meanwhile=_import_pandas)
+    if halves is not None:
+        (col, first), (rest, second) = halves
+        col.merge(rest)
+        return (col, first.header(suffix=second.suffix),
+                first.skipped_events + second.skipped_events)
+    col, first = _parse_stream(path, open_maybe_gzip(path))
+    return col, first.header(), first.skipped_events

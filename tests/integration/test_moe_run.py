@@ -1,0 +1,67 @@
+"""The MoE workloads end to end on CPU: real child processes through the CLI, router health in
+result.json, the run summary and the Markdown report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(home: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "workbench.cli", "--home", str(home), *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_moe_tiny_prints_router_health_and_targets(tmp_path: Path) -> None:
+    home, report = tmp_path / "home", tmp_path / "moe.md"
+    proc = cli(home, "run", "--workload", "moe", "--preset", "tiny", "--repeat", "2",
+               "--warmup", "1", "--quiet", "--export", str(report))
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    out = proc.stdout
+    for needle in ("router health (64 experts, top-6", "balance loss", "router entropy",
+                   "tokens per expert min", "Gini", "target < 0.2", "load std/mean",
+                   "seed targets:"):
+        assert needle in out, (needle, out)
+    run_id = out.split()[1].rstrip(":")
+    result = json.loads((home / "runs" / run_id / "result.json").read_text())
+    router = result["extra"]["router"]
+    assert router["experts"] == 64 and router["top_k"] == 6 and router["moe_layers"] == 2
+    # 2 x 32 prompt tokens + 3 decode steps of 2 tokens, every one routed once per layer
+    assert router["tokens_routed"] == 2 * 32 + 3 * 2
+    assert 0 <= router["gini"] < 1 and router["router_entropy"] > 0
+    verdict = "met" if router["targets_met"] else "NOT met"
+    assert f"seed targets: {verdict}" in out
+    text = report.read_text()
+    assert "## Router health" in text and "Gini" in text and verdict in text
+
+
+def test_gptoss_tiny_with_all_moe_layers_keeps_parity(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    proc = cli(home, "run", "--workload", "gptoss", "--preset", "tiny", "--layers",
+               "L0,L1,L5-moe-fp8,L6-moe-grouped", "--repeat", "2", "--warmup", "1", "--quiet")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "parity vs L0: ok" in proc.stdout
+    run_id = proc.stdout.split()[1].rstrip(":")
+    result = json.loads((home / "runs" / run_id / "result.json").read_text())
+    assert result["parity"]["ok"] and result["parity"]["precision"] == "fp8"
+    assert [layer["name"] for layer in result["layers"]] == [
+        "L0", "L1", "L5-moe-fp8", "L6-moe-grouped"]
+    assert result["extra"]["moe_impl"]["dispatch"] == "sorted"
+    assert result["extra"]["router"]["experts"] == 32
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_moe_full_preset_on_gpu_with_moe_layers(tmp_path: Path) -> None:
+    proc = cli(tmp_path, "run", "--workload", "moe", "--preset", "full", "--device", "cuda",
+               "--layers", "L0,L1,L5-moe-fp8,L6-moe-grouped", "--repeat", "5", "--quiet",
+               "--no-telemetry")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "parity vs L0: ok" in proc.stdout and "seed targets:" in proc.stdout

@@ -1,0 +1,60 @@
+"""The ladder table: speedups from tokens/s, PARITY FAIL instead of a speedup, explanations."""
+
+from __future__ import annotations
+
+from sessions.store import RunRecord
+from workbench.cmd_ladder import default_layer_sets, parse_layer_sets
+from workbench.export.ladder_md import build_ladder, render_ladder_markdown
+
+
+def record(run_id, layers, tps, p10, p90, ok=True, outcomes=(), status="ok", extra=None):
+    median = 1e3 / tps
+    return RunRecord(
+        id=run_id, created_at=0.0, status=status, spec={"layers": layers},
+        metrics={"tokens_per_s": tps, "peak_mem_bytes": 2**30,
+                 "latency_ms": {"median": median, "p99": median * 1.1, "p10": p10, "p90": p90}},
+        parity={"ok": ok, "max_rel_err": 0.01 if ok else 0.4, "top1_agreement": 1.0 if ok
+                else 0.5},
+        extra={"layers": [{"name": n, "applied": a, "reason": r} for n, a, r in outcomes],
+               "extra": extra or {}})
+
+
+def test_speedups_parity_fail_and_explanations():
+    records = [
+        record("a", ["L0"], 100.0, 9.9, 10.1),
+        record("b", ["L0", "L1"], 200.0, 4.9, 5.1),
+        record("c", ["L0", "L1", "L4"], 190.0, 5.1, 5.4,
+               outcomes=[("L4", False, "needs a CUDA GPU (run is on cpu)")]),
+        record("d", ["L0", "L1", "L4", "L5-fp8"], 400.0, 2.4, 2.6, ok=False),
+        record("e", ["L0", "L1", "L4", "L6-paged"], 150.0, 6.5, 6.8),
+    ]
+    rows = build_ladder(records)
+    assert [r.label for r in rows] == ["L0", "+L1", "+L4", "+L5-fp8", "+L6-paged"]
+    assert rows[1].step_speedup == 2.0 and rows[1].cumulative_speedup == 2.0
+    assert rows[2].explanation.startswith("no layer took effect: L4 not applied (needs a CUDA")
+    assert rows[3].step_speedup is None and rows[3].cumulative_speedup is None
+    # The row before failed parity: the step compares with the last valid row (190 tok/s).
+    assert abs(rows[4].step_speedup - 150 / 190) < 1e-9 and "gathers" in rows[4].explanation
+    assert rows[4].cumulative_speedup == 1.5
+    text = render_ladder_markdown(rows, {"workload": "dense", "preset": "tiny"})
+    assert "PARITY FAIL (rel 0.4, top-1 0.5)" in text
+    assert "| +L5-fp8 | 400.00 |" in text and "| PARITY FAIL | PARITY FAIL |" in text
+    assert "**+L5-fp8** breaks parity" in text and "**+L4** is 0.95x" in text
+
+
+def test_speculative_mismatch_is_a_parity_failure_and_slow_layers_are_explained():
+    records = [record("a", ["L0"], 100.0, 9.9, 10.1),
+               record("b", ["L0", "L6-paged"], 50.0, 19.0, 21.0),
+               record("c", ["L0", "L6-paged", "L6-spec"], 60.0, 16.0, 17.0,
+                      extra={"speculative": {"matches_greedy": False}})]
+    rows = build_ladder(records)
+    assert "gathers the blocks" in rows[1].explanation
+    assert rows[2].parity_ok is False and rows[2].step_speedup is None
+
+
+def test_default_sets_are_cumulative_and_parse():
+    sets = default_layer_sets("dense")
+    assert sets[0] == ["L0"] and sets[1] == ["L0", "L1"] and sets[-1][-1] == "L6-spec"
+    assert all(later[:-1] == earlier for earlier, later in zip(sets, sets[1:], strict=False))
+    assert not any("moe" in name for name in sets[-1])
+    assert parse_layer_sets("L0; L0,L2 ;L0-L1") == [["L0"], ["L0", "L2"], ["L0", "L1"]]

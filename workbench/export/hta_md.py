@@ -1,0 +1,64 @@
+"""Markdown section: HTA's numbers next to ours (analyzers.hta_compare.HtaComparison)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workbench.export.fmt import md_table, shorten
+
+
+def fmt_num(value: Any, _digits: int = 0) -> str:
+    """Whole numbers as integers, others to 0.1 above 1000, else 4 significant digits."""
+    if value is None or value != value:
+        return "n/a"
+    v = float(value)
+    if v.is_integer():
+        return f"{int(v):,}"
+    return f"{v:,.1f}" if abs(v) >= 1000 else f"{v:.4g}"
+
+
+def _val(value: Any, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    return fmt_num(value) + ("%" if unit == "%" else "")
+
+
+def render_hta_section(cmp: Any, top: int = 10) -> str:
+    took = f", {cmp.hta_seconds:.1f} s" if cmp.hta_seconds is not None else ""
+    out = [f"## HTA {cmp.hta_version or ''} next to ours{took}".replace("  ", " "), ""]
+    rows = []
+    for r in cmp.rows:
+        if r.agree is None:
+            verdict = "n/a"
+        elif r.agree:
+            verdict = "agree"
+        else:
+            by = (f"{r.delta_pct:+.3g}%" if r.delta_pct is not None else "")
+            verdict = f"differ by {fmt_num(r.delta, 6)} {r.unit} ({by})" + (f": {r.why}" if r.why else "")
+        rows.append([r.metric, r.unit, _val(r.ours, r.unit), _val(r.hta, r.unit), verdict])
+    out.append(md_table(["metric", "unit", "ours", "HTA", "verdict"], rows, align="llrrl"))
+    off = cmp.kernel_disagreements
+    if off is not None and len(off):
+        out += ["", f"Kernels whose totals differ by more than 0.1% ({len(off)}):", ""]
+        out.append(md_table(["kernel", "ours us", "HTA us", "delta %"], [
+            [shorten(str(r.name), 70), fmt_num(r.ours_us, 6), fmt_num(r.hta_us, 6),
+             "n/a" if r.delta_pct != r.delta_pct else f"{r.delta_pct:+.2f}%"]
+            for r in off.head(top).itertuples()], align="lrrr"))
+    if cmp.idle_by_category is not None and len(cmp.idle_by_category):
+        out += ["", "HTA idle-time breakdown (all streams):", ""]
+        out.append(md_table(["category", "idle us", "share"], [
+            [r.idle_category, fmt_num(r.idle_us, 6),
+             "n/a" if r.share != r.share else f"{r.share * 100:.1f}%"]
+            for r in cmp.idle_by_category.itertuples()], align="lrr"))
+    if cmp.launch_summary:
+        out += ["", "HTA CUDA kernel launch statistics:", ""]
+        out.append(md_table(["", ""], [[k.replace("_", " "), fmt_num(v, 6)]
+                                       for k, v in cmp.launch_summary.items()], align="lr"))
+    if cmp.overlap is not None and len(cmp.overlap):
+        out += ["", "HTA communication/computation overlap:", ""]
+        out.append(md_table(list(map(str, cmp.overlap.columns)),
+                            [[fmt_num(v, 4) for v in row] for row in cmp.overlap.itertuples(index=False)]))
+    for key, err in cmp.errors.items():
+        out.append(f"- HTA {key}: failed ({err})")
+    out += [f"- {n}" for n in cmp.notes]
+    return "\n".join(out) + "\n"

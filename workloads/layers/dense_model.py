@@ -1,0 +1,197 @@
+"""The dense decoder's modules (Llama-3 style): RMSNorm, RoPE, GQA attention with a pluggable
+kernel, SwiGLU, the decoder and its layer-skip draft. ``workloads.dense`` re-exports them and
+holds the workload that measures them; the layers in this package transform them in place
+(fuse projections, swap the attention kernel, the KV cache or the linears).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from workloads.layers.attention import eager_attention
+from workloads.layers.kv_cache import KVCache, positions_of
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float, device: torch.device, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim, device=device, dtype=dtype),
+                                   requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Normalize in fp32 (as Llama does) so bf16 runs do not lose the small variances.
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(x.dtype)
+
+
+def rope_tables(head_dim: int, max_seq: int, theta: float, device: torch.device
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin [max_seq, head_dim] in fp32, rotate-half layout (Llama / HF convention)."""
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=device).float() / head_dim)
+    angles = torch.outer(torch.arange(max_seq, device=device).float(), inv_freq)
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x [B, heads, T, head_dim]; cos/sin [T, head_dim]."""
+    x32 = x.float()
+    half = x32.shape[-1] // 2
+    rotated = torch.cat([-x32[..., half:], x32[..., :half]], dim=-1)
+    return (x32 * cos + rotated * sin).to(x.dtype)
+
+
+class Attention(nn.Module):
+    def __init__(self, hidden: int, heads: int, kv_heads: int, linear: Any,
+                 residual_linear: Any) -> None:
+        super().__init__()
+        self.heads, self.kv_heads, self.head_dim = heads, kv_heads, hidden // heads
+        self.q_proj = linear(heads * self.head_dim, hidden)
+        self.k_proj = linear(kv_heads * self.head_dim, hidden)
+        self.v_proj = linear(kv_heads * self.head_dim, hidden)
+        self.o_proj = residual_linear(hidden, heads * self.head_dim)
+        self.qkv_proj: nn.Module | None = None  # L2 replaces q/k/v with one fused projection
+        self.kernel = eager_attention  # L3 swaps in SDPA / FlexAttention
+        self.window = 0
+
+    def fuse(self) -> None:
+        """L2: one [q; k; v] projection (one GEMM reading x once instead of three)."""
+        weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
+        self.qkv_proj = nn.Linear(weight.shape[1], weight.shape[0], bias=False, device="meta")
+        self.qkv_proj.weight = nn.Parameter(weight.contiguous(), requires_grad=False)
+        del self.q_proj, self.k_proj, self.v_proj
+
+    def forward(self, x: torch.Tensor, start: int | torch.Tensor, layer: int, cache: Any,
+                cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        batch, seq, _ = x.shape
+        q_dim, kv_dim = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        if self.qkv_proj is not None:
+            q, k, v = self.qkv_proj(x).split([q_dim, kv_dim, kv_dim], dim=-1)
+        else:
+            q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        q = q.view(batch, seq, self.heads, self.head_dim).transpose(1, 2)
+        k = k.view(batch, seq, self.kv_heads, self.head_dim).transpose(1, 2)
+        v = v.view(batch, seq, self.kv_heads, self.head_dim).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        keys, values = cache.update(layer, start, k, v)
+        out = self.kernel(q, keys, values, start, self.window)
+        return self.o_proj(out.transpose(1, 2).reshape(batch, seq, -1))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, hidden: int, mlp: int, linear: Any, residual_linear: Any) -> None:
+        super().__init__()
+        self.mlp = mlp
+        self.gate_proj, self.up_proj = linear(mlp, hidden), linear(mlp, hidden)
+        self.down_proj = residual_linear(hidden, mlp)
+        self.gate_up_proj: nn.Module | None = None  # L2: one fused [gate; up] projection
+
+    def fuse(self) -> None:
+        weight = torch.cat([self.gate_proj.weight, self.up_proj.weight]).contiguous()
+        self.gate_up_proj = nn.Linear(weight.shape[1], weight.shape[0], bias=False,
+                                      device="meta")
+        self.gate_up_proj.weight = nn.Parameter(weight, requires_grad=False)
+        del self.gate_proj, self.up_proj
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gate_up_proj is not None:
+            gate, up = self.gate_up_proj(x).split([self.mlp, self.mlp], dim=-1)
+            return self.down_proj(F.silu(gate) * up)
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class DecoderBlock(nn.Module):
+    def __init__(self, shape: dict[str, Any], linear: Any, residual_linear: Any,
+                 device: torch.device, dtype: torch.dtype) -> None:
+        super().__init__()
+        hidden, eps = shape["hidden"], shape["norm_eps"]
+        self.attn_norm = RMSNorm(hidden, eps, device, dtype)
+        self.attn = Attention(hidden, shape["heads"], shape["kv_heads"], linear, residual_linear)
+        self.mlp_norm = RMSNorm(hidden, eps, device, dtype)
+        self.mlp = SwiGLU(hidden, shape["mlp"], linear, residual_linear)
+
+    def forward(self, x: torch.Tensor, start: int | torch.Tensor, layer: int, cache: Any,
+                cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x), start, layer, cache, cos, sin)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class DenseDecoder(nn.Module):
+    """forward(tokens [B, T], start) -> logits [B, V] of the last position (or [B, T, V])."""
+
+    def __init__(self, shape: dict[str, Any], device: torch.device, dtype: torch.dtype,
+                 seed: int) -> None:
+        super().__init__()
+        generator = torch.Generator(device=device).manual_seed(seed)
+        # Scaled init keeps activations O(1) so logits have real margins (top-1 parity means
+        # something); residual-output projections shrink with depth, as in GPT-2.
+        residual_scale = 1.0 / math.sqrt(2 * shape["layers"])
+
+        def linear(out_features: int, in_features: int, std: float | None = None) -> nn.Linear:
+            layer = nn.Linear(in_features, out_features, bias=False, device="meta")
+            weight = torch.empty(out_features, in_features, device=device, dtype=dtype)
+            weight.normal_(0.0, std or 1.0 / math.sqrt(in_features), generator=generator)
+            layer.weight = nn.Parameter(weight, requires_grad=False)
+            return layer
+
+        def residual_linear(out_features: int, in_features: int) -> nn.Linear:
+            return linear(out_features, in_features, residual_scale / math.sqrt(in_features))
+
+        hidden = shape["hidden"]
+        embedding = torch.empty(shape["vocab"], hidden, device=device, dtype=dtype)
+        self.embed = nn.Parameter(embedding.normal_(0.0, 1.0, generator=generator),
+                                  requires_grad=False)
+        self.blocks = nn.ModuleList(
+            DecoderBlock(shape, linear, residual_linear, device, dtype)
+            for _ in range(shape["layers"]))
+        self.norm = RMSNorm(hidden, shape["norm_eps"], device, dtype)
+        self.lm_head = linear(shape["vocab"], hidden)
+        head_dim = hidden // shape["heads"]
+        cos, sin = rope_tables(head_dim, shape["max_seq"], shape["rope_theta"], device)
+        self.rope_cos: torch.Tensor
+        self.rope_sin: torch.Tensor
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        for block in self.blocks:
+            block.attn.window = int(shape.get("window", 0))
+        self.cache: Any = KVCache(shape["layers"], shape["batch"], shape["kv_heads"],
+                                  shape["max_seq"], head_dim, device, dtype)
+
+    def forward(self, tokens: torch.Tensor, start: int | torch.Tensor,
+                all_logits: bool = False) -> torch.Tensor:
+        """``start`` a Python int (slices the cache) or a long tensor [1] (static shapes:
+        index_copy_ into the cache, attend over max_seq with a position mask)."""
+        seq = tokens.shape[1]
+        if isinstance(start, int):
+            cos, sin = self.rope_cos[start:start + seq], self.rope_sin[start:start + seq]
+        else:
+            positions = positions_of(start, seq, tokens.device)
+            cos, sin = self.rope_cos[positions], self.rope_sin[positions]
+        x = F.embedding(tokens, self.embed)
+        for index, block in enumerate(self.blocks):
+            x = block(x, start, index, self.cache, cos, sin)
+        x = self.norm(x if all_logits else x[:, -1:])
+        logits = self.lm_head(x)
+        return logits if all_logits else logits[:, -1]
+
+
+class DraftDecoder(DenseDecoder):
+    """A smaller dense decoder for speculative decoding (L6-spec): the target's first
+    ``layers`` blocks with its embedding, final norm and LM head (shared, not copied — a
+    layer-skip draft), and a KV cache of its own."""
+
+    def __init__(self, target: DenseDecoder, layers: int, cache: Any) -> None:
+        nn.Module.__init__(self)
+        self.embed = target.embed
+        self.blocks = nn.ModuleList(list(target.blocks)[:layers])
+        self.norm, self.lm_head = target.norm, target.lm_head
+        self.register_buffer("rope_cos", target.rope_cos, persistent=False)
+        self.register_buffer("rope_sin", target.rope_sin, persistent=False)
+        self.cache = cache

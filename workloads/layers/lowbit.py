@@ -1,0 +1,143 @@
+"""Weight-GEMM layers: L5-gemv (Triton GEMV for M <= 16) and L5-fp8 (FP8 e4m3 weights).
+
+Both replace the dense decoder's ``nn.Linear`` modules in place (projections and the LM head),
+so they compose with the fused projections of L2, CUDA graphs (L4) and torch.compile (L5).
+
+FP8 (per-row by default, ``fp8_scaling=tensor`` for one scale per matrix):
+  scale[n] = amax_k |W[n, k]| / 448,  Wq = round_e4m3(W / scale)     (448 = e4m3 max)
+  decode (M <= 16): y = scale * (x @ Wq^T) in the Triton GEMV, Wq dequantized in registers
+                    (weight-only FP8: activations stay bf16);
+  prefill (M > 16): torch._scaled_mm with activations quantized per row (or per tensor), M
+                    padded to a multiple of 16, Wq^T passed column-major as cuBLASLt wants.
+The relative error of one e4m3 element is at most 2^-4 (3 mantissa bits, round to nearest);
+``quantize_fp8`` is checked against that bound on the CPU.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from workloads.layers.triton_gemv import MAX_M, gemv_op, gemv_reference
+
+FP8_DTYPE = torch.float8_e4m3fn
+FP8_MAX = 448.0
+FP8_REL_ERR = 2.0 ** -4  # half an ulp at 3 mantissa bits
+
+
+def quantize_fp8(weight: torch.Tensor, per_row: bool = True
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """W [N, K] -> (Wq e4m3 [N, K], scale fp32 [N] (per row) or [1] (per tensor))."""
+    w32 = weight.float()
+    amax = w32.abs().amax(dim=1) if per_row else w32.abs().amax().reshape(1)
+    scale = amax.clamp_min(1e-12) / FP8_MAX
+    scaled = w32 / (scale[:, None] if per_row else scale)
+    return scaled.clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE), scale
+
+
+def dequantize_fp8(wq: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    per_row = scale.numel() == wq.shape[0] and scale.numel() > 1
+    return wq.float() * (scale[:, None] if per_row else scale)
+
+
+def _rows(x: torch.Tensor) -> int:
+    rows = 1
+    for size in x.shape[:-1]:
+        rows *= size
+    return rows
+
+
+class GemvLinear(nn.Module):
+    """bf16 weight; M <= 16 goes to the Triton GEMV, larger M to cuBLAS (F.linear)."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(weight.contiguous(), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _rows(x) > MAX_M:
+            return F.linear(x, self.weight)
+        flat = x.reshape(-1, x.shape[-1])
+        return gemv_op()(flat, self.weight, None).view(*x.shape[:-1], self.weight.shape[0])
+
+
+class Fp8Linear(nn.Module):
+    """FP8 e4m3 weight with per-row or per-tensor fp32 scales (see the module docstring)."""
+
+    def __init__(self, weight: torch.Tensor, per_row: bool) -> None:
+        super().__init__()
+        wq, scale = quantize_fp8(weight, per_row)
+        self.out_dtype = weight.dtype
+        self.per_row = per_row
+        self.register_buffer("weight_fp8", wq.contiguous())
+        self.register_buffer("scale", scale.contiguous())
+        self.register_buffer("scale_row", scale.reshape(1, -1) if per_row else scale.reshape(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, x.shape[-1])
+        n = self.weight_fp8.shape[0]
+        if flat.shape[0] <= MAX_M:
+            if x.device.type == "cuda":
+                y = gemv_op()(flat, self.weight_fp8, self.scale)
+            else:
+                y = gemv_reference(flat, self.weight_fp8, self.scale)
+        else:
+            y = self._scaled_mm(flat)
+        return y.view(*x.shape[:-1], n)
+
+    def _scaled_mm(self, flat: torch.Tensor) -> torch.Tensor:
+        m = flat.shape[0]
+        padded = -(-m // 16) * 16  # _scaled_mm wants M % 16 == 0
+        if padded != m:
+            flat = F.pad(flat, (0, 0, 0, padded - m))
+        x32 = flat.float()
+        if self.per_row:
+            x_scale = x32.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / FP8_MAX
+        else:
+            x_scale = (x32.abs().amax().clamp_min(1e-12) / FP8_MAX).reshape(())
+        xq = (x32 / x_scale).clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE)
+        y = torch._scaled_mm(xq, self.weight_fp8.t(), scale_a=x_scale, scale_b=self.scale_row,
+                             out_dtype=self.out_dtype)
+        return y[:m]
+
+
+def _replace_linears(model: nn.Module, make: Any) -> int:
+    """Swap every nn.Linear under ``model`` for ``make(weight)``; returns how many."""
+    count = 0
+    for parent in list(model.modules()):
+        for child_name, child in list(parent.named_children()):
+            if type(child) is nn.Linear:
+                setattr(parent, child_name, make(child.weight.data))
+                count += 1
+    return count
+
+
+def apply_gemv(workload: Any, device: torch.device) -> str | None:
+    """L5-gemv: the Triton GEMV for every bf16 weight GEMM at M <= 16 (decode)."""
+    if workload.dtype == torch.float32:
+        return "no effect: the GEMV is for bf16/fp16 weights, this model runs in fp32"
+    count = _replace_linears(workload.model, GemvLinear)
+    workload.runtime.invalidate()
+    if count == 0:
+        return "no effect: no bf16 linear left (L5-fp8 took them)"
+    return f"{count} linears use the Triton GEMV for M <= {MAX_M}"
+
+
+def apply_fp8(workload: Any, device: torch.device) -> str | None:
+    """L5-fp8: FP8 e4m3 weights (projections and LM head), per-row or per-tensor scales."""
+    scaling = str(workload.params.get("fp8_scaling", "row"))
+    if scaling not in ("row", "tensor"):
+        from workloads.errors import WorkbenchError
+
+        raise WorkbenchError(f"fp8_scaling must be 'row' or 'tensor', got {scaling!r}")
+    per_row = scaling == "row"
+    count = _replace_linears(workload.model, lambda w: Fp8Linear(w, per_row))
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # the bf16 weights are gone; give their memory back
+    workload.compute_precision = "fp8"
+    workload.runtime.weight_bytes_ratio = 0.5
+    workload.runtime.invalidate()
+    return f"{count} linears in FP8 e4m3, {scaling}-wise scales"

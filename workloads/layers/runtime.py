@@ -1,0 +1,125 @@
+"""How the dense decoder is called: eager, static-shape, compiled (L5), CUDA-graphed (L4).
+
+``DecodeRuntime.forward(tokens [B, S], start: int)`` is the one entry every path uses:
+  start == 0  prefill: logits of the last position [B, 1, V] (eager, or compiled with
+              ``compile_prefill_mode``)
+  start > 0   decode / speculative verify: logits of all S positions [B, S, V]. With the
+              static cache (L2) the position travels as a device tensor and shapes never
+              change; with L5 the step is compiled once; with L4 one CUDA graph is captured
+              per (batch, S) bucket and replayed (tokens and position copied into its static
+              input buffers first).
+
+Layers only set flags; the compiled function and graphs are built on first use after the last
+layer, so the order layers are applied in does not matter (compile wraps the final model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+
+class GraphedDecode:
+    """CUDA graphs of ``core(tokens, pos)`` per (batch, seq) bucket, sharing one memory pool."""
+
+    def __init__(self, core: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                 device: torch.device) -> None:
+        self.core, self.device = core, device
+        self.buckets: dict[tuple[int, ...], tuple[Any, torch.Tensor, torch.Tensor,
+                                                  torch.Tensor]] = {}
+        self.pool: Any = None
+
+    def _capture(self, tokens: torch.Tensor, position: int) -> tuple[Any, ...]:
+        static_tokens = tokens.clone()
+        static_pos = torch.full((1,), position, device=self.device, dtype=torch.long)
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):  # warm-up: compile / autotune happen here, not in capture
+            for _ in range(3):
+                self.core(static_tokens, static_pos)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.pool):
+            static_out = self.core(static_tokens, static_pos)
+        self.pool = graph.pool()
+        return graph, static_tokens, static_pos, static_out
+
+    def __call__(self, tokens: torch.Tensor, position: int) -> torch.Tensor:
+        key = tuple(tokens.shape)
+        if key not in self.buckets:
+            self.buckets[key] = self._capture(tokens, position)
+        graph, static_tokens, static_pos, static_out = self.buckets[key]
+        static_tokens.copy_(tokens)
+        static_pos.fill_(position)
+        graph.replay()
+        return static_out  # overwritten by the next replay: callers reduce it at once
+
+
+class DecodeRuntime:
+    def __init__(self, model: torch.nn.Module, device: torch.device) -> None:
+        self.model, self.device = model, device
+        self.static = False  # L2
+        self.pinned = False  # L2 (CUDA)
+        self.graphs = False  # L4
+        self.compile_mode: str | None = None  # L5
+        self.compile_prefill_mode = "default"
+        self.weight_bytes_ratio = 1.0  # L5-fp8 halves the weight bytes
+        self.notes: list[str] = []
+        self.invalidate()
+
+    def invalidate(self) -> None:
+        self._decode: Callable[[torch.Tensor, int], torch.Tensor] | None = None
+        self._prefill: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def configure_like(self, other: DecodeRuntime) -> None:
+        self.static, self.pinned, self.graphs = other.static, other.pinned, other.graphs
+        self.compile_mode, self.compile_prefill_mode = (other.compile_mode,
+                                                        other.compile_prefill_mode)
+        self.invalidate()
+
+    def describe(self) -> dict[str, Any]:
+        return {"static_cache": self.static, "pinned_host": self.pinned,
+                "cuda_graphs": self.graphs and self.compile_mode != "reduce-overhead",
+                "compile_mode": self.compile_mode, "cache": type(self.model.cache).__name__,
+                "notes": self.notes}
+
+    def _build(self) -> None:
+        model = self.model
+
+        def prefill_core(tokens: torch.Tensor) -> torch.Tensor:
+            return model(tokens, 0)
+
+        def decode_core(tokens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+            return model(tokens, pos, all_logits=True)
+
+        if self.compile_mode is not None:
+            prefill_core = torch.compile(prefill_core, mode=self.compile_prefill_mode,
+                                         dynamic=False)
+            decode_core = torch.compile(decode_core, mode=self.compile_mode, dynamic=False)
+        self._prefill = prefill_core
+        if not self.static:
+            self._decode = lambda tokens, start: model(tokens, start, all_logits=True)
+        elif self.graphs and self.device.type == "cuda" \
+                and self.compile_mode != "reduce-overhead":
+            self._decode = GraphedDecode(decode_core, self.device)
+        else:
+            pos = torch.zeros(1, device=self.device, dtype=torch.long)
+            marks_steps = self.compile_mode == "reduce-overhead"
+
+            def static_decode(tokens: torch.Tensor, start: int) -> torch.Tensor:
+                pos.fill_(start)
+                if marks_steps:
+                    torch.compiler.cudagraph_mark_step_begin()
+                return decode_core(tokens, pos)
+
+            self._decode = static_decode
+
+    def forward(self, tokens: torch.Tensor, start: int) -> torch.Tensor:
+        if self._decode is None or self._prefill is None:
+            self._build()
+        assert self._decode is not None and self._prefill is not None
+        if start == 0:
+            return self._prefill(tokens)[:, None]
+        return self._decode(tokens, start)
