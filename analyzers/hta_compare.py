@@ -124,12 +124,18 @@ def compare_with_hta(kernels: pd.DataFrame, temporal: Any, runtime: pd.DataFrame
             hta_busy += non_compute
         out.rows.append(_row("GPU busy time", "us", temporal.busy_ns / 1000.0, hta_busy,
                              WHY_FLOOR + "; HTA sums kernel time, ours the union of intervals"))
+        # HTA's "kernel_time(us)" is its whole window: idle + compute + non-compute.
+        window = _row("measured window", "us", temporal.window_ns / 1000.0,
+                      _frame_sum(t, "kernel_time(us)"), WHY_WINDOW, tolerance_pct=0.01)
+        out.rows.append(window)
+        why_idle = (WHY_WINDOW if not window.agree else
+                    "same window: HTA's busy time is short by its rounding, its idle long by it")
         out.rows.append(_row("GPU idle time", "us", temporal.idle_ns / 1000.0,
-                             _frame_sum(t, "idle_time(us)"), WHY_WINDOW))
+                             _frame_sum(t, "idle_time(us)"), why_idle))
         idle_pct = None if temporal.idle_share is None else temporal.idle_share * 100.0
         hta_idle_pct = (float(t["idle_time_pctg"].mean()) if "idle_time_pctg" in t.columns
                         else None)
-        out.rows.append(_row("GPU idle share", "%", idle_pct, hta_idle_pct, WHY_WINDOW))
+        out.rows.append(_row("GPU idle share", "%", idle_pct, hta_idle_pct, why_idle))
     if hta.idle is not None and len(hta.idle) and "idle_category" in hta.idle.columns:
         idle = hta.idle.groupby("idle_category")["idle_time"].sum().astype("float64")
         total = idle.sum()

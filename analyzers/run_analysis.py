@@ -19,6 +19,7 @@ from analyzers.breakdown import (
     stream_breakdown,
 )
 from analyzers.ceilings import Ceilings
+from analyzers.overlap import distributed_analysis
 from analyzers.roofline import points_frame, roofline
 from analyzers.temporal import temporal_profile
 
@@ -44,6 +45,7 @@ class RunAnalysis:
     ceilings: Ceilings | None = None
     advice: list[Any] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    distributed: Any = None  # analyzers.overlap.DistributedAnalysis for multi-rank traces
 
     @property
     def kernel_total_ns(self) -> int | None:
@@ -71,6 +73,7 @@ def analyze_tables(source: str, kernels: pd.DataFrame, kernel_metrics: pd.DataFr
                            kernel_metrics=kernel_metrics, ceilings=ceilings)
     if ops is not None and len(ops):
         analysis.cpu_ops = cpu_op_breakdown(ops, top=top)
+    analysis.distributed = distributed_analysis(kernels, ops)
     if len(kernels) == 0:
         analysis.notes.append("the artifact holds no GPU kernels"
                               + (" (a CPU run: see the CPU ops)" if analysis.cpu_ops is not None else ""))

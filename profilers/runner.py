@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from profilers import torchrun
 from profilers.base import ProfilerWrapper
 from profilers.ncu import NcuWrapper
 from profilers.nsys import NsysWrapper
@@ -92,6 +93,7 @@ def child_env() -> dict[str, str]:
 def run(spec: RunSpec, store: SessionStore, on_event: EventSink | None = None,
         cancel: threading.Event | None = None) -> RunRecord:
     spec = resolve_spec(spec)
+    torchrun.check_spec(spec)
     wrapper = get_wrapper(spec.profiler)
     capability = wrapper.check()
     if not capability.available:
@@ -105,6 +107,8 @@ def run(spec: RunSpec, store: SessionStore, on_event: EventSink | None = None,
     try:
         spec_path = run_dir / "spec.json"
         wrapped = wrapper.wrap(child_command(spec_path, run_dir), run_dir, spec)
+        if torchrun.is_distributed(spec):  # N ranks under torchrun instead of one child
+            wrapped = torchrun.wrap(spec, spec_path, run_dir, wrapped)
         record.status = "running"
         store.save(record)
         if spec.telemetry:
@@ -116,6 +120,8 @@ def run(spec: RunSpec, store: SessionStore, on_event: EventSink | None = None,
         if sampler is not None:
             sampler.stop()
         record.artifacts["log"] = "run.log"
+        if torchrun.is_distributed(spec):
+            torchrun.ensure_merged_result(run_dir, spec)
         _apply_result(record, run_dir)
         if outcome.status == "timeout":
             record.status = "timeout"
@@ -130,7 +136,8 @@ def run(spec: RunSpec, store: SessionStore, on_event: EventSink | None = None,
         else:
             try:
                 log_text = (run_dir / "run.log").read_text(errors="replace")
-                record.artifacts.update(wrapper.collect(run_dir, spec, log_text))
+                collect = torchrun.collect if torchrun.is_distributed(spec) else wrapper.collect
+                record.artifacts.update(collect(run_dir, spec, log_text))
             except WorkbenchError as exc:
                 record.status, record.error = "failed", exc.one_line()
     except BaseException as exc:  # a crash in supervision must still leave a record

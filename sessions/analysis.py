@@ -12,6 +12,7 @@ from typing import Any
 from analyzers.ceilings import resolve_ceilings
 from analyzers.run_analysis import RunAnalysis, analyze_tables, attach_advice
 from sessions.atomic import write_bytes_atomic, write_json_atomic
+from sessions.distributed_hta import attach_hta_overlap
 from sessions.store import RunRecord, SessionStore
 
 # Artifact roles in the order we prefer them for the kernel table.
@@ -75,16 +76,17 @@ def load_run_analysis(store: SessionStore, record: RunRecord, top: int = 15) -> 
     run_dir = store.run_dir(record.id)
     for role in ARTIFACT_ROLES:
         rel = record.artifacts.get(role)
-        if rel and (run_dir / rel).is_file():
+        if rel and ((run_dir / rel).is_file() or (role == "trace" and (run_dir / rel).is_dir())):
             parsed = _parse_cached(run_dir, run_dir / rel)
             dtype = ((record.extra or {}).get("extra") or {}).get("shape", {}).get("dtype")
             precision = _PRECISION.get(str(dtype)) if dtype else None
             if precision == "fp32" and "L1" in (record.spec.get("layers") or []):
                 precision = "tf32"
-            return attach_advice(analyze_parsed(parsed, top=top, home=store.home,
-                                  device_name=record.env.get("device_name")
-                                  if record.env.get("device_kind") == "cuda" else None,
-                                  driver=record.env.get("driver"), precision=precision), record)
+            analysis = attach_advice(analyze_parsed(parsed, top=top, home=store.home,
+                                     device_name=record.env.get("device_name")
+                                     if record.env.get("device_kind") == "cuda" else None,
+                                     driver=record.env.get("driver"), precision=precision), record)
+            return attach_hta_overlap(analysis, run_dir / rel)
     analysis = RunAnalysis()
     analysis.notes.append(
         "no kernel-level artifact in this run (profiler "

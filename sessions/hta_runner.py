@@ -141,7 +141,9 @@ def _collect(analysis: Any, result: HtaResult) -> None:
     if isinstance(stats, dict) and stats:
         result.launch_stats = pd.concat(
             [frame.assign(rank=rank) for rank, frame in stats.items()], ignore_index=True)
-    kernels = attempt("kernel_breakdown", analysis.get_gpu_kernel_breakdown)
+    # Every kernel by name (HTA's default keeps the top 10 / 80% and folds the rest in "others").
+    kernels = attempt("kernel_breakdown", analysis.get_gpu_kernel_breakdown,
+                      duration_ratio=1.0, num_kernels=1_000_000)
     if isinstance(kernels, tuple) and len(kernels) == 2:
         result.kernel_types, result.kernels = kernels
     if len(result.ranks) > 1:

@@ -14,3 +14,17 @@ def h100_fixtures() -> Path:
     """Real artifacts captured on an H100 (../shared/fixtures/h100 beside the checkout)."""
     assert FIXTURES.is_dir(), f"fixtures not found at {FIXTURES} (set AIPERF_FIXTURES)"
     return FIXTURES
+
+
+def _has_cuda_device() -> bool:
+    # Cheap and torch-free: the driver's device nodes exist only where a GPU is attached.
+    return os.path.exists("/dev/nvidiactl") or os.path.exists("/dev/nvidia0")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _has_cuda_device():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (run with -m gpu on a GPU node)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -46,6 +46,8 @@ COMMAND_MODULES: list[str] = [
     "workbench.cmd_serve",
     "workbench.cmd_estimate",
     "workbench.cmd_app",
+    "workbench.cmd_sweep",
+    "workbench.cmd_suite",
 ]
 
 
@@ -113,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--checkpoint", default="", metavar="DIR",
                      help="local HF-layout checkpoint (config.json + *.safetensors) to load "
                      "into the workload")
+    run.add_argument("--nproc-per-node", type=int, default=1, metavar="N",
+                     help="ranks on this node under torchrun (dense: tensor parallel, moe: "
+                     "expert parallel; NCCL on GPUs, gloo on CPU); default 1")
+    run.add_argument("--nnodes", type=int, default=1, help="nodes (torchrun); default 1")
+    run.add_argument("--rdzv-endpoint", default="", metavar="HOST:PORT",
+                     help="torchrun rendezvous endpoint, needed with --nnodes > 1")
 
     sessions = sub.add_parser("sessions", help="list or delete stored sessions")
     ssub = sessions.add_subparsers(dest="sessions_command", metavar="ACTION", parser_class=_Parser)

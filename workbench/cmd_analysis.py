@@ -83,7 +83,7 @@ def _load_side(arg: str, home: Path | None) -> _Side:
         parsed, analysis = analyze_paths([path], home=home)
         kernels = analysis.kernels
         total = analysis.kernel_total_ns
-        record = {"id": None, "label": path.name, "status": "ok",
+        record: dict[str, Any] = {"id": None, "label": path.name, "status": "ok",
                   "env": {"device_name": device_name_of(parsed)}, "spec": {}, "metrics": {}}
         if total:
             # No repeats in an artifact: the "latency" compared is its total GPU time.

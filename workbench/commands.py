@@ -55,7 +55,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                    device=args.device, label=args.label,
                    profiler_options=dict(args.profiler_option), telemetry=not args.no_telemetry,
                    target=getattr(args, "target", "") or "",
-                   checkpoint=getattr(args, "checkpoint", "") or "")
+                   checkpoint=getattr(args, "checkpoint", "") or "",
+                   nproc_per_node=getattr(args, "nproc_per_node", 1) or 1,
+                   nnodes=getattr(args, "nnodes", 1) or 1,
+                   rdzv_endpoint=getattr(args, "rdzv_endpoint", "") or "")
     if spec.target:
         from workloads.targets import parse_target
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from workloads import catalog, measure
+from workloads import catalog, distributed, measure
 from workloads import memory_profile as memory_profiling
 from workloads.environment import collect_env, resolve_device
 from workloads.errors import WorkbenchError
@@ -43,6 +43,7 @@ from workloads.interface import Workload
 from workloads.layers import LayerOutcome, apply_layers
 from workloads.parity import compare
 from workloads.protocol import emit
+from workloads.rank_results import RANK_RESULT, RANK_TRACE, TRACES_DIR, merge_rank_results
 from workloads.spec import RunSpec
 
 RESULT_FILE = "result.json"
@@ -68,6 +69,7 @@ class RunRecord:
         self.layers: list[LayerOutcome] = []
         self.artifacts: dict[str, str] = {}
         self.extra: dict[str, Any] = {}
+        self.dist = distributed.DistContext()  # torchrun rank, set once the group is joined
 
     def fail(self, exc: BaseException) -> None:
         self.status = "failed"
@@ -138,7 +140,8 @@ def torch_dtype(name: Any) -> torch.dtype:
 
 
 def profile_with_torch(step: Callable[[], Any], reset: Callable[[], None],
-                       device: torch.device, out_dir: Path, steps: int) -> str:
+                       device: torch.device, out_dir: Path, steps: int,
+                       name: str = TRACE_FILE) -> str:
     """Trace ``steps`` extra steps (after the timed ones, so tracing overhead never touches
     the latency samples) and write a gzipped Chrome trace."""
     activities = [torch.profiler.ProfilerActivity.CPU]
@@ -153,14 +156,15 @@ def profile_with_torch(step: Callable[[], Any], reset: Callable[[], None],
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             emit("step", phase="profile", i=index + 1, n=steps)
-    json_path = out_dir / "trace.json"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / name.removesuffix(".gz")
     profiler.export_chrome_trace(str(json_path))
-    temp_path = out_dir / f".{TRACE_FILE}.tmp"
+    temp_path = out_dir / f".{name}.tmp"
     with open(json_path, "rb") as source, gzip.open(temp_path, "wb", compresslevel=6) as sink:
         shutil.copyfileobj(source, sink)
-    os.replace(temp_path, out_dir / TRACE_FILE)
+    os.replace(temp_path, out_dir / name)
     json_path.unlink()
-    return TRACE_FILE
+    return name
 
 
 def throughput_metrics(workload: Workload, samples_ms: list[float]) -> dict[str, Any]:
@@ -184,6 +188,7 @@ def execute(spec: RunSpec, out_dir: Path, record: RunRecord) -> None:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise WorkbenchError("device 'cuda' requested but no CUDA GPU is available",
                              "use --device cpu or auto")
+    record.dist, device = distributed.init_from_env(device)  # torchrun: join the group
     record.env = collect_env(device)
     layer_names = catalog.parse_layers(spec.layers)
 
@@ -210,6 +215,10 @@ def execute(spec: RunSpec, out_dir: Path, record: RunRecord) -> None:
     if spec.checkpoint:
         record.extra["checkpoint"] = checkpoint.load_checkpoint(workload, spec.checkpoint,
                                                                 hf_config)
+    if record.dist.enabled:  # every rank built the full model from the seed: keep a shard
+        record.extra["distributed"] = {**record.dist.to_dict(),
+                                       "plan": distributed.shard_workload(workload, record.dist)}
+        measure.reset_peak_memory(device)
     record.extra.update(workload.extra())
     inputs = workload.make_inputs(spec.seed)
 
@@ -228,6 +237,7 @@ def execute(spec: RunSpec, out_dir: Path, record: RunRecord) -> None:
         memory_profile.mark("reference")
         apply_layers(["L0"], workload, device, record.layers)
         reference = workload.parity_outputs(inputs)
+        record.extra["reference_outputs"] = distributed.outputs_fingerprint(reference)
         memory_profile.mark("parity")
         emit("phase", phase="parity",
              message=f"applying {', '.join(stacked) or 'no layers over L0'}; comparing to L0")
@@ -270,8 +280,13 @@ def execute(spec: RunSpec, out_dir: Path, record: RunRecord) -> None:
     if spec.profiler == "torch":
         steps = int(spec.profiler_options.get("steps", DEFAULT_PROFILE_STEPS))
         emit("phase", phase="profile", message=f"torch profiler over {steps} steps")
-        record.artifacts["trace"] = profile_with_torch(step, workload.reset, device, out_dir,
-                                                       steps)
+        if record.dist.enabled:  # one trace per rank in traces/, read as one session
+            profile_with_torch(step, workload.reset, device, out_dir / TRACES_DIR, steps,
+                               RANK_TRACE.format(rank=record.dist.rank))
+            record.artifacts["trace"] = TRACES_DIR
+        else:
+            record.artifacts["trace"] = profile_with_torch(step, workload.reset, device,
+                                                           out_dir, steps)
 
     if workload.generates and not replay_profiler:
         emit("phase", phase="measure", message="TTFT / TPOT from one timed generation")
@@ -284,6 +299,10 @@ def execute(spec: RunSpec, out_dir: Path, record: RunRecord) -> None:
             record.metrics["prefill_tokens_per_s"] = prefill_tokens / (generation["ttft_ms"] / 1e3)
 
     record.extra.update(workload.extra())  # again: some facts exist only after running
+    if record.dist.enabled:
+        from workloads.layers.expert_parallel import dispatch_stats
+
+        record.extra["distributed"]["dispatch"] = dispatch_stats(workload.model)
     peak_bytes, peak_source = measure.peak_memory(device)
     record.metrics["peak_mem_bytes"] = peak_bytes
     record.extra["peak_mem_source"] = peak_source
@@ -301,6 +320,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    rank, world, _ = distributed.env_rank()
+    result_file = RANK_RESULT.format(rank=rank) if world > 1 else RESULT_FILE
+    if world > 1 and rank > 0:  # only rank 0 talks to the parent; the others keep a log
+        sys.stdout = sys.stderr = open(out_dir / f"rank{rank}.log", "a", buffering=1)  # noqa: SIM115
 
     record = RunRecord()
     exit_code = 0
@@ -320,12 +343,31 @@ def main(argv: list[str] | None = None) -> int:
 
     emit("phase", phase="write", message=RESULT_FILE)
     try:
-        write_json_atomic(out_dir / RESULT_FILE, record.to_dict())
+        write_json_atomic(out_dir / result_file, record.to_dict())
     except Exception as exc:
         traceback.print_exc(file=sys.stderr)
         record.fail(exc)
         exit_code = 1
+    if record.dist.enabled:
+        exit_code = merge_ranks(record, out_dir, exit_code)
     emit("done", status=record.status, error=record.error)
+    return exit_code
+
+
+def merge_ranks(record: RunRecord, out_dir: Path, exit_code: int) -> int:
+    """Gather every rank's result on rank 0 and write the merged result.json there."""
+    try:
+        gathered = distributed.gather_objects(record.to_dict(), record.dist)
+        if gathered is not None:
+            merged = merge_rank_results(gathered, record.dist.world_size, record.dist.backend)
+            write_json_atomic(out_dir / RESULT_FILE, merged)
+            record.status, record.error = merged["status"], merged.get("error")
+            exit_code = exit_code or (0 if record.status == "ok" else 1)
+    except Exception:  # the parent merges the per-rank files instead
+        traceback.print_exc(file=sys.stderr)
+        exit_code = exit_code or 1
+    finally:
+        distributed.shutdown()
     return exit_code
 
 

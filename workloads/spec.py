@@ -38,6 +38,11 @@ class RunSpec:
     # checkpoint folder (config.json + *.safetensors) loaded into the built-in workload.
     target: str = ""
     checkpoint: str = ""
+    # Multi-GPU: ranks per node under torchrun (1 = a plain single-process run), nodes, and
+    # the rendezvous endpoint (host:port) that nnodes > 1 needs; see profilers.torchrun.
+    nproc_per_node: int = 1
+    nnodes: int = 1
+    rdzv_endpoint: str = ""
 
     def validate(self) -> RunSpec:
         if self.profiler not in PROFILERS:
@@ -54,7 +59,16 @@ class RunSpec:
             raise WorkbenchError(f"--warmup must be >= 0, got {self.warmup}")
         if self.timeout_s <= 0:
             raise WorkbenchError(f"--timeout must be > 0 seconds, got {self.timeout_s}")
+        if self.nproc_per_node < 1 or self.nnodes < 1:
+            raise WorkbenchError("--nproc-per-node and --nnodes must be >= 1")
+        if self.nnodes > 1 and not self.rdzv_endpoint:
+            raise WorkbenchError("--nnodes > 1 needs --rdzv-endpoint HOST:PORT",
+                                 "run the same command on every node with the same endpoint")
         return self
+
+    @property
+    def world_size(self) -> int:
+        return self.nproc_per_node * self.nnodes
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from profilers.parsers._io import require_file
-from profilers.parsers._kineto_columns import MISSING, _Collector, collect
+from profilers.parsers._kineto_columns import MISSING, _Collector, collect, import_pandas
 from workloads.errors import WorkbenchError
 
 if TYPE_CHECKING:
@@ -218,6 +218,7 @@ def _build(path: Path, col: _Collector, header: dict[str, Any], rank_default: in
 def _load_file(path: Path, rank_default: int = 0) -> KinetoTrace:
     path = require_file(path, "Kineto trace")
     col, header, skipped = collect(path)
+    import_pandas()
     return _build(path, col, header, rank_default, skipped)
 
 

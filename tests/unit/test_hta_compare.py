@@ -63,6 +63,9 @@ def test_per_kernel_totals_and_launch_counts(trace: Path, compared) -> None:
     assert launches.hta == sum(1 for e in doc["traceEvents"] if e.get("name") in hta_apis)
     assert launches.ours == sum(1 for e in doc["traceEvents"] if e.get("cat") == "kernel")
     assert cmp.launch_summary["launches"] == launches.hta
+    window = next(r for r in cmp.rows if r.metric == "measured window")
+    assert window.agree is True  # same window: the idle difference is HTA's rounding alone
+    assert window.ours == pytest.approx(analysis.temporal.window_ns / 1000.0)
     idle = next(r for r in cmp.rows if r.metric == "GPU idle time")
     assert idle.hta == pytest.approx(float(hta.temporal["idle_time(us)"].sum()))
     assert cmp.idle_by_category is not None

@@ -18,15 +18,20 @@ def is_missing(value: Any) -> bool:
 
 
 def fmt_num(value: Any, digits: int = 3, unit: str = "") -> str:
+    """``digits`` significant digits; thousands separators from 1,000 up; n/a when missing."""
     if is_missing(value):
         return NA
     value = float(value)
-    if value != 0 and (abs(value) >= 1e6 or abs(value) < 10 ** -digits):
+    magnitude = abs(value)
+    if value != 0 and (magnitude >= 1e9 or magnitude < 10 ** -digits):
         text = f"{value:.{digits}g}"
-    elif abs(value) >= 1000:
+    elif magnitude >= 1000:
         text = f"{value:,.0f}"
+    elif value == 0:
+        text = "0"
     else:
-        text = f"{value:.{digits}g}" if abs(value) < 1 else f"{value:.{max(digits - 1, 1)}f}"
+        decimals = max(0, digits - 1 - math.floor(math.log10(magnitude)))
+        text = f"{value:.{decimals}f}"
     return f"{text} {unit}".rstrip()
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from analyzers.run_analysis import RunAnalysis
 from sessions.store import RunRecord
 from workbench.export.advice_md import advice_section
+from workbench.export.distributed_md import distributed_section, ranks_section
 from workbench.export.fmt import (
     NA,
     fmt_bytes,
@@ -63,6 +64,8 @@ def render_run_report(record: RunRecord, analysis: RunAnalysis | None) -> str:
         out += ["", "## Layers", "", md_table(["layer", "applied", "note"], [
             [li.get("name"), "yes" if li.get("applied") else "no", li.get("reason") or ""]
             for li in layers], align="lll")]
+    ranks = ranks_section(record)
+    out += ["", *ranks] if ranks else []
     out += ["", "## Telemetry (NVML)", "", _telemetry_text(record.telemetry)]
     if analysis is not None:
         out += ["", *_analysis_sections(analysis)]
@@ -178,7 +181,8 @@ def _telemetry_text(t: dict[str, Any]) -> str:
 
 
 def _analysis_sections(a: RunAnalysis) -> list[str]:
-    out: list[str] = []
+    out: list[str] = distributed_section(a)
+    out += [""] if out else []
     if a.cpu_ops is not None and len(a.cpu_ops) and a.kernel_count == 0:
         out += _cpu_ops_section(a)
     if a.kernels is None or a.kernel_count == 0:
