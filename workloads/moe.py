@@ -26,6 +26,7 @@ from torch import nn
 
 from workloads.errors import WorkbenchError
 from workloads.interface import ParityOutputs, Workload
+from workloads.layers.dense_model import RMSNorm, apply_rope  # the same math as dense
 from workloads.layers.moe_block import GATINGS, MoEFeedForward, moe_blocks
 from workloads.router_health import summarize
 
@@ -41,26 +42,6 @@ POSITIVE = ("hidden", "layers", "heads", "kv_heads", "vocab", "batch", "prompt_l
             "new_tokens", "max_seq", "experts", "top_k", "moe_inter")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 PRECISION_OF_DTYPE = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
-
-
-class RMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float, device: torch.device, dtype: torch.dtype) -> None:
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim, device=device, dtype=dtype),
-                                   requires_grad=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        return self.weight * (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-                              ).to(x.dtype)
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    x32 = x.float()
-    half = x32.shape[-1] // 2
-    return (x32 * cos + torch.cat([-x32[..., half:], x32[..., :half]], dim=-1) * sin
-            ).to(x.dtype)
 
 
 class Attention(nn.Module):
