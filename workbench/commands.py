@@ -45,7 +45,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         value = getattr(args, key)
         if value is not None:
             params[key] = value
-    spec = RunSpec(workload=args.workload, preset=args.preset, layers=parse_layers(args.layers),
+    spec = RunSpec(workload=args.workload, preset=args.preset, layers=parse_layers(args.layers, args.workload),
                    profiler=args.profiler, params=params,
                    repeat=args.repeat if args.repeat is not None
                    else (1 if args.profiler in ("ncu", "nsys") else 5),

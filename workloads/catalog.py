@@ -161,11 +161,12 @@ LAYERS: dict[str, LayerInfo] = {
                          applies_to=("dense",)),
     "L5-moe-fp8": LayerInfo("L5-moe-fp8", 5, "FP8 experts",
                             "MoE expert weights in FP8 e4m3 with per-row scales; FP8 grouped "
-                            "GEMMs where the GPU supports them, emulated numerics elsewhere."),
+                            "GEMMs where the GPU supports them, emulated numerics elsewhere.",
+                            applies_to=("moe", "gptoss")),
     "L6-moe-grouped": LayerInfo("L6-moe-grouped", 6, "Grouped-GEMM experts",
                                 "MoE token sort/permute dispatch and grouped-GEMM experts "
                                 "(torch._grouped_mm, else padded bmm) instead of a masked "
-                                "loop over experts."),
+                                "loop over experts.", applies_to=("moe", "gptoss")),
 }
 
 
@@ -202,14 +203,18 @@ def get_layer(name: str) -> LayerInfo:
         ) from None
 
 
-def parse_layers(text: str | list[str]) -> list[str]:
-    """'L0,L1' or 'L0-L3' (a range of levels) -> validated, ordered layer names."""
+def parse_layers(text: str | list[str], workload: str | None = None) -> list[str]:
+    """'L0,L1' or 'L0-L3' (a range of levels) -> validated, ordered layer names.
+
+    A range takes the layers of those levels that apply to ``workload`` (all when None);
+    a layer named on its own is kept, and the run refuses it if it does not apply."""
     items = text if isinstance(text, list) else [t.strip() for t in text.split(",") if t.strip()]
     names: list[str] = []
     for item in items:
         if "-" in item and item.count("L") == 2 and all(p.strip().startswith("L") for p in item.split("-")):
             lo, hi = (int(p.strip()[1:]) for p in item.split("-"))
-            names += [li.name for li in LAYERS.values() if lo <= li.level <= hi]
+            names += [li.name for li in LAYERS.values() if lo <= li.level <= hi
+                      and (workload is None or not li.applies_to or workload in li.applies_to)]
         else:
             names.append(get_layer(item).name)
     seen: dict[str, None] = {}

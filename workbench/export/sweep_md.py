@@ -40,6 +40,12 @@ def text_plot(labels: Sequence[str], values: Sequence[float | None], title: str,
     return out
 
 
+def knee_line(labels: Sequence[str], knee: int | None) -> str:
+    if knee is None:
+        return "Knee: none (the throughput does not bend: still rising, flat, or too few points)."
+    return f"Knee: {labels[knee]} (beyond it throughput grows less than the parameter)."
+
+
 def point_label(point: dict[str, Any]) -> str:
     return ",".join(f"{k}={'+'.join(v) if isinstance(v, list) else v}" for k, v in point.items())
 
@@ -62,7 +68,7 @@ def render_sweep(title: str, axes: list[str], rows: list[dict[str, Any]],
                 *text_plot(s["labels"], s["throughput"], "throughput (tokens/s)", s["knee"]),
                 "",
                 *text_plot(s["labels"], s["latency"], "latency median (ms)", s["knee"]),
-                "```"]
+                "```", "", knee_line(s["labels"], s["knee"])]
     return "\n".join(out) + "\n"
 
 
