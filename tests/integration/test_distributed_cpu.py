@@ -91,3 +91,28 @@ def test_bad_rank_count_is_a_clean_failure(tmp_path):
     assert record.status == "failed"
     assert "divisible by 3" in (record.error or "")
     assert os.path.isfile(store.run_dir(record.id) / "result.json")
+
+
+def _gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("workload", ["dense", "moe"])
+def test_two_gpus_nccl_trace_has_overlap_analysis(tmp_path, monkeypatch, workload):
+    if _gpus() < 2:
+        pytest.skip("needs 2 CUDA GPUs")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    store = SessionStore(tmp_path / "home")
+    spec = RunSpec(workload=workload, preset="tiny", profiler="torch", repeat=3, warmup=1,
+                   device="cuda", telemetry=False, nproc_per_node=2, timeout_s=300)
+    record = run(spec, store)
+    assert record.status == "ok", record.error
+    assert record.extra["extra"]["distributed"]["backend"] == "nccl"
+    analysis = load_run_analysis(store, record)
+    d = analysis.distributed
+    assert d is not None and d.source == "gpu kernels" and d.ranks == [0, 1]
+    assert (d.per_rank["comm_ns"] > 0).all()  # nccl kernels found on both ranks
+    assert "## Multi-rank analysis" in render_run_report(record, analysis)

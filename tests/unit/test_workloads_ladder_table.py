@@ -38,7 +38,7 @@ def test_speedups_parity_fail_and_explanations():
     assert rows[4].cumulative_speedup == 1.5
     text = render_ladder_markdown(rows, {"workload": "dense", "preset": "tiny"})
     assert "PARITY FAIL (rel 0.4, top-1 0.5)" in text
-    assert "| +L5-fp8 | 400.00 |" in text and "| PARITY FAIL | PARITY FAIL |" in text
+    assert "| +L5-fp8 | 400 |" in text and "| PARITY FAIL | PARITY FAIL |" in text
     assert "**+L5-fp8** breaks parity" in text and "**+L4** is 0.95x" in text
 
 

@@ -32,6 +32,8 @@ def fmt_num(value: Any, digits: int = 3, unit: str = "") -> str:
     else:
         decimals = max(0, digits - 1 - math.floor(math.log10(magnitude)))
         text = f"{value:.{decimals}f}"
+        if "." in text:  # 2.000 -> 2, 0.400 -> 0.4 (as %g would, without exponents)
+            text = text.rstrip("0").rstrip(".")
     return f"{text} {unit}".rstrip()
 
 
