@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
+from typing import cast
 
 from profilers.base import Capability, Wrapped, find_tool, tool_version
 from workloads.errors import WorkbenchError
@@ -61,7 +63,7 @@ def _listed(value: object) -> list[str]:
     """A list option given as a list or as one comma-separated string (CLI KEY=VALUE)."""
     if isinstance(value, str):
         return [v.strip() for v in value.split(",") if v.strip()]
-    return [str(v) for v in value]  # type: ignore[union-attr]
+    return [str(v) for v in cast(Iterable[object], value)]
 
 
 class NcuWrapper:

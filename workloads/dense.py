@@ -19,7 +19,7 @@ depth, KV block size, window, and ``unmet_layers`` ("skip" is what the ladder se
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -104,6 +104,7 @@ def resolve_shape(params: dict[str, Any]) -> dict[str, Any]:
 class DenseWorkload(Workload):
     name = "dense"
     generates = True
+    model: DenseDecoder | None
 
     def build(self, device: torch.device, dtype: torch.dtype, params: dict[str, Any],
               seed: int = 0) -> None:
@@ -132,7 +133,7 @@ class DenseWorkload(Workload):
         kernel = ATTENTION_KERNELS[kind]
         assert self.model is not None
         for block in self.model.blocks:
-            block.attn.kernel = kernel
+            cast(DecoderBlock, block).attn.kernel = kernel
 
     def replace_cache(self, paged: bool | None = None, fp8: bool | None = None) -> None:
         """Swap the KV cache (paged and/or FP8 storage). The cache is rebuilt empty, so this
@@ -142,7 +143,8 @@ class DenseWorkload(Workload):
         self._cache_fp8 = self._cache_fp8 if fp8 is None else fp8
         self.model.cache = self._new_cache(self.shape["layers"])
         if self.draft is not None:
-            self.draft.model.cache = self._new_cache(len(self.draft.model.blocks))
+            draft_blocks = cast(DraftDecoder, self.draft.model).blocks
+            self.draft.model.cache = self._new_cache(len(draft_blocks))
 
     _cache_paged = False
     _cache_fp8 = False
@@ -296,7 +298,8 @@ class DenseWorkload(Workload):
             "memory_estimate": estimate.estimate_dense_memory(self.shape).to_dict(),
             "runtime": self.runtime.describe()}
         if self.draft is not None:
-            out["speculative"] = {"k": self.spec_k, "draft_layers": len(self.draft.model.blocks),
+            draft_blocks = cast(DraftDecoder, self.draft.model).blocks
+            out["speculative"] = {"k": self.spec_k, "draft_layers": len(draft_blocks),
                                   **self.spec_stats}
         return out
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
@@ -98,7 +98,8 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     if torch.compiler.is_compiling():
         from torch.distributed import _functional_collectives as funcol
 
-        return funcol.all_reduce(tensor, "sum", dist.group.WORLD)
+        # WORLD is set: init_process_group ran before any collective
+        return funcol.all_reduce(tensor, "sum", cast(dist.ProcessGroup, dist.group.WORLD))
     dist.all_reduce(tensor)
     return tensor
 

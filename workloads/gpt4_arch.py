@@ -177,7 +177,7 @@ def scenario_rows(arch: MoEArch, layout: Layout, cp_long: int = 8) -> list[dict[
     """Minimum GPU counts for 8K and 128K contexts, bf16 and fp8 weights/KV, without and
     with context parallelism, keeping TP from ``layout``; EP is the largest that divides both
     the experts and the stage's TP x CP GPUs."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for context in (8192, 131072):
         for precision in ("bf16", "fp8"):
             for cp in sorted({1, cp_long if context > 8192 else 1}):

@@ -72,7 +72,7 @@ def cache_tensors(root: Any, depth: int = 4) -> list[torch.Tensor]:
 
 def model_tensors(workload: Any) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     model = getattr(workload, "model", None)
-    params = list(model.parameters()) if isinstance(model, torch.nn.Module) else []
+    params: list[torch.Tensor] = list(model.parameters()) if isinstance(model, torch.nn.Module) else []
     return params, cache_tensors(workload)
 
 
@@ -206,7 +206,8 @@ def cuda_summary(snapshot: dict[str, Any], markers: list[int], phase_names: list
     complete = len(boundaries) == len(markers)
     allocated = sum(size for size, _ in live.values())
     born: dict[int, int] = dict.fromkeys(live, -1)  # phase in which each block was allocated
-    phases = [{"phase": name, "peak_bytes": None, "end_bytes": None} for name in phase_names]
+    phases: list[dict[str, Any]] = [{"phase": name, "peak_bytes": None, "end_bytes": None}
+                                    for name in phase_names]
     measure_phase = phase_names.index("measure") if "measure" in phase_names else None
     best: tuple[int, dict[int, tuple[int, list]] | None] = (-1, None)
     phase = -1
@@ -274,8 +275,9 @@ def _classify(live: dict[int, tuple[int, list]] | None, born: dict[int, int],
         entry = by_site[(kind, _site(frames))]
         entry[0] += size
         entry[1] += 1
-    sites = sorted(({"kind": k, "site": s, "bytes": v[0], "blocks": v[1]}
-                    for (k, s), v in by_site.items()), key=lambda e: -e["bytes"])
+    rows: list[dict[str, Any]] = [{"kind": k, "site": s, "bytes": v[0], "blocks": v[1]}
+                                  for (k, s), v in by_site.items()]
+    sites = sorted(rows, key=lambda e: -e["bytes"])
     return totals, sites[:15]
 
 

@@ -107,6 +107,7 @@ class SpecDecodeWorkload(MicroWorkload):
     baseline = "greedy"
     default_variant = "speculative"
     variants = {"greedy": (), "speculative": ()}
+    model: DenseDecoder | None
 
     def setup(self, params: dict[str, Any], seed: int) -> None:
         check_params(self.name, params, KNOWN)

@@ -98,7 +98,7 @@ def summarize(tallies: Sequence[RouterLayerTally], top_k: int, gating: str,
     if not tallies or not tallies[0].tokens:
         return {"available": False, "reason": "no tokens were routed"}
     experts = len(tallies[0].counts)
-    per_layer = []
+    per_layer: list[dict[str, Any]] = []
     for tally in tallies:
         mean_probs = [s / tally.tokens for s in tally.prob_sums]
         per_layer.append({

@@ -208,6 +208,7 @@ class ServeEngine:
             first, stop = bounds[index]
             end = segment.start + (stop - first)
             slot = segment.request.slot
+            assert slot is not None  # admitted requests hold a slot
             keys = self.keys[layer][slot:slot + 1, :, :end]
             values = self.values[layer][slot:slot + 1, :, :end]
             query_pos = torch.arange(segment.start, end, device=device)[:, None]

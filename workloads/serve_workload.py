@@ -68,6 +68,7 @@ def poisson_arrivals(rate: float, count: int, seed: int, vocab: int, prompt_rang
 class ServeLoadWorkload(Workload):
     name = "serve"
     step_name = "load sweep"
+    model: DenseDecoder | None
 
     def build(self, device: torch.device, dtype: torch.dtype, params: dict[str, Any],
               seed: int = 0) -> None:
@@ -75,6 +76,7 @@ class ServeLoadWorkload(Workload):
         if params.get("model", "dense") != "dense":
             raise WorkbenchError(f"serve model {params['model']!r} is not supported yet",
                                  "use model=dense")
+        load: dict[str, Any]
         load = {key: positive_int(self.name, params, key)
                 for key in ("num_requests", "prompt_min", "prompt_max", "output_min",
                             "output_max", "max_batch_tokens", "prefill_chunk", "max_running",
@@ -118,6 +120,7 @@ class ServeLoadWorkload(Workload):
                        ) -> ParityOutputs:
         rows, tokens = [], []
         if forced_tokens is None:  # reference: each request alone through DenseDecoder
+            assert self.model is not None  # set by build()
             for prompt, max_new in inputs["parity"]:
                 prompt_tensor = torch.tensor([prompt], device=self.device)
                 out, logits = greedy_generate(self.model, prompt_tensor, max_new)

@@ -89,7 +89,8 @@ def build_facts(analysis: Any, record: Any = None, source: str | None = None) ->
     env = data.get("env") or {}
     spec = data.get("spec") or {}
     extra = data.get("extra") or {}
-    workload_extra = extra.get("extra") if isinstance(extra.get("extra"), dict) else {}
+    nested_extra = extra.get("extra")
+    workload_extra: dict[str, Any] = nested_extra if isinstance(nested_extra, dict) else {}
     router = extra.get("router") or workload_extra.get("router") or {}
     if source is None:
         artifacts = data.get("artifacts") or {}

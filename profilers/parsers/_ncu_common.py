@@ -172,7 +172,7 @@ def add_derived(frame: pd.DataFrame) -> pd.DataFrame:
     parts = np.vstack([tensor, fp32, fp64])
     best = np.where(~np.isnan(parts).all(axis=0), np.nansum(parts, axis=0), np.nan)
     source = np.where(~np.isnan(tensor), "tensor+fp32",
-                      np.where(~np.isnan(fp32), "fp32", None)).astype(object)
+                      np.where(~np.isnan(fp32), "fp32", np.array(None, dtype=object))).astype(object)
     # FP32 counters alone say nothing of tensor-core work: a busy tensor pipe with no tensor
     # counters means the FLOPs are unknown, not FP32's near-zero.
     busy = _tensor_pipe_busy(frame)

@@ -151,7 +151,8 @@ def _build(path: Path, col: _Collector, header: dict[str, Any], rank_default: in
     op_row = _link_ops(k, o, r)
     has_op = op_row >= 0
     op_name_ids = np.where(has_op, o["name"][np.maximum(op_row, 0)] if len(o["name"]) else 0, -1)
-    op_name = np.where(has_op, names[np.maximum(op_name_ids, 0)] if len(names) else None, None)
+    none = np.array(None, dtype=object)  # np.where's stubs take no bare None
+    op_name = np.where(has_op, names[np.maximum(op_name_ids, 0)] if len(names) else none, none)
     flops = np.where(has_op, o["flops"][np.maximum(op_row, 0)] if len(o["flops"]) else np.nan, np.nan)
 
     start = _ns(k["ts"])

@@ -7,7 +7,7 @@ holds the workload that measures them; the layers in this package transform them
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -160,7 +160,7 @@ class DenseDecoder(nn.Module):
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
         for block in self.blocks:
-            block.attn.window = int(shape.get("window", 0))
+            cast(DecoderBlock, block).attn.window = int(shape.get("window", 0))
         self.cache: Any = KVCache(shape["layers"], shape["batch"], shape["kv_heads"],
                                   shape["max_seq"], head_dim, device, dtype)
 

@@ -109,6 +109,7 @@ class ExpertParallelFeedForward(nn.Module):
         local = flat[start:stop]
         out = self._dispatch_combine(local, idx[start:stop], gate[start:stop])
         if block.shared_w13 is not None:
+            assert block.shared_w2 is not None  # both shared weights are set together
             up_gate, up = F.linear(local, block.shared_w13).chunk(2, dim=-1)
             out = out + F.linear(F.silu(up_gate) * up, block.shared_w2)
         if out.shape[0] < chunk:  # the last ranks' chunks are short (or empty): pad to gather

@@ -67,6 +67,10 @@ class GemvLinear(nn.Module):
 class Fp8Linear(nn.Module):
     """FP8 e4m3 weight with per-row or per-tensor fp32 scales (see the module docstring)."""
 
+    weight_fp8: torch.Tensor  # buffers registered in __init__
+    scale: torch.Tensor
+    scale_row: torch.Tensor
+
     def __init__(self, weight: torch.Tensor, per_row: bool) -> None:
         super().__init__()
         wq, scale = quantize_fp8(weight, per_row)

@@ -117,6 +117,7 @@ class MoEFeedForward(nn.Module):
         else:
             out = experts_loop(flat, idx, weights, self.weights)
         if self.shared_w13 is not None:
+            assert self.shared_w2 is not None  # both shared weights are set together
             gate, up = F.linear(flat, self.shared_w13).chunk(2, dim=-1)
             out = out + F.linear(F.silu(gate) * up, self.shared_w2)
         return out.view(shape)

@@ -14,13 +14,16 @@ wrapper, L6 cache layers rebuild the cache with the local KV heads.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
 
 from workloads.distributed import DistContext, all_reduce_sum
 from workloads.errors import WorkbenchError
+
+if TYPE_CHECKING:
+    from workloads.layers.dense_model import DecoderBlock
 
 
 class RowParallelLinear(nn.Module):
@@ -32,7 +35,7 @@ class RowParallelLinear(nn.Module):
 
     @property
     def weight(self) -> torch.Tensor:
-        return self.local.weight
+        return cast(torch.Tensor, self.local.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return all_reduce_sum(self.local(x))
@@ -44,11 +47,11 @@ def _linear_of(weight: torch.Tensor) -> nn.Linear:
     return layer
 
 
-def _rows(linear: nn.Module, start: int, stop: int) -> nn.Linear:
+def _rows(linear: nn.Linear, start: int, stop: int) -> nn.Linear:
     return _linear_of(linear.weight.data[start:stop])
 
 
-def _cols(linear: nn.Module, start: int, stop: int) -> RowParallelLinear:
+def _cols(linear: nn.Linear, start: int, stop: int) -> RowParallelLinear:
     return RowParallelLinear(_linear_of(linear.weight.data[:, start:stop]))
 
 
@@ -60,7 +63,7 @@ def check_divisible(shape: dict[str, Any], world: int) -> None:
                                  "choose --nproc-per-node that divides heads, kv_heads and mlp")
 
 
-def shard_block(block: nn.Module, rank: int, world: int) -> None:
+def shard_block(block: DecoderBlock, rank: int, world: int) -> None:
     attn, mlp = block.attn, block.mlp
     if attn.qkv_proj is not None or mlp.gate_up_proj is not None:
         raise WorkbenchError("tensor parallel must shard the model before L2 fuses it")
