@@ -23,11 +23,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import re
 import statistics
 import subprocess
 import sys
-import os
 import tempfile
 import time
 import traceback

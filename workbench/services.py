@@ -155,6 +155,7 @@ class AnalysisView:
     advice: list[Any] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     error: str | None = None
+    raw: Any = None  # the core's RunAnalysis, for the LLM request payload
 
 
 @dataclass
@@ -224,6 +225,7 @@ def to_analysis_view(analysis: Any) -> AnalysisView:
         roofs=normalize_ceilings(ceilings),
         advice=list(_pick(analysis, "advice") or []),
         notes=[str(n) for n in (_pick(analysis, "notes") or [])],
+        raw=analysis,
     )
 
 
@@ -290,6 +292,27 @@ class Services:
 
     def probe(self) -> DeviceProbe:
         return self._probe()
+
+    def llm_request(self, record: RunRecord, analysis: AnalysisView) -> dict[str, Any]:
+        """The exact Messages API request `advise --llm` would send (shown before sending)."""
+        from analyzers.advice.llm import LLMSettings
+        from workbench.cmd_advise import llm_request_for
+
+        return llm_request_for(record, analysis.raw, LLMSettings().model)
+
+    def llm_request_text(self, request: dict[str, Any]) -> str:
+        from workbench.cmd_advise import show_request
+
+        return show_request(request)
+
+    def llm_advice(self, store: SessionStore, record: RunRecord, analysis: AnalysisView,
+                   request: dict[str, Any], on_text: Callable[[str], None]
+                   ) -> tuple[Any, str | None]:
+        """Send, stream chunks to on_text (worker thread), store the answer with the session.
+        Returns (answer or None, one-line failure or None); the key is never stored."""
+        from workbench.cmd_advise import llm_advice_for_session
+
+        return llm_advice_for_session(store, record, analysis.raw, request, on_text=on_text)
 
     def estimate(self, spec: RunSpec) -> MemoryEstimate | None:
         try:

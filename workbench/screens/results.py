@@ -34,6 +34,7 @@ class ResultsScreen(Screen):
         Binding("4", "tab('diff')", "Diff", id="results.diff"),
         Binding("5", "tab('advice')", "Advice", id="results.advice", show=False),
         Binding("b", "pick_baseline", "Baseline", id="results.baseline"),
+        Binding("l", "ask_llm", "Ask Claude", id="results.llm", show=False),
         Binding("escape", "back", "Back", id="results.back"),
     ]
 
@@ -41,6 +42,11 @@ class ResultsScreen(Screen):
         def __init__(self, analysis: AnalysisView) -> None:
             super().__init__()
             self.analysis = analysis
+
+    class LlmText(Message):
+        def __init__(self, text: str, done: bool = False, error: str | None = None) -> None:
+            super().__init__()
+            self.text, self.done, self.error = text, done, error
 
     class DiffLoaded(Message):
         def __init__(self, diff: DiffView | None, baseline_id: str, error: str | None) -> None:
@@ -93,8 +99,56 @@ class ResultsScreen(Screen):
         self.query_one(KernelsPanel).set_table(analysis.kernels, analysis.notes,
                                                 analysis.cpu_ops)
         self.query_one(RooflinePanel).set_data(analysis.roofline, analysis.roofs)
-        self.query_one(AdvicePanel).set_advice(analysis.advice)
+        self.query_one(AdvicePanel).set_advice(analysis.advice, self.record.extra)
         self.query_one(SummaryPanel).set_analysis(analysis)
+
+    # ---- LLM advice (opt-in per request) --------------------------------------------------
+    def action_ask_llm(self) -> None:
+        if self.analysis is None or self.analysis.raw is None:
+            self.notify("The analysis is still loading.", title="Ask Claude")
+            return
+        try:
+            request = self.services.llm_request(self.record, self.analysis)
+        except Exception as exc:
+            self.notify(f"{type(exc).__name__}: {exc}", title="Ask Claude", severity="error")
+            return
+        self.query_one(TabbedContent).active = "tab-advice"
+
+        def answered(send: bool | None) -> None:
+            if send:
+                self.query_one(AdvicePanel).show_llm_text("(waiting for the first tokens…)")
+                self.stream_llm(request)
+
+        from workbench.screens.llm_confirm import LLMConfirmScreen
+
+        self.app.push_screen(LLMConfirmScreen(self.services.llm_request_text(request)), answered)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="llm")
+    def stream_llm(self, request: dict) -> None:
+        chunks: list[str] = []
+
+        def on_text(chunk: str) -> None:
+            chunks.append(chunk)
+            self.post_message(self.LlmText("".join(chunks)))
+
+        assert self.analysis is not None
+        answer, failure = self.services.llm_advice(self.store, self.record, self.analysis,
+                                                   request, on_text)
+        self.post_message(self.LlmText("".join(chunks), done=True, error=failure))
+
+    def on_results_screen_llm_text(self, message: LlmText) -> None:
+        panel = self.query_one(AdvicePanel)
+        if message.error:
+            panel.show_llm_text("")
+            self.notify(message.error + " — the rule-based advice above still holds.",
+                        title="Claude's advice failed", severity="warning")
+            return
+        panel.show_llm_text(message.text)
+        if message.done:
+            try:  # the answer is stored with the session; keep the record in step
+                self.record = self.store.get(self.record.id)
+            except Exception:
+                pass
 
     # ---- diff ----------------------------------------------------------------------------
     def default_baseline(self) -> str | None:

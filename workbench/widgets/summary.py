@@ -247,25 +247,55 @@ class SummaryPanel(VerticalScroll, can_focus=True):
         self.query_one("#summary-analysis", Static).update(analysis_renderable(analysis))
 
 
+def _field(item: Any, name: str) -> Any:
+    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
+
+
 def advice_renderable(advice: list[Any]) -> RenderableType:
+    """Rule findings, best first: what, the measurements behind it, what to do, what it buys."""
     if not advice:
-        return Text("No advice yet: the rule engine lands with the advice issue. Findings for "
-                    "this run will show here once it exists.")
+        return Text("No rule fired for this run: nothing in its measurements crossed a "
+                    "threshold. Press l to ask Claude (shows the request first).")
     parts: list[RenderableType] = []
     for number, item in enumerate(advice, 1):
-        title = item.get("title") if isinstance(item, dict) else getattr(item, "title", None)
-        body = item.get("detail") if isinstance(item, dict) else getattr(item, "detail", None)
         line = Text(f"{number}. ", style="bold")
-        line.append(str(title if title is not None else item), style="bold")
+        line.append(str(_field(item, "finding") or _field(item, "title") or item), style="bold")
+        confidence = _field(item, "confidence")
+        if confidence:
+            line.append(f"  [{confidence}]")
         parts.append(line)
-        if body:
-            parts.append(Text("   " + str(body)))
+        for evidence in _field(item, "evidence") or ():
+            text = evidence.text() if hasattr(evidence, "text") else str(evidence)
+            parts.append(Text("   evidence: " + text))
+        action, layer = _field(item, "action"), _field(item, "layer")
+        if action:
+            parts.append(Text("   do: " + str(action) + (f" (layer {layer})" if layer else "")))
+        effect = _field(item, "expected_effect") or _field(item, "detail")
+        if effect:
+            parts.append(Text("   expect: " + str(effect)))
     return Group(*parts)
+
+
+def llm_renderable(record_extra: dict[str, Any] | None, streamed: str = "") -> RenderableType:
+    """Claude's answer: the one streaming in, else the one stored with the session."""
+    stored = (record_extra or {}).get("llm_advice") or {}
+    text = streamed or str(stored.get("text") or "")
+    if not text:
+        return Text("")
+    model = stored.get("model") if not streamed else None
+    header = Text("\nClaude's advice" + (f" ({model})" if model else ""), style="bold")
+    return Group(header, Text(text))
 
 
 class AdvicePanel(VerticalScroll, can_focus=True):
     def compose(self):  # type: ignore[no-untyped-def]
         yield Static(Text("Loading analysis…"), id="advice-body")
+        yield Static(Text(""), id="advice-llm")
 
-    def set_advice(self, advice: list[Any]) -> None:
+    def set_advice(self, advice: list[Any], record_extra: dict[str, Any] | None = None) -> None:
         self.query_one("#advice-body", Static).update(advice_renderable(advice))
+        self.query_one("#advice-llm", Static).update(llm_renderable(record_extra))
+
+    def show_llm_text(self, text: str) -> None:
+        """The answer so far, as it streams in (called on the UI thread)."""
+        self.query_one("#advice-llm", Static).update(llm_renderable(None, text))
