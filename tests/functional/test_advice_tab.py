@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-from textual.widgets import Static
 
 from sessions.store import SessionStore
 from tests.functional.conftest import wait_until
