@@ -94,6 +94,11 @@ def test_qwen2_biases_are_loaded_and_used(tmp_path: Path) -> None:
     assert torch.equal(reader.blocks[0].attn.q_proj.bias, bias)
     writer.blocks[0].attn.q_proj.bias = torch.nn.Parameter(bias, requires_grad=False)
     torch.testing.assert_close(_logits(reader), _logits(writer), rtol=0, atol=0)
+    # L2 fuses q/k/v into one projection: the bias must come along (it once did not)
+    before = _logits(reader)
+    for block in reader.blocks:
+        block.attn.fuse()
+    torch.testing.assert_close(_logits(reader), before, rtol=1e-5, atol=1e-5)
 
 
 def test_llama3_rope_scaling_changes_only_long_wavelengths(tmp_path: Path) -> None:

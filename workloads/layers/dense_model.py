@@ -63,9 +63,15 @@ class Attention(nn.Module):
 
     def fuse(self) -> None:
         """L2: one [q; k; v] projection (one GEMM reading x once instead of three)."""
-        weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
+        parts = (self.q_proj, self.k_proj, self.v_proj)
+        weight = torch.cat([p.weight for p in parts])
         self.qkv_proj = nn.Linear(weight.shape[1], weight.shape[0], bias=False, device="meta")
         self.qkv_proj.weight = nn.Parameter(weight.contiguous(), requires_grad=False)
+        if any(getattr(p, "bias", None) is not None for p in parts):
+            # Qwen2-style checkpoints give q/k/v a bias: it must survive the fusion.
+            bias = torch.cat([p.bias if getattr(p, "bias", None) is not None
+                              else p.weight.new_zeros(p.weight.shape[0]) for p in parts])
+            self.qkv_proj.bias = nn.Parameter(bias, requires_grad=False)
         del self.q_proj, self.k_proj, self.v_proj
 
     def forward(self, x: torch.Tensor, start: int | torch.Tensor, layer: int, cache: Any,
