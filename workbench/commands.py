@@ -203,25 +203,38 @@ def _hta_comparison(args: argparse.Namespace, parsed: Any, analysis: Any) -> Any
                             run_hta(list(args.paths)))
 
 
+_ROLE_OF_KIND = {"kineto": "trace", "kineto_dir": "trace", "ncu_csv": "ncu_csv",
+                 "ncu_rep": "ncu_rep", "nsys_sqlite": "nsys_sqlite"}
+
+
 def _save_analysis(args: argparse.Namespace, paths: list[str], parsed: Any, analysis: Any) -> None:
-    import pickle
+    """Store the analyzed artifacts as a session (kind "analysis"): the files are copied into
+    the run folder, so the session opens again later without the originals."""
     import shutil
-
-    from sessions.atomic import write_bytes_atomic
-
-    store = _store(args)
-    record = store.new_run({"workload": "", "profiler": parsed.kind, "inputs": paths}, kind="analysis")
-    run_dir = store.run_dir(record.id)
-    for p in args.paths:
-        if Path(p).is_file():
-            shutil.copy2(p, run_dir / Path(p).name)
-            role = {"kineto": "trace", "ncu_csv": "ncu_csv", "ncu_rep": "ncu_rep",
-                    "nsys_sqlite": "nsys_sqlite"}.get(parsed.kind, "artifact")
-            record.artifacts.setdefault(role, Path(p).name)
-    write_bytes_atomic(run_dir / "cache" / "analyze.parsed.pkl", pickle.dumps(parsed))
-    record.status = "ok"
     import time
 
+    store = _store(args)
+    record = store.new_run({"workload": "", "profiler": parsed.kind, "inputs": paths},
+                           kind="analysis")
+    run_dir = store.run_dir(record.id)
+    role = _ROLE_OF_KIND.get(parsed.kind, "artifact")
+    sources = [Path(p) for p in args.paths]
+    if len(sources) == 1 and sources[0].is_file():
+        shutil.copy2(sources[0], run_dir / sources[0].name)
+        record.artifacts[role] = sources[0].name
+    elif role == "trace":  # per-rank traces (a folder, or several files): one trace folder
+        inputs = run_dir / "inputs"
+        for src in sources:
+            if src.is_dir():
+                shutil.copytree(src, inputs, dirs_exist_ok=True)
+            else:
+                inputs.mkdir(exist_ok=True)
+                shutil.copy2(src, inputs / src.name)
+        record.artifacts[role] = "inputs"
+    else:  # several ncu / nsys files: keep the first as the session's artifact
+        shutil.copy2(sources[0], run_dir / sources[0].name)
+        record.artifacts[role] = sources[0].name
+    record.status = "ok"
     record.finished_at = time.time()
     store.save(record)
     print(f"saved as session {record.id}", file=sys.stderr)

@@ -116,3 +116,20 @@ def test_analyze_fixture_totals(h100_fixtures: Path, tmp_path: Path) -> None:
         kernel_only = sum(c["total_ns"] for c in data["categories"]
                           if c["category"] not in ("memset", "memcpy"))
         assert abs(kernel_only - raw_ns) / raw_ns < 1e-3, (kernel_only, raw_ns, total)
+
+
+def test_analyze_save_keeps_per_rank_traces(tmp_path: Path, h100_fixtures: Path) -> None:
+    ranks = tmp_path / "ranks"
+    ranks.mkdir()
+    for rank in (0, 1):
+        shutil.copy(h100_fixtures / "torch_trace.json", ranks / f"rank{rank}.json")
+    home = tmp_path / "home"
+    saved = cli(home, "analyze", str(ranks), "--save", "--json", str(tmp_path / "a.json"))
+    assert saved.returncode == 0, saved.stderr
+    once = json.loads((tmp_path / "a.json").read_text())["kernel_total_ns"]
+    run_id = cli(home, "sessions", "list").stdout.splitlines()[1].split()[0]
+    shutil.rmtree(ranks)  # the session must not need the originals
+    report = cli(home, "report", run_id, "--json", str(tmp_path / "b.json"))
+    assert report.returncode == 0, report.stderr
+    stored = json.loads((tmp_path / "b.json").read_text())["analysis"]["kernel_total_ns"]
+    assert stored == once > 0
