@@ -25,7 +25,7 @@ import torch
 
 from workloads import estimate
 from workloads.errors import WorkbenchError
-from workloads.interface import ParityOutputs, Workload
+from workloads.interface import ParityOutputs, Workload, greedy_parity, prompt_tokens
 from workloads.layers.attention import ATTENTION_KERNELS
 from workloads.layers.dense_model import (  # noqa: F401 - re-exported: the model's public home
     Attention,
@@ -170,26 +170,13 @@ class DenseWorkload(Workload):
         return self.runtime.forward(tokens, start)[:, -1]
 
     def make_inputs(self, seed: int) -> torch.Tensor:
-        # Drawn on the CPU so every device sees the same prompt for a seed.
-        generator = torch.Generator().manual_seed(seed)
-        prompt = torch.randint(0, self.shape["vocab"],
-                               (self.shape["batch"], self.shape["prompt_len"]),
-                               generator=generator)
-        return prompt.to(self.device)
+        return prompt_tokens(self.shape["vocab"], self.shape["batch"], self.shape["prompt_len"],
+                             seed, self.device)
 
     def parity_outputs(self, inputs: torch.Tensor, forced_tokens: torch.Tensor | None = None
                        ) -> ParityOutputs:
-        steps_logits, steps_tokens = [], []
-        logits = self._forward_last(inputs, 0)
-        position = inputs.shape[1]
-        for index in range(self.shape["new_tokens"]):
-            steps_logits.append(logits.to(torch.float32, copy=True))
-            token = logits.argmax(-1) if forced_tokens is None else forced_tokens[index]
-            steps_tokens.append(token)
-            if index + 1 < self.shape["new_tokens"]:
-                logits = self._forward_last(token[:, None], position)
-                position += 1
-        outputs = ParityOutputs(torch.stack(steps_logits), torch.stack(steps_tokens))
+        outputs = greedy_parity(self._forward_last, inputs, self.shape["new_tokens"],
+                                forced_tokens)
         if self.draft is not None and forced_tokens is not None:
             # Speculative decoding must reproduce the greedy decode exactly.
             self.prefill(inputs)

@@ -34,6 +34,32 @@ class ParityOutputs:
     tokens: torch.Tensor
 
 
+def prompt_tokens(vocab: int, batch: int, length: int, seed: int,
+                  device: torch.device) -> torch.Tensor:
+    """A seeded random prompt, drawn on the CPU so every device sees the same one."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, vocab, (batch, length), generator=generator).to(device)
+
+
+def greedy_parity(forward: Any, inputs: torch.Tensor, new_tokens: int,
+                  forced_tokens: torch.Tensor | None = None) -> ParityOutputs:
+    """Prefill then decode ``new_tokens`` greedily, keeping every step's last-token logits.
+
+    ``forward(tokens, start)`` returns the logits of the last position. With
+    ``forced_tokens`` (the reference's tokens) the candidate is teacher-forced, so logits
+    compare position by position even where a near-tie flips one argmax."""
+    steps_logits, steps_tokens = [], []
+    logits, position = forward(inputs, 0), inputs.shape[1]
+    for index in range(new_tokens):
+        steps_logits.append(logits.to(torch.float32, copy=True))
+        token = logits.argmax(-1) if forced_tokens is None else forced_tokens[index]
+        steps_tokens.append(token)
+        if index + 1 < new_tokens:
+            logits = forward(token[:, None], position)
+            position += 1
+    return ParityOutputs(torch.stack(steps_logits), torch.stack(steps_tokens))
+
+
 class Workload(ABC):
     name: str = "workload"
     # What one measured step is ("decode", "prefill", "generate"); reported as metrics.step.

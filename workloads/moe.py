@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from workloads.errors import WorkbenchError
-from workloads.interface import ParityOutputs, Workload
+from workloads.interface import ParityOutputs, Workload, greedy_parity, prompt_tokens
 from workloads.layers.dense_model import RMSNorm, apply_rope  # the same math as dense
 from workloads.layers.moe_block import GATINGS, MoEFeedForward, moe_blocks
 from workloads.router_health import summarize
@@ -223,11 +223,8 @@ class MoEWorkload(Workload):
         self._routing_parity: dict[str, Any] | None = None
 
     def make_inputs(self, seed: int) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(seed)
-        prompt = torch.randint(0, self.shape["vocab"],
-                               (self.shape["batch"], self.shape["prompt_len"]),
-                               generator=generator)
-        return prompt.to(self.device)
+        return prompt_tokens(self.shape["vocab"], self.shape["batch"], self.shape["prompt_len"],
+                             seed, self.device)
 
     def parity_outputs(self, inputs: torch.Tensor, forced_tokens: torch.Tensor | None = None
                        ) -> ParityOutputs:
@@ -242,15 +239,8 @@ class MoEWorkload(Workload):
             block.forced = list(routes[index]) if routes else None
             block.flips = None
         try:
-            steps_logits, steps_tokens = [], []
-            logits, position = self.model(inputs, 0), inputs.shape[1]
-            for index in range(self.shape["new_tokens"]):
-                steps_logits.append(logits.float())
-                token = logits.argmax(-1) if forced_tokens is None else forced_tokens[index]
-                steps_tokens.append(token)
-                if index + 1 < self.shape["new_tokens"]:
-                    logits = self.model(token[:, None], position)
-                    position += 1
+            outputs = greedy_parity(self.model, inputs, self.shape["new_tokens"],
+                                    forced_tokens)
         finally:
             for block in blocks:
                 block.collect, block.forced = False, None
@@ -268,7 +258,7 @@ class MoEWorkload(Workload):
                 "replayed": "the candidate used the reference's experts (weights its own)",
                 "token_layer_choices": routed,
                 "flipped": int(sum(flips)) if flips else 0}  # type: ignore[arg-type]
-        return ParityOutputs(torch.stack(steps_logits), torch.stack(steps_tokens))
+        return outputs
 
     def prepare(self, inputs: torch.Tensor) -> None:
         assert self.model is not None
