@@ -177,7 +177,13 @@ def test_serve_in_headless_chromium(chromium: str, tmp_path: Path) -> None:
             stop(browser)
         stop(server)
     output = server.stdout.read().decode(errors="replace") if server.stdout else ""
-    assert "Traceback" not in output, output
+    # Stopping textual-serve by signal can leave one known shutdown message from asyncio: a
+    # subprocess transport collected after its loop closed ("Event loop is closed" raised in
+    # BaseSubprocessTransport.__del__). It says nothing about our app; any other traceback does.
+    tracebacks = output.split("Traceback (most recent call last):")[1:]
+    ours = [t for t in tracebacks
+            if not ("base_subprocess.py" in t and "Event loop is closed" in t)]
+    assert not ours, output
 
 
 def test_serve_rejects_a_busy_port(tmp_path: Path) -> None:
