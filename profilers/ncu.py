@@ -81,6 +81,11 @@ class NcuWrapper:
         if not cap.available:
             raise WorkbenchError(cap.reason)
         opts = spec.profiler_options
+        scope = str(opts.get("scope", "auto"))
+        if scope not in ("auto", "step"):
+            raise WorkbenchError(f"unknown ncu scope {scope!r}",
+                                 "use --profiler-option scope=auto (one decoder block of an "
+                                 "eager model) or scope=step (every kernel of the step)")
         cmd = [cap.path or "ncu", "--clock-control", "none", "--profile-from-start", "off",
                "--target-processes", "all",
                "--cache-control", str(opts.get("cache_control", "all"))]

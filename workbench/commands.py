@@ -98,8 +98,17 @@ def _print_run_summary(record: Any) -> None:
               f"p99 {fmt_num(lat.get('p99'), 4)}, n={lat.get('n')})")
         print(f"  throughput {fmt_num(m.get('tokens_per_s'), 4, 'tok/s')}, "
               f"peak memory {fmt_bytes(m.get('peak_mem_bytes'))}")
+        replayed = (record.spec or {}).get("profiler")
+        if replayed in ("ncu", "nsys"):
+            print(f"  (timed under {replayed}, which serializes and replays kernels: not a "
+                  "performance figure; use --profiler timer for speed)")
     parity = record.parity or {}
-    if parity:
+    scope = ((record.extra or {}).get("extra") or {}).get("profile_scope")
+    if scope:
+        print(f"  profiled: {scope.get('what')}")
+    if parity.get("skipped"):
+        print(f"  parity vs L0: skipped ({parity['skipped']})")
+    elif parity:
         print(f"  parity vs L0: {'ok' if parity.get('ok') else 'FAILED'} "
               f"(max rel err {fmt_num(parity.get('max_rel_err'), 3)}, "
               f"top-1 agreement {fmt_num((parity.get('top1_agreement') or 0) * 100, 4, '%')})")

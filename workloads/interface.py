@@ -124,3 +124,41 @@ class Workload(ABC):
     def extra(self) -> dict[str, Any]:
         """Workload-specific facts for result.json ``extra`` (shape, param count, ...)."""
         return {}
+
+    def profile_sample(self) -> ProfileSample | None:
+        """A representative part of the step for per-kernel replay profilers (ncu), or None
+        to profile the whole step. The default: one decoder block (the last, which is a MoE
+        block where the first ones are dense) of a model with ``blocks`` of four or more,
+        when the step runs eagerly (module hooks do not fire inside CUDA graphs or compiled
+        code). Layers of one model are identical, so one block times ``len(blocks)`` stands
+        for the layer stack."""
+        model = self.model
+        blocks = getattr(model, "blocks", None)
+        if model is None or not isinstance(blocks, torch.nn.ModuleList) or len(blocks) < 4:
+            return None
+        runtime = getattr(self, "runtime", None)
+        if runtime is not None and (getattr(runtime, "graphs", False)
+                                    or getattr(runtime, "compile_mode", None)):
+            return None
+        return ProfileSample(spans=[(blocks[-1], blocks[-1])], blocks_profiled=1,
+                             blocks_total=len(blocks),
+                             what=f"decoder block {len(blocks) - 1} of {len(blocks)}")
+
+
+@dataclass
+class ProfileSample:
+    """Module spans (start module, stop module): the profiler range opens before the first's
+    forward and closes after the second's."""
+
+    spans: list[tuple[torch.nn.Module, torch.nn.Module]]
+    blocks_profiled: int
+    blocks_total: int
+    what: str
+
+    def describe(self) -> dict[str, Any]:
+        return {"scope": "sample", "what": self.what, "blocks_profiled": self.blocks_profiled,
+                "blocks_total": self.blocks_total,
+                "note": f"per-kernel replay of {self.what} only (layers are identical); "
+                        f"multiply its kernel times by {self.blocks_total} for the layer "
+                        "stack. Pass --profiler-option scope=step for every kernel of "
+                        "the step."}

@@ -8,12 +8,13 @@ never part of the samples. ``reset`` runs outside the timed region.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import resource
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +75,34 @@ class RepeatPlan:
     # Bracket the measured repeats with cudaProfilerStart/Stop so ncu/nsys started with
     # capture off record only them.
     profiler_range: bool = False
+    # With a sample (ncu), the range opens and closes around the sample's module spans
+    # inside each measured repeat instead of around the whole repeats.
+    sample: Any = None
+
+
+@contextlib.contextmanager
+def sampled_profiler_range(spans: list[tuple[torch.nn.Module, torch.nn.Module]]
+                           ) -> Iterator[list[int]]:
+    """Forward hooks that call cudaProfilerStart before each span's first module and
+    cudaProfilerStop after its last; yields a one-element list counting opened ranges."""
+    opened = [0]
+
+    def start(*_: Any) -> None:
+        opened[0] += 1
+        torch.cuda.profiler.start()
+
+    def stop(*_: Any) -> None:
+        torch.cuda.profiler.stop()
+
+    handles = []
+    for first, last in spans:
+        handles.append(first.register_forward_pre_hook(start))
+        handles.append(last.register_forward_hook(stop))
+    try:
+        yield opened
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def run_repeats(step: Callable[[], Any], reset: Callable[[], None], device: torch.device,
@@ -86,22 +115,30 @@ def run_repeats(step: Callable[[], Any], reset: Callable[[], None], device: torc
         timer.time_ms(step)
         on_step("warmup", index + 1, plan.warmup)
     samples: list[float] = []
-    if plan.profiler_range and on_cuda:
+    whole_range = plan.profiler_range and on_cuda and plan.sample is None
+    sampled = plan.profiler_range and on_cuda and plan.sample is not None
+    if whole_range:
         torch.cuda.synchronize()
         torch.cuda.profiler.start()
-    try:
-        for index in range(plan.repeat):
-            reset()
-            if on_cuda:
-                torch.cuda.nvtx.range_push(STEP_RANGE)
-            samples.append(timer.time_ms(step))
-            if on_cuda:
-                torch.cuda.nvtx.range_pop()
-            on_step("measure", index + 1, plan.repeat)
-    finally:
-        if plan.profiler_range and on_cuda:
-            torch.cuda.synchronize()
-            torch.cuda.profiler.stop()
+    with contextlib.ExitStack() as stack:
+        opened = stack.enter_context(sampled_profiler_range(plan.sample.spans)) \
+            if sampled else None
+        try:
+            for index in range(plan.repeat):
+                reset()
+                if on_cuda:
+                    torch.cuda.nvtx.range_push(STEP_RANGE)
+                samples.append(timer.time_ms(step))
+                if on_cuda:
+                    torch.cuda.nvtx.range_pop()
+                on_step("measure", index + 1, plan.repeat)
+        finally:
+            if whole_range:
+                torch.cuda.synchronize()
+                torch.cuda.profiler.stop()
+    if opened is not None and not opened[0]:
+        raise RuntimeError("the profiled sample's modules never ran in the measured step; "
+                           "profile the whole step with --profiler-option scope=step")
     return samples
 
 

@@ -167,6 +167,25 @@ def profile_with_torch(step: Callable[[], Any], reset: Callable[[], None],
     return name
 
 
+NCU_SCOPES = ("auto", "step")
+
+
+def ncu_sample(workload: Workload, spec: RunSpec) -> Any:
+    """What ncu replays: ``scope=auto`` (default) a representative sample where the workload
+    offers one (``Workload.profile_sample``: one decoder block of an eager model), else the
+    whole step; ``scope=step`` every kernel of the step. ncu's kernel replay costs about half a
+    second per kernel on an H100 whatever the metric list, so an eager 8B decode step (~1,200
+    kernels) takes ten minutes and one of its 32 identical blocks about twenty seconds."""
+    scope = str(spec.profiler_options.get("scope", "auto"))
+    if scope not in NCU_SCOPES:
+        raise WorkbenchError(f"unknown ncu scope {scope!r}",
+                             "use --profiler-option scope=auto or scope=step")
+    if scope == "step" or spec.profiler_options.get("kernel_regex") \
+            or spec.profiler_options.get("launch_count") is not None:
+        return None  # the user targets kernels themselves
+    return workload.profile_sample()
+
+
 def throughput_metrics(workload: Workload, samples_ms: list[float]) -> dict[str, Any]:
     stats = measure.latency_stats(samples_ms)
     median_s = stats["median"] / 1e3
@@ -255,6 +274,10 @@ def execute(spec: RunSpec, out_dir: Path, record: RunRecord) -> None:
     emit("phase", phase="warmup", message=f"{spec.warmup} warm-up steps")
     plan = measure.RepeatPlan(spec.repeat, spec.warmup,
                               profiler_range=spec.profiler in ("ncu", "nsys"))
+    if spec.profiler == "ncu" and device.type == "cuda":
+        plan.sample = ncu_sample(workload, spec)
+        record.extra["profile_scope"] = plan.sample.describe() if plan.sample else {
+            "scope": "step", "what": "every kernel of the measured step"}
 
     def step() -> Any:
         return workload.step(inputs)

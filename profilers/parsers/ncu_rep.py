@@ -8,19 +8,22 @@
 from __future__ import annotations
 
 import glob
-import importlib
+import importlib.util
+import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+from profilers.base import find_tool
 from profilers.parsers._io import NCU_REP_MAGIC, head_bytes, require_file
 from profilers.parsers._ncu_common import build_ncu_tables
-from profilers.parsers.ncu_csv import NcuResult
+from profilers.parsers.ncu_csv import NcuResult, parse_ncu_csv_text
 from workloads.errors import WorkbenchError
 
+_READER = Path(__file__).with_name("_ncu_rep_reader.py")
 _NOT_FOUND = "cannot read .ncu-rep: NVIDIA's ncu_report module was not found"
 
 
@@ -45,84 +48,72 @@ def ncu_python_dirs() -> list[Path]:
     return [d for d in dirs if (d / "ncu_report.py").is_file() or any(d.glob("ncu_report*"))]
 
 
-def import_ncu_report() -> ModuleType | None:
-    """The ncu_report module, or None when no Nsight Compute install provides one."""
-    if "ncu_report" in sys.modules:
-        return sys.modules["ncu_report"]
-    try:
-        return importlib.import_module("ncu_report")
-    except ImportError:
-        pass
-    for d in ncu_python_dirs():
-        sys.path.insert(0, str(d))
-        try:
-            return importlib.import_module("ncu_report")
-        except Exception:  # noqa: BLE001 - a broken install is the same as none
-            sys.path.remove(str(d))
-    return None
+def ncu_report_available() -> bool:
+    """Whether an ncu_report module can be found (importable or under an Nsight install)."""
+    return importlib.util.find_spec("ncu_report") is not None or bool(ncu_python_dirs())
 
 
-def _metric_value(metric: Any) -> tuple[Any, str]:
-    """A metric's value (float or str) and unit, via the documented IMetric API."""
-    unit = ""
+def _read_with_module(p: Path) -> tuple[dict[str, list[Any]] | None, str]:
+    """(columns + units, "") from the reader child, or (None, why it failed)."""
+    dirs = [str(d) for d in ncu_python_dirs()]
     try:
-        unit = str(metric.unit())
-    except Exception:  # noqa: BLE001 - optional in older versions
-        unit = ""
+        proc = subprocess.run([sys.executable, str(_READER), str(p), *dirs],
+                              capture_output=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        return None, "ncu_report took over 10 minutes"
+    if proc.returncode != 0:
+        sig = -proc.returncode if proc.returncode < 0 else None
+        return None, (f"ncu_report crashed (signal {sig})" if sig else
+                      f"ncu_report reader exited {proc.returncode}: "
+                      f"{proc.stderr.decode(errors='replace').strip()[-200:]}")
     try:
-        kind = metric.metric_type()
-        string_kind = getattr(type(metric), "MetricType_STRING", None)
-        if string_kind is not None and kind == string_kind:
-            return str(metric.as_string()), unit
-    except Exception:  # noqa: BLE001
-        pass
-    try:
-        return float(metric.as_double()), unit
-    except Exception:  # noqa: BLE001
-        try:
-            return str(metric.as_string()), unit
-        except Exception:  # noqa: BLE001
-            return None, unit
+        payload = json.loads(proc.stdout)
+    except ValueError:
+        return None, "ncu_report reader wrote no JSON"
+    if "error" in payload:
+        return None, str(payload["error"])
+    return payload, ""
 
 
-def read_actions(report: ModuleType, path: Path) -> tuple[dict[str, list[Any]], dict[str, str]]:
-    """One record per profiled kernel (action), in report order, as columns + units."""
+def _read_with_ncu_cli(p: Path) -> tuple[NcuResult | None, str]:
+    """The same report through ``ncu --import --csv --page raw`` when ncu is installed."""
+    ncu = find_tool("ncu")
+    if ncu is None:
+        return None, "ncu is not on PATH"
     try:
-        context = report.load_report(str(path))
-    except Exception as exc:  # noqa: BLE001 - the module raises its own types
-        raise WorkbenchError(f"{path}: ncu_report cannot load it ({exc})",
-                             "the report may be truncated or from a newer Nsight Compute") from None
-    records: list[dict[str, Any]] = []
-    units: dict[str, str] = {}
-    for r in range(context.num_ranges()):
-        rng = context.range_by_idx(r)
-        for a in range(rng.num_actions()):
-            action = rng.action_by_idx(a)
-            rec: dict[str, Any] = {"ID": len(records), "Kernel Name": str(action.name())}
-            for name in action.metric_names():
-                value, unit = _metric_value(action.metric_by_name(name))
-                rec[str(name)] = value
-                if unit:
-                    units[str(name)] = unit
-            records.append(rec)
-    if not records:
-        raise WorkbenchError(f"{path}: the report holds no profiled kernels",
-                             "check ncu's --kernel-name / --launch-count filters")
-    names: dict[str, None] = {}
-    for rec in records:
-        names.update(dict.fromkeys(rec))
-    columns = {n: [rec.get(n) for rec in records] for n in names}
-    return columns, units
+        proc = subprocess.run([ncu, "--import", str(p), "--csv", "--page", "raw"],
+                              capture_output=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        return None, "ncu --import took over 10 minutes"
+    if proc.returncode != 0:
+        return None, (f"ncu --import failed: "
+                      f"{proc.stderr.decode(errors='replace').strip()[:200]}")
+    return parse_ncu_csv_text(proc.stdout.decode("utf-8", errors="replace")), ""
 
 
 def load_ncu_rep(path: str | os.PathLike[str]) -> NcuResult:
+    """Read a .ncu-rep with NVIDIA's ncu_report (in a child process), else through the ncu
+    command line's CSV export; a one-line WorkbenchError when neither can."""
     p = require_file(path, ".ncu-rep report")
     if not head_bytes(p, 4).startswith(NCU_REP_MAGIC):
         raise WorkbenchError(f"{p}: not an Nsight Compute report (bad magic bytes)")
-    report = import_ncu_report()
-    if report is None:
+    reasons: list[str] = []
+    if ncu_report_available():
+        payload, why = _read_with_module(p)
+        if payload is not None:
+            if not payload["columns"]:
+                raise WorkbenchError(f"{p}: the report holds no profiled kernels",
+                                     "check ncu's --kernel-name / --launch-count filters")
+            kernels, metrics = build_ncu_tables(payload["columns"], payload["units"])
+            return NcuResult(kernels, metrics, {"path": str(p), "size": os.path.getsize(p),
+                                                "n_kernels": len(kernels),
+                                                "reader": "ncu_report"})
+        reasons.append(why)
+    result, why = _read_with_ncu_cli(p)
+    if result is not None:
+        result.meta.update({"path": str(p), "size": os.path.getsize(p),
+                            "reader": "ncu --import --csv"})
+        return result
+    if not reasons:
         raise WorkbenchError(_NOT_FOUND, _hint(p))
-    columns, units = read_actions(report, p)
-    kernels, metrics = build_ncu_tables(columns, units)
-    return NcuResult(kernels, metrics, {"path": str(p), "size": os.path.getsize(p),
-                                        "n_kernels": len(kernels)})
+    raise WorkbenchError(f"{p}: cannot read the report: {reasons[0]}; {why}", _hint(p))

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 
 import numpy as np
 import pytest
 
 from profilers.parsers._ncu_common import parse_dims, parse_number, unit_factor
 from profilers.parsers.ncu_csv import load_ncu_csv, parse_ncu_csv_text
-from profilers.parsers.ncu_rep import import_ncu_report, load_ncu_rep
+from profilers.parsers.ncu_rep import load_ncu_rep, ncu_report_available
 from workloads.errors import WorkbenchError
 
 
@@ -108,17 +107,35 @@ def test_missing_columns_give_missing_values():
 
 
 def test_ncu_rep_without_module_says_how_to_export(h100_fixtures, monkeypatch):
-    if import_ncu_report() is not None:
+    if ncu_report_available():
         pytest.skip("ncu_report is installed here")
+    monkeypatch.setenv("AIPERF_NCU", "/nonexistent/ncu")  # no CLI fallback either
     with pytest.raises(WorkbenchError) as err:
         load_ncu_rep(h100_fixtures / "mm_full.ncu-rep")
     assert err.value.message == "cannot read .ncu-rep: NVIDIA's ncu_report module was not found"
     assert "ncu --import" in err.value.hint and "--csv --page raw" in err.value.hint
 
 
-@pytest.mark.skipif(importlib.util.find_spec("ncu_report") is None and import_ncu_report() is None,
+@pytest.mark.skipif(not ncu_report_available(),
                     reason="NVIDIA's ncu_report module is not installed")
 def test_ncu_rep_real_read(h100_fixtures):
     res = load_ncu_rep(h100_fixtures / "mm_full.ncu-rep")
+    assert res.meta["reader"] == "ncu_report"
     assert len(res.kernels) >= 1 and res.kernels["dur_ns"].notna().all()
     assert "gpu__time_duration.sum" in res.metrics
+
+
+def test_ncu_rep_reader_crash_is_one_line_with_the_export_hint(h100_fixtures, tmp_path,
+                                                              monkeypatch):
+    """A reader that dies by a signal (as NVIDIA's module did on the H200 box) and no ncu on
+    PATH: a one-line error naming the crash, never a crashed caller."""
+    import profilers.parsers.ncu_rep as ncu_rep
+
+    fake = tmp_path / "ncu_report.py"
+    fake.write_text("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n")
+    monkeypatch.setattr(ncu_rep, "ncu_python_dirs", lambda: [tmp_path])
+    monkeypatch.setenv("AIPERF_NCU", "/nonexistent/ncu")
+    with pytest.raises(WorkbenchError) as err:
+        load_ncu_rep(h100_fixtures / "mm_full.ncu-rep")
+    assert "ncu_report crashed (signal 11)" in err.value.message
+    assert "--csv --page raw" in err.value.hint

@@ -111,3 +111,18 @@ def test_fp8_linear_scaled_mm_prefill_path(per_row):
     out = Fp8Linear(w, per_row)(x).float()
     assert out.shape == (1, 37, 1024)
     assert float((out - exact).abs().max() / exact.abs().max()) < 0.08
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_m1_config_is_the_fastest_graph_timed_config_and_is_kept():
+    from workloads.layers import triton_gemv
+
+    x = torch.randn(1, 4096, device="cuda", dtype=torch.bfloat16)
+    w = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16) / 64
+    chosen = triton_gemv.m1_config(x, w, None)
+    key = (w.device.index, 4096, 4096, w.dtype, x.dtype, False)
+    timings = triton_gemv.M1_TIMINGS[key]
+    assert len(timings) >= 6 and all(us > 0 for us, _ in timings)
+    assert str(chosen) == timings[0][1]  # sorted fastest first
+    assert triton_gemv.m1_config(x, w, None) is chosen  # chosen once per process

@@ -83,3 +83,61 @@ def test_parity_fails_on_disagreeing_tokens_and_on_nan():
     broken = logits.clone()
     broken[0, 0, 0] = float("nan")
     assert not parity.compare(outputs(logits), outputs(broken), "bf16").ok
+
+
+def _dense(layers: int):
+    from workloads import catalog, dense
+
+    workload = dense.DenseWorkload()
+    params = {**catalog.get_preset("dense", "tiny"), "layers": layers}
+    workload.build(CPU, torch.float32, params, seed=0)
+    return workload
+
+
+def test_ncu_sample_is_one_block_of_an_eager_model_and_none_when_graphed():
+    from workloads.layers.compiled import apply_graphs
+
+    assert _dense(layers=2).profile_sample() is None  # too few blocks to sample
+    workload = _dense(layers=4)
+    sample = workload.profile_sample()
+    assert sample is not None and sample.blocks_total == 4 and sample.blocks_profiled == 1
+    assert sample.spans == [(workload.model.blocks[3], workload.model.blocks[3])]
+    assert "multiply" in sample.describe()["note"]
+    apply_graphs(workload, CPU)  # hooks do not fire inside a replayed graph
+    assert workload.profile_sample() is None
+
+
+def test_sampled_profiler_range_opens_around_the_block_only(monkeypatch):
+    """The hooks call cudaProfilerStart/Stop (stood in for here: CUDA is absent) exactly
+    around the sampled block of each measured step, and never during warm-up."""
+    workload = _dense(layers=4)
+    inputs = workload.make_inputs(0)
+    workload.prepare(inputs)
+    log: list[str] = []
+    blocks = workload.model.blocks
+    for i, block in enumerate(blocks):
+        block.register_forward_pre_hook(lambda *_, i=i: log.append(f"block{i}"))
+    monkeypatch.setattr(torch.cuda.profiler, "start", lambda: log.append("START"))
+    monkeypatch.setattr(torch.cuda.profiler, "stop", lambda: log.append("STOP"))
+    sample = workload.profile_sample()
+    with torch.inference_mode(), measure.sampled_profiler_range(sample.spans) as opened:
+        workload.step(inputs)
+        workload.step(inputs)
+    assert opened == [2]
+    step_log = log[:log.index("STOP") + 1]
+    # the decoder's own pre-hooks were registered first, so block 3's label precedes START
+    assert step_log == ["block0", "block1", "block2", "block3", "START", "STOP"]
+    workload.step(inputs)  # hooks removed on exit
+    assert log.count("START") == 2
+
+
+def test_ncu_scope_is_checked_before_launch(tmp_path, monkeypatch):
+    from profilers.ncu import NcuWrapper
+    from workloads.errors import WorkbenchError
+    from workloads.spec import RunSpec
+
+    monkeypatch.setenv("AIPERF_NCU", "/bin/true")
+    spec = RunSpec(workload="dense", preset="tiny", profiler="ncu",
+                   profiler_options={"scope": "layer"})
+    with pytest.raises(WorkbenchError, match="scope=step"):
+        NcuWrapper().wrap(["python"], tmp_path, spec)

@@ -51,6 +51,10 @@ def render_run_report(record: RunRecord, analysis: RunAnalysis | None) -> str:
     ], align="ll"))
     out += ["", "## Environment", "", _env_table(record.env)]
     out += ["", "## Metrics", "", _metrics_table(record.metrics)]
+    if spec.get("profiler") in ("ncu", "nsys"):
+        out += ["", f"Timed under {spec.get('profiler')}, which serializes (and for ncu "
+                "replays) every kernel: the latency above is the profiler's, not the model's. "
+                "A --profiler timer run of the same layers measures speed."]
     mem_source = ((record.extra or {}).get("extra") or {}).get("peak_mem_source")
     if mem_source:
         out += ["", f"Peak memory is the {mem_source}."]
@@ -64,6 +68,9 @@ def render_run_report(record: RunRecord, analysis: RunAnalysis | None) -> str:
         out += ["", "## Layers", "", md_table(["layer", "applied", "note"], [
             [li.get("name"), "yes" if li.get("applied") else "no", li.get("reason") or ""]
             for li in layers], align="lll")]
+    scope = ((record.extra or {}).get("extra") or {}).get("profile_scope")
+    if scope:
+        out += ["", "## Profiled scope", "", scope.get("note") or scope.get("what") or NA]
     ranks = ranks_section(record)
     out += ["", *ranks] if ranks else []
     out += ["", "## Telemetry (NVML)", "", _telemetry_text(record.telemetry)]
@@ -121,6 +128,8 @@ def _metrics_table(m: dict[str, Any]) -> str:
 def _parity_text(p: dict[str, Any]) -> str:
     if not p:
         return "n/a"
+    if p.get("skipped"):
+        return f"skipped: {p['skipped']}"
     verdict = {True: "ok", False: "FAILED"}.get(p.get("ok"), NA)
     tol = p.get("tolerance")
     tol = tol if isinstance(tol, dict) else {"max_rel_err": tol}

@@ -19,6 +19,7 @@ import everywhere. ``gemv_reference`` is the same math in torch (used on CPU and
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -40,17 +41,25 @@ def _kernels() -> Any:
     import triton
     import triton.language as tl
 
-    m1_configs = [
-        triton.Config({"BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s)
-        for bn, bk, w, s in [(4, 1024, 4, 1), (8, 512, 4, 1), (8, 1024, 4, 2),
-                             (16, 512, 4, 2), (16, 512, 8, 1), (16, 1024, 8, 2),
-                             (32, 256, 4, 2), (32, 512, 8, 2), (64, 256, 8, 1)]
-    ]
+    def configs(table: list[tuple[int, int, int, int]]) -> list[Any]:
+        return [triton.Config({"BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s)
+                for bn, bk, w, s in table]
 
-    @triton.autotune(configs=m1_configs, key=["N", "K", "IS_FP8"])
+    # (BLOCK_N, BLOCK_K, warps, stages). bf16: a [BLOCK_N, BLOCK_K] tile of 8-32 KB per step.
+    # FP8 rows are half the bytes, so its tiles run longer in K for the same bytes in flight
+    # (on an H200 the bf16 list's picks left FP8 QKV at 15% of copy bandwidth).
+    m1_configs = {
+        False: configs([(4, 1024, 4, 1), (8, 512, 4, 1), (8, 1024, 4, 2), (16, 512, 4, 2),
+                        (16, 512, 8, 1), (16, 1024, 8, 2), (32, 256, 4, 2), (32, 512, 8, 2),
+                        (64, 256, 8, 1), (2, 2048, 4, 1), (4, 2048, 8, 1), (8, 1024, 8, 3)]),
+        True: configs([(2, 4096, 4, 1), (4, 4096, 8, 1), (8, 4096, 8, 1), (4, 2048, 4, 1),
+                       (8, 2048, 8, 1), (16, 2048, 8, 2), (8, 1024, 4, 2), (16, 1024, 8, 1),
+                       (32, 1024, 8, 2), (32, 512, 8, 2), (32, 256, 4, 2), (64, 512, 8, 2)]),
+    }
+
     @triton.heuristics({"EVEN_K": lambda a: a["K"] % a["BLOCK_K"] == 0})
     @triton.jit
-    def gemv_m1(x_ptr, w_ptr, scale_ptr, y_ptr, N, K, stride_wn,
+    def gemv_m1_kernel(x_ptr, w_ptr, scale_ptr, y_ptr, N, K, stride_wn,
                 HAS_SCALE: tl.constexpr, ROW_SCALE: tl.constexpr, IS_FP8: tl.constexpr,
                 BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, EVEN_K: tl.constexpr):
         pid = tl.program_id(0)
@@ -114,17 +123,102 @@ def _kernels() -> Any:
         tl.store(y_ptr + offs_m[:, None] * stride_ym + offs_n[None, :],
                  acc.to(y_ptr.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
 
-    return triton, gemv_m1, gemv_small_m
+    return triton, gemv_m1_kernel, m1_configs, gemv_small_m
+
+
+def time_in_graph(calls: list[Callable[[], Any]], replays: int = 10) -> float:
+    """Microseconds per call of ``calls`` captured back to back in one CUDA graph and
+    replayed: no CPU launch cost in the figure (a decode step is graphed too). Callers rotate
+    over enough distinct weights that every call streams them from DRAM, not from L2."""
+    for call in calls[:1]:
+        call()  # compile / first launch outside the capture
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for call in calls:
+            call()
+    graph.replay()
+    graph.replay()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(replays):
+        graph.replay()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) * 1e3 / (replays * len(calls))
+
+
+def rotation(weight: torch.Tensor, min_launches: int = 3) -> list[torch.Tensor]:
+    """The weight and copies of it, enough that one pass over them is three times the L2:
+    consecutive GEMVs then read from DRAM, as in a decode step. Large weights repeat."""
+    l2 = torch.cuda.get_device_properties(weight.device).L2_cache_size
+    nbytes = weight.numel() * weight.element_size()
+    copies = max(1, -(-3 * l2 // nbytes))
+    weights = [weight] + [weight.clone() for _ in range(copies - 1)]
+    return [weights[i % copies] for i in range(max(copies, min_launches))]
+
+
+_M1_CHOICE: dict[tuple[Any, ...], Any] = {}
+M1_TIMINGS: dict[tuple[Any, ...], list[tuple[float, str]]] = {}  # what the choice saw
+
+
+def m1_config(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None) -> Any:
+    """The M=1 config for this (device, N, K, weight dtype), chosen once per process by timing
+    every config of the table in a CUDA graph over weights streamed from DRAM.
+
+    Triton's own autotuner times each config by launching it from Python; for these 10-30 us
+    kernels the launch costs as much as the kernel, and its picks on an H200 were close to
+    random (the O projection got a config at 42.7 us whose graphed time is 15 us), which made
+    L5-gemv slower than cuBLAS in the ladder."""
+    n, k = weight.shape
+    is_fp8 = weight.dtype in (torch.float8_e4m3fn, torch.float8_e5m2)
+    key = (weight.device.index, n, k, weight.dtype, x.dtype, scale is not None)
+    if key in _M1_CHOICE:
+        return _M1_CHOICE[key]
+    triton, kernel, tables, _ = _kernels()
+    if torch.cuda.is_current_stream_capturing():  # cannot time inside someone's capture
+        return tables[is_fp8][0]
+    weights = rotation(weight)
+    y = torch.empty((1, n), device=x.device, dtype=x.dtype)
+    timings = []
+    for config in tables[is_fp8]:
+        calls = [functools.partial(_launch_m1, triton, kernel, config, x, w, scale, y)
+                 for w in weights]
+        try:
+            timings.append((time_in_graph(calls, replays=5), config))
+        except Exception:  # noqa: BLE001 - a config that does not compile or fit is skipped
+            continue
+    M1_TIMINGS[key] = [(us, str(config)) for us, config in sorted(timings, key=lambda t: t[0])]
+    if not timings:
+        raise RuntimeError(f"no GEMV config ran for N={n}, K={k}, {weight.dtype}")
+    best = min(timings, key=lambda t: t[0])[1]
+    _M1_CHOICE[key] = best
+    return best
+
+
+def _launch_m1(triton: Any, kernel: Any, config: Any, x: torch.Tensor, weight: torch.Tensor,
+               scale: torch.Tensor | None, y: torch.Tensor) -> None:
+    n, k = weight.shape
+    meta = dict(config.kwargs)
+    kernel[(triton.cdiv(n, meta["BLOCK_N"]),)](
+        x, weight, scale if scale is not None else y, y, n, k, weight.stride(0),
+        HAS_SCALE=scale is not None, ROW_SCALE=scale is not None and scale.numel() == n,
+        IS_FP8=weight.dtype in (torch.float8_e4m3fn, torch.float8_e5m2),
+        num_warps=config.num_warps, num_stages=config.num_stages, **meta)
 
 
 def gemv_triton(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None
                 ) -> torch.Tensor:
     """x [M, K] (M <= 16, contiguous rows), weight [N, K] contiguous -> [M, N] in x.dtype."""
-    triton, gemv_m1, gemv_small_m = _kernels()
+    triton, kernel, _, gemv_small_m = _kernels()
     m, k = x.shape
     n = weight.shape[0]
     x = x.contiguous()
     y = torch.empty((m, n), device=x.device, dtype=x.dtype)
+    if m == 1:
+        config = m1_config(x, weight, scale)
+        _launch_m1(triton, kernel, config, x, weight, scale, y)
+        return y
     has_scale = scale is not None
     scale_arg = scale if scale is not None else y  # unused pointer when HAS_SCALE is False
     row_scale = scale is not None and scale.numel() == n
@@ -133,13 +227,8 @@ def gemv_triton(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | Non
     def grid(meta: dict[str, Any]) -> tuple[int]:
         return (triton.cdiv(n, meta["BLOCK_N"]),)
 
-    if m == 1:
-        gemv_m1[grid](x, weight, scale_arg, y, n, k, weight.stride(0),
-                      HAS_SCALE=has_scale, ROW_SCALE=row_scale, IS_FP8=is_fp8)
-    else:
-        gemv_small_m[grid](x, weight, scale_arg, y, m, n, k, x.stride(0), weight.stride(0),
-                           y.stride(0), HAS_SCALE=has_scale, ROW_SCALE=row_scale,
-                           IS_FP8=is_fp8)
+    gemv_small_m[grid](x, weight, scale_arg, y, m, n, k, x.stride(0), weight.stride(0),
+                       y.stride(0), HAS_SCALE=has_scale, ROW_SCALE=row_scale, IS_FP8=is_fp8)
     return y
 
 
