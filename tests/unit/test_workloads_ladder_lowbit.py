@@ -126,3 +126,26 @@ def test_m1_config_is_the_fastest_graph_timed_config_and_is_kept():
     assert len(timings) >= 6 and all(us > 0 for us, _ in timings)
     assert str(chosen) == timings[0][1]  # sorted fastest first
     assert triton_gemv.m1_config(x, w, None) is chosen  # chosen once per process
+
+
+@pytest.mark.parametrize("layer", ["gemv", "fp8"])
+def test_gemv_and_fp8_linears_compile_into_one_graph(layer):
+    """The decode step with the GEMV / FP8 linears traces as one graph: a graph break per
+    linear split the compiled step per block and, past dynamo's recompile limit, ran most
+    layers eagerly (L5-gemv measured slower than L5 on an H200 until this was fixed)."""
+    from workloads import catalog, dense
+    from workloads.layers import apply_layers
+    from workloads.layers.lowbit import apply_fp8, apply_gemv
+
+    cpu = torch.device("cpu")
+    workload = dense.DenseWorkload()
+    params = {**catalog.get_preset("dense", "tiny"), "layers": 4, "dtype": "bfloat16"}
+    workload.build(cpu, torch.bfloat16, params, seed=0)
+    apply_layers(["L0", "L2", "L3"], workload, cpu, [])
+    (apply_gemv if layer == "gemv" else apply_fp8)(workload, cpu)  # the CPU reference path
+    model = workload.model
+    tokens, pos = torch.zeros(1, 1, dtype=torch.long), torch.tensor([5])
+    with torch.inference_mode():
+        explained = torch._dynamo.explain(lambda t, p: model(t, p, all_logits=True))(tokens, pos)
+    assert explained.graph_break_count == 0, explained.break_reasons[:1]
+    assert explained.graph_count == 1

@@ -51,17 +51,25 @@ def _rows(x: torch.Tensor) -> int:
 
 
 class GemvLinear(nn.Module):
-    """bf16 weight; M <= 16 goes to the Triton GEMV, larger M to cuBLAS (F.linear)."""
+    """bf16 weight; M <= 16 goes to the Triton GEMV, larger M to cuBLAS (F.linear).
+
+    forward calls the registered op ``torch.ops.aiperf.gemv``, never ``gemv_op()``: dynamo
+    traced into that functools.cache wrapper and broke the graph at every linear (17 breaks in
+    a 4-layer model), so the compiled decode fell apart into per-block frames, hit the
+    recompile limit and ran 24 of 32 layers eagerly: L5-gemv was slower than L5 on an H200
+    (165 vs 188 tok/s) until this."""
 
     def __init__(self, weight: torch.Tensor) -> None:
         super().__init__()
+        gemv_op()  # registers torch.ops.aiperf.gemv
         self.weight = nn.Parameter(weight.contiguous(), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if _rows(x) > MAX_M:
             return F.linear(x, self.weight)
         flat = x.reshape(-1, x.shape[-1])
-        return gemv_op()(flat, self.weight, None).view(*x.shape[:-1], self.weight.shape[0])
+        return torch.ops.aiperf.gemv(flat, self.weight, None).view(*x.shape[:-1],
+                                                                   self.weight.shape[0])
 
 
 class Fp8Linear(nn.Module):
@@ -73,6 +81,7 @@ class Fp8Linear(nn.Module):
 
     def __init__(self, weight: torch.Tensor, per_row: bool) -> None:
         super().__init__()
+        gemv_op()  # registers torch.ops.aiperf.gemv
         wq, scale = quantize_fp8(weight, per_row)
         self.out_dtype = weight.dtype
         self.per_row = per_row
@@ -85,7 +94,7 @@ class Fp8Linear(nn.Module):
         n = self.weight_fp8.shape[0]
         if flat.shape[0] <= MAX_M:
             if x.device.type == "cuda":
-                y = gemv_op()(flat, self.weight_fp8, self.scale)
+                y = torch.ops.aiperf.gemv(flat, self.weight_fp8, self.scale)
             else:
                 y = gemv_reference(flat, self.weight_fp8, self.scale)
         else:
