@@ -45,8 +45,19 @@ def device_name_of(parsed: Any) -> str | None:
         return str(props[0]["name"])
     metrics = parsed.metrics
     if metrics is not None and "device__attribute_display_name" in metrics.columns and len(metrics):
-        return str(metrics["device__attribute_display_name"].iloc[0])
+        name = metrics["device__attribute_display_name"].iloc[0]
+        # a report reader that took the string metric as a number gives 0.0: not a name
+        if isinstance(name, str) and name.strip() and not _is_number(name):
+            return name.strip()
     return None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def analyze_parsed(parsed: Any, top: int = 15, home: Path | None = None,

@@ -40,6 +40,10 @@ class ServeRequest:
     output: list[int] = field(default_factory=list)
     token_times_s: list[float] = field(default_factory=list)
     logits: list[torch.Tensor] = field(default_factory=list)  # only when recording
+    # Teacher forcing (the parity check): the engine feeds these tokens back instead of its
+    # own argmax, so its logits compare with a reference position by position even after a
+    # near-tie flips one token in bf16 (without it one flip derails the rest of the decode).
+    forced: list[int] | None = None
 
     @property
     def done(self) -> bool:
@@ -125,6 +129,8 @@ class ServeEngine:
         for row, (segment, token) in enumerate(zip(emitting, tokens, strict=True)):
             request = segment.request
             request.prefilled = len(request.prompt)
+            if request.forced is not None:
+                token = request.forced[len(request.output)]
             request.output.append(int(token))
             request.token_times_s.append(now)
             if self.record_logits:

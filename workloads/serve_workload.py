@@ -128,8 +128,11 @@ class ServeLoadWorkload(Workload):
                 tokens += out
         else:  # candidate: all of them at once through the engine
             engine = self._engine(record_logits=True)
-            requests = [ServeRequest(i, prompt, max_new)
-                        for i, (prompt, max_new) in enumerate(inputs["parity"])]
+            forced = [int(t) for t in forced_tokens.reshape(-1).tolist()]
+            requests = []
+            for i, (prompt, max_new) in enumerate(inputs["parity"]):
+                requests.append(ServeRequest(i, prompt, max_new, forced=forced[:max_new]))
+                forced = forced[max_new:]
             for request in requests:
                 engine.add(request)
             while not engine.idle():

@@ -24,9 +24,12 @@ def metric_value(metric: Any) -> tuple[Any, str]:
     except Exception:  # noqa: BLE001 - optional in older versions
         unit = ""
     try:
-        kind = metric.metric_type()
-        string_kind = getattr(type(metric), "MetricType_STRING", None)
-        if string_kind is not None and kind == string_kind:
+        # IMetric.kind() is the value kind (STRING, FLOAT, DOUBLE, UINT64, ...); metric_type()
+        # is COUNTER/RATIO/THROUGHPUT/OTHER and says nothing about strings. as_double() of a
+        # string metric returns 0.0 instead of failing: the H200 run read the device name
+        # (device__attribute_display_name) as "0.0" that way.
+        string_kind = getattr(type(metric), "ValueKind_STRING", None)
+        if string_kind is not None and metric.kind() == string_kind:
             return str(metric.as_string()), unit
     except Exception:  # noqa: BLE001
         pass

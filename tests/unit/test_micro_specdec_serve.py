@@ -98,6 +98,28 @@ def test_engine_batched_output_equals_isolated_greedy(target: DenseDecoder) -> N
     assert sorted(engine.free_slots) == [0, 1, 2]
 
 
+def test_engine_teacher_forcing_feeds_the_given_tokens(target: DenseDecoder) -> None:
+    """Forced tokens (the parity check's mode) replace the engine's argmax, and the logits it
+    records are those of a decode fed the same tokens: position by position comparable."""
+    prompt = torch.randint(0, 97, (11,), generator=torch.Generator().manual_seed(1)).tolist()
+    forced = [(7 * i + 3) % 97 for i in range(6)]  # not what greedy would pick
+    engine = ServeEngine(target, SHAPE, max_running=2, max_batch_tokens=8, prefill_chunk=4,
+                         record_logits=True)
+    request = ServeRequest(0, prompt, 6, forced=forced)
+    engine.add(request)
+    with torch.inference_mode():
+        while not engine.idle():
+            engine.step()
+        assert request.output == forced
+        logits = target(torch.tensor([prompt]), 0)
+        position = len(prompt)
+        for index, token in enumerate(forced):
+            torch.testing.assert_close(request.logits[index], logits[0].float(),
+                                       rtol=1e-4, atol=1e-4)
+            logits = target(torch.tensor([[token]]), position)
+            position += 1
+
+
 def test_engine_abort_frees_everything(target: DenseDecoder) -> None:
     engine = ServeEngine(target, SHAPE, max_running=2, max_batch_tokens=4, prefill_chunk=4)
     for index in range(3):
