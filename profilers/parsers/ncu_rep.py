@@ -53,7 +53,7 @@ def ncu_report_available() -> bool:
     return importlib.util.find_spec("ncu_report") is not None or bool(ncu_python_dirs())
 
 
-def _read_with_module(p: Path) -> tuple[dict[str, list[Any]] | None, str]:
+def _read_with_module(p: Path) -> tuple[dict[str, Any] | None, str]:
     """(columns + units, "") from the reader child, or (None, why it failed)."""
     dirs = [str(d) for d in ncu_python_dirs()]
     try:

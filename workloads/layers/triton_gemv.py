@@ -19,7 +19,7 @@ import everywhere. ``gemv_reference`` is the same math in torch (used on CPU and
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -126,7 +126,7 @@ def _kernels() -> Any:
     return triton, gemv_m1_kernel, m1_configs, gemv_small_m
 
 
-def time_in_graph(calls: list[Callable[[], Any]], replays: int = 10) -> float:
+def time_in_graph(calls: Sequence[Callable[[], Any]], replays: int = 10) -> float:
     """Microseconds per call of ``calls`` captured back to back in one CUDA graph and
     replayed: no CPU launch cost in the figure (a decode step is graphed too). Callers rotate
     over enough distinct weights that every call streams them from DRAM, not from L2."""
