@@ -72,6 +72,9 @@ def parity_table(parity: dict[str, Any]) -> Table:
     if not parity:
         _row(table, "vs reference", NA, "no parity check recorded")
         return table
+    if parity.get("skipped"):
+        _row(table, "vs reference", "skipped", str(parity["skipped"]))
+        return table
     ok = parity.get("ok")
     _row(table, f"vs {parity.get('reference', 'L0')}",
          NA if ok is None else ("ok" if ok else "MISMATCH"),
