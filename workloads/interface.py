@@ -159,6 +159,6 @@ class ProfileSample:
         return {"scope": "sample", "what": self.what, "blocks_profiled": self.blocks_profiled,
                 "blocks_total": self.blocks_total,
                 "note": f"per-kernel replay of {self.what} only (layers are identical); "
-                        f"multiply its kernel times by {self.blocks_total} for the layer "
-                        "stack. Pass --profiler-option scope=step for every kernel of "
-                        "the step."}
+                        f"multiply its kernel times by "
+                        f"{self.blocks_total / self.blocks_profiled:g} for the layer stack. "
+                        "Pass --profiler-option scope=step for every kernel of the step."}

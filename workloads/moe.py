@@ -25,7 +25,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from workloads.errors import WorkbenchError
-from workloads.interface import ParityOutputs, Workload, greedy_parity, prompt_tokens
+from workloads.interface import (
+    ParityOutputs,
+    ProfileSample,
+    Workload,
+    greedy_parity,
+    prompt_tokens,
+)
 from workloads.layers.dense_model import RMSNorm, apply_rope  # the same math as dense
 from workloads.layers.moe_block import GATINGS, MoEFeedForward, moe_blocks
 from workloads.router_health import summarize
@@ -324,6 +330,24 @@ class MoEWorkload(Workload):
         kv = 2 * s["batch"] * s["kv_heads"] * s["head_dim"] * self._attention_context(
             s["prompt_len"] + 1)
         return float(size * (s["layers"] * per_layer + s["vocab"] * s["hidden"] + kv))
+
+    def profile_sample(self) -> ProfileSample | None:
+        """ncu's sample: the last decoder layer (attention and MoE feed-forward; a layer where
+        alternating attention kinds exist, as in gpt-oss, brings the one before it too)."""
+        model = self.model
+        if not isinstance(model, MoEDecoder) or len(model.attns) < 4:
+            return None
+        windows = {getattr(a, "window", 0) for a in model.attns}
+        count = 2 if len(windows) > 1 else 1
+        total = len(model.attns)
+        spans: list[tuple[nn.Module, nn.Module]] = []
+        for index in range(total - count, total):
+            spans += [(model.attn_norms[index], model.attns[index]),
+                      (model.mlp_norms[index], model.moes[index])]
+        return ProfileSample(spans=spans, blocks_profiled=count, blocks_total=total,
+                             what=f"decoder layer{'s' if count > 1 else ''} "
+                                  f"{', '.join(str(i) for i in range(total - count, total))} "
+                                  f"of {total}")
 
     def extra(self) -> dict[str, Any]:
         counts = param_counts(self.shape)

@@ -141,3 +141,27 @@ def test_ncu_scope_is_checked_before_launch(tmp_path, monkeypatch):
                    profiler_options={"scope": "layer"})
     with pytest.raises(WorkbenchError, match="scope=step"):
         NcuWrapper().wrap(["python"], tmp_path, spec)
+
+
+@pytest.mark.parametrize(("workload_name", "profiled"), [("moe", 1), ("gptoss", 2)])
+def test_moe_ncu_sample_is_the_last_layer_and_fires_in_a_step(workload_name, profiled,
+                                                             monkeypatch):
+    from workloads import catalog
+    from workloads.gptoss import GptOssWorkload
+    from workloads.moe import MoEWorkload
+
+    workload = {"moe": MoEWorkload, "gptoss": GptOssWorkload}[workload_name]()
+    params = {**catalog.get_preset(workload_name, "tiny"), "layers": 4}
+    workload.build(CPU, torch.float32, params, seed=0)
+    sample = workload.profile_sample()
+    assert sample is not None and sample.blocks_total == 4
+    assert sample.blocks_profiled == profiled  # gpt-oss alternates window / full attention
+    assert f"by {4 / profiled:g} for" in sample.describe()["note"]
+    log: list[str] = []
+    monkeypatch.setattr(torch.cuda.profiler, "start", lambda: log.append("START"))
+    monkeypatch.setattr(torch.cuda.profiler, "stop", lambda: log.append("STOP"))
+    inputs = workload.make_inputs(0)
+    workload.prepare(inputs)
+    with torch.inference_mode(), measure.sampled_profiler_range(sample.spans) as opened:
+        workload.step(inputs)
+    assert opened == [2 * profiled] and log == ["START", "STOP"] * (2 * profiled)
