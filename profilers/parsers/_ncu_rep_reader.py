@@ -28,7 +28,8 @@ def metric_value(metric: Any) -> tuple[Any, str]:
         # is COUNTER/RATIO/THROUGHPUT/OTHER and says nothing about strings. as_double() of a
         # string metric returns 0.0 instead of failing: the H200 run read the device name
         # (device__attribute_display_name) as "0.0" that way.
-        string_kind = getattr(type(metric), "ValueKind_STRING", None)
+        imetric = getattr(sys.modules.get("ncu_report"), "IMetric", type(metric))
+        string_kind = getattr(imetric, "ValueKind_STRING", None)
         if string_kind is not None and metric.kind() == string_kind:
             return str(metric.as_string()), unit
     except Exception:  # noqa: BLE001

@@ -139,3 +139,48 @@ def test_ncu_rep_reader_crash_is_one_line_with_the_export_hint(h100_fixtures, tm
         load_ncu_rep(h100_fixtures / "mm_full.ncu-rep")
     assert "ncu_report crashed (signal 11)" in err.value.message
     assert "--csv --page raw" in err.value.hint
+
+
+FAKE_NCU_REPORT = """
+# Stand-in for NVIDIA's ncu_report (not installable here) with its documented surface and the
+# trait that bit on the H200 box: as_double() of a string metric returns 0.0 instead of failing.
+class IMetric:
+    ValueKind_STRING, ValueKind_DOUBLE = 1, 2
+    def __init__(self, value, unit): self.value, self.unit_ = value, unit
+    def unit(self): return self.unit_
+    def kind(self):
+        return IMetric.ValueKind_STRING if isinstance(self.value, str) else IMetric.ValueKind_DOUBLE
+    def metric_type(self): return 0
+    def as_double(self): return 0.0 if isinstance(self.value, str) else float(self.value)
+    def as_string(self): return str(self.value)
+class Action:
+    def __init__(self, name, metrics): self.name_, self.metrics = name, metrics
+    def name(self): return self.name_
+    def metric_names(self): return list(self.metrics)
+    def metric_by_name(self, name): return IMetric(*self.metrics[name])
+class Range:
+    actions = [Action("nvjet_sm90_tst_256x128", {
+        "device__attribute_display_name": ("NVIDIA H100 80GB HBM3", ""),
+        "gpu__time_duration.sum": (178.5, "usecond"),
+        "dram__bytes_read.sum": (130.5, "Mbyte")})]
+    def num_actions(self): return len(self.actions)
+    def action_by_idx(self, i): return self.actions[i]
+class Context:
+    def num_ranges(self): return 1
+    def range_by_idx(self, i): return Range()
+def load_report(path): return Context()
+"""
+
+
+def test_ncu_rep_string_metrics_are_read_as_strings(h100_fixtures, tmp_path, monkeypatch):
+    """The device name is a string metric: read by value kind it stays a name (the roofline
+    needs it), and durations / bytes keep their units."""
+    import profilers.parsers.ncu_rep as ncu_rep
+    from sessions.analysis import device_name_of
+
+    (tmp_path / "ncu_report.py").write_text(FAKE_NCU_REPORT)
+    monkeypatch.setattr(ncu_rep, "ncu_python_dirs", lambda: [tmp_path])
+    res = load_ncu_rep(h100_fixtures / "mm_full.ncu-rep")
+    assert res.meta["reader"] == "ncu_report"
+    assert device_name_of(res) == "NVIDIA H100 80GB HBM3"
+    assert res.kernels["dur_ns"].tolist() == [178_500.0]
