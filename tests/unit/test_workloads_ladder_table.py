@@ -52,6 +52,19 @@ def test_speculative_mismatch_is_a_parity_failure_and_slow_layers_are_explained(
     assert rows[2].parity_ok is False and rows[2].step_speedup is None
 
 
+def test_eager_steps_slower_than_the_one_before_name_the_host_bound_noise():
+    eager = {"runtime": {"cuda_graphs": False, "compile_mode": None}}
+    graphed = {"runtime": {"cuda_graphs": True, "compile_mode": None}}
+    rows = build_ladder([record("a", ["L0"], 36.0, 27.0, 29.0, extra=eager),
+                         record("b", ["L0", "L1"], 32.0, 30.0, 34.0, extra=eager),
+                         record("c", ["L0", "L1", "L4"], 131.0, 7.6, 7.7, extra=graphed),
+                         record("d", ["L0", "L1", "L4", "L6-paged"], 120.0, 8.2, 8.4,
+                                extra=graphed)])
+    assert "bound by the host's kernel launches" in rows[1].explanation
+    assert "TF32 changes fp32 matmuls only" in rows[1].explanation
+    assert "host" not in rows[3].explanation  # graphed steps: no launch-bound excuse
+
+
 def test_default_sets_are_cumulative_and_parse():
     sets = default_layer_sets("dense")
     assert sets[0] == ["L0"] and sets[1] == ["L0", "L1"] and sets[-1][-1] == "L6-spec"

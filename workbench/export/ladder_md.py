@@ -101,11 +101,22 @@ def _explain(row: LadderRow, previous: LadderRow) -> str:
         parts.append("within run-to-run spread (the p10-p90 ranges overlap)")
     parts += [f"{n}: {KNOWN_COSTS[n]}" for n in added if n in KNOWN_COSTS
               and n not in dict(row.not_applied)]
+    if _eager(row) and _eager(previous):
+        parts.append("both steps run eagerly, and eager decode is bound by the host's kernel "
+                     "launches: separate runs of one stack differed by up to ~30% on an H200 "
+                     "(27.6 vs 36.0 tok/s for L0), so small differences here are not the layer")
     spec = row.extra.get("speculative") or {}
     if spec.get("acceptance_rate") is not None:
         parts.append(f"speculative acceptance rate {spec['acceptance_rate']:.0%}, "
                      f"{fmt_num(spec.get('tokens_per_round'))} tokens per round")
     return "; ".join(parts) or "slower with no known cause: profile both sessions and diff them"
+
+
+def _eager(row: LadderRow) -> bool:
+    """The step ran without CUDA graphs or torch.compile (the dense runtime says so)."""
+    runtime = row.extra.get("runtime")
+    return isinstance(runtime, dict) and not runtime.get("cuda_graphs") \
+        and not runtime.get("compile_mode")
 
 
 def build_ladder(records: list[Any]) -> list[LadderRow]:
