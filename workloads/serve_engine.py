@@ -171,6 +171,7 @@ class ServeEngine:
             offset += len(s.tokens)
         decode_rows = [i for i, s in enumerate(segments) if len(s.tokens) == 1 and s.start
                        >= len(s.request.prompt)]
+        plan = self._attention_plan(segments, bounds, decode_rows, device)
         x = F.embedding(tokens, model.embed)
         for layer, block in enumerate(model.blocks):
             attn = block.attn
@@ -182,7 +183,7 @@ class ServeEngine:
             self.keys[layer][slots, :, positions] = k[0].transpose(0, 1)
             self.values[layer][slots, :, positions] = v[0].transpose(0, 1)
             out = torch.empty_like(q)
-            self._attend(layer, segments, bounds, decode_rows, q, out)
+            self._attend(layer, plan, q, out)
             attended = out.transpose(1, 2).reshape(1, count, self.heads * self.head_dim)
             x = x + attn.o_proj(attended)
             x = x + block.mlp(block.mlp_norm(x))
@@ -190,23 +191,21 @@ class ServeEngine:
                             device=device, dtype=torch.long)
         return model.lm_head(model.norm(x[:, last]))[0]
 
-    def _attend(self, layer: int, segments: list[Segment], bounds: list[tuple[int, int]],
-                decode_rows: list[int], q: torch.Tensor, out: torch.Tensor) -> None:
-        device = q.device
-        gqa = self.heads != self.kv_heads
-        if decode_rows:  # one query per request: batch them against their slots
-            rows = torch.tensor([bounds[i][0] for i in decode_rows], device=device)
-            lengths = torch.tensor([segments[i].start + 1 for i in decode_rows], device=device)
-            slots = torch.tensor([segments[i].request.slot for i in decode_rows], device=device)
+    def _attention_plan(self, segments: list[Segment], bounds: list[tuple[int, int]],
+                        decode_rows: list[int], device: torch.device) -> dict[str, Any]:
+        """What attention needs per iteration, built once and shared by every layer: the
+        decode rows' indices, slots and length mask, and each prefill chunk's slot, extent and
+        causal mask (building these per layer cost 3 host-to-device copies and a few kernels
+        per layer and chunk in an engine that is bound by host work)."""
+        plan: dict[str, Any] = {"decode": None, "chunks": []}
+        if decode_rows:
             longest = int(max(segments[i].start + 1 for i in decode_rows))
-            keys = self.keys[layer][slots, :, :longest]
-            values = self.values[layer][slots, :, :longest]
+            meta = torch.tensor([[bounds[i][0], segments[i].start + 1,
+                                  segments[i].request.slot] for i in decode_rows],
+                                device=device)  # one copy: rows, lengths, slots
+            rows, lengths, slots = meta[:, 0], meta[:, 1], meta[:, 2]
             valid = torch.arange(longest, device=device)[None, :] < lengths[:, None]
-            queries = q[0][:, rows].transpose(0, 1)[:, :, None]  # [n, heads, 1, head_dim]
-            result = F.scaled_dot_product_attention(queries, keys, values,
-                                                    attn_mask=valid[:, None, None, :],
-                                                    enable_gqa=gqa)
-            out[0][:, rows] = result[:, :, 0].transpose(0, 1)
+            plan["decode"] = (rows, slots, longest, valid[:, None, None, :])
         decode_set = set(decode_rows)
         for index, segment in enumerate(segments):
             if index in decode_set:
@@ -215,9 +214,24 @@ class ServeEngine:
             end = segment.start + (stop - first)
             slot = segment.request.slot
             assert slot is not None  # admitted requests hold a slot
-            keys = self.keys[layer][slot:slot + 1, :, :end]
-            values = self.values[layer][slot:slot + 1, :, :end]
             query_pos = torch.arange(segment.start, end, device=device)[:, None]
             allowed = torch.arange(end, device=device)[None, :] <= query_pos
+            plan["chunks"].append((first, stop, end, slot, allowed))
+        return plan
+
+    def _attend(self, layer: int, plan: dict[str, Any], q: torch.Tensor,
+                out: torch.Tensor) -> None:
+        gqa = self.heads != self.kv_heads
+        if plan["decode"] is not None:  # one query per request: batch them against their slots
+            rows, slots, longest, mask = plan["decode"]
+            keys = self.keys[layer][slots, :, :longest]
+            values = self.values[layer][slots, :, :longest]
+            queries = q[0][:, rows].transpose(0, 1)[:, :, None]  # [n, heads, 1, head_dim]
+            result = F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask,
+                                                    enable_gqa=gqa)
+            out[0][:, rows] = result[:, :, 0].transpose(0, 1)
+        for first, stop, end, slot, allowed in plan["chunks"]:
+            keys = self.keys[layer][slot:slot + 1, :, :end]
+            values = self.values[layer][slot:slot + 1, :, :end]
             out[:, :, first:stop] = F.scaled_dot_product_attention(
                 q[:, :, first:stop], keys, values, attn_mask=allowed, enable_gqa=gqa)
