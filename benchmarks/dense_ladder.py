@@ -14,8 +14,12 @@ is against the copy bandwidth measured here. SM clocks are read with NVML at sta
 
 Writes benchmarks/results/dense_ladder-<device>.json (format of BENCHMARKS.md) and a Markdown
 file beside it; prints a short table last. Each part is in try/except: a failure is recorded
-and the rest still runs. Budget: ~8 minutes on an H100 (compile mode "default" keeps the
-three compiled decode steps to about a minute each; pass --compile-mode to change it).
+and the rest still runs; the results files are rewritten after every step, so a run cut
+short keeps its rows ("partial": true). Budget on an H200: ~5 minutes for the decode rows
+(compile mode "default" keeps the three compiled decode steps to 60-90 s each; pass
+--compile-mode to change it), ~2.5 more for the prefill rows; --skip decode-low,decode,prefill
+leaves parts out. An untimed-for-the-table L0 run goes first (the first child on a machine
+ran ~1.3x slower).
 """
 
 from __future__ import annotations
