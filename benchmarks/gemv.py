@@ -23,7 +23,6 @@ import datetime
 import functools
 import json
 import re
-import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from benchmarks.dense_ladder import copy_bandwidth_tb_s  # noqa: E402
 from workloads.layers.lowbit import quantize_fp8  # noqa: E402
 from workloads.layers.triton_gemv import (  # noqa: E402
     M1_TIMINGS,
@@ -49,22 +49,6 @@ SHAPES = {"qkv": (6144, 4096), "o": (4096, 4096), "gate_up": (28672, 4096),
 PER_TOKEN = {"qkv": 32, "o": 32, "gate_up": 32, "down": 32, "lm_head": 1}
 
 
-def copy_tb_s() -> float:
-    n = 1 << 30
-    src = torch.randint(0, 255, (n,), dtype=torch.uint8, device="cuda")
-    dst = torch.empty_like(src)
-    times = []
-    for i in range(23):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        dst.copy_(src)
-        end.record()
-        end.synchronize()
-        if i >= 3:
-            times.append(start.elapsed_time(end) / 1e3)
-    return 2 * n / statistics.median(times) / 1e12
-
-
 def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
     return float((out.float() - ref).norm() / ref.norm())
 
@@ -75,7 +59,7 @@ def main() -> int:
     parser.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
     torch.manual_seed(0)
-    copy = copy_tb_s()
+    copy = copy_bandwidth_tb_s()["median"]
     rows: list[dict[str, Any]] = []
     for name, (n, k) in SHAPES.items():
         w = torch.randn(n, k, device="cuda", dtype=torch.bfloat16) / k ** 0.5

@@ -18,7 +18,7 @@ from typing import cast
 
 from profilers.base import Capability, Wrapped, find_tool, tool_version
 from workloads.errors import WorkbenchError
-from workloads.spec import RunSpec
+from workloads.spec import NCU_SCOPES, RunSpec
 
 # No section by default: sections pull dozens of metrics and each costs replay passes. An eager
 # 8B decode step is ~1,200 kernels; with SpeedOfLight + RooflineChart + `--set roofline` every
@@ -82,7 +82,7 @@ class NcuWrapper:
             raise WorkbenchError(cap.reason)
         opts = spec.profiler_options
         scope = str(opts.get("scope", "auto"))
-        if scope not in ("auto", "step"):
+        if scope not in NCU_SCOPES:
             raise WorkbenchError(f"unknown ncu scope {scope!r}",
                                  "use --profiler-option scope=auto (one decoder block of an "
                                  "eager model) or scope=step (every kernel of the step)")

@@ -44,7 +44,7 @@ from workloads.layers import LayerOutcome, apply_layers
 from workloads.parity import compare
 from workloads.protocol import emit
 from workloads.rank_results import RANK_RESULT, RANK_TRACE, TRACES_DIR, merge_rank_results
-from workloads.spec import RunSpec
+from workloads.spec import NCU_SCOPES, RunSpec
 
 RESULT_FILE = "result.json"
 TRACE_FILE = "trace.json.gz"
@@ -165,9 +165,6 @@ def profile_with_torch(step: Callable[[], Any], reset: Callable[[], None],
     os.replace(temp_path, out_dir / name)
     json_path.unlink()
     return name
-
-
-NCU_SCOPES = ("auto", "step")
 
 
 def ncu_sample(workload: Workload, spec: RunSpec) -> Any:

@@ -13,6 +13,8 @@ from typing import Any
 from workloads.errors import WorkbenchError
 
 PROFILERS = ("timer", "torch", "ncu", "nsys", "memory")
+# What --profiler ncu replays (profiler option "scope"); see workloads.run.ncu_sample.
+NCU_SCOPES = ("auto", "step")
 DEVICES = ("auto", "cpu", "cuda")
 
 

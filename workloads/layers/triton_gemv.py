@@ -188,10 +188,11 @@ def m1_config(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None)
             timings.append((time_in_graph(calls, replays=5), config))
         except Exception:  # noqa: BLE001 - a config that does not compile or fit is skipped
             continue
-    M1_TIMINGS[key] = [(us, str(config)) for us, config in sorted(timings, key=lambda t: t[0])]
     if not timings:
         raise RuntimeError(f"no GEMV config ran for N={n}, K={k}, {weight.dtype}")
-    best = min(timings, key=lambda t: t[0])[1]
+    timings.sort(key=lambda t: t[0])
+    M1_TIMINGS[key] = [(us, str(config)) for us, config in timings]
+    best = timings[0][1]
     _M1_CHOICE[key] = best
     return best
 
