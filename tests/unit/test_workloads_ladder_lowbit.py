@@ -60,7 +60,9 @@ def test_gemv_reference_is_the_scaled_matmul():
 
 def test_fp8_linear_cpu_path_tracks_the_bf16_linear():
     w = weights(cols=128).to(torch.bfloat16)
-    x = torch.randn(2, 1, 128, dtype=torch.bfloat16)
+    # a fixed input: over random ones the max-element error of FP8 passes 0.05 about 7% of the
+    # time (max over 128 outputs of e4m3 rounding), which made this test fail at random
+    x = torch.randn(2, 1, 128, dtype=torch.bfloat16, generator=torch.Generator().manual_seed(0))
     exact = x.float() @ w.float().t()
     out = Fp8Linear(w, per_row=True)(x).float()
     rel = float((out - exact).abs().max() / exact.abs().max())
