@@ -21,6 +21,7 @@ computes the same function as a 1-rank run with the same weights.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
@@ -87,9 +88,32 @@ def init_from_env(device: torch.device) -> tuple[DistContext, torch.device]:
     return DistContext(rank=rank, world_size=world, local_rank=local, backend=backend), device
 
 
-def shutdown() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+SHUTDOWN_TIMEOUT_S = 60.0
+
+
+def shutdown(timeout_s: float = SHUTDOWN_TIMEOUT_S) -> bool:
+    """Leave the process group. Captured CUDA graphs holding NCCL kernels are reset first:
+    alive, they make destroy_process_group() hang in ncclCommDestroy (pytorch/pytorch#115388).
+    The destroy runs in a daemon thread; False when it did not return within ``timeout_s`` —
+    the caller then leaves with ``os._exit`` (the results are already written) instead of
+    hanging until the run's timeout."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return True
+    from workloads.layers.runtime import release_cuda_graphs
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+    release_cuda_graphs()
+    done = threading.Event()
+
+    def destroy() -> None:
+        try:
+            dist.destroy_process_group()
+        finally:
+            done.set()
+
+    threading.Thread(target=destroy, name="destroy_process_group", daemon=True).start()
+    return done.wait(timeout_s)
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:

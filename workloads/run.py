@@ -368,14 +368,22 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc(file=sys.stderr)
         record.fail(exc)
         exit_code = 1
+    left_cleanly = True
     if record.dist.enabled:
-        exit_code = merge_ranks(record, out_dir, exit_code)
+        exit_code, left_cleanly = merge_ranks(record, out_dir, exit_code)
     emit("done", status=record.status, error=record.error)
+    if not left_cleanly:  # destroy_process_group hung: the results are written, leave anyway
+        print(f"destroy_process_group did not return within {distributed.SHUTDOWN_TIMEOUT_S:.0f} s;"
+              " leaving without it", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(exit_code)
     return exit_code
 
 
-def merge_ranks(record: RunRecord, out_dir: Path, exit_code: int) -> int:
-    """Gather every rank's result on rank 0 and write the merged result.json there."""
+def merge_ranks(record: RunRecord, out_dir: Path, exit_code: int) -> tuple[int, bool]:
+    """Gather every rank's result on rank 0 and write the merged result.json there; then leave
+    the process group. Returns the exit code and whether the group was left cleanly."""
     try:
         gathered = distributed.gather_objects(record.to_dict(), record.dist)
         if gathered is not None:
@@ -387,8 +395,8 @@ def merge_ranks(record: RunRecord, out_dir: Path, exit_code: int) -> int:
         traceback.print_exc(file=sys.stderr)
         exit_code = exit_code or 1
     finally:
-        distributed.shutdown()
-    return exit_code
+        left_cleanly = distributed.shutdown()
+    return exit_code, left_cleanly
 
 
 if __name__ == "__main__":

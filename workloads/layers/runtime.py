@@ -15,10 +15,26 @@ layer, so the order layers are applied in does not matter (compile wraps the fin
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 import torch
+
+# Every CUDA graph a decode runtime captured. A graph that holds NCCL kernels (L4 under tensor
+# parallelism) makes destroy_process_group() hang in ncclCommDestroy while it is alive
+# (pytorch/pytorch#115388; seen on 2 H200s: the run finished, then hung until its timeout), so
+# a distributed run resets them all before leaving the group.
+_GRAPHED: weakref.WeakSet[GraphedDecode] = weakref.WeakSet()
+
+
+def release_cuda_graphs() -> int:
+    """Reset every captured decode graph (frees its memory and its NCCL references); returns
+    how many. The runtimes that owned them recapture on their next call."""
+    count = 0
+    for runtime in list(_GRAPHED):
+        count += runtime.release()
+    return count
 
 
 class GraphedDecode:
@@ -44,7 +60,17 @@ class GraphedDecode:
         with torch.cuda.graph(graph, pool=self.pool):
             static_out = self.core(static_tokens, static_pos)
         self.pool = graph.pool()
+        _GRAPHED.add(self)
         return graph, static_tokens, static_pos, static_out
+
+    def release(self) -> int:
+        """Reset and drop the captured graphs; returns how many there were."""
+        graphs = [bucket[0] for bucket in self.buckets.values()]
+        for graph in graphs:
+            graph.reset()
+        self.buckets.clear()
+        self.pool = None
+        return len(graphs)
 
     def __call__(self, tokens: torch.Tensor, position: int) -> torch.Tensor:
         key = tuple(tokens.shape)
