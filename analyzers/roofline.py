@@ -30,8 +30,11 @@ from analyzers.ceilings import Ceilings, spec_ceilings
 TENSOR_CATEGORIES = ("gemm", "attention")
 _FP8_RE = re.compile(r"e4m3|e5m2|fp8|float8|qgmma|_f8", re.I)
 _TF32_RE = re.compile(r"tf32|xf32", re.I)
-_TENSOR_OPS_RE = re.compile(r"^sm__ops_path_tensor_src_([a-z0-9]+)(?:_dst_[a-z0-9]+)?\.sum"
-                            r"(\.per_cycle_elapsed)?$")
+# sm__ops_path_tensor_src_<prec>[_dst_<prec>][_sparsity_on|off].sum[.per_cycle_elapsed]: a
+# full report (.ncu-rep) carries the count AND the per-cycle rate of the same path, and for
+# some precisions an aggregate beside its split halves: each op must be counted once.
+_TENSOR_OPS_RE = re.compile(r"^sm__ops_path_tensor_src_([a-z0-9]+)((?:_dst_[a-z0-9]+)?)"
+                            r"((?:_sparsity_(?:on|off))?)\.sum(\.per_cycle_elapsed)?$")
 _TENSOR_SIGNAL_RE = re.compile(r"^(sm__pipe_tensor_type_|sm__pipe_tensor_op_hmma|sm__pipe_tensor_op_gmma|"
                                r"sm__inst_executed_pipe_tensor|sm__ops_path_tensor_)")
 _PIPE_UTIL = (
@@ -94,6 +97,46 @@ def _metric(metrics: pd.DataFrame | None, name: str) -> np.ndarray | None:
     if metrics is None or name not in metrics.columns:
         return None
     return pd.to_numeric(metrics[name], errors="coerce").to_numpy(dtype="float64")
+
+
+def _tensor_op_counts(metrics: pd.DataFrame, sm_clock: np.ndarray | None,
+                      secs: np.ndarray) -> dict[str, np.ndarray]:
+    """Tensor ops per precision from sm__ops_path_tensor_src_*, each op counted once: a path's
+    count is preferred to its per-cycle rate (x SM clock x duration); a precision's aggregate
+    (``src_fp16``) to its ``_dst_*`` parts; a path to its ``_sparsity_on/off`` halves."""
+    paths: dict[tuple[str, str, str], tuple[int, np.ndarray]] = {}
+    for col in metrics.columns:
+        match = _TENSOR_OPS_RE.match(str(col))
+        if not match or match.group(1) not in _OPS_PRECISION:
+            continue
+        values = _metric(metrics, str(col))
+        if values is None:
+            continue
+        src, dst, sparsity, per_cycle = match.groups()
+        if per_cycle:
+            values = values * (sm_clock if sm_clock is not None else np.nan) * secs
+        priority = 1 if per_cycle else 0
+        key = (src, dst, sparsity)
+        if key not in paths or priority < paths[key][0]:
+            paths[key] = (priority, values)
+    counts: dict[str, np.ndarray] = {}
+    for src in sorted({key[0] for key in paths}):
+        mine = {key[1:]: values for key, (_, values) in paths.items() if key[0] == src}
+        if ("", "") in mine:
+            chosen = [mine[("", "")]]
+        else:
+            dsts = sorted({dst for dst, _ in mine})
+            chosen = []
+            for dst in dsts:
+                if (dst, "") in mine:
+                    chosen.append(mine[(dst, "")])
+                else:
+                    chosen += [v for (d, sp), v in mine.items() if d == dst and sp]
+        stack = np.vstack(chosen)
+        total = np.where(np.isnan(stack).all(axis=0), np.nan, np.nansum(stack, axis=0))
+        prec = _OPS_PRECISION[src]
+        counts[prec] = total if prec not in counts else np.nansum([counts[prec], total], axis=0)
+    return counts
 
 
 def _name_precision(name: str) -> str | None:
@@ -194,25 +237,17 @@ def roofline(kt: pd.DataFrame, ceilings: Ceilings, metrics: pd.DataFrame | None 
         fp32 = np.sum(parts, axis=0) if len(parts) == 3 else None
 
     # Tensor op counters, per precision.
-    tensor_ops: dict[str, np.ndarray] = {}
-    if metrics is not None:
-        for col in metrics.columns:
-            match = _TENSOR_OPS_RE.match(col)
-            if not match or match.group(1) not in _OPS_PRECISION:
-                continue
-            values = _metric(metrics, col)
-            if values is None:
-                continue
-            if match.group(2):
-                values = values * (sm_clock if sm_clock is not None else np.nan) * secs
-            key = _OPS_PRECISION[match.group(1)]
-            tensor_ops[key] = np.nansum([tensor_ops.get(key, np.zeros(n)), values], axis=0)
+    tensor_ops = _tensor_op_counts(metrics, sm_clock, secs) if metrics is not None else {}
     signal = np.zeros(n, dtype=bool)
-    if metrics is not None:
+    if tensor_ops:  # the op counters were collected: they say which kernels ran tensor ops
+        signal = np.nansum(np.vstack(list(tensor_ops.values())), axis=0) > 0
+    elif metrics is not None:
         for col in metrics.columns:
+            if (not _TENSOR_SIGNAL_RE.match(col) or "dmma" in col or "fp64" in col
+                    or "peak_sustained" in col.replace("pct_of_peak_sustained", "")):
+                continue  # a .peak_sustained is the device's peak, not what the kernel did
             signal_values = _metric(metrics, col)
-            if (_TENSOR_SIGNAL_RE.match(col) and "dmma" not in col and "fp64" not in col
-                    and signal_values is not None):
+            if signal_values is not None:
                 signal |= np.nan_to_num(signal_values) > 0
         generic = _metric(metrics, _GENERIC_TENSOR_PIPE)
         if generic is not None:

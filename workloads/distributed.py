@@ -88,6 +88,17 @@ def init_from_env(device: torch.device) -> tuple[DistContext, torch.device]:
     return DistContext(rank=rank, world_size=world, local_rank=local, backend=backend), device
 
 
+def barrier() -> None:
+    """Every rank waits for the others (and, on CUDA, for its own queued work)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if dist.get_backend() == "nccl":
+        dist.barrier(device_ids=[torch.cuda.current_device()])
+        torch.cuda.synchronize()
+    else:
+        dist.barrier()
+
+
 SHUTDOWN_TIMEOUT_S = 60.0
 
 

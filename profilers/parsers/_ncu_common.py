@@ -211,6 +211,12 @@ def _tensor_rate(frame: pd.DataFrame, cycles: np.ndarray | None, dur_s: np.ndarr
             prio, rate = 2, c / dur_s
         if m.group(1) not in best or prio < best[m.group(1)][0]:
             best[m.group(1)] = (prio, rate)
+    if any(path.startswith("src_") for path in best):
+        # the per-instruction breakdown (op_hgmma_src_bf16_...) counts the same ops again
+        best = {path: v for path, v in best.items() if path.startswith("src_")}
+        # and a precision's aggregate (src_fp16) already holds its src_fp16_dst_* parts
+        best = {path: v for path, v in best.items()
+                if not ("_dst_" in path and path.split("_dst_")[0] in best)}
     if best:
         by_base: dict[str, dict[str, np.ndarray]] = {}
         for path, (_, rate) in best.items():
