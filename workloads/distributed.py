@@ -110,21 +110,18 @@ def shutdown(timeout_s: float = SHUTDOWN_TIMEOUT_S) -> bool:
     hanging until the run's timeout."""
     if not (dist.is_available() and dist.is_initialized()):
         return True
+    if dist.get_backend() != "nccl":  # gloo: no graphs, no known hang; stay on this thread
+        dist.destroy_process_group()
+        return True
     from workloads.layers.runtime import release_cuda_graphs
 
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.synchronize()
+    torch.cuda.synchronize()
     release_cuda_graphs()
-    done = threading.Event()
-
-    def destroy() -> None:
-        try:
-            dist.destroy_process_group()
-        finally:
-            done.set()
-
-    threading.Thread(target=destroy, name="destroy_process_group", daemon=True).start()
-    return done.wait(timeout_s)
+    thread = threading.Thread(target=dist.destroy_process_group, name="destroy_process_group",
+                              daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    return not thread.is_alive()
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:

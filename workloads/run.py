@@ -320,7 +320,9 @@ def execute(spec: RunSpec, out_dir: Path, record: RunRecord) -> None:
         if record.dist.enabled:  # one trace per rank in traces/, read as one session
             profile_with_torch(step, workload.reset, device, out_dir / TRACES_DIR, steps,
                                RANK_TRACE.format(rank=record.dist.rank),
-                               align=distributed.barrier)
+                               # CUDA only: on CPU the scheduled profiler's warm-up made a
+                               # gloo rank abort at exit in ~1 of 8 runs (kineto, torch 2.13)
+                               align=distributed.barrier if device.type == "cuda" else None)
             record.artifacts["trace"] = TRACES_DIR
         else:
             record.artifacts["trace"] = profile_with_torch(step, workload.reset, device,
@@ -418,4 +420,12 @@ def merge_ranks(record: RunRecord, out_dir: Path, exit_code: int) -> tuple[int, 
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if distributed.env_rank()[1] > 1:
+        # A rank's results are written and its group left: skip interpreter teardown, where a
+        # gloo rank with a torch-profiler trace aborted (SIGABRT in a C++ destructor) in
+        # about 1 run of 20 on the CPU box, failing a run whose every result was on disk.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
