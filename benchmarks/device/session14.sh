@@ -17,7 +17,6 @@ T1=$(date +%s)
 timeout $(t 200) python3 benchmarks/serve_load.py --rates 1,2,4,8,16,32 --requests 120 --max-duration 40 > $R/serve_load.txt 2>&1
 echo "serve_load rc=$? wall: $(( $(date +%s) - T1 )) s" | tee -a $L
 tail -12 $R/serve_load.txt | tee -a $L
-timeout $(t 90) python3 -m pytest -q -m gpu tests/integration/test_serve.py tests/unit/test_serve_engine_host.py -p no:cacheprovider 2>&1 | tail -3 | tee -a $L
 
 T1=$(date +%s)
 [ "$(nvidia-smi -L | wc -l)" -ge 2 ] && timeout $(t 170) python3 benchmarks/scaling.py --gpus 1,2 --repeat 20 --timeout 150 > $R/scaling.txt 2>&1
