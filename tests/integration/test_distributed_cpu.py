@@ -69,6 +69,9 @@ def test_dense_tensor_parallel_matches_one_rank(tmp_path):
     assert (d.per_rank["comm_ns"] > 0).all()
     report = render_run_report(multi, analysis)
     assert "## Ranks (torchrun)" in report and "## Multi-rank analysis" in report
+    # bytes/FLOPs per step are the whole model's: the report must not pass them off as one GPU's
+    assert "| achieved (all 2 GPUs together) |" in report
+    assert "| achieved |" in render_run_report(single, load_run_analysis(store, single))
 
 
 def test_moe_expert_parallel_matches_one_rank(tmp_path):

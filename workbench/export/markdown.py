@@ -50,7 +50,8 @@ def render_run_report(record: RunRecord, analysis: RunAnalysis | None) -> str:
         ["parameter overrides", ", ".join(f"{k}={v}" for k, v in params.items()) or "none"],
     ], align="ll"))
     out += ["", "## Environment", "", _env_table(record.env)]
-    out += ["", "## Metrics", "", _metrics_table(record.metrics)]
+    world = (((record.extra or {}).get("extra") or {}).get("distributed") or {}).get("world_size")
+    out += ["", "## Metrics", "", _metrics_table(record.metrics, int(world or 1))]
     if spec.get("profiler") in ("ncu", "nsys"):
         out += ["", f"Timed under {spec.get('profiler')}, which serializes (and for ncu "
                 "replays) every kernel: the latency above is the profiler's, not the model's. "
@@ -101,7 +102,7 @@ def _env_table(env: dict[str, Any]) -> str:
                                for label, key in keys], align="ll")
 
 
-def _metrics_table(m: dict[str, Any]) -> str:
+def _metrics_table(m: dict[str, Any], world: int = 1) -> str:
     if not m:
         return "n/a (no metrics: the run did not finish)"
     lat = m.get("latency_ms") or {}
@@ -118,8 +119,9 @@ def _metrics_table(m: dict[str, Any]) -> str:
         ["prefill", f"{fmt_num(m.get('prefill_ms'), 4, 'ms')} ({fmt_num(m.get('prefill_tokens_per_s'), 4, 'tok/s')})"],
         ["TTFT / TPOT", f"{fmt_num(m.get('ttft_ms'), 4, 'ms')} / {fmt_num(m.get('tpot_ms'), 4, 'ms')}"],
         ["peak memory", fmt_bytes(m.get("peak_mem_bytes"))],
-        ["FLOPs / bytes per step", f"{fmt_num(m.get('flops_per_step'), 4)} / {fmt_bytes(m.get('bytes_per_step'))}"],
-        ["achieved", f"{fmt_rate((m.get('achieved_tflops') or 0) * 1e12 if m.get('achieved_tflops') is not None else None, 'FLOP/s')}, "
+        ["FLOPs / bytes per step" + (f" (whole model: the {world} ranks share it)" if world > 1 else ""),
+         f"{fmt_num(m.get('flops_per_step'), 4)} / {fmt_bytes(m.get('bytes_per_step'))}"],
+        ["achieved" + (f" (all {world} GPUs together)" if world > 1 else ""), f"{fmt_rate((m.get('achieved_tflops') or 0) * 1e12 if m.get('achieved_tflops') is not None else None, 'FLOP/s')}, "
                      f"{fmt_rate((m.get('achieved_gb_s') or 0) * 1e9 if m.get('achieved_gb_s') is not None else None, 'B/s')}"],
     ]
     return md_table(["metric", "value"], rows, align="lr")
