@@ -320,9 +320,7 @@ def execute(spec: RunSpec, out_dir: Path, record: RunRecord) -> None:
         if record.dist.enabled:  # one trace per rank in traces/, read as one session
             profile_with_torch(step, workload.reset, device, out_dir / TRACES_DIR, steps,
                                RANK_TRACE.format(rank=record.dist.rank),
-                               # CUDA only: on CPU the scheduled profiler's warm-up made a
-                               # gloo rank abort at exit in ~1 of 8 runs (kineto, torch 2.13)
-                               align=distributed.barrier if device.type == "cuda" else None)
+                               align=distributed.barrier)
             record.artifacts["trace"] = TRACES_DIR
         else:
             record.artifacts["trace"] = profile_with_torch(step, workload.reset, device,

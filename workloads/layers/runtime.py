@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-# Every CUDA graph a decode runtime captured. A graph that holds NCCL kernels (L4 under tensor
+# Every decode runtime that captured CUDA graphs. A graph that holds NCCL kernels (L4 under tensor
 # parallelism) makes destroy_process_group() hang in ncclCommDestroy while it is alive
 # (pytorch/pytorch#115388; seen on 2 H200s: the run finished, then hung until its timeout), so
 # a distributed run resets them all before leaving the group.
