@@ -40,6 +40,7 @@ from workloads.layers.dense_model import (  # noqa: F401 - re-exported: the mode
 from workloads.layers.kv_cache import KVCache, PagedKVCache
 from workloads.layers.runtime import DecodeRuntime
 from workloads.layers.speculative import speculative_decode
+from workloads.parity import speculative_check
 
 MODES = ("decode", "prefill", "generate")
 SHAPE_KEYS = ("hidden", "layers", "heads", "kv_heads", "mlp", "vocab", "batch", "prompt_len",
@@ -182,7 +183,8 @@ class DenseWorkload(Workload):
             self.prefill(inputs)
             spec_tokens = self._speculate(self.shape["new_tokens"] - 1)
             greedy = forced_tokens[1:].to(spec_tokens.device)
-            self.spec_stats["matches_greedy"] = bool(torch.equal(spec_tokens, greedy))
+            self.spec_stats.update(speculative_check(spec_tokens, greedy, outputs.logits[1:],
+                                                     self.compute_precision))
         return outputs
 
     def prepare(self, inputs: torch.Tensor) -> None:

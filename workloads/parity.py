@@ -31,7 +31,13 @@ fusion and static cache, L3 SDPA, L4 graphs, L5 compile / GEMV, L6 paged cache, 
 decoding) do not change the precision: they must stay within the dtype's own tolerance.
 Measured on CPU, tiny preset, fp32: L2, L3 (also with a sliding window), L6-paged: max_rel_err
 <= 2.4e-7; L6-fp8kv: 8.5e-3 (top-1 1.0) against the fp8 bound 1.5e-1. Speculative decoding is
-additionally required to reproduce the greedy tokens exactly (extra.speculative.matches_greedy).
+additionally required to reproduce the greedy tokens (extra.speculative): exactly, or up to a
+near-tie — the first token where it departs from the greedy decode must be one whose logit is
+within the precision's max_rel_err of the greedy token's (``speculative_check``). In exact
+arithmetic the two decodes are equal; on a GPU the verify pass runs k+1 tokens through other
+kernels (M = k+1 GEMMs, split-K) than the one-token decode, and in bf16 that can flip a tie
+(the small-preset H200 ladder did, at top-1 1.0 and max_rel_err 0.0094 teacher-forced). A
+departure at a clear winner is still a failure: that is a bug, not rounding.
 
 A stack that breaks parity still finishes as status "ok" (its timing is real and kept), with
 parity.ok false; the ladder table shows it as PARITY FAIL and gives it no speedup, and later
@@ -95,3 +101,36 @@ def compare(reference: ParityOutputs, candidate: ParityOutputs, precision: str,
                    "min_top1_agreement": tolerance.min_top1_agreement},
         ok=bool(ok), tokens_compared=int(agree.numel()), precision=precision,
     )
+
+
+def speculative_check(spec_tokens: torch.Tensor, greedy_tokens: torch.Tensor,
+                      logits: torch.Tensor, precision: str) -> dict[str, object]:
+    """Judge a speculative decode against the greedy one of the same prompt.
+
+    ``spec_tokens`` and ``greedy_tokens`` are [steps, batch]; ``logits`` [steps, batch, vocab]
+    are the stack's own logits, teacher-forced on the greedy tokens, aligned with them (the
+    logits that chose greedy_tokens[i] are logits[i]). Returns ``matches_greedy`` (exact),
+    ``verdict`` ("exact" | "near_tie" | "diverged") and, when it departs, where and by how much:
+    per batch row the first departing step, and the gap between the greedy token's logit and
+    the speculative token's there, relative to the largest logit magnitude (as parity's
+    max_rel_err is). Steps after a departure are not compared: the prefixes differ."""
+    spec = spec_tokens.to(greedy_tokens.device)
+    equal = spec == greedy_tokens
+    if bool(equal.all()):
+        return {"matches_greedy": True, "verdict": "exact"}
+    tolerance = TOLERANCES.get(precision, TOLERANCES["fp8"]).max_rel_err
+    logits = logits.float().to(greedy_tokens.device)
+    scale = float(logits.abs().max().clamp_min(torch.finfo(torch.float32).tiny))
+    worst, first = 0.0, None
+    for row in range(equal.shape[1]):
+        bad = (~equal[:, row]).nonzero()
+        if not len(bad):
+            continue
+        step = int(bad[0])
+        first = step if first is None else min(first, step)
+        chosen = logits[step, row]
+        gap = float(chosen[greedy_tokens[step, row]] - chosen[spec[step, row]]) / scale
+        worst = max(worst, gap)
+    return {"matches_greedy": False, "verdict": "near_tie" if worst <= tolerance else "diverged",
+            "first_departure_step": first, "departure_gap_rel": worst,
+            "tolerance_rel": tolerance}

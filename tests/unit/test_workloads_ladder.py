@@ -9,7 +9,7 @@ from workloads import catalog, dense
 from workloads.layers import LayerOutcome, apply_layers
 from workloads.layers.kv_cache import KVCache, PagedKVCache
 from workloads.layers.speculative import speculative_decode
-from workloads.parity import compare
+from workloads.parity import compare, speculative_check
 
 CPU = torch.device("cpu")
 
@@ -153,3 +153,31 @@ def test_bad_run_options_are_workbench_errors():
     workload = build(spec_k=60)
     with pytest.raises(WorkbenchError, match="max_seq"):
         apply_layers(["L6-spec"], workload, CPU, [])
+
+
+@torch.inference_mode()
+def test_speculative_check_tells_a_near_tie_from_a_wrong_token():
+    """On a GPU the verify pass (k+1 tokens through other kernels) can flip a bf16 near-tie that
+    the one-token decode resolved the other way: that is rounding. Picking a token the model
+    clearly ranks lower is a bug. Judged on this model's own logits: a departure to the
+    runner-up at the closest step, and one to the least likely token."""
+    _, reference, candidate, _ = stack_parity(["L6-spec"], new_tokens=16, spec_k=3)
+    greedy, logits = reference.tokens[1:], candidate.logits[1:]
+    assert speculative_check(greedy.clone(), greedy, logits, "bf16") == {
+        "matches_greedy": True, "verdict": "exact"}
+    top2 = logits.topk(2, dim=-1)
+    gaps = (top2.values[..., 0] - top2.values[..., 1]) / logits.abs().max()
+    step, row = divmod(int(gaps.argmin()), gaps.shape[1])
+    runner_up = greedy.clone()
+    runner_up[step, row] = top2.indices[step, row, 1]
+    runner_up[step + 1:, row] = 0  # after a departure the prefixes differ: not compared
+    gap = float(gaps[step, row])
+    assert 1e-4 < gap < 5e-2  # a real near-tie at bf16's tolerance, not at fp32's
+    tie = speculative_check(runner_up, greedy, logits, "bf16")
+    assert tie["verdict"] == "near_tie" and tie["matches_greedy"] is False
+    assert tie["first_departure_step"] == step
+    assert tie["departure_gap_rel"] == pytest.approx(gap, rel=1e-5)
+    assert speculative_check(runner_up, greedy, logits, "fp32")["verdict"] == "diverged"
+    wrong = greedy.clone()
+    wrong[0, 0] = logits[0, 0].argmin()
+    assert speculative_check(wrong, greedy, logits, "bf16")["verdict"] == "diverged"

@@ -71,3 +71,19 @@ def test_default_sets_are_cumulative_and_parse():
     assert all(later[:-1] == earlier for earlier, later in zip(sets, sets[1:], strict=False))
     assert not any("moe" in name for name in sets[-1])
     assert parse_layer_sets("L0; L0,L2 ;L0-L1") == [["L0"], ["L0", "L2"], ["L0", "L1"]]
+
+
+def test_speculative_near_tie_keeps_parity_and_says_so():
+    spec = {"matches_greedy": False, "verdict": "near_tie", "first_departure_step": 9,
+            "departure_gap_rel": 0.002, "tolerance_rel": 0.05}
+    rows = build_ladder([record("a", ["L0"], 100.0, 9.9, 10.1),
+                         record("b", ["L0", "L6-spec"], 130.0, 7.6, 7.8,
+                                extra={"speculative": spec})])
+    assert rows[1].parity_ok is True and rows[1].step_speedup == 1.3
+    assert ("L6-spec", "departs from the greedy decode at token 9 where the two logits differ "
+            "by 0.002 of the largest (tolerance 0.05): a near-tie, rounding") in rows[1].notes
+    diverged = {**spec, "verdict": "diverged", "departure_gap_rel": 0.3}
+    rows = build_ladder([record("a", ["L0"], 100.0, 9.9, 10.1),
+                         record("b", ["L0", "L6-spec"], 130.0, 7.6, 7.8,
+                                extra={"speculative": diverged})])
+    assert rows[1].parity_ok is False and rows[1].step_speedup is None
