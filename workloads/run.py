@@ -422,7 +422,7 @@ if __name__ == "__main__":
     if distributed.env_rank()[1] > 1:
         # A rank's results are written and its group left: skip interpreter teardown, where a
         # gloo rank with a torch-profiler trace aborted (SIGABRT in a C++ destructor) in
-        # about 1 run of 20 on the CPU box, failing a run whose every result was on disk.
+        # roughly 1 run in 10 on the CPU box, failing a run whose every result was on disk.
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
