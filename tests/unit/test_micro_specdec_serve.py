@@ -26,13 +26,7 @@ SHAPE = resolve_shape({"hidden": 64, "layers": 4, "heads": 4, "kv_heads": 2, "ml
                        "norm_eps": 1e-5})
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny shapes gain nothing from threads; on a busy 2-core box extra ones cost 10x."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

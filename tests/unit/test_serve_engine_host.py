@@ -32,12 +32,7 @@ CPU = torch.device("cpu")
 READS = ("tolist", "item", "cpu", "numpy", "__bool__")  # device-to-host: a sync on a GPU
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def shape_of(layers: int) -> dict[str, Any]:
