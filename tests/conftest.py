@@ -6,12 +6,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = Path(os.environ.get("AIPERF_FIXTURES", ROOT.parent / "shared" / "fixtures" / "h100"))
+# Real H100 artifacts, copied into the repository so that a bare clone passes.
+FIXTURES = Path(os.environ.get("AIPERF_FIXTURES", ROOT / "tests" / "data" / "h100"))
 
 
 @pytest.fixture(scope="session")
 def h100_fixtures() -> Path:
-    """Real artifacts captured on an H100 (../shared/fixtures/h100 beside the checkout)."""
+    """Real artifacts captured on an H100 (tests/data/h100; AIPERF_FIXTURES overrides)."""
     assert FIXTURES.is_dir(), f"fixtures not found at {FIXTURES} (set AIPERF_FIXTURES)"
     return FIXTURES
 
