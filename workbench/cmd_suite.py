@@ -47,7 +47,7 @@ def load_suite(path: Path) -> dict[str, Any]:
         if path.suffix.lower() == ".json":
             data = json.loads(text)
         else:
-            import tomllib
+            from workbench.settings import tomllib
 
             data = tomllib.loads(text)
     except (json.JSONDecodeError, ValueError) as exc:

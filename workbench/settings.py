@@ -13,12 +13,16 @@ A bad value is a WorkbenchError naming the file or variable, never a traceback.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import tomllib
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10 (Ubuntu 22.04's default): the same parser, as a package
+    import tomli as tomllib
 
 from workloads.errors import WorkbenchError
 from workloads.spec import PROFILERS
