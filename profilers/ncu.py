@@ -86,8 +86,12 @@ class NcuWrapper:
             raise WorkbenchError(f"unknown ncu scope {scope!r}",
                                  "use --profiler-option scope=auto (one decoder block of an "
                                  "eager model) or scope=step (every kernel of the step)")
+        # One process: the workload's own. torch.compile's compile workers are child
+        # processes; ncu attaching to them (--target-processes all) segfaulted the best bf16
+        # stack 35 s in on an H200. Only a torchrun job needs ncu in its children (the ranks).
+        targets = "all" if spec.world_size > 1 else "application-only"
         cmd = [cap.path or "ncu", "--clock-control", "none", "--profile-from-start", "off",
-               "--target-processes", "all",
+               "--target-processes", targets, "--graph-profiling", "node",
                "--cache-control", str(opts.get("cache_control", "all"))]
         if opts.get("set"):
             cmd += ["--set", str(opts["set"])]
@@ -106,7 +110,9 @@ class NcuWrapper:
         if opts.get("launch_count") is not None:
             cmd += ["--launch-count", str(int(opts["launch_count"]))]
         cmd += ["-o", str(run_dir / "ncu"), "-f"]
-        env: dict[str, str] = {}
+        # Compile in the workload's process (no worker pool): nothing for ncu to attach to,
+        # and the kernels are compiled in the warm-up, before the profiled range opens.
+        env: dict[str, str] = {"TORCHINDUCTOR_COMPILE_THREADS": "1"}
         if str(opts.get("caching_allocator", "on")).lower() in ("off", "0", "false", "no"):
             # Tried on an H100 (8B eager decode): 0.48 s per profiled kernel with PyTorch's
             # caching allocator and without it alike, so it stays on unless asked.

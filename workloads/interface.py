@@ -128,21 +128,20 @@ class Workload(ABC):
     def profile_sample(self) -> ProfileSample | None:
         """A representative part of the step for per-kernel replay profilers (ncu), or None
         to profile the whole step. The default: one decoder block (the last, which is a MoE
-        block where the first ones are dense) of a model with ``blocks`` of four or more,
-        when the step runs eagerly (module hooks do not fire inside CUDA graphs or compiled
-        code). Layers of one model are identical, so one block times ``len(blocks)`` stands
-        for the layer stack."""
+        block where the first ones are dense) of a model with ``blocks`` of four or more.
+        Layers of one model are identical, so one block times ``len(blocks)`` stands for the
+        layer stack. The gate hooks are installed before the step is compiled or captured
+        (workloads.measure.ProfilerGate), so they also fire in compiled code; a CUDA-graph
+        step runs its captured kernels outside the graph while profiled (``graph_bypass``)."""
         model = self.model
         blocks = getattr(model, "blocks", None)
         if model is None or not isinstance(blocks, torch.nn.ModuleList) or len(blocks) < 4:
             return None
-        runtime = getattr(self, "runtime", None)
-        if runtime is not None and (getattr(runtime, "graphs", False)
-                                    or getattr(runtime, "compile_mode", None)):
-            return None
         return ProfileSample(spans=[(blocks[-1], blocks[-1])], blocks_profiled=1,
                              blocks_total=len(blocks),
-                             what=f"decoder block {len(blocks) - 1} of {len(blocks)}")
+                             what=f"decoder block {len(blocks) - 1} of {len(blocks)}",
+                             graph_bypass=getattr(getattr(self, "runtime", None),
+                                                  "bypass_graphs", None))
 
 
 @dataclass
@@ -154,6 +153,9 @@ class ProfileSample:
     blocks_profiled: int
     blocks_total: int
     what: str
+    # A context manager factory that runs a CUDA-graph step's kernels outside the graph (module
+    # hooks do not fire on graph replay; ncu replays each kernel alone either way), or None.
+    graph_bypass: Any = None
 
     def describe(self) -> dict[str, Any]:
         return {"scope": "sample", "what": self.what, "blocks_profiled": self.blocks_profiled,

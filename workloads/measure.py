@@ -76,33 +76,103 @@ class RepeatPlan:
     # capture off record only them.
     profiler_range: bool = False
     # With a sample (ncu), the range opens and closes around the sample's module spans
-    # inside each measured repeat instead of around the whole repeats.
+    # inside each measured repeat instead of around the whole repeats; the gate's hooks were
+    # installed before the first step (so compile and graph capture saw them).
     sample: Any = None
+    gate: ProfilerGate | None = None
 
 
-@contextlib.contextmanager
-def sampled_profiler_range(spans: list[tuple[torch.nn.Module, torch.nn.Module]]
-                           ) -> Iterator[list[int]]:
-    """Forward hooks that call cudaProfilerStart before each span's first module and
-    cudaProfilerStop after its last; yields a one-element list counting opened ranges."""
-    opened = [0]
+def _range_start() -> None:
+    torch.cuda.profiler.start()
 
-    def start(*_: Any) -> None:
-        opened[0] += 1
-        torch.cuda.profiler.start()
 
-    def stop(*_: Any) -> None:
-        torch.cuda.profiler.stop()
+def _range_stop() -> None:
+    torch.cuda.profiler.stop()
 
-    handles = []
-    for first, last in spans:
-        handles.append(first.register_forward_pre_hook(start))
-        handles.append(last.register_forward_hook(stop))
-    try:
-        yield opened
-    finally:
-        for handle in handles:
+
+# Gates by id: the custom op below takes plain ints, so compiled code can call it.
+_GATES: dict[int, ProfilerGate] = {}
+
+
+@torch.library.custom_op("aiperf::profiler_range", mutates_args=())
+def profiler_range(x: torch.Tensor, gate_id: int, edge: int) -> torch.Tensor:
+    """Open (edge 0) or close (edge 1) gate ``gate_id``'s profiler range, in order with the
+    data flowing through ``x``. An opaque op rather than a Python hook so that torch.compile
+    traces the step in one graph: a graph break inside the block loop made Dynamo run the
+    whole decode eagerly. The copy is one small elementwise kernel at each edge."""
+    gate = _GATES.get(gate_id)
+    if gate is not None and gate.enabled:
+        if edge == 0:
+            gate.opened += 1
+            gate.start()
+        else:
+            gate.stop()
+    return x.clone()
+
+
+@profiler_range.register_fake
+def _profiler_range_fake(x: torch.Tensor, gate_id: int, edge: int) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
+def _profiler_range_backward(_ctx: Any, grad: torch.Tensor) -> tuple[Any, None, None]:
+    return grad, None, None  # an identity for the data
+
+
+profiler_range.register_autograd(_profiler_range_backward)
+
+
+class ProfilerGate:
+    """Forward hooks on a sample's module spans that open the cudaProfilerApi range before the
+    first module and close it after the last — but only while ``enabled``.
+
+    Installed before the step first runs, so torch.compile traces the hooks (Dynamo inlines
+    the hooks a module has when it compiles and never sees ones added later) and graph capture
+    records them shut. The range calls go through the ``aiperf::profiler_range`` custom op, so
+    the compiled step stays one graph and opening the gate recompiles nothing (a recompile
+    inside the range would hand ncu the autotuner's benchmark kernels). On CUDA-graph replay
+    no Python runs: the sample's ``graph_bypass`` launches the captured kernels directly."""
+
+    def __init__(self, spans: list[tuple[torch.nn.Module, torch.nn.Module]],
+                 start: Callable[[], None] = _range_start,
+                 stop: Callable[[], None] = _range_stop) -> None:
+        self.enabled = False
+        self.opened = 0
+        self.start, self.stop = start, stop
+        self.id = max(_GATES, default=0) + 1
+        _GATES[self.id] = self
+        gate_id = self.id
+
+        def open_range(_module: torch.nn.Module, args: tuple[Any, ...]) -> Any:
+            if not args or not isinstance(args[0], torch.Tensor):
+                return None
+            return (profiler_range(args[0], gate_id, 0), *args[1:])
+
+        def close_range(_module: torch.nn.Module, _args: Any, output: Any) -> Any:
+            if isinstance(output, torch.Tensor):
+                return profiler_range(output, gate_id, 1)
+            if isinstance(output, tuple) and output and isinstance(output[0], torch.Tensor):
+                return (profiler_range(output[0], gate_id, 1), *output[1:])
+            return None
+
+        self._handles = []
+        for first, last in spans:
+            self._handles.append(first.register_forward_pre_hook(open_range))
+            self._handles.append(last.register_forward_hook(close_range))
+
+    @contextlib.contextmanager
+    def open(self) -> Iterator[ProfilerGate]:
+        self.enabled = True
+        try:
+            yield self
+        finally:
+            self.enabled = False
+
+    def remove(self) -> None:
+        for handle in self._handles:
             handle.remove()
+        self._handles = []
+        _GATES.pop(self.id, None)
 
 
 def run_repeats(step: Callable[[], Any], reset: Callable[[], None], device: torch.device,
@@ -115,14 +185,18 @@ def run_repeats(step: Callable[[], Any], reset: Callable[[], None], device: torc
         timer.time_ms(step)
         on_step("warmup", index + 1, plan.warmup)
     samples: list[float] = []
-    whole_range = plan.profiler_range and on_cuda and plan.sample is None
-    sampled = plan.profiler_range and on_cuda and plan.sample is not None
+    sampled = plan.profiler_range and on_cuda and plan.sample is not None and plan.gate is not None
+    whole_range = plan.profiler_range and on_cuda and not sampled
     if whole_range:
         torch.cuda.synchronize()
         torch.cuda.profiler.start()
     with contextlib.ExitStack() as stack:
-        opened = stack.enter_context(sampled_profiler_range(plan.sample.spans)) \
-            if sampled else None
+        if sampled:
+            assert plan.gate is not None
+            stack.enter_context(plan.gate.open())
+            bypass = getattr(plan.sample, "graph_bypass", None)
+            if bypass is not None:
+                stack.enter_context(bypass())
         try:
             for index in range(plan.repeat):
                 reset()
@@ -136,7 +210,7 @@ def run_repeats(step: Callable[[], Any], reset: Callable[[], None], device: torc
             if whole_range:
                 torch.cuda.synchronize()
                 torch.cuda.profiler.stop()
-    if opened is not None and not opened[0]:
+    if sampled and plan.gate is not None and not plan.gate.opened:
         raise RuntimeError("the profiled sample's modules never ran in the measured step; "
                            "profile the whole step with --profiler-option scope=step")
     return samples

@@ -200,6 +200,24 @@ def ncu_sample(workload: Workload, spec: RunSpec) -> Any:
     return workload.profile_sample()
 
 
+def describe_scope(sample: Any, applied_layers: Any) -> dict[str, Any]:
+    """What the ncu run replayed, for the record and the report."""
+    if sample is None:
+        return {"scope": "step", "what": "every kernel of the measured step"}
+    scope = sample.describe()
+    names = {str(layer.name) for layer in (applied_layers or []) if layer.applied}
+    notes = []
+    if "L5" in names:
+        notes.append("compiled step: the sampled block's edges are graph breaks (the profiler "
+                     "range calls run eagerly), so fusions across those edges differ")
+    if "L4" in names and sample.graph_bypass is not None:
+        notes.append("CUDA graph: the profiled step launches the kernels the graph captured "
+                     "directly (ncu replays each kernel alone either way)")
+    if notes:
+        scope["note"] = scope.get("note", "") + " " + "; ".join(notes) + "."
+    return scope
+
+
 def throughput_metrics(workload: Workload, samples_ms: list[float]) -> dict[str, Any]:
     stats = measure.latency_stats(samples_ms)
     median_s = stats["median"] / 1e3
@@ -282,16 +300,19 @@ def execute(spec: RunSpec, out_dir: Path, record: RunRecord) -> None:
             emit("phase", phase="parity", message=f"parity FAILED: max_rel_err "
                  f"{parity.max_rel_err:.3g}, top-1 {parity.top1_agreement:.3f}")
 
+    plan = measure.RepeatPlan(spec.repeat, spec.warmup,
+                              profiler_range=spec.profiler in ("ncu", "nsys"))
+    if spec.profiler == "ncu" and device.type == "cuda":
+        # The gate's hooks go in before the step first runs: compile and graph capture
+        # happen in the warm-up, outside the profiled range, and must see them.
+        plan.sample = ncu_sample(workload, spec)
+        if plan.sample is not None:
+            plan.gate = measure.ProfilerGate(plan.sample.spans)
+        record.extra["profile_scope"] = describe_scope(plan.sample, record.layers)
     memory_profile.mark("prepare")
     workload.prepare(inputs)
     memory_profile.mark("warmup" if spec.warmup else "measure")
     emit("phase", phase="warmup", message=f"{spec.warmup} warm-up steps")
-    plan = measure.RepeatPlan(spec.repeat, spec.warmup,
-                              profiler_range=spec.profiler in ("ncu", "nsys"))
-    if spec.profiler == "ncu" and device.type == "cuda":
-        plan.sample = ncu_sample(workload, spec)
-        record.extra["profile_scope"] = plan.sample.describe() if plan.sample else {
-            "scope": "step", "what": "every kernel of the measured step"}
 
     def step() -> Any:
         return workload.step(inputs)

@@ -94,7 +94,7 @@ def _dense(layers: int):
     return workload
 
 
-def test_ncu_sample_is_one_block_of_an_eager_model_and_none_when_graphed():
+def test_ncu_sample_is_one_block_also_when_graphed():
     from workloads.layers.compiled import apply_graphs
 
     assert _dense(layers=2).profile_sample() is None  # too few blocks to sample
@@ -103,8 +103,13 @@ def test_ncu_sample_is_one_block_of_an_eager_model_and_none_when_graphed():
     assert sample is not None and sample.blocks_total == 4 and sample.blocks_profiled == 1
     assert sample.spans == [(workload.model.blocks[3], workload.model.blocks[3])]
     assert "multiply" in sample.describe()["note"]
-    apply_graphs(workload, CPU)  # hooks do not fire inside a replayed graph
-    assert workload.profile_sample() is None
+    apply_graphs(workload, CPU)
+    # graphed or compiled steps are sampled too: the gate is installed before compile and
+    # capture, and a graph is bypassed while profiled (hooks do not fire on replay)
+    sample = workload.profile_sample()
+    assert sample is not None and sample.graph_bypass is not None
+    with sample.graph_bypass() as bypassed:
+        assert bypassed is False  # no graph was captured on the CPU
 
 
 def test_sampled_profiler_range_opens_around_the_block_only(monkeypatch):
@@ -120,15 +125,20 @@ def test_sampled_profiler_range_opens_around_the_block_only(monkeypatch):
     monkeypatch.setattr(torch.cuda.profiler, "start", lambda: log.append("START"))
     monkeypatch.setattr(torch.cuda.profiler, "stop", lambda: log.append("STOP"))
     sample = workload.profile_sample()
-    with torch.inference_mode(), measure.sampled_profiler_range(sample.spans) as opened:
+    gate = measure.ProfilerGate(sample.spans)
+    workload.step(inputs)  # the warm-up: gate shut
+    assert "START" not in log
+    log.clear()
+    with torch.inference_mode(), gate.open():
         workload.step(inputs)
         workload.step(inputs)
-    assert opened == [2]
+    assert gate.opened == 2
     step_log = log[:log.index("STOP") + 1]
     # the decoder's own pre-hooks were registered first, so block 3's label precedes START
     assert step_log == ["block0", "block1", "block2", "block3", "START", "STOP"]
-    workload.step(inputs)  # hooks removed on exit
+    workload.step(inputs)  # gate shut again
     assert log.count("START") == 2
+    gate.remove()
 
 
 def test_ncu_scope_is_checked_before_launch(tmp_path, monkeypatch):
@@ -162,6 +172,8 @@ def test_moe_ncu_sample_is_the_last_layer_and_fires_in_a_step(workload_name, pro
     monkeypatch.setattr(torch.cuda.profiler, "stop", lambda: log.append("STOP"))
     inputs = workload.make_inputs(0)
     workload.prepare(inputs)
-    with torch.inference_mode(), measure.sampled_profiler_range(sample.spans) as opened:
+    gate = measure.ProfilerGate(sample.spans)
+    with torch.inference_mode(), gate.open():
         workload.step(inputs)
-    assert opened == [2 * profiled] and log == ["START", "STOP"] * (2 * profiled)
+    gate.remove()
+    assert gate.opened == 2 * profiled and log == ["START", "STOP"] * (2 * profiled)

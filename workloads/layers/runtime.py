@@ -15,8 +15,9 @@ layer, so the order layers are applied in does not matter (compile wraps the fin
 
 from __future__ import annotations
 
+import contextlib
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -46,6 +47,10 @@ class GraphedDecode:
         self.buckets: dict[tuple[int, ...], tuple[Any, torch.Tensor, torch.Tensor,
                                                   torch.Tensor]] = {}
         self.pool: Any = None
+        # While True, a call launches the captured step's kernels directly (the same kernels
+        # the graph holds) instead of replaying: Nsight Compute's sampled scope needs module
+        # hooks, which do not fire on replay, and ncu replays each kernel alone either way.
+        self.bypass = False
 
     def _capture(self, tokens: torch.Tensor, position: int) -> tuple[Any, ...]:
         static_tokens = tokens.clone()
@@ -79,6 +84,8 @@ class GraphedDecode:
         graph, static_tokens, static_pos, static_out = self.buckets[key]
         static_tokens.copy_(tokens)
         static_pos.fill_(position)
+        if self.bypass:
+            return self.core(static_tokens, static_pos)
         graph.replay()
         return static_out  # overwritten by the next replay: callers reduce it at once
 
@@ -104,6 +111,20 @@ class DecodeRuntime:
         self.compile_mode, self.compile_prefill_mode = (other.compile_mode,
                                                         other.compile_prefill_mode)
         self.invalidate()
+
+    @contextlib.contextmanager
+    def bypass_graphs(self) -> Iterator[bool]:
+        """Run the captured decode step's kernels outside its CUDA graph inside this block;
+        yields whether there was a graph to bypass."""
+        graphed = self._decode if isinstance(self._decode, GraphedDecode) else None
+        if graphed is None:
+            yield False
+            return
+        graphed.bypass = True
+        try:
+            yield True
+        finally:
+            graphed.bypass = False
 
     def describe(self) -> dict[str, Any]:
         return {"static_cache": self.static, "pinned_host": self.pinned,
