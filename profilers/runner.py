@@ -79,14 +79,24 @@ def resolve_spec(spec: RunSpec) -> RunSpec:
     return spec
 
 
+def workload_python() -> str:
+    """The interpreter that runs workloads: this one, or $AIPERF_WORKLOAD_PYTHON (an app
+    installed on its own, e.g. with pipx, driving the Python that has the GPU build of torch)."""
+    return os.environ.get("AIPERF_WORKLOAD_PYTHON") or sys.executable
+
+
 def child_command(spec_path: Path, out_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "workloads.run", "--spec", str(spec_path), "--out", str(out_dir)]
+    return [workload_python(), "-m", "workloads.run", "--spec", str(spec_path), "--out",
+            str(out_dir)]
 
 
 def child_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (_CODE_ROOT, env.get("PYTHONPATH")) if p)
+    # A source checkout goes on the child's path; an installed distribution's site-packages
+    # must not (another workload Python would pick up this interpreter's compiled packages).
+    root = _CODE_ROOT if Path(_CODE_ROOT).name not in ("site-packages", "dist-packages") else None
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     return env
 
 

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,11 @@ def _has_cuda_device() -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not HAS_TORCH:
+        no_torch = pytest.mark.skip(reason="needs torch (starts a workload child)")
+        for item in items:
+            if "torch" in item.keywords:
+                item.add_marker(no_torch)
     if _has_cuda_device():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU (run with -m gpu on a GPU node)")
@@ -41,3 +48,24 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+# Without torch (the other-Pythons step of .ci/run: torch's CPU wheel exists here only for
+# 3.11), collect only the torch-free tests: parsers, analyzers, the store, the CLI's torch-free
+# commands and the app. A test needs torch if it imports it, pins its threads, or starts a
+# workload child (every integration test, and CLI runs of a workload).
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+_NEEDS_TORCH = re.compile(r"^\s*(import torch|from torch)|one_torch_thread|--workload|"
+                          r"workloads\.run|import_module\(\"torch", re.M)
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    if HAS_TORCH or collection_path.suffix != ".py" or not collection_path.name.startswith("test_"):
+        return None
+    if "integration" in collection_path.parts:
+        return True
+    try:
+        text = collection_path.read_text(errors="replace")
+    except OSError:
+        return None
+    return True if _NEEDS_TORCH.search(text) else None

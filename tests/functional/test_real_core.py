@@ -34,6 +34,7 @@ def results_ready(app, not_id: str | None = None) -> bool:  # type: ignore[no-un
 
 
 @pytest.mark.slow
+@pytest.mark.torch  # real CPU runs: a workload child
 async def test_real_cpu_runs_kernels_and_diff(tmp_path: Path) -> None:
     """dense/tiny under the torch profiler, twice (L0+L1, then L0), on the CPU, for real."""
     app = make_app(Settings(default_profiler="torch"), tmp_path)
