@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-FIXTURE = ROOT.parent / "shared" / "fixtures" / "h100" / "torch_trace.json"
+FIXTURE = ROOT / "tests" / "data" / "h100" / "torch_trace.json"
 
 
 def _modules_after(code: str) -> set[str]:
