@@ -11,10 +11,13 @@ import json
 import math
 import random
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 
+from profilers.parsers._ncu_common import parse_dims
+from profilers.parsers.categories import categorize
 from profilers.parsers.detect import load_artifact
 from profilers.parsers.kineto import load_kineto
 from profilers.parsers.ncu_csv import load_ncu_csv
@@ -234,3 +237,41 @@ def test_fuzz_detect_random_bytes(tmp_path, h100_fixtures):
         res = _check(load_artifact, path, f"detect case {case}")
         if res is not None:
             assert not math.isnan(float(len(res.kernels)))
+
+
+# ---------------------------------------------------------------- bounded work on hostile input
+# Time is measured as this process's CPU time (not wall time), and each input is sized so that
+# the old quadratic/cubic code takes minutes where linear code takes well under a second: a busy
+# machine cannot flip these.
+
+
+def _cpu_seconds(fn, *args):
+    started = time.process_time()
+    result = fn(*args)
+    return result, time.process_time() - started
+
+
+@pytest.mark.parametrize(("unit", "category"), [
+    ("softmax_warp", "reduction"), ("triton_tem_fused_", "other"), ("cudnn_", "other"),
+    ("softmax_warp_attn_", "attention"), ("triton_tem_fused_attention", "attention")])
+def test_categorize_is_linear_in_the_name_length(unit, category):
+    """`softmax_?warp.*attn` and `triton_tem_fused_.*attention` backtracked quadratically: a
+    96 KB name took 1.7 s, this 600 KB+ one over a minute. Results are unchanged."""
+    name = unit * 50_000
+    got, seconds = _cpu_seconds(categorize, name)
+    assert got == category
+    assert seconds < 5.0
+
+
+def test_ncu_dims_cell_is_bounded(tmp_path):
+    """A Grid Size cell of "1,1,1,...": the dims regex backtracked cubically (1.6 KB: 7 s)."""
+    assert parse_dims("1," * 2000 + "x") is None
+    _, seconds = _cpu_seconds(parse_dims, "1," * 100_000 + "x")
+    assert seconds < 1.0
+    path = tmp_path / "ncu.csv"
+    path.write_text('"ID","Process ID","Kernel Name","Grid Size","gpu__time_duration.sum"\n'
+                    '"","","","","nsecond"\n'
+                    f'"0","1","k","({"1," * 5000}x)","1,000"\n')
+    res, seconds = _cpu_seconds(load_ncu_csv, path)
+    assert res.kernels["grid"].tolist() == [None] and int(res.kernels["dur_ns"].sum()) == 1000
+    assert seconds < 5.0
