@@ -275,3 +275,133 @@ def test_ncu_dims_cell_is_bounded(tmp_path):
     res, seconds = _cpu_seconds(load_ncu_csv, path)
     assert res.kernels["grid"].tolist() == [None] and int(res.kernels["dur_ns"].sum()) == 1000
     assert seconds < 5.0
+
+
+def _trace(events: list) -> str:
+    return json.dumps({"traceEvents": events})
+
+
+def test_invalid_durations_are_counted_not_summed(tmp_path):
+    """A negative duration printed "-99 us total, idle 1000%"; a duration given as text was
+    converted ("5" -> 5 us); both now stay out of every sum and are counted in the notes."""
+    from sessions.analysis import analyze_parsed
+
+    events = [
+        {"ph": "X", "cat": "kernel", "name": "good", "ts": 0, "dur": 10, "args": {"device": 0}},
+        ["not", "an", "event"],
+        {"ph": "X", "cat": "kernel", "name": "negative", "ts": 1000, "dur": -99},
+        {"ph": "X", "cat": "kernel", "name": "text", "ts": 20, "dur": "5"},
+        {"ph": "X", "cat": "kernel", "name": "huge", "ts": 30, "dur": 1e300},
+        {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "ts": 0, "dur": -3},
+        {"ph": "X", "cat": "kernel", "name": "bad_args", "ts": 40, "dur": 2,
+         "args": {"device": 0, "grid": "x", "correlation": 7}},
+    ]
+    path = tmp_path / "t.json"
+    path.write_text(_trace(events))
+    parsed = load_artifact(path)
+    k = parsed.kernels
+    assert sorted(k["name"].astype(str)) == ["bad_args", "good"]
+    assert int(k["dur_ns"].sum()) == 12_000
+    assert k.loc[k["name"] == "bad_args", "correlation"].tolist() == [7]  # the rest of its args
+    assert parsed.meta["invalid_events"] == {
+        "skipped": 2, "args_dropped": 1, "kernels_bad_duration": 2, "ops_bad_duration": 1,
+        "runtime_bad_duration": 0}
+    analysis = analyze_parsed(parsed)
+    notes = " | ".join(analysis.notes)
+    assert "2 trace events skipped" in notes and "1 trace events read without their args" in notes
+    assert "2 GPU activities, 1 CPU ops" in notes
+    t = analysis.temporal
+    assert analysis.kernel_total_ns == 12_000 and t.busy_ns <= t.window_ns
+    assert 0 <= t.idle_share <= 1
+
+
+@pytest.mark.parametrize("where", ["args", "event", "header", "tail"])
+def test_deep_nesting_is_a_one_line_error(tmp_path, where):
+    """JSON nested 1,000 deep gave a RecursionError traceback (exit 1)."""
+    deep = "[" * 1000 + "]" * 1000
+    good = '{"ph": "X", "cat": "kernel", "name": "k", "ts": 1, "dur": 2}'
+    text = {
+        "args": '{"traceEvents": [{"ph": "X", "cat": "kernel", "name": "k", "ts": 1, "dur": 2, '
+                f'"args": {{"x": {deep}}}}}]}}',
+        "event": f'{{"traceEvents": [{good}, {deep}]}}',
+        "header": f'{{"x": {deep}, "traceEvents": [{good}]}}',
+        "tail": f'{{"traceEvents": [{good}], "x": {deep}}}',
+    }[where]
+    path = tmp_path / "deep.json"
+    path.write_text(text)
+    with pytest.raises(WorkbenchError) as err:
+        load_kineto(path)
+    assert "\n" not in str(err.value)
+    from workbench.cli import main
+
+    assert main(["analyze", str(path)]) == 2
+
+
+def test_end_of_events_is_found_in_bounded_work(tmp_path):
+    """The array's end was looked for by decoding from every '}' ']' forward, each try up to
+    8 MB: a tail of 60k events each holding one took hours. Now the last few are tried."""
+    event = '{"ph": "X", "cat": "cpu_op", "name": "a", "ts": 1, "dur": 1, "args": {"x": [{}]}}'
+    body = ",".join([event] * 60_000)
+    path = tmp_path / "t.json"
+    path.write_text('{"traceEvents": [' + body)  # truncated: the array never closes
+    started = time.process_time()
+    with pytest.raises(WorkbenchError):
+        load_kineto(path)
+    assert time.process_time() - started < 10
+    path.write_text('{"traceEvents": [' + body + '], "traceName": "x", "y": [{}]}')
+    trace, seconds = _cpu_seconds(load_kineto, path)
+    assert len(trace.ops) == 60_000 and trace.meta["traceName"] == "x"
+    assert seconds < 10
+
+
+def test_input_limits_stop_a_gzip_bomb_early(tmp_path):
+    """A small gzip that inflates to millions of events reached 11.4 GB of memory: the reader
+    now stops at the byte or event limit with a one-line error naming the flag that lifts it."""
+    from profilers.parsers._io import InputLimits, input_limits, limited_input
+    from profilers.parsers._trace_stream import READ_BLOCK
+
+    assert input_limits() == InputLimits(2 << 30, 5_000_000)  # the defaults the README states
+    event = b'{"ph":"X","cat":"kernel","name":"k","ts":1,"dur":1},'
+    path = tmp_path / "bomb.json.gz"
+    path.write_bytes(gzip.compress(b'{"traceEvents":[' + event * 400_000 + event[:-1] + b"]}"))
+    assert path.stat().st_size < 200_000
+    with limited_input(InputLimits(max_bytes=1 << 20, max_events=None)):
+        with pytest.raises(WorkbenchError, match="--max-bytes") as err:
+            load_kineto(path)
+    assert "--no-limits" in str(err.value) and "\n" not in str(err.value)
+    with limited_input(InputLimits(max_bytes=None, max_events=100_000)):
+        with pytest.raises(WorkbenchError, match="--max-events"):
+            load_kineto(path)
+        stream_bytes = []
+        from profilers.parsers import _kineto_columns
+
+        real = _kineto_columns.TraceStream
+
+        class Counting(real):  # type: ignore[misc, valid-type]
+            def close(self):
+                stream_bytes.append(self.bytes_read)
+                super().close()
+
+        _kineto_columns.TraceStream = Counting
+        try:
+            with pytest.raises(WorkbenchError):
+                load_kineto(path)
+        finally:
+            _kineto_columns.TraceStream = real
+        # Stopped within a few chunks of the limit, not after inflating the whole file.
+        assert stream_bytes and stream_bytes[0] < 100_000 * len(event) + 3 * READ_BLOCK
+    with limited_input(InputLimits(None, None)):
+        assert len(load_kineto(path).kernels) == 400_001
+
+
+def test_cli_limit_flags(tmp_path):
+    from workbench.cli import main
+
+    event = {"ph": "X", "cat": "kernel", "name": "k", "ts": 1, "dur": 1}
+    path = tmp_path / "t.json"
+    path.write_text(_trace([event] * 50))
+    home = ["--home", str(tmp_path / "home")]
+    assert main([*home, "analyze", "--max-events", "10", str(path)]) == 2
+    assert main([*home, "analyze", "--max-bytes", "1K", str(path)]) == 2
+    assert main([*home, "analyze", "--max-events", "10", "--no-limits", str(path)]) == 0
+    assert main([*home, "analyze", str(path)]) == 0
