@@ -142,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     analyze = sub.add_parser(
         "analyze", help="analyze a trace or report another program produced",
         description="Analyze a Kineto trace (.json / .json.gz or a folder of per-rank traces), "
-        "an Nsight Compute .csv (--page raw) or .ncu-rep, or an Nsight Systems .sqlite. "
+        "an Nsight Compute .csv (ncu --csv, with or without --page raw) or .ncu-rep, or an "
+        "Nsight Systems .sqlite. "
         "The format is detected from the content.")
     analyze.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     analyze.add_argument("--top", type=int, default=15, help="kernels to list (default 15)")

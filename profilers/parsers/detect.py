@@ -84,8 +84,8 @@ def detect_format(path: str | os.PathLike[str]) -> ArtifactKind:
         return "ncu_csv"  # ncu messages without a table: the CSV parser explains the failure
     raise WorkbenchError(
         f"{p}: unknown artifact format",
-        "expected a Kineto trace (.json/.json.gz), ncu --csv --page raw output, an .ncu-rep, "
-        "or an nsys SQLite export",
+        "expected a Kineto trace (.json/.json.gz), ncu --csv output (either layout), an "
+        ".ncu-rep, or an nsys SQLite export",
     )
 
 
@@ -136,4 +136,6 @@ def load_artifacts(paths: list[str | os.PathLike[str]]) -> ParsedArtifact:
         kinds[0], concat_kernel_tables([p.kernels for p in parts]),
         pd.concat(metrics, ignore_index=True) if metrics else None, None,
         pd.concat(runtime, ignore_index=True) if runtime else None,
-        {"paths": [str(p) for p in paths], "parts": [p.meta for p in parts]})
+        {"paths": [str(p) for p in paths], "parts": [p.meta for p in parts],
+         "notes": [f"{Path(p.meta.get('path', '?')).name}: {n}" for p in parts
+                   for n in p.meta.get("notes", [])]})

@@ -180,6 +180,64 @@ def test_fuzz_ncu_csv(tmp_path):
     assert checked > 50
 
 
+LONG_METRICS = [("GPU Speed Of Light Throughput", "Duration"),
+                ("Command line profiler metrics", "gpu__time_duration.sum"),
+                ("Launch Statistics", "Registers Per Thread"), ("Memory Workload Analysis",
+                                                                "Memory Throughput"),
+                ("SpeedOfLight", ""), ("Occupancy", "Achieved Occupancy")]
+TIME_UNITS = {"nsecond": 1, "ns": 1, "usecond": 1_000, "us": 1_000, "msecond": 10**6, "ms": 10**6}
+
+
+def test_fuzz_ncu_csv_default_layout(tmp_path):
+    """ncu's default layout (one row per metric per launch): random units, values, rule rows,
+    missing columns; clean inputs must give each launch's duration exactly."""
+    rng = random.Random(2024)
+    path = tmp_path / "ncu.csv"
+    header = ["ID", "Process ID", "Kernel Name", "Stream", "Block Size", "Grid Size",
+              "Section Name", "Metric Name", "Metric Unit", "Metric Value", "Rule Name"]
+    checked = 0
+    for case in range(600):
+        cols = [c for c in header if c in ("ID", "Metric Name", "Metric Value")
+                or rng.random() < 0.85]
+        lines = [",".join(_q(c) for c in cols)]
+        expected: dict[int, int] = {}
+        clean = "Metric Unit" in cols
+        for launch in range(rng.randint(0, 4)):
+            kernel = rng.choice(NAMES)
+            for section, metric in rng.sample(LONG_METRICS, rng.randint(1, len(LONG_METRICS))):
+                unit, value = rng.choice(["%", "", "Gbyte/second", "register/thread"]), rng.choice(VALUES)
+                if metric in ("Duration", "gpu__time_duration.sum"):
+                    if launch in expected or rng.random() < 0.2:
+                        clean = False  # a second duration row, or a garbage one
+                    unit = rng.choice(list(TIME_UNITS))
+                    whole = rng.randint(1, 10**6)
+                    value = f"{whole:,}"
+                    expected[launch] = expected.get(launch, 0) + whole * TIME_UNITS[unit]
+                cell = {"ID": str(launch), "Process ID": "1", "Kernel Name": kernel,
+                        "Stream": "7", "Block Size": "(128, 1, 1)", "Grid Size": rng.choice(VALUES),
+                        "Section Name": section, "Metric Name": metric, "Metric Unit": unit,
+                        "Metric Value": value, "Rule Name": ""}
+                lines.append(",".join(_q(cell[c]) for c in cols))
+        if rng.random() < 0.1:
+            lines.append(",".join(_q(v) for v in rng.sample(VALUES, 3)))
+            clean = False
+        data = "\n".join(lines).encode()
+        if rng.random() < 0.1:
+            data = data[: rng.randint(0, len(data))]
+            clean = False
+        path.write_bytes(data)
+        res = _check(load_ncu_csv, path, f"ncu long case {case}")
+        if res is None:
+            continue
+        assert len(res.kernels) == len(res.metrics)
+        if clean and expected:
+            durs = res.kernels["dur_ns"]
+            if len(durs) == len(expected) and durs.notna().all():
+                assert int(durs.sum()) == sum(expected.values()), f"case {case}"
+                checked += 1
+    assert checked > 20
+
+
 def _nsys_db(path: Path, rng: random.Random) -> None:
     path.unlink(missing_ok=True)
     con = sqlite3.connect(path)

@@ -102,3 +102,22 @@ def test_every_external_artifact_has_its_file_and_licence(name):
     assert path.is_file() and path.stat().st_size < 1_000_000
     source = json.loads((EXTERNAL / f"{name}.source.json").read_text())
     assert len(source["commit"]) == 40 and source["licence"]
+
+
+def test_ncu_default_layout_csv():
+    """superbenchmark's captured `ncu --csv` output (B200, one launch, 58 metric and rule
+    rows): it read as 58 kernels totalling 0 ns."""
+    path, truth = _artifact("superbench_cublaslt_ncu_default_layout.csv")
+    parsed = load_artifact(path)
+    k = parsed.kernels
+    launches = truth["launches"]
+    assert len(k) == len(launches) == 1
+    launch = launches["0"]
+    assert k["name"].astype(str).tolist() == [launch["kernel_name"]]
+    assert int(k["dur_ns"].sum()) == truth["total_duration_ns"] == launch["duration_ns"]
+    assert k["registers"].tolist() == [launch["registers"]]
+    assert k["shared_mem"].tolist() == [launch["shared_mem_bytes"]]
+    assert k["grid"].tolist() == [(9, 32, 1)] and k["block"].tolist() == [(384, 1, 1)]
+    assert k["category"].astype(str).tolist() == ["gemm"]
+    analysis = analyze_parsed(parsed)
+    assert analysis.kernel_total_ns == launch["duration_ns"]
