@@ -463,3 +463,21 @@ def test_cli_limit_flags(tmp_path):
     assert main([*home, "analyze", "--max-bytes", "1K", str(path)]) == 2
     assert main([*home, "analyze", "--max-events", "10", "--no-limits", str(path)]) == 0
     assert main([*home, "analyze", str(path)]) == 0
+
+
+def test_sqlite_text_durations_give_an_unknown_total(tmp_path):
+    """An nsys SQLite whose start/end are text printed "0 ns total": missing must be null."""
+    from sessions.analysis import analyze_paths
+
+    path = tmp_path / "text.sqlite"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE StringIds (id INTEGER PRIMARY KEY, value TEXT)")
+    con.execute("INSERT INTO StringIds VALUES (1, 'nvjet_k')")
+    con.execute("CREATE TABLE CUPTI_ACTIVITY_KIND_KERNEL (start, end, deviceId, streamId, "
+                "correlationId, demangledName, shortName)")
+    con.execute("INSERT INTO CUPTI_ACTIVITY_KIND_KERNEL VALUES ('a', 'b', 0, 7, 1, 1, 1)")
+    con.commit()
+    con.close()
+    _, analysis = analyze_paths([path])
+    assert analysis.kernel_count == 1 and analysis.kernel_total_ns is None
+    assert analysis.kind_totals() == {} and any("unknown, not 0" in n for n in analysis.notes)
