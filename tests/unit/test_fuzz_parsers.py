@@ -481,3 +481,17 @@ def test_sqlite_text_durations_give_an_unknown_total(tmp_path):
     _, analysis = analyze_paths([path])
     assert analysis.kernel_count == 1 and analysis.kernel_total_ns is None
     assert analysis.kind_totals() == {} and any("unknown, not 0" in n for n in analysis.notes)
+
+
+def test_advice_attention_rule_is_linear_in_the_name_length():
+    """The advice's flash-attention rule had `cudnn.*sdpa` / `triton_tem_fused.*attention`:
+    a 96 KB kernel name took 11 s (quadratic), this 600 KB one minutes. Same matches."""
+    from analyzers.advice.rules_kernels import FLASH_RE
+
+    for unit in ("cudnn_", "triton_tem_fused_", "sdpa_"):
+        matched, seconds = _cpu_seconds(FLASH_RE.search, unit * 100_000)
+        assert matched is None and seconds < 5.0
+    assert FLASH_RE.search("cudnn_generated_fort_native_sdpa_sm90_knob_7_64x128x128")
+    assert FLASH_RE.search("sdpa_then_cudnn") and FLASH_RE.search("triton_tem_fused_attention_0")
+    assert not FLASH_RE.search("attention_before_triton_tem_fused_mm")
+    assert not FLASH_RE.search("cudnn_conv_only")
