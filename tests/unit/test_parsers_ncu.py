@@ -280,3 +280,14 @@ def test_without_durations_the_total_is_unknown_not_zero(layout):
     assert analysis.kernel_total_ns is None and analysis.kind_totals() == {}
     assert analysis.categories is None
     assert any("unknown, not 0" in n for n in analysis.notes)
+
+
+def test_program_output_before_the_table_is_still_an_ncu_csv(tmp_path):
+    """ncu prints the profiled program's stdout before its table: the format is still told."""
+    from profilers.parsers.detect import detect_format, load_artifact
+
+    path = tmp_path / "ncu.log"
+    path.write_text("2208    2048    5608    0       358.154755\n" + LONG_HEADER + "\n"
+                    + _long_row(0, "k", "GPU Speed Of Light Throughput", "Duration", "ns", "406240"))
+    assert detect_format(path) == "ncu_csv"
+    assert load_artifact(path).kernels["dur_ns"].tolist() == [406_240]
