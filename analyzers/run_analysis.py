@@ -49,8 +49,8 @@ class RunAnalysis:
 
     @property
     def kernel_total_ns(self) -> int | None:
-        if self.kernels is None:
-            return None
+        if self.kernels is None or (len(self.kernels) and self.kernels["dur_ns"].isna().all()):
+            return None  # kernels without any known duration: the total is unknown, not 0
         return int(self.kernels["dur_ns"].sum())
 
     @property
@@ -61,8 +61,8 @@ class RunAnalysis:
         """GPU time by activity kind (kernel / memcpy / memset), exact ns."""
         if self.kernels is None or len(self.kernels) == 0:
             return {}
-        grouped = self.kernels.groupby(self.kernels["kind"].astype(str))["dur_ns"].sum()
-        return {str(k): int(v) for k, v in grouped.items()}
+        grouped = self.kernels.groupby(self.kernels["kind"].astype(str))["dur_ns"].sum(min_count=1)
+        return {str(k): int(v) for k, v in grouped.items() if not pd.isna(v)}
 
 
 def analyze_tables(source: str, kernels: pd.DataFrame, kernel_metrics: pd.DataFrame | None = None,
@@ -78,6 +78,9 @@ def analyze_tables(source: str, kernels: pd.DataFrame, kernel_metrics: pd.DataFr
         analysis.notes.append("the artifact holds no GPU kernels"
                               + (" (a CPU run: see the CPU ops)" if analysis.cpu_ops is not None else ""))
         return analysis
+    if kernels["dur_ns"].isna().all():  # e.g. an ncu CSV without the duration metric
+        analysis.notes.append("no GPU activity has a known duration: GPU time is unknown, not 0")
+        return attach_advice(analysis)
     analysis.categories = category_breakdown(kernels)
     analysis.top_kernels = kernel_breakdown(kernels, top=top)
     if kernels["op_name"].notna().any():

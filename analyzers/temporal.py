@@ -1,31 +1,41 @@
 """Time on the GPU timeline: busy vs idle, gaps, tiny kernels, copies, syncs, host-boundness.
 
-Busy time is the union of activity intervals per device (kernels, memcpy, memset), so work
-overlapping on several streams counts once. The window is the measured span: from the first
-activity start to the last activity end, unless the caller gives one. All interval work is
-vectorized numpy (sort, running maximum); Python only loops over devices.
+All times are exact integer nanoseconds end to end (int64; never through float64, which at
+epoch-microsecond timestamps ~1.7e18 ns cannot hold every nanosecond). All interval work is
+vectorized numpy (sort, running maximum); Python only loops over devices and processes.
+
+Busy time with several devices, two figures (shares never exceed their whole):
+- ``busy_ns`` / ``idle_ns`` / ``idle_share``: the union of every activity interval of every
+  device (kernels, memcpy, memset) — time when *some* device was busy; ``busy_ns <= window_ns``.
+- ``devices[]`` and ``device_busy_ns`` / ``device_idle_share``: each device's own union
+  (overlap on several streams of one device counts once); ``device_idle_share`` is the mean
+  per-device idle share, idle device-time / (window * devices).
+With one device the two agree. The window is the measured span, from the first activity start
+to the last activity end, unless the caller gives one.
 
 Host-bound: a gap is "launch-bound" when the API call (launch, memset, async copy) that issued
-the activity ending the gap started after the gap began — the GPU sat idle waiting for the CPU to issue work. The run is
-host-bound when the idle share is high and most idle time is such gaps. Without the runtime
-frame (cuda_runtime events) that cannot be told, and ``host_bound`` is None.
+the activity ending the gap started after the gap began — the GPU sat idle waiting for the CPU
+to issue work. The run is host-bound when the per-device idle share is high and most idle time
+is such gaps. Without the runtime frame (runtime API events) that cannot be told, and
+``host_bound`` is None. API names (CUDA, HIP, MTIA, XPU) come from ``analyzers.runtime_api``.
+
+Host time blocked in synchronizations: ``sync_ns`` is the summed duration of the calls (two
+threads or processes blocked at once count twice); ``sync_blocked_ns`` is the union of those
+intervals clipped to the window, so ``sync_share = sync_blocked_ns / window_ns <= 1``;
+``sync_processes[]`` gives the same per process (the runtime frame's ``pid``, else ``rank``).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-LAUNCH_RE = re.compile(r"^(cudaLaunchKernel|cudaLaunchKernelExC|cudaLaunchCooperativeKernel|"
-                       r"cuLaunchKernel|cuLaunchKernelEx|cudaGraphLaunch|cuGraphLaunch)(_v\d+|_ptsz)?$")
-# Calls that block the host until the device catches up.
-SYNC_RE = re.compile(r"^(cudaDeviceSynchronize|cudaStreamSynchronize|cudaEventSynchronize|"
-                     r"cudaMemcpy|cudaMemcpy2D|cudaMemcpy3D|cuCtxSynchronize|cuStreamSynchronize|"
-                     r"cuEventSynchronize)(_v\d+|_ptds|_ptsz)?$")
+from analyzers.runtime_api import is_launch, is_sync
+
+_NA = np.iinfo(np.int64).min  # sentinel for a missing integer while columns are int64
 
 
 @dataclass(frozen=True)
@@ -53,7 +63,17 @@ class GapStats:
 class SyncStat:
     name: str
     count: int
-    total_ns: int
+    total_ns: int  # summed call durations
+    blocked_ns: int = 0  # union of this name's calls, clipped to the window
+
+
+@dataclass(frozen=True)
+class ProcessSync:
+    process: int | str | None  # pid, else rank; None when the runtime frame names neither
+    count: int
+    sync_ns: int
+    blocked_ns: int  # union of the process's sync calls, clipped to the window
+    share: float | None  # blocked_ns / window_ns, <= 1
 
 
 @dataclass(frozen=True)
@@ -61,9 +81,9 @@ class TemporalProfile:
     window_start_ns: int | None
     window_end_ns: int | None
     window_ns: int
-    busy_ns: int  # summed over devices
-    idle_ns: int
-    idle_share: float | None  # idle / (window * devices)
+    busy_ns: int  # union over all devices (<= window_ns)
+    idle_ns: int  # window_ns - busy_ns
+    idle_share: float | None  # idle_ns / window_ns
     devices: list[DeviceActivity]
     gaps: GapStats
     kernel_count: int
@@ -76,9 +96,15 @@ class TemporalProfile:
     memcpy_share: float | None  # of activity time
     memset_ns: int
     memset_share: float | None
+    device_busy_ns: int = 0  # sum over devices of each device's busy union
+    device_idle_ns: int = 0  # window * devices - device_busy_ns
+    device_idle_share: float | None = None  # device_idle_ns / (window * devices)
     syncs: list[SyncStat] = field(default_factory=list)
     sync_count: int | None = None  # None: no runtime frame given
-    sync_ns: int | None = None
+    sync_ns: int | None = None  # summed call durations
+    sync_blocked_ns: int | None = None  # union of the sync calls in the window (<= window)
+    sync_share: float | None = None  # sync_blocked_ns / window_ns (<= 1)
+    sync_processes: list[ProcessSync] = field(default_factory=list)
     launch_count: int | None = None
     launch_ns: int | None = None
     launch_bound_gap_ns: int | None = None  # idle time waiting for the next launch call
@@ -86,14 +112,27 @@ class TemporalProfile:
     host_bound_reason: str = ""
 
 
+def _int_column(frame: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 values, valid mask) of a column, exact (no float64 on the way)."""
+    if col not in frame:
+        return np.zeros(len(frame), dtype=np.int64), np.zeros(len(frame), dtype=bool)
+    values = frame[col]
+    valid = values.notna().to_numpy()
+    if values.dtype.kind == "f":  # a plain float column: only its finite, integral values
+        raw = values.to_numpy(dtype="float64", na_value=np.nan)
+        valid &= np.isfinite(raw) & (np.abs(raw) < 2.0**62)
+        return np.where(valid, raw, 0).astype(np.int64), valid
+    return values.to_numpy(dtype="int64", na_value=0), valid
+
+
 def _clip_intervals(kt: pd.DataFrame, window: tuple[int, int] | None
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
-    start = kt["start_ns"].to_numpy(dtype="float64", na_value=np.nan)
-    dur = kt["dur_ns"].to_numpy(dtype="float64", na_value=np.nan)
-    ok = ~(np.isnan(start) | np.isnan(dur))
+    start, ok_s = _int_column(kt, "start_ns")
+    dur, ok_d = _int_column(kt, "dur_ns")
+    ok = ok_s & ok_d & (dur >= 0)
     rows = np.flatnonzero(ok)
-    s = start[ok].astype("int64")
-    e = s + dur[ok].astype("int64")
+    s = start[ok]
+    e = s + dur[ok]
     if window is not None:
         lo, hi = int(window[0]), int(window[1])
         keep = (e > lo) & (s < hi)
@@ -109,12 +148,19 @@ def _merge(s: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     """Union of intervals: merged starts, ends, and the index (into s) opening each merge."""
     order = np.argsort(s, kind="stable")
     s, e = s[order], e[order]
+    if not len(s):
+        return s, e, order
     run_end = np.maximum.accumulate(e)
     new = np.ones(len(s), dtype=bool)
     new[1:] = s[1:] > run_end[:-1]
     first = np.flatnonzero(new)
     last = np.append(first[1:] - 1, len(s) - 1)
     return s[first], run_end[last], order[first]
+
+
+def _union_ns(s: np.ndarray, e: np.ndarray) -> int:
+    ms, me, _ = _merge(s, e)
+    return int((me - ms).sum())
 
 
 def _quantiles(values: np.ndarray) -> tuple[float | None, float | None, float | None]:
@@ -134,8 +180,9 @@ def temporal_profile(kt: pd.DataFrame, runtime: pd.DataFrame | None = None,
                      host_bound_gap_share: float = 0.5) -> TemporalProfile:
     """Busy/idle, gaps, short kernels, copy share, syncs and host-boundness of ``kt``.
 
-    ``runtime``: cuda_runtime events (name, start_ns, dur_ns, correlation), optional.
-    ``window``: (start_ns, end_ns) of the measured region; default the activity span.
+    ``runtime``: runtime API events (name, start_ns, dur_ns, correlation; pid or rank where
+    known), optional. ``window``: (start_ns, end_ns) of the measured region; default the
+    activity span.
     """
     rows, s, e, dev, lo, hi = _clip_intervals(kt, window)
     window_ns = max(hi - lo, 0)
@@ -156,9 +203,10 @@ def temporal_profile(kt: pd.DataFrame, runtime: pd.DataFrame | None = None,
     gaps = np.concatenate(gap_parts) if gap_parts else np.zeros(0, dtype="int64")
     gap_starts = np.concatenate(gap_start_parts) if gap_start_parts else np.zeros(0, "int64")
     next_rows = np.concatenate(gap_next_rows) if gap_next_rows else np.zeros(0, "int64")
-    busy_total = sum(d.busy_ns for d in device_stats)
+    busy_union = _union_ns(s, e)
+    device_busy = sum(d.busy_ns for d in device_stats)
     capacity = window_ns * max(len(device_stats), 1)
-    idle_total = capacity - busy_total if device_stats else 0
+    device_idle = capacity - device_busy if device_stats else 0
     p50, p90, p99 = _quantiles(gaps)
     gap_stats = GapStats(count=int(len(gaps)), total_ns=int(gaps.sum()), p50_ns=p50,
                          p90_ns=p90, p99_ns=p99, max_ns=int(gaps.max()) if len(gaps) else None)
@@ -172,53 +220,91 @@ def temporal_profile(kt: pd.DataFrame, runtime: pd.DataFrame | None = None,
     memcpy_ns = int(durs[kinds == "memcpy"].sum())
     memset_ns = int(durs[kinds == "memset"].sum())
 
+    idle_union = window_ns - busy_union if len(s) else 0
     profile: dict[str, Any] = dict(
         window_start_ns=lo if len(s) else None, window_end_ns=hi if len(s) else None,
-        window_ns=window_ns, busy_ns=busy_total, idle_ns=idle_total,
-        idle_share=_share(idle_total, capacity), devices=device_stats, gaps=gap_stats,
+        window_ns=window_ns, busy_ns=busy_union, idle_ns=idle_union,
+        idle_share=_share(idle_union, window_ns), devices=device_stats, gaps=gap_stats,
         kernel_count=int(is_kernel.sum()), short_threshold_ns=int(short_threshold_ns),
         short_kernel_count=int(short.sum()),
         short_kernel_share=_share(float(short.sum()), float(is_kernel.sum())),
         short_kernel_time_share=_share(float(durs[short].sum()), float(kernel_ns)),
         activity_ns=activity_ns, memcpy_ns=memcpy_ns,
         memcpy_share=_share(memcpy_ns, activity_ns), memset_ns=memset_ns,
-        memset_share=_share(memset_ns, activity_ns),
+        memset_share=_share(memset_ns, activity_ns), device_busy_ns=device_busy,
+        device_idle_ns=device_idle, device_idle_share=_share(device_idle, capacity),
     )
     if runtime is None:
         return TemporalProfile(**profile, host_bound=None,
                                host_bound_reason="no runtime events: cannot tell host-bound")
+    return _with_runtime(profile, kt, runtime, lo, hi, gaps, gap_starts, next_rows, gap_stats,
+                         host_bound_idle_share, host_bound_gap_share)
 
-    rt_start = runtime["start_ns"].to_numpy(dtype="float64", na_value=np.nan)
-    rt_dur = runtime["dur_ns"].to_numpy(dtype="float64", na_value=0)
+
+def _process_keys(runtime: pd.DataFrame) -> np.ndarray | None:
+    for col in ("pid", "rank"):
+        if col in runtime:
+            return runtime[col].astype("object").to_numpy()
+    return None
+
+
+def _with_runtime(profile: dict[str, Any], kt: pd.DataFrame, runtime: pd.DataFrame, lo: int,
+                  hi: int, gaps: np.ndarray, gap_starts: np.ndarray, next_rows: np.ndarray,
+                  gap_stats: GapStats, host_bound_idle_share: float,
+                  host_bound_gap_share: float) -> TemporalProfile:
+    window_ns = profile["window_ns"]
+    rt_start, has_start = _int_column(runtime, "start_ns")
+    rt_dur, has_dur = _int_column(runtime, "dur_ns")
+    rt_dur = np.where(has_dur & (rt_dur > 0), rt_dur, 0)
     rt_end = rt_start + rt_dur
-    in_window = ~np.isnan(rt_start) & (rt_end > lo) & (rt_start < hi)
+    in_window = has_start & (rt_end > lo) & (rt_start < hi)
     names = runtime["name"].astype("object").to_numpy()
     uniq, inverse = np.unique(names.astype(str), return_inverse=True)
-    sync_name = np.array([bool(SYNC_RE.match(n)) for n in uniq], dtype=bool)
-    is_sync = sync_name[inverse] & in_window
-    is_launch = np.array([bool(LAUNCH_RE.match(n)) for n in uniq], dtype=bool)[inverse] & in_window
+    sync_name = np.array([is_sync(n) for n in uniq], dtype=bool)
+    is_sync_row = sync_name[inverse] & in_window
+    is_launch_row = np.array([is_launch(n) for n in uniq], dtype=bool)[inverse] & in_window
+    clip_s, clip_e = np.maximum(rt_start, lo), np.minimum(rt_end, hi)
     syncs = []
     for idx in np.flatnonzero(sync_name):
         sel = (inverse == idx) & in_window
         if sel.any():
             syncs.append(SyncStat(name=str(uniq[idx]), count=int(sel.sum()),
-                                  total_ns=int(rt_dur[sel].sum())))
+                                  total_ns=int(rt_dur[sel].sum()),
+                                  blocked_ns=_union_ns(clip_s[sel], clip_e[sel])))
     syncs.sort(key=lambda x: -x.total_ns)
+    blocked = _union_ns(clip_s[is_sync_row], clip_e[is_sync_row])
+    processes: list[ProcessSync] = []
+    keys = _process_keys(runtime)
+    if keys is not None and is_sync_row.any():
+        proc_codes, proc_values = pd.factorize(keys[is_sync_row], use_na_sentinel=True)
+        ss, se, sd = clip_s[is_sync_row], clip_e[is_sync_row], rt_dur[is_sync_row]
+        for code in np.unique(proc_codes):
+            sel = proc_codes == code
+            value = None if code < 0 else proc_values[code]
+            proc_blocked = _union_ns(ss[sel], se[sel])
+            processes.append(ProcessSync(
+                process=value if isinstance(value, str) or value is None else int(value),
+                count=int(sel.sum()), sync_ns=int(sd[sel].sum()), blocked_ns=proc_blocked,
+                share=_share(proc_blocked, window_ns)))
+        processes.sort(key=lambda p: -p.blocked_ns)
 
     # Launch-bound gaps: the API call that issued the activity ending the gap (a launch,
     # memset, async copy: any runtime event with its correlation id) began inside the gap.
     launch_bound = 0
-    corr_k = kt["correlation"].to_numpy(dtype="float64", na_value=np.nan)[next_rows]
-    corr_rt = runtime["correlation"].to_numpy(dtype="float64", na_value=np.nan)
-    has_corr = ~np.isnan(corr_rt) & ~np.isnan(rt_start)
+    corr_k, has_ck = _int_column(kt, "correlation")
+    corr_rt, has_crt = _int_column(runtime, "correlation")
+    has_corr = has_crt & has_start
     if len(gaps) and has_corr.any():
         lookup = pd.Series(rt_start[has_corr], index=corr_rt[has_corr])
         lookup = lookup[~lookup.index.duplicated(keep="first")]
-        issued_at = lookup.reindex(corr_k).to_numpy(dtype="float64")
-        late = ~np.isnan(issued_at) & (issued_at >= gap_starts)
+        wanted = np.where(has_ck[next_rows], corr_k[next_rows], _NA)
+        pos = lookup.index.get_indexer(wanted)
+        found = (pos >= 0) & has_ck[next_rows]
+        issued_at = lookup.to_numpy()[np.maximum(pos, 0)]
+        late = found & (issued_at >= gap_starts)
         launch_bound = int(gaps[late].sum())
 
-    idle_share = profile["idle_share"]
+    idle_share = profile["device_idle_share"]
     gap_share = _share(launch_bound, gap_stats.total_ns)
     if idle_share is None:
         host_bound, reason = None, "no GPU activity in the window"
@@ -231,7 +317,8 @@ def temporal_profile(kt: pd.DataFrame, runtime: pd.DataFrame | None = None,
         reason = (f"GPU idle {idle_share:.0%} of the window; launch-bound gaps "
                   f"{(gap_share or 0):.0%} of idle gaps")
     return TemporalProfile(
-        **profile, syncs=syncs, sync_count=int(is_sync.sum()),
-        sync_ns=int(rt_dur[is_sync].sum()), launch_count=int(is_launch.sum()),
-        launch_ns=int(rt_dur[is_launch].sum()), launch_bound_gap_ns=launch_bound,
-        host_bound=host_bound, host_bound_reason=reason)
+        **profile, syncs=syncs, sync_count=int(is_sync_row.sum()),
+        sync_ns=int(rt_dur[is_sync_row].sum()), sync_blocked_ns=blocked,
+        sync_share=_share(blocked, window_ns), sync_processes=processes,
+        launch_count=int(is_launch_row.sum()), launch_ns=int(rt_dur[is_launch_row].sum()),
+        launch_bound_gap_ns=launch_bound, host_bound=host_bound, host_bound_reason=reason)

@@ -65,9 +65,11 @@ def analyze_parsed(parsed: Any, top: int = 15, home: Path | None = None,
                    precision: str | None = None) -> RunAnalysis:
     device = device_name or device_name_of(parsed)
     ceilings = resolve_ceilings(device, driver, load_ceilings_cache(home)) if device else None
-    return analyze_tables(parsed.kind, parsed.kernels, kernel_metrics=parsed.metrics,
-                          runtime=parsed.runtime, ops=parsed.ops, top=top, ceilings=ceilings,
-                          device_name=device, precision=precision)
+    analysis = analyze_tables(parsed.kind, parsed.kernels, kernel_metrics=parsed.metrics,
+                              runtime=parsed.runtime, ops=parsed.ops, top=top,
+                              ceilings=ceilings, device_name=device, precision=precision)
+    analysis.notes[:0] = (parsed.meta or {}).get("notes") or []  # what the parser left out
+    return analysis
 
 
 def analyze_paths(paths: list[Path], top: int = 15, home: Path | None = None) -> tuple[Any, RunAnalysis]:

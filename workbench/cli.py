@@ -142,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     analyze = sub.add_parser(
         "analyze", help="analyze a trace or report another program produced",
         description="Analyze a Kineto trace (.json / .json.gz or a folder of per-rank traces), "
-        "an Nsight Compute .csv (--page raw) or .ncu-rep, or an Nsight Systems .sqlite. "
+        "an Nsight Compute .csv (ncu --csv, with or without --page raw) or .ncu-rep, or an "
+        "Nsight Systems .sqlite. "
         "The format is detected from the content.")
     analyze.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     analyze.add_argument("--top", type=int, default=15, help="kernels to list (default 15)")
@@ -152,6 +153,18 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--hta", action="store_true",
                          help="also run Holistic Trace Analysis (if installed) on Kineto traces "
                          "and show its numbers next to ours")
+    from profilers.parsers._io import DEFAULT_MAX_BYTES, DEFAULT_MAX_EVENTS  # a light module
+
+    analyze.add_argument("--max-bytes", type=_size, default=DEFAULT_MAX_BYTES, metavar="N",
+                         help="read at most N bytes of content per artifact, decompressed "
+                         f"(default {DEFAULT_MAX_BYTES >> 30} GiB; suffixes K, M, G); beyond it "
+                         "the command stops with a one-line error (exit 2)")
+    analyze.add_argument("--max-events", type=_size, default=DEFAULT_MAX_EVENTS, metavar="N",
+                         help=f"keep at most N trace events / CSV rows (default "
+                         f"{DEFAULT_MAX_EVENTS:,}: a 1 GB Kineto trace holds ~3M)")
+    analyze.add_argument("--no-limits", action="store_true",
+                         help="lift both limits (a 7 MB gzip can inflate to 20M events and "
+                         "tens of GB of memory)")
 
     sub.add_parser("workloads", help="list workloads, presets and layers")
     for module_name in COMMAND_MODULES:
@@ -159,6 +172,18 @@ def build_parser() -> argparse.ArgumentParser:
 
         importlib.import_module(module_name).register(sub)
     return parser
+
+
+def _size(text: str) -> int:
+    """A count with an optional K/M/G suffix (powers of 1024), > 0."""
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:].upper(), 1)
+    try:
+        value = int(float(text[:-1] if scale > 1 else text) * scale)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 4G, 500000)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -174,12 +174,18 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
+    from profilers.parsers._io import InputLimits, limited_input
     from sessions.analysis import analyze_paths
     from sessions.store import default_home
     from workbench.export.markdown import render_artifact_report
 
-    parsed, analysis = analyze_paths(list(args.paths), top=args.top,
-                                     home=args.home or default_home())
+    default = InputLimits()
+    limits = (InputLimits(None, None) if getattr(args, "no_limits", False) else
+              InputLimits(getattr(args, "max_bytes", default.max_bytes),
+                          getattr(args, "max_events", default.max_events)))
+    with limited_input(limits):
+        parsed, analysis = analyze_paths(list(args.paths), top=args.top,
+                                         home=args.home or default_home())
     paths = [str(p) for p in args.paths]
     hta = _hta_comparison(args, parsed, analysis) if getattr(args, "hta", False) else None
     if args.json:

@@ -29,8 +29,11 @@ FP32_GEMM_RE = re.compile(r"sgemm|gemm_f32f32_f32f32|simt_s|_s\d{3,4}gemm|gemmSN
                           r"dot_kernel<float", re.I)
 TF32_RE = re.compile(r"tf32|xf32", re.I)
 FP8_RE = re.compile(r"e4m3|e5m2|fp8|float8|qgmma|_f8", re.I)
-FLASH_RE = re.compile(r"flash|fmha|cudnn.*sdpa|sdpa.*cudnn|flex_?attention|paged_?attention|"
-                      r"xformers|mha_fwd|mha_bwd|triton_tem_fused.*attention|efficient_attention", re.I)
+# Two-word rules are anchored (one start position, so linear in the name's length): a free
+# "cudnn.*sdpa" backtracked quadratically, a 96 KB kernel name took 11 s.
+FLASH_RE = re.compile(r"flash|fmha|^(?=.*cudnn)(?=.*sdpa)|flex_?attention|paged_?attention|"
+                      r"xformers|mha_fwd|mha_bwd|^(?:(?!triton_tem_fused).)*triton_tem_fused.*attention|"
+                      r"efficient_attention", re.I)
 MATH_ATTENTION_OPS = re.compile(r"_scaled_dot_product_attention_math|aten::bmm|aten::baddbmm|"
                                 r"aten::_softmax|aten::softmax", re.I)
 BATCHED_MATMUL_OPS = re.compile(r"aten::bmm|aten::baddbmm|_scaled_dot_product_attention_math", re.I)

@@ -2,8 +2,15 @@
 half can be forked off and parsed before the parent has even imported pandas).
 
 ``collect(path)`` returns a ``_Collector`` (interned names, numpy column parts), the trace's
-top-level header and the count of events skipped for wrong types; kineto.py builds the
-DataFrames from it.
+top-level header and a ``ReadCounts`` (events skipped for wrong types, kept without their
+args); kineto.py builds the DataFrames from it.
+
+Device activity is every Kineto device category, not only CUDA's: kernel / gpu_memcpy /
+gpu_memset (CUDA, ROCm, XPU), mtia_ccp_events (MTIA: dma_* are copies; event_wait and
+event_record are stream waits, left out like CUDA's cuda_sync events), mlu_* and gcu_* copies.
+Runtime calls likewise: cuda_runtime / cuda_driver (ROCm's hip* calls come under them too),
+mtia_runtime, xpu_*, privateuse1_*, mlu_runtime, gcu_*. A device event without args.device
+takes its track's pid, which Kineto sets to the device id.
 """
 
 from __future__ import annotations
@@ -16,17 +23,46 @@ from typing import Any
 
 import numpy as np
 
-from profilers.parsers._io import open_maybe_gzip
+from profilers.parsers._io import input_limits, open_maybe_gzip, too_many_bytes, too_many_events
 from profilers.parsers._trace_split import can_split, parse_in_two
 from profilers.parsers._trace_stream import Args, Event, TraceStream
 
 MISSING = np.iinfo(np.int64).min  # sentinel for absent integers inside our int64 columns
 
-_GPU_KINDS = {"kernel": 0, "Kernel": 0, "gpu_memcpy": 1, "Memcpy": 1, "gpu_memset": 2, "Memset": 2}
+_GPU_KINDS = {"kernel": 0, "Kernel": 0, "gpu_memcpy": 1, "Memcpy": 1, "gpu_memset": 2, "Memset": 2,
+              "mlu_memcpy": 1, "mlu_memset": 2, "gcu_memcpy": 1, "GCU_MEMCPY": 1,
+              "gcu_memset": 2, "GCU_MEMSET": 2, "mtia_ccp_events": 0}
+_MTIA = "mtia_ccp_events"
+_MTIA_WAITS = {"event_wait", "event_record"}  # stream waits on the device, not work
 _KIND_NAMES = np.array(["kernel", "memcpy", "memset"], dtype=object)
 _OP_CATS = {"cpu_op", "Operator"}
-_RUNTIME_CATS = {"cuda_runtime", "cuda_driver", "Runtime"}
+_RUNTIME_CATS = {"cuda_runtime", "cuda_driver", "Runtime", "mtia_runtime", "xpu_runtime",
+                 "xpu_driver", "privateuse1_runtime", "privateuse1_driver", "mlu_runtime",
+                 "gcu_runtime", "gcu_driver"}
 _NOARGS = Args()
+
+
+class ReadCounts:
+    """What the reader left out or trimmed, for the trace's notes."""
+
+    def __init__(self, skipped: int = 0, bad_args: int = 0) -> None:
+        self.skipped = skipped  # events not read: not an object, or fields of the wrong type
+        self.bad_args = bad_args  # events read without their unreadable args
+
+    def __add__(self, other: ReadCounts) -> ReadCounts:
+        return ReadCounts(self.skipped + other.skipped, self.bad_args + other.bad_args)
+
+
+def _kind(e: Event) -> int:
+    if e.cat == _MTIA:
+        return 1 if (e.name or "").startswith("dma") else 0
+    return _GPU_KINDS[e.cat]  # type: ignore[index]
+
+
+def _device(e: Event, x: Args) -> int | None:
+    if x.device is not None:
+        return x.device
+    return e.pid if type(e.pid) is int else None
 
 def _ints(values: Any) -> np.ndarray:
     try:
@@ -52,7 +88,9 @@ def _floats(values: Any) -> np.ndarray:
 class _Collector:
     """Column lists for one trace file, filled chunk by chunk."""
 
-    def __init__(self) -> None:
+    def __init__(self, path: Path | None = None, max_events: int | None = None) -> None:
+        self.path = path
+        self.max_events = max_events
         self.names: dict[str, int] = {}
         self.dims: dict[bytes, int] = {}
         self.k: dict[str, list[Any]] = {c: [] for c in (
@@ -60,8 +98,12 @@ class _Collector:
         self.k_grid: list[Any] = []
         self.k_block: list[Any] = []
         self.o: dict[str, list[Any]] = {c: [] for c in ("name", "ts", "dur", "ext", "flops", "dims")}
-        self.r: dict[str, list[Any]] = {c: [] for c in ("name", "ts", "dur", "corr", "ext")}
+        self.r: dict[str, list[Any]] = {c: [] for c in ("name", "ts", "dur", "corr", "ext", "pid")}
         self.n_events = 0
+
+    def check_events(self) -> None:
+        if self.max_events is not None and self.n_events > self.max_events:
+            raise too_many_events(self.path or Path("trace"), "trace", self.max_events)
 
     def _intern(self, names: Any) -> np.ndarray:
         table = self.names
@@ -103,13 +145,15 @@ class _Collector:
 
     def add(self, events: list[Event]) -> None:
         self.n_events += len(events)
+        self.check_events()
         kern: list[Event] = []
         ops: list[Event] = []
         rt: list[Event] = []
         for e in events:
             c = e.cat
             if c in _GPU_KINDS:
-                kern.append(e)
+                if c != _MTIA or e.name not in _MTIA_WAITS:
+                    kern.append(e)
             elif c in _OP_CATS:
                 ops.append(e)
             elif c in _RUNTIME_CATS:
@@ -118,12 +162,12 @@ class _Collector:
             a = [e.args or _NOARGS for e in kern]
             k = self.k
             k["name"].append(self._intern([e.name for e in kern]))
-            k["kind"].append(np.array([_GPU_KINDS[e.cat] for e in kern], dtype=np.int8))  # type: ignore[index]
+            k["kind"].append(np.array([_kind(e) for e in kern], dtype=np.int8))
             k["ts"].append(_floats([e.ts for e in kern]))
             k["dur"].append(_floats([e.dur for e in kern]))
             k["ext"].append(_ints([x.external_id for x in a]))
             k["corr"].append(_ints([x.correlation for x in a]))
-            k["device"].append(_ints([x.device for x in a]))
+            k["device"].append(_ints([_device(e, x) for e, x in zip(kern, a, strict=True)]))
             k["stream"].append(_ints([x.stream for x in a]))
             k["regs"].append(_ints([x.registers for x in a]))
             k["smem"].append(_ints([x.shared_mem for x in a]))
@@ -149,12 +193,13 @@ class _Collector:
             r["dur"].append(_floats([e.dur for e in rt]))
             r["corr"].append(_ints([x.correlation for x in a]))
             r["ext"].append(_ints([x.external_id for x in a]))
+            r["pid"].append(_ints([e.pid if type(e.pid) is int else None for e in rt]))
 
 
 def _parse_stream(path: Path, raw: Any, bare: bool = False) -> tuple[_Collector, TraceStream]:
     """Decode one stream into columns; the TraceStream (closed) keeps the header bytes."""
     stream = TraceStream(path, raw, bare=bare)
-    col = _Collector()
+    col = _Collector(path, input_limits().max_events)
     # Millions of short-lived acyclic objects: cyclic GC passes would only cost time.
     gc_was_on = gc.isenabled()
     gc.disable()
@@ -183,9 +228,16 @@ def import_pandas() -> None:
             gc.enable()
 
 
-def collect(path: Path) -> tuple[_Collector, dict[str, Any], int]:
-    """Columns, header and skipped-event count of one trace file (two processes when big)."""
+def _counts(stream: TraceStream) -> ReadCounts:
+    return ReadCounts(stream.skipped_events, stream.bad_args_events)
+
+
+def collect(path: Path) -> tuple[_Collector, dict[str, Any], ReadCounts]:
+    """Columns, header and read counts of one trace file (two processes when big)."""
     size = os.path.getsize(path)
+    max_bytes = input_limits().max_bytes
+    if max_bytes is not None and size > max_bytes:  # uncompressed or not: never smaller inside
+        raise too_many_bytes(path, "trace", max_bytes)
     halves = None
     if can_split(path, size):
         # Without pandas loaded yet, the parent imports it during the worker's parse, so it
@@ -196,7 +248,7 @@ def collect(path: Path) -> tuple[_Collector, dict[str, Any], int]:
     if halves is not None:
         (col, first), (rest, second) = halves
         col.merge(rest)
-        return (col, first.header(suffix=second.suffix),
-                first.skipped_events + second.skipped_events)
+        col.check_events()
+        return col, first.header(suffix=second.suffix), _counts(first) + _counts(second)
     col, first = _parse_stream(path, open_maybe_gzip(path))
-    return col, first.header(), first.skipped_events
+    return col, first.header(), _counts(first)

@@ -90,20 +90,30 @@ def parse_number(text: Any) -> float:
         return math.nan
 
 
-_DIMS_RE = re.compile(r"^\(?\s*(\d[\d,]*)\s*,\s*(\d[\d,]*)\s*,\s*(\d[\d,]*)\s*\)?$")
+_DIMS_SEP = re.compile(r",\s+")
+_DIMS_MAX_CHARS = 64  # "(2147483647, 65535, 65535)" with separators fits many times over
 
 
 def parse_dims(text: Any) -> tuple[int, int, int] | None:
-    """ "(256, 1, 1)" -> (256, 1, 1); anything else -> None."""
-    if not isinstance(text, str):
+    """ "(256, 1, 1)" -> (256, 1, 1); "(16,896, 1, 1)" (thousands separators) and "(1,2,3)"
+    too; anything else -> None. Split, not one regex: three ``[\\d,]*`` groups around literal
+    commas backtrack cubically (a 1.6 KB cell took 7 s)."""
+    if not isinstance(text, str) or len(text) > _DIMS_MAX_CHARS:
         return None
-    m = _DIMS_RE.match(text.strip())
-    if not m:
+    inner = text.strip()
+    if inner.startswith("("):
+        inner = inner[1:]
+    if inner.endswith(")"):
+        inner = inner[:-1]
+    parts = _DIMS_SEP.split(inner.strip())
+    if len(parts) == 1:
+        parts = inner.split(",")
+    if len(parts) != 3:
         return None
-    try:
-        return tuple(int(g.replace(",", "")) for g in m.groups())  # type: ignore[return-value]
-    except ValueError:
+    digits = [p.strip().replace(",", "") for p in parts]
+    if not all(d.isascii() and d.isdigit() for d in digits):
         return None
+    return int(digits[0]), int(digits[1]), int(digits[2])
 
 
 def metrics_frame(columns: dict[str, list[Any]], units: dict[str, str]) -> pd.DataFrame:

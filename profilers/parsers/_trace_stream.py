@@ -8,6 +8,12 @@ The Structs of one chunk are turned into column lists and dropped before the nex
 
 A cut is only accepted if the chunk decodes: a cut inside an event leaves unbalanced brackets
 or an open string, so it can never decode, and we then try an earlier boundary.
+
+Hostile input stays bounded: the decompressed bytes read are capped (``_io.input_limits``), a
+cut or the array's end is looked for a bounded number of times per chunk, JSON nested deeper
+than Python's recursion limit is a one-line error (never a RecursionError), and events whose
+fields have the wrong type (a string duration, a list for a name) are counted in
+``skipped_events`` and left out — never converted ("5" is not 5 us).
 """
 
 from __future__ import annotations
@@ -20,11 +26,13 @@ from typing import Any, BinaryIO
 
 import msgspec
 
+from profilers.parsers._io import input_limits, too_many_bytes
 from workloads.errors import WorkbenchError
 
 READ_BLOCK = 4 << 20
 CHUNK = 8 << 20
 _MAX_CUT_TRIES = 8
+_MAX_END_TRIES = 16  # candidate ends of the events array tried, from the last one back
 
 _TRACE_EVENTS = re.compile(rb'"traceEvents"\s*:\s*\[')
 _SEP = re.compile(rb"\}\s*,\s*\{")
@@ -36,7 +44,7 @@ class Args(msgspec.Struct, gc=False):  # gc=False: no cycles, and GC passes cost
     external_id: int | None = msgspec.field(default=None, name="External id")
     correlation: int | None = None
     device: int | None = None
-    stream: int | None = None
+    stream: int | str | None = None  # ROCm's runtime calls give "0x0": kept, read as missing
     grid: list[int] | None = None
     block: list[int] | None = None
     registers: int | None = msgspec.field(default=None, name="registers per thread")
@@ -49,6 +57,7 @@ class Args(msgspec.Struct, gc=False):  # gc=False: no cycles, and GC passes cost
 class Event(msgspec.Struct, gc=False):
     cat: str | None = None
     name: str | None = None
+    pid: int | str | None = None  # a device's track in Kineto: the device id for GPU events
     ts: float | None = None
     dur: float | None = None
     args: Args | None = None
@@ -58,11 +67,30 @@ _DECODER = msgspec.json.Decoder(list[Event])
 _GENERIC = msgspec.json.Decoder()
 
 
-def _lenient_events(chunk: bytes | bytearray) -> tuple[list[Event], int]:
-    """Slow path for a chunk with wrong types: keep the events that convert, count the rest."""
+_ARG_KEYS = {f.encode_name for f in msgspec.structs.fields(Args)}
+
+
+def _readable_args(args: dict[str, Any]) -> dict[str, Any]:
+    """The args entries we read that convert on their own: one bad value (a grid given as
+    text) must not lose the correlation id that links a kernel to its launch."""
+    keep = {}
+    for key, value in args.items():
+        if key not in _ARG_KEYS:
+            continue
+        try:
+            msgspec.convert({key: value}, Args)
+        except (msgspec.ValidationError, TypeError, ValueError, OverflowError):
+            continue
+        keep[key] = value
+    return keep
+
+
+def _lenient_events(chunk: bytes | bytearray) -> tuple[list[Event], int, int]:
+    """Slow path for a chunk with wrong types: (the events that convert strictly, how many
+    were skipped, how many kept with their unreadable args dropped)."""
     items = _GENERIC.decode(chunk)
     out: list[Event] = []
-    skipped = 0
+    skipped = bad_args = 0
     for item in items:
         if not isinstance(item, dict):
             skipped += 1
@@ -75,15 +103,20 @@ def _lenient_events(chunk: bytes | bytearray) -> tuple[list[Event], int]:
                 raw = msgspec.Raw(b"")
             item = {**item, "args": {**args, "Input Dims": raw}}
         try:
-            out.append(msgspec.convert(item, Event, strict=False))
+            out.append(msgspec.convert(item, Event))
         except (msgspec.ValidationError, TypeError, ValueError, OverflowError):
-            # Keep the event if only its args are bad (names and times are what count).
+            # Keep the event if only its args are bad (names and times are what count), with
+            # the args values that are readable.
             try:
+                bad = item.get("args")
                 item = {k: v for k, v in item.items() if k != "args"}
-                out.append(msgspec.convert(item, Event, strict=False))
+                if isinstance(bad, dict):
+                    item["args"] = _readable_args(bad)
+                out.append(msgspec.convert(item, Event))
+                bad_args += 1
             except (msgspec.ValidationError, TypeError, ValueError, OverflowError):
                 skipped += 1
-    return out, skipped
+    return out, skipped, bad_args
 
 
 class TraceStream:
@@ -98,7 +131,10 @@ class TraceStream:
         self._consumed = 0  # bytes dropped from the front of _buf
         self.prefix = b""
         self.suffix = b""
-        self.skipped_events = 0
+        self.skipped_events = 0  # events left out: not an object, or fields of the wrong type
+        self.bad_args_events = 0  # events kept without their unreadable args
+        self.bytes_read = 0
+        self._max_bytes = input_limits().max_bytes
 
     def _fail(self, what: str, at: int | None = None) -> WorkbenchError:
         where = f" near byte {self._consumed + at}" if at is not None else ""
@@ -117,6 +153,9 @@ class TraceStream:
         if not block:
             self._eof = True
             return False
+        self.bytes_read += len(block)
+        if self._max_bytes is not None and self.bytes_read > self._max_bytes:
+            raise too_many_bytes(self.path, "trace", self._max_bytes)
         self._buf += block
         return True
 
@@ -125,11 +164,14 @@ class TraceStream:
             try:
                 return _DECODER.decode(chunk)
             except msgspec.ValidationError:
-                events, skipped = _lenient_events(chunk)
+                events, skipped, bad_args = _lenient_events(chunk)
                 self.skipped_events += skipped
+                self.bad_args_events += bad_args
                 return events
         except UnicodeDecodeError as exc:  # msgspec raises it bare for bad UTF-8 in strings
             raise self._fail(f"not UTF-8 text: {exc.reason}") from None
+        except RecursionError:  # msgspec recurses per nesting level, up to Python's limit
+            raise self._fail("JSON nested too deep") from None
 
     def _find_start(self) -> int:
         """Position just after the '[' that opens the events array."""
@@ -204,10 +246,14 @@ class TraceStream:
         raise self._fail("malformed JSON", lo)
 
     def _decode_tail(self, pos: int) -> list[Event]:
-        """The last events: find the '}' ']' that closes the array, then the header's rest."""
+        """The last events: find the '}' ']' that closes the array, then the header's rest.
+
+        Candidates are tried from the last one back, a bounded number of them: anything after
+        the real end is the header's tail, where few '}' ']' occur, while the events before it
+        may hold thousands (one decode each, forward, made a hostile tail quadratic)."""
         buf = self._buf
         spans = [m.span() for m in _END.finditer(buf, pos)]  # no match may outlive a resize
-        for start, end in spans:
+        for start, end in reversed(spans[-_MAX_END_TRIES:]):
             chunk = b"[" + bytes(buf[pos : start + 1]) + b"]"
             try:
                 events = self._decode(chunk)
@@ -239,6 +285,8 @@ class TraceStream:
             head = _GENERIC.decode(doc)
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             raise self._fail(f"bad top-level JSON: {exc}") from None
+        except RecursionError:
+            raise self._fail("top-level JSON nested too deep") from None
         if not isinstance(head, dict):
             raise self._fail("top level is not a JSON object")
         head.pop("traceEvents", None)

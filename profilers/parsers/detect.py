@@ -5,7 +5,6 @@ not by extension; and one front door, ``load_artifact``, from any artifact to a 
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +26,6 @@ from profilers.parsers.nsys_sqlite import load_nsys_sqlite
 from workloads.errors import WorkbenchError
 
 ArtifactKind = Literal["kineto", "kineto_dir", "ncu_csv", "ncu_rep", "nsys_sqlite"]
-_PROF_LINE = re.compile(rb"^==[A-Z]+==")
 
 
 @dataclass
@@ -41,11 +39,12 @@ class ParsedArtifact:
 
 
 def _looks_like_ncu_csv(head: bytes) -> bool:
+    """An ncu table header on some line of the head: ncu's own messages and the profiled
+    program's output may come before it (ncu prints both to stdout)."""
     for line in head.splitlines():
         s = line.lstrip(b"\xef\xbb\xbf").strip()
-        if not s or _PROF_LINE.match(s):
-            continue
-        return s.startswith(b'"ID","Process ID"') or s.startswith(b"ID,Process ID")
+        if s.startswith(b'"ID","Process ID"') or s.startswith(b"ID,Process ID"):
+            return True
     return False
 
 
@@ -84,8 +83,8 @@ def detect_format(path: str | os.PathLike[str]) -> ArtifactKind:
         return "ncu_csv"  # ncu messages without a table: the CSV parser explains the failure
     raise WorkbenchError(
         f"{p}: unknown artifact format",
-        "expected a Kineto trace (.json/.json.gz), ncu --csv --page raw output, an .ncu-rep, "
-        "or an nsys SQLite export",
+        "expected a Kineto trace (.json/.json.gz), ncu --csv output (either layout), an "
+        ".ncu-rep, or an nsys SQLite export",
     )
 
 
@@ -136,4 +135,6 @@ def load_artifacts(paths: list[str | os.PathLike[str]]) -> ParsedArtifact:
         kinds[0], concat_kernel_tables([p.kernels for p in parts]),
         pd.concat(metrics, ignore_index=True) if metrics else None, None,
         pd.concat(runtime, ignore_index=True) if runtime else None,
-        {"paths": [str(p) for p in paths], "parts": [p.meta for p in parts]})
+        {"paths": [str(p) for p in paths], "parts": [p.meta for p in parts],
+         "notes": [f"{Path(p.meta.get('path', '?')).name}: {n}" for p in parts
+                   for n in p.meta.get("notes", [])]})

@@ -7,7 +7,12 @@ interned to integer ids, so no per-event Python dict ever exists and peak memory
 file size.
 
 Times: Kineto writes microseconds with 3 decimals; we keep integer nanoseconds (rounded), so
-``kernels.dur_ns.sum()`` equals the raw sum of the trace's kernel durations.
+``kernels.dur_ns.sum()`` equals the raw sum of the trace's valid kernel durations.
+
+Invalid events never reach a sum: an event whose fields have the wrong type (a string
+duration) is skipped by the reader, and a device activity, op or runtime call whose duration
+is negative, missing or not finite is left out here. Both are counted in ``meta["notes"]``
+(and ``meta["invalid_events"]``), which the analysis shows.
 """
 
 from __future__ import annotations
@@ -20,7 +25,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from profilers.parsers._io import require_file
-from profilers.parsers._kineto_columns import MISSING, _Collector, collect, import_pandas
+from profilers.parsers._kineto_columns import (
+    MISSING,
+    ReadCounts,
+    _Collector,
+    collect,
+    import_pandas,
+)
 from workloads.errors import WorkbenchError
 
 if TYPE_CHECKING:
@@ -130,8 +141,37 @@ def _link_ops(c: dict[str, np.ndarray], o: dict[str, np.ndarray], r: dict[str, n
     return row
 
 
+_MAX_US = 2.0**52 / 1000  # beyond this a microsecond value has no nanosecond resolution left
+
+
+def _valid_durations(d: dict[str, np.ndarray]) -> np.ndarray:
+    dur = d["dur"]
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(dur) & (dur >= 0) & (dur < _MAX_US)
+
+
+def _keep_rows(d: dict[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarray]:
+    return {key: v[keep] for key, v in d.items()}
+
+
+def _invalid_notes(counts: ReadCounts, invalid: dict[str, int]) -> list[str]:
+    notes = []
+    if counts.skipped:
+        notes.append(f"{counts.skipped:,} trace events skipped: fields of the wrong type "
+                     "(e.g. a duration given as text) or not JSON objects")
+    if counts.bad_args:
+        notes.append(f"{counts.bad_args:,} trace events read without their args "
+                     "(values of the wrong type)")
+    what = {"kernels": "GPU activities", "ops": "CPU ops", "runtime": "runtime calls"}
+    parts = [f"{n:,} {what[key]}" for key, n in invalid.items() if n]
+    if parts:
+        notes.append(f"left out for a negative, missing or non-finite duration: "
+                     f"{', '.join(parts)} (totals are of the valid ones)")
+    return notes
+
+
 def _build(path: Path, col: _Collector, header: dict[str, Any], rank_default: int,
-           skipped_events: int) -> KinetoTrace:
+           counts: ReadCounts) -> KinetoTrace:
     import pandas as pd
 
     from profilers.parsers.kernel_table import make_kernel_table
@@ -144,6 +184,19 @@ def _build(path: Path, col: _Collector, header: dict[str, Any], rank_default: in
         for key in ("ts", "dur", "flops"):
             if key in d:
                 d[key] = d[key].astype(np.float64)
+    invalid: dict[str, int] = {}
+    keep_k = _valid_durations(k)
+    invalid["kernels"] = int((~keep_k).sum())
+    if invalid["kernels"]:
+        k = _keep_rows(k, keep_k)
+        rows = np.flatnonzero(keep_k)
+        col.k_grid = [col.k_grid[i] for i in rows]
+        col.k_block = [col.k_block[i] for i in rows]
+    for key, d in (("ops", o), ("runtime", r)):
+        keep = _valid_durations(d)
+        invalid[key] = int((~keep).sum())
+        if invalid[key]:
+            d.update(_keep_rows(d, keep))
     dist = header.get("distributedInfo")
     rank = dist.get("rank") if isinstance(dist, dict) else None
     rank = rank if type(rank) is int and -(2**62) < rank < 2**62 else rank_default
@@ -198,6 +251,7 @@ def _build(path: Path, col: _Collector, header: dict[str, Any], rank_default: in
         "dur_ns": _ns(r["dur"]),
         "correlation": _masked_int(r["corr"]),
         "external_id": _masked_int(r["ext"]),
+        "pid": _masked_int(r["pid"]),
         "rank": pd.array([rank] * len(r["ext"]), dtype="Int64"),
     })
     props = header.get("deviceProperties")
@@ -211,16 +265,19 @@ def _build(path: Path, col: _Collector, header: dict[str, Any], rank_default: in
         "distributedInfo": dist if isinstance(dist, dict) else None,
         "rank": rank,
         "n_events": col.n_events,
-        "skipped_events": skipped_events,
+        "skipped_events": counts.skipped,
+        "invalid_events": {"skipped": counts.skipped, "args_dropped": counts.bad_args,
+                           **{f"{key}_bad_duration": n for key, n in invalid.items()}},
+        "notes": _invalid_notes(counts, invalid),
     }
     return KinetoTrace(kernels, ops, runtime, props, meta)
 
 
 def _load_file(path: Path, rank_default: int = 0) -> KinetoTrace:
     path = require_file(path, "Kineto trace")
-    col, header, skipped = collect(path)
+    col, header, counts = collect(path)
     import_pandas()
-    return _build(path, col, header, rank_default, skipped)
+    return _build(path, col, header, rank_default, counts)
 
 
 def trace_files(directory: Path) -> list[Path]:
@@ -255,7 +312,9 @@ def merge_traces(traces: list[KinetoTrace], path: Path) -> KinetoTrace:
         meta={"path": str(p), "size": sum(t.meta["size"] for t in traces), "ranks": ranks,
               "files": [t.meta for t in traces],
               "baseTimeNanoseconds": traces[0].meta["baseTimeNanoseconds"],
-              "schemaVersion": traces[0].meta["schemaVersion"]},
+              "schemaVersion": traces[0].meta["schemaVersion"],
+              "notes": [f"{Path(t.meta['path']).name}: {n}" for t in traces
+                        for n in t.meta.get("notes", [])]},
     )
 
 

@@ -1,9 +1,15 @@
-"""Nsight Compute ``--csv --page raw`` output -> KernelTable + per-kernel metrics frame.
+"""Nsight Compute CSV -> KernelTable + per-kernel metrics frame, in both of ncu's layouts.
 
 The file is what ncu prints: maybe ``==PROF==`` / ``==WARNING==`` / ``==ERROR==`` lines, then
-a header row ("ID","Process ID",...), a units row, and one wide row per profiled kernel.
+a header row ("ID","Process ID",...) and either
+- ``--page raw``: a units row and one wide row per profiled kernel launch, or
+- the default (``ncu --csv``, also with ``--metrics`` or ``--section``): one row per metric
+  per launch, with "Metric Name", "Metric Unit", "Metric Value" columns, pivoted per launch
+  ID in ``_ncu_long`` (units converted value by value).
 Numbers may carry thousands separators ("16,896") and "n/a". See ``_ncu_common`` for units
-and the derived FLOP/s and DRAM bytes/s.
+and the derived FLOP/s and DRAM bytes/s. Without a kernel duration (no
+gpu__time_duration.sum / Duration metric) the durations are missing — never 0 — and the
+result's ``meta["notes"]`` says so; likewise for missing kernel names.
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ from typing import Any
 
 import pandas as pd
 
-from profilers.parsers._io import read_text, require_file
+from profilers.parsers import _ncu_long
+from profilers.parsers._io import input_limits, read_text, require_file, too_many_events
 from profilers.parsers._ncu_common import build_ncu_tables
 from workloads.errors import WorkbenchError
 
@@ -56,7 +63,7 @@ def _split_header(text: str, path: Path) -> tuple[list[str], str]:
     _raise_known(messages, path)
     raise WorkbenchError(
         f"{path}: no ncu CSV table (no header row starting with \"ID\")",
-        "export with: ncu --csv --page raw ... > out.csv",
+        "export with: ncu --csv --page raw ... > out.csv (ncu --csv's default layout reads too)",
     )
 
 
@@ -80,8 +87,12 @@ def parse_ncu_csv_text(text: str, path: Path | str = "<text>") -> NcuResult:
     rows = [r for r in rows if not r[0].startswith(_PROF_PREFIXES)]
     header = [h.strip() for h in rows[0]]
     body = rows[1:]
+    max_rows = input_limits().max_events
+    if max_rows is not None and len(body) > max_rows:
+        raise too_many_events(path, "ncu CSV", max_rows)
+    long_layout = _ncu_long.is_long_layout(header)
     units: dict[str, str] = {}
-    if body and _is_units_row(body[0], header):
+    if body and not long_layout and _is_units_row(body[0], header):
         units = {h: u.strip() for h, u in zip(header, body[0], strict=False)}
         body = body[1:]
     if not body:
@@ -89,6 +100,24 @@ def parse_ncu_csv_text(text: str, path: Path | str = "<text>") -> NcuResult:
         raise WorkbenchError(f"{path}: ncu CSV has a header but no kernel rows",
                              "ncu profiled no kernels; check its filters and messages")
     width = len(header)
+    ragged = sum(1 for r in body if len(r) != width)
+    notes: list[str] = []
+    if long_layout:
+        columns, units, notes = _ncu_long.pivot(header, body)
+    else:
+        columns = _wide_columns(header, body, units)
+    kernels, metrics = build_ncu_tables(columns, units)
+    notes += _missing_notes(columns, kernels)
+    meta = {"path": str(path), "messages": [m for m in messages if m], "ragged_rows": ragged,
+            "n_kernels": len(kernels), "layout": "metric rows" if long_layout else "raw",
+            "notes": notes}
+    if path.exists():
+        meta["size"] = os.path.getsize(path)
+    return NcuResult(kernels, metrics, meta)
+
+
+def _wide_columns(header: list[str], body: list[list[str]], units: dict[str, str]
+                  ) -> dict[str, list[Any]]:
     columns: dict[str, list[Any]] = {}
     seen: dict[str, int] = {}
     for j, name in enumerate(header):
@@ -97,13 +126,21 @@ def parse_ncu_csv_text(text: str, path: Path | str = "<text>") -> NcuResult:
         columns[key] = [r[j] if j < len(r) else None for r in body]
         if key != name and name in units:
             units[key] = units[name]
-    ragged = sum(1 for r in body if len(r) != width)
-    kernels, metrics = build_ncu_tables(columns, units)
-    meta = {"path": str(path), "messages": [m for m in messages if m], "ragged_rows": ragged,
-            "n_kernels": len(kernels)}
-    if path.exists():
-        meta["size"] = os.path.getsize(path)
-    return NcuResult(kernels, metrics, meta)
+    return columns
+
+
+def _missing_notes(columns: dict[str, list[Any]], kernels: pd.DataFrame) -> list[str]:
+    notes = []
+    if "gpu__time_duration.sum" not in columns:
+        notes.append("the ncu CSV holds no kernel duration (gpu__time_duration.sum, or the "
+                     "Duration of the SpeedOfLight section): GPU time is unknown, not 0")
+    elif len(kernels) and kernels["dur_ns"].isna().any():
+        n = int(kernels["dur_ns"].isna().sum())
+        notes.append(f"{n:,} of {len(kernels):,} launches have no readable duration: "
+                     "left out of the totals")
+    if "Kernel Name" not in columns:
+        notes.append("the ncu CSV has no \"Kernel Name\" column: launches are <unnamed>")
+    return notes
 
 
 def _is_units_row(row: list[str], header: list[str]) -> bool:

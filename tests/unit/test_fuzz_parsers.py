@@ -11,10 +11,13 @@ import json
 import math
 import random
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 
+from profilers.parsers._ncu_common import parse_dims
+from profilers.parsers.categories import categorize
 from profilers.parsers.detect import load_artifact
 from profilers.parsers.kineto import load_kineto
 from profilers.parsers.ncu_csv import load_ncu_csv
@@ -177,6 +180,64 @@ def test_fuzz_ncu_csv(tmp_path):
     assert checked > 50
 
 
+LONG_METRICS = [("GPU Speed Of Light Throughput", "Duration"),
+                ("Command line profiler metrics", "gpu__time_duration.sum"),
+                ("Launch Statistics", "Registers Per Thread"), ("Memory Workload Analysis",
+                                                                "Memory Throughput"),
+                ("SpeedOfLight", ""), ("Occupancy", "Achieved Occupancy")]
+TIME_UNITS = {"nsecond": 1, "ns": 1, "usecond": 1_000, "us": 1_000, "msecond": 10**6, "ms": 10**6}
+
+
+def test_fuzz_ncu_csv_default_layout(tmp_path):
+    """ncu's default layout (one row per metric per launch): random units, values, rule rows,
+    missing columns; clean inputs must give each launch's duration exactly."""
+    rng = random.Random(2024)
+    path = tmp_path / "ncu.csv"
+    header = ["ID", "Process ID", "Kernel Name", "Stream", "Block Size", "Grid Size",
+              "Section Name", "Metric Name", "Metric Unit", "Metric Value", "Rule Name"]
+    checked = 0
+    for case in range(600):
+        cols = [c for c in header if c in ("ID", "Metric Name", "Metric Value")
+                or rng.random() < 0.85]
+        lines = [",".join(_q(c) for c in cols)]
+        expected: dict[int, int] = {}
+        clean = "Metric Unit" in cols
+        for launch in range(rng.randint(0, 4)):
+            kernel = rng.choice(NAMES)
+            for section, metric in rng.sample(LONG_METRICS, rng.randint(1, len(LONG_METRICS))):
+                unit, value = rng.choice(["%", "", "Gbyte/second", "register/thread"]), rng.choice(VALUES)
+                if metric in ("Duration", "gpu__time_duration.sum"):
+                    if launch in expected or rng.random() < 0.2:
+                        clean = False  # a second duration row, or a garbage one
+                    unit = rng.choice(list(TIME_UNITS))
+                    whole = rng.randint(1, 10**6)
+                    value = f"{whole:,}"
+                    expected[launch] = expected.get(launch, 0) + whole * TIME_UNITS[unit]
+                cell = {"ID": str(launch), "Process ID": "1", "Kernel Name": kernel,
+                        "Stream": "7", "Block Size": "(128, 1, 1)", "Grid Size": rng.choice(VALUES),
+                        "Section Name": section, "Metric Name": metric, "Metric Unit": unit,
+                        "Metric Value": value, "Rule Name": ""}
+                lines.append(",".join(_q(cell[c]) for c in cols))
+        if rng.random() < 0.1:
+            lines.append(",".join(_q(v) for v in rng.sample(VALUES, 3)))
+            clean = False
+        data = "\n".join(lines).encode()
+        if rng.random() < 0.1:
+            data = data[: rng.randint(0, len(data))]
+            clean = False
+        path.write_bytes(data)
+        res = _check(load_ncu_csv, path, f"ncu long case {case}")
+        if res is None:
+            continue
+        assert len(res.kernels) == len(res.metrics)
+        if clean and expected:
+            durs = res.kernels["dur_ns"]
+            if len(durs) == len(expected) and durs.notna().all():
+                assert int(durs.sum()) == sum(expected.values()), f"case {case}"
+                checked += 1
+    assert checked > 20
+
+
 def _nsys_db(path: Path, rng: random.Random) -> None:
     path.unlink(missing_ok=True)
     con = sqlite3.connect(path)
@@ -234,3 +295,203 @@ def test_fuzz_detect_random_bytes(tmp_path, h100_fixtures):
         res = _check(load_artifact, path, f"detect case {case}")
         if res is not None:
             assert not math.isnan(float(len(res.kernels)))
+
+
+# ---------------------------------------------------------------- bounded work on hostile input
+# Time is measured as this process's CPU time (not wall time), and each input is sized so that
+# the old quadratic/cubic code takes minutes where linear code takes well under a second: a busy
+# machine cannot flip these.
+
+
+def _cpu_seconds(fn, *args):
+    started = time.process_time()
+    result = fn(*args)
+    return result, time.process_time() - started
+
+
+@pytest.mark.parametrize(("unit", "category"), [
+    ("softmax_warp", "reduction"), ("triton_tem_fused_", "other"), ("cudnn_", "other"),
+    ("softmax_warp_attn_", "attention"), ("triton_tem_fused_attention", "attention")])
+def test_categorize_is_linear_in_the_name_length(unit, category):
+    """`softmax_?warp.*attn` and `triton_tem_fused_.*attention` backtracked quadratically: a
+    96 KB name took 1.7 s, this 600 KB+ one over a minute. Results are unchanged."""
+    name = unit * 50_000
+    got, seconds = _cpu_seconds(categorize, name)
+    assert got == category
+    assert seconds < 5.0
+
+
+def test_ncu_dims_cell_is_bounded(tmp_path):
+    """A Grid Size cell of "1,1,1,...": the dims regex backtracked cubically (1.6 KB: 7 s)."""
+    assert parse_dims("1," * 2000 + "x") is None
+    _, seconds = _cpu_seconds(parse_dims, "1," * 100_000 + "x")
+    assert seconds < 1.0
+    path = tmp_path / "ncu.csv"
+    path.write_text('"ID","Process ID","Kernel Name","Grid Size","gpu__time_duration.sum"\n'
+                    '"","","","","nsecond"\n'
+                    f'"0","1","k","({"1," * 5000}x)","1,000"\n')
+    res, seconds = _cpu_seconds(load_ncu_csv, path)
+    assert res.kernels["grid"].tolist() == [None] and int(res.kernels["dur_ns"].sum()) == 1000
+    assert seconds < 5.0
+
+
+def _trace(events: list) -> str:
+    return json.dumps({"traceEvents": events})
+
+
+def test_invalid_durations_are_counted_not_summed(tmp_path):
+    """A negative duration printed "-99 us total, idle 1000%"; a duration given as text was
+    converted ("5" -> 5 us); both now stay out of every sum and are counted in the notes."""
+    from sessions.analysis import analyze_parsed
+
+    events = [
+        {"ph": "X", "cat": "kernel", "name": "good", "ts": 0, "dur": 10, "args": {"device": 0}},
+        ["not", "an", "event"],
+        {"ph": "X", "cat": "kernel", "name": "negative", "ts": 1000, "dur": -99},
+        {"ph": "X", "cat": "kernel", "name": "text", "ts": 20, "dur": "5"},
+        {"ph": "X", "cat": "kernel", "name": "huge", "ts": 30, "dur": 1e300},
+        {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "ts": 0, "dur": -3},
+        {"ph": "X", "cat": "kernel", "name": "bad_args", "ts": 40, "dur": 2,
+         "args": {"device": 0, "grid": "x", "correlation": 7}},
+    ]
+    path = tmp_path / "t.json"
+    path.write_text(_trace(events))
+    parsed = load_artifact(path)
+    k = parsed.kernels
+    assert sorted(k["name"].astype(str)) == ["bad_args", "good"]
+    assert int(k["dur_ns"].sum()) == 12_000
+    assert k.loc[k["name"] == "bad_args", "correlation"].tolist() == [7]  # the rest of its args
+    assert parsed.meta["invalid_events"] == {
+        "skipped": 2, "args_dropped": 1, "kernels_bad_duration": 2, "ops_bad_duration": 1,
+        "runtime_bad_duration": 0}
+    analysis = analyze_parsed(parsed)
+    notes = " | ".join(analysis.notes)
+    assert "2 trace events skipped" in notes and "1 trace events read without their args" in notes
+    assert "2 GPU activities, 1 CPU ops" in notes
+    t = analysis.temporal
+    assert analysis.kernel_total_ns == 12_000 and t.busy_ns <= t.window_ns
+    assert 0 <= t.idle_share <= 1
+
+
+@pytest.mark.parametrize("where", ["args", "event", "header", "tail"])
+def test_deep_nesting_is_a_one_line_error(tmp_path, where):
+    """JSON nested 1,000 deep gave a RecursionError traceback (exit 1)."""
+    deep = "[" * 1000 + "]" * 1000
+    good = '{"ph": "X", "cat": "kernel", "name": "k", "ts": 1, "dur": 2}'
+    text = {
+        "args": '{"traceEvents": [{"ph": "X", "cat": "kernel", "name": "k", "ts": 1, "dur": 2, '
+                f'"args": {{"x": {deep}}}}}]}}',
+        "event": f'{{"traceEvents": [{good}, {deep}]}}',
+        "header": f'{{"x": {deep}, "traceEvents": [{good}]}}',
+        "tail": f'{{"traceEvents": [{good}], "x": {deep}}}',
+    }[where]
+    path = tmp_path / "deep.json"
+    path.write_text(text)
+    with pytest.raises(WorkbenchError) as err:
+        load_kineto(path)
+    assert "\n" not in str(err.value)
+    from workbench.cli import main
+
+    assert main(["analyze", str(path)]) == 2
+
+
+def test_end_of_events_is_found_in_bounded_work(tmp_path):
+    """The array's end was looked for by decoding from every '}' ']' forward, each try up to
+    8 MB: a tail of 60k events each holding one took hours. Now the last few are tried."""
+    event = '{"ph": "X", "cat": "cpu_op", "name": "a", "ts": 1, "dur": 1, "args": {"x": [{}]}}'
+    body = ",".join([event] * 60_000)
+    path = tmp_path / "t.json"
+    path.write_text('{"traceEvents": [' + body)  # truncated: the array never closes
+    started = time.process_time()
+    with pytest.raises(WorkbenchError):
+        load_kineto(path)
+    assert time.process_time() - started < 10
+    path.write_text('{"traceEvents": [' + body + '], "traceName": "x", "y": [{}]}')
+    trace, seconds = _cpu_seconds(load_kineto, path)
+    assert len(trace.ops) == 60_000 and trace.meta["traceName"] == "x"
+    assert seconds < 10
+
+
+def test_input_limits_stop_a_gzip_bomb_early(tmp_path):
+    """A small gzip that inflates to millions of events reached 11.4 GB of memory: the reader
+    now stops at the byte or event limit with a one-line error naming the flag that lifts it."""
+    from profilers.parsers._io import InputLimits, input_limits, limited_input
+    from profilers.parsers._trace_stream import READ_BLOCK
+
+    assert input_limits() == InputLimits(2 << 30, 5_000_000)  # the defaults the README states
+    event = b'{"ph":"X","cat":"kernel","name":"k","ts":1,"dur":1},'
+    path = tmp_path / "bomb.json.gz"
+    path.write_bytes(gzip.compress(b'{"traceEvents":[' + event * 400_000 + event[:-1] + b"]}"))
+    assert path.stat().st_size < 200_000
+    with limited_input(InputLimits(max_bytes=1 << 20, max_events=None)):
+        with pytest.raises(WorkbenchError, match="--max-bytes") as err:
+            load_kineto(path)
+    assert "--no-limits" in str(err.value) and "\n" not in str(err.value)
+    with limited_input(InputLimits(max_bytes=None, max_events=100_000)):
+        with pytest.raises(WorkbenchError, match="--max-events"):
+            load_kineto(path)
+        stream_bytes = []
+        from profilers.parsers import _kineto_columns
+
+        real = _kineto_columns.TraceStream
+
+        class Counting(real):  # type: ignore[misc, valid-type]
+            def close(self):
+                stream_bytes.append(self.bytes_read)
+                super().close()
+
+        _kineto_columns.TraceStream = Counting
+        try:
+            with pytest.raises(WorkbenchError):
+                load_kineto(path)
+        finally:
+            _kineto_columns.TraceStream = real
+        # Stopped within a few chunks of the limit, not after inflating the whole file.
+        assert stream_bytes and stream_bytes[0] < 100_000 * len(event) + 3 * READ_BLOCK
+    with limited_input(InputLimits(None, None)):
+        assert len(load_kineto(path).kernels) == 400_001
+
+
+def test_cli_limit_flags(tmp_path):
+    from workbench.cli import main
+
+    event = {"ph": "X", "cat": "kernel", "name": "k", "ts": 1, "dur": 1}
+    path = tmp_path / "t.json"
+    path.write_text(_trace([event] * 50))
+    home = ["--home", str(tmp_path / "home")]
+    assert main([*home, "analyze", "--max-events", "10", str(path)]) == 2
+    assert main([*home, "analyze", "--max-bytes", "1K", str(path)]) == 2
+    assert main([*home, "analyze", "--max-events", "10", "--no-limits", str(path)]) == 0
+    assert main([*home, "analyze", str(path)]) == 0
+
+
+def test_sqlite_text_durations_give_an_unknown_total(tmp_path):
+    """An nsys SQLite whose start/end are text printed "0 ns total": missing must be null."""
+    from sessions.analysis import analyze_paths
+
+    path = tmp_path / "text.sqlite"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE StringIds (id INTEGER PRIMARY KEY, value TEXT)")
+    con.execute("INSERT INTO StringIds VALUES (1, 'nvjet_k')")
+    con.execute("CREATE TABLE CUPTI_ACTIVITY_KIND_KERNEL (start, end, deviceId, streamId, "
+                "correlationId, demangledName, shortName)")
+    con.execute("INSERT INTO CUPTI_ACTIVITY_KIND_KERNEL VALUES ('a', 'b', 0, 7, 1, 1, 1)")
+    con.commit()
+    con.close()
+    _, analysis = analyze_paths([path])
+    assert analysis.kernel_count == 1 and analysis.kernel_total_ns is None
+    assert analysis.kind_totals() == {} and any("unknown, not 0" in n for n in analysis.notes)
+
+
+def test_advice_attention_rule_is_linear_in_the_name_length():
+    """The advice's flash-attention rule had `cudnn.*sdpa` / `triton_tem_fused.*attention`:
+    a 96 KB kernel name took 11 s (quadratic), this 600 KB one minutes. Same matches."""
+    from analyzers.advice.rules_kernels import FLASH_RE
+
+    for unit in ("cudnn_", "triton_tem_fused_", "sdpa_"):
+        matched, seconds = _cpu_seconds(FLASH_RE.search, unit * 100_000)
+        assert matched is None and seconds < 5.0
+    assert FLASH_RE.search("cudnn_generated_fort_native_sdpa_sm90_knob_7_64x128x128")
+    assert FLASH_RE.search("sdpa_then_cudnn") and FLASH_RE.search("triton_tem_fused_attention_0")
+    assert not FLASH_RE.search("attention_before_triton_tem_fused_mm")
+    assert not FLASH_RE.search("cudnn_conv_only")

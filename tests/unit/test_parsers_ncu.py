@@ -184,3 +184,110 @@ def test_ncu_rep_string_metrics_are_read_as_strings(h100_fixtures, tmp_path, mon
     assert res.meta["reader"] == "ncu_report"
     assert device_name_of(res) == "NVIDIA H100 80GB HBM3"
     assert res.kernels["dur_ns"].tolist() == [178_500.0]
+
+
+# ---------------------------------------------------------------- ncu's default CSV layout
+
+LONG_HEADER = ('"ID","Process ID","Process Name","Host Name","Kernel Name","Context","Stream",'
+               '"Block Size","Grid Size","Device","CC","Section Name","Metric Name",'
+               '"Metric Unit","Metric Value","Rule Name","Rule Type","Rule Description"')
+
+
+def _long_row(launch: int, kernel: str, section: str, metric: str, unit: str, value: str) -> str:
+    return (f'"{launch}","4242","python","h","{kernel}","1","7","(128, 1, 1)","(80, 2, 1)","0",'
+            f'"9.0","{section}","{metric}","{unit}","{value}","","",""')
+
+
+def test_default_layout_pivots_per_launch_with_units_per_value():
+    """One row per metric per launch: it read as one kernel per metric row, all 0 ns.
+    Each value has its own unit (ncu picks a readable one per value)."""
+    sol, launch, mwa = "GPU Speed Of Light Throughput", "Launch Statistics", "Memory Workload Analysis"
+    rows = [
+        "==PROF== Connected to process 4242",
+        LONG_HEADER,
+        _long_row(0, "gemv_kernel", sol, "Duration", "usecond", "14,887.28"),
+        _long_row(0, "gemv_kernel", sol, "DRAM Throughput", "%", "91.5"),
+        _long_row(0, "gemv_kernel", mwa, "Memory Throughput", "Tbyte/second", "4.01"),
+        _long_row(0, "gemv_kernel", launch, "Registers Per Thread", "register/thread", "40"),
+        _long_row(0, "gemv_kernel", launch, "Static Shared Memory Per Block", "Kbyte/block", "1.02"),
+        _long_row(0, "gemv_kernel", launch, "Dynamic Shared Memory Per Block", "byte/block", "0"),
+        _long_row(0, "gemv_kernel", launch, "Block Size", "", "128"),
+        '"0","4242","python","h","gemv_kernel","1","7","(128, 1, 1)","(80, 2, 1)","0","9.0",'
+        '"SpeedOfLight","","","","SOLBottleneck","OPT","Memory is more heavily utilized"',
+        _long_row(1, "flash_fwd", sol, "Duration", "msecond", "2.50"),
+        _long_row(1, "flash_fwd", sol, "DRAM Throughput", "%", "12"),
+        _long_row(2, "tiny", sol, "Duration", "nsecond", "1,980"),
+        _long_row(3, "long", sol, "Duration", "second", "0.5"),
+    ]
+    res = parse_ncu_csv_text("\n".join(rows))
+    k, m = res.kernels, res.metrics
+    assert k["name"].astype(str).tolist() == ["gemv_kernel", "flash_fwd", "tiny", "long"]
+    assert k["dur_ns"].tolist() == [14_887_280, 2_500_000, 1_980, 500_000_000]
+    assert k["registers"].tolist()[0] == 40 and k["shared_mem"].tolist()[0] == 1020
+    assert k["grid"].tolist()[0] == (80, 2, 1) and k["block"].tolist()[0] == (128, 1, 1)
+    assert k["stream"].tolist() == [7] * 4
+    # A memory throughput in bytes/s is DRAM bandwidth: bytes = rate x duration.
+    assert m["dram__bytes.sum.per_second"][0] == pytest.approx(4.01e12)
+    assert k["dram_bytes"][0] == pytest.approx(4.01e12 * 14_887_280e-9)
+    assert m["gpu__dram_throughput.avg.pct_of_peak_sustained_elapsed"].tolist()[:2] == [91.5, 12.0]
+    assert res.meta["layout"] == "metric rows" and res.meta["notes"] == []
+
+
+def test_default_layout_with_raw_metric_names():
+    """`ncu --csv --metrics gpu__time_duration.sum,...`: the rows name raw metrics."""
+    text = "\n".join([
+        LONG_HEADER,
+        _long_row(0, "saxpy", "Command line profiler metrics", "gpu__time_duration.sum", "us", "211.94"),
+        _long_row(0, "saxpy", "Command line profiler metrics", "dram__bytes.sum", "Mbyte", "2,000.5"),
+        _long_row(1, "saxpy", "Command line profiler metrics", "gpu__time_duration.sum", "ms", "1.205"),
+        _long_row(1, "saxpy", "Command line profiler metrics", "dram__bytes.sum", "Gbyte", "n/a"),
+    ])
+    res = parse_ncu_csv_text(text)
+    assert res.kernels["dur_ns"].tolist() == [211_940, 1_205_000]
+    assert res.kernels["dram_bytes"][0] == pytest.approx(2_000.5e6)
+    assert res.kernels["dram_bytes"].isna().tolist() == [False, True]
+
+
+def test_default_layout_in_a_decimal_comma_locale():
+    text = "\n".join([
+        LONG_HEADER,
+        _long_row(0, "sgemm", "Command line profiler metrics", "gpu__time_duration.sum", "ns", "117.344"),
+        _long_row(0, "sgemm", "Command line profiler metrics", "dram__bytes.sum", "byte", "27.595.520"),
+        _long_row(1, "sgemm", "Command line profiler metrics", "gpu__time_duration.sum", "us", "1,5"),
+    ])
+    res = parse_ncu_csv_text(text)
+    assert res.kernels["dur_ns"].tolist() == [117_344, 1_500]
+    assert res.kernels["dram_bytes"][0] == 27_595_520
+    assert "decimal mark" in res.meta["notes"][0]
+
+
+@pytest.mark.parametrize("layout", ["raw", "long"])
+def test_without_durations_the_total_is_unknown_not_zero(layout):
+    """An ncu CSV without its duration (and name) columns printed "0 ns total"."""
+    from analyzers.run_analysis import analyze_tables
+
+    if layout == "raw":
+        text = '"ID","Process ID","dram__bytes.sum"\n"","","byte"\n"0","1","100"\n"1","1","200"\n'
+    else:
+        text = "\n".join(['"ID","Process ID","Section Name","Metric Name","Metric Unit","Metric Value"',
+                          '"0","1","Command line profiler metrics","dram__bytes.sum","byte","100"',
+                          '"1","1","Command line profiler metrics","dram__bytes.sum","byte","200"'])
+    res = parse_ncu_csv_text(text)
+    assert len(res.kernels) == 2 and res.kernels["dur_ns"].isna().all()
+    assert any("no kernel duration" in n for n in res.meta["notes"])
+    assert any("Kernel Name" in n for n in res.meta["notes"])
+    analysis = analyze_tables("ncu_csv", res.kernels, kernel_metrics=res.metrics)
+    assert analysis.kernel_total_ns is None and analysis.kind_totals() == {}
+    assert analysis.categories is None
+    assert any("unknown, not 0" in n for n in analysis.notes)
+
+
+def test_program_output_before_the_table_is_still_an_ncu_csv(tmp_path):
+    """ncu prints the profiled program's stdout before its table: the format is still told."""
+    from profilers.parsers.detect import detect_format, load_artifact
+
+    path = tmp_path / "ncu.log"
+    path.write_text("2208    2048    5608    0       358.154755\n" + LONG_HEADER + "\n"
+                    + _long_row(0, "k", "GPU Speed Of Light Throughput", "Duration", "ns", "406240"))
+    assert detect_format(path) == "ncu_csv"
+    assert load_artifact(path).kernels["dur_ns"].tolist() == [406_240]
