@@ -61,10 +61,12 @@ def step_ranges(annotations: pd.DataFrame | None, ops: pd.DataFrame | None = Non
     ``annotations``: name, start_ns, dur_ns (+ optional kind/cat: GPU copies say "gpu", and
     rank). ``ops``: CPU ops, where older torch versions put ProfilerStep#N."""
     frames = [f for f in (annotations, ops) if f is not None and len(f)]
+    # Match the distinct names only (a big trace has 10^6 ops and a few thousand names).
+    coded = [(f, f["name"].astype("category").array) for f in frames]
     for marker, pattern in STEP_MARKERS:
-        for frame in frames:
-            names = frame["name"].astype("object").astype(str)
-            hit = names.str.match(pattern).to_numpy(dtype=bool)
+        for frame, names in coded:
+            matches = np.array([bool(pattern.match(str(n))) for n in names.categories] + [False])
+            hit = matches[np.asarray(names.codes, dtype=np.int64)]
             if rank is not None and "rank" in frame.columns:
                 ranks = frame["rank"].to_numpy(dtype="float64", na_value=np.nan)
                 hit = hit & (np.isnan(ranks) | (ranks == rank))
