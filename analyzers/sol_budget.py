@@ -292,6 +292,8 @@ def sol_budget(launches: pd.DataFrame, timeline: StepTimeline, ceilings: Ceiling
                      f"{_dur(timeline.busy_ns / steps)}")
     # A kernel already past its (conservative) roof would not slow down to it.
     sol_total = (float(np.minimum(k_sol, k_measured).sum()) + u_total) / steps
+    # Summed serially; kernels overlapping on streams would make that exceed the busy time.
+    sol_total = min(sol_total, timeline.busy_ns / steps)
     return SolBudget(
         step_ns=int(round(step_ns)), steps=timeline.steps,
         kernel_ns=int(round(timeline.busy_ns / steps)), sol_ns=int(round(sol_total)),

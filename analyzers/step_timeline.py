@@ -7,6 +7,9 @@ runs from its start to the end of its GPU work — at most to the next step's st
 BETWEEN profiled steps (the harness's synchronizations, the profiler's own work) is never idle
 time of a step. Without step ranges the trace's activity span is one step (noted).
 
+A first profiled step over 1.25x the median of the others is left out (noted): it carries the
+profiler's start-up, which only shows as "overhead" events when the trace has them.
+
 Inside a step: host time is the part before its first GPU activity and after its last (the
 GPU has nothing to run while the host prepares or finishes the step); idle gaps are the holes
 between activities; busy is their union. Profiler overhead ranges (Kineto's ``overhead``
@@ -26,6 +29,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+# The first profiled step carries the profiler's start-up (buffer requests inflate its host
+# time); when its events say so (Kineto "overhead") that time is removed, else a first step
+# this much longer than the others' median is left out.
+FIRST_STEP_OUTLIER = 1.25
 STEP_MARKERS = (("ProfilerStep#N", re.compile(r"^ProfilerStep#\d+$")),
                 ("aiperf:step", re.compile(r"^aiperf:step$")))
 _KIND_COLUMNS = ("kind", "cat", "category")
@@ -165,7 +172,6 @@ def step_timeline(kt: pd.DataFrame, annotations: pd.DataFrame | None = None,
                   ops: pd.DataFrame | None = None,
                   runtime: pd.DataFrame | None = None) -> StepTimeline | None:
     """The steps' decomposition; None when no activity has a start time."""
-    n = len(kt)
     start_all = kt["start_ns"].to_numpy(dtype="float64", na_value=np.nan)
     dur_all = kt["dur_ns"].to_numpy(dtype="float64", na_value=np.nan)
     mine, device, rank, notes = _busiest(kt)
@@ -190,6 +196,25 @@ def step_timeline(kt: pd.DataFrame, annotations: pd.DataFrame | None = None,
                         if skipped else ""))
     else:
         w0, cpu_end, marker = found
+    timeline = _decompose(kt, rows, s, e, w0, cpu_end, marker, annotations, runtime,
+                          device, rank, list(notes))
+    others = timeline.step_ns[1:]
+    if marker is not None and len(others) >= 2 and \
+            timeline.step_ns[0] > FIRST_STEP_OUTLIER * float(np.median(others)):
+        notes.append(f"the first profiled step ({timeline.step_ns[0] / 1e3:.0f} us) is left out: "
+                     f"over {FIRST_STEP_OUTLIER:g}x the median of the others "
+                     f"({float(np.median(others)) / 1e3:.0f} us), the profiler's start-up")
+        timeline = _decompose(kt, rows, s, e, w0[1:], cpu_end[1:], marker, annotations,
+                              runtime, device, rank, notes)
+    return timeline
+
+
+def _decompose(kt: pd.DataFrame, rows: np.ndarray, s: np.ndarray, e: np.ndarray,
+               w0: np.ndarray, cpu_end: np.ndarray, marker: str | None,
+               annotations: pd.DataFrame | None, runtime: pd.DataFrame | None,
+               device: int | None, rank: int | None, notes: list[str]) -> StepTimeline:
+    """Activities (sorted by start) into the steps starting at ``w0``."""
+    n = len(kt)
     # Each activity belongs to the step in whose [start, next start) it starts.
     step_of = np.searchsorted(w0, s, side="right") - 1
     inside = step_of >= 0
