@@ -357,7 +357,9 @@ def kernel_rows(a: dict[str, np.ndarray], unique_names: np.ndarray, kt: pd.DataF
         "bound": _cat(placed["bound"], BOUNDS), "pct_of_roof": placed["pct_of_roof"],
         "sol_ns": sol,
         "source": _cat(group_mode(codes, pick["source"], dur, groups), SOURCES),
-        "cost_source": _cat(group_mode(codes, pick["cost"], dur, groups), COST_SOURCES),
+        # where the known numbers came from: launches of unknown cost do not outvote them
+        "cost_source": _cat(group_mode(codes, pick["cost"], np.where(pick["cost"] >= 0, dur, 0.0),
+                                       groups), COST_SOURCES),
         "flops_method": _cat(group_mode(codes, pick["method"], dur, groups), METHODS),
         "note": pd.Categorical.from_codes(group_mode(codes, pick["note"], dur, groups),
                                           categories=note_categories),

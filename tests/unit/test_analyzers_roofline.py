@@ -217,3 +217,34 @@ def test_ncu_parser_output_places_like_the_raw_file(ncu, h100_fixtures):
     assert gemm.roof == "tensor" and gemm.bound == "compute"
     assert gemm.flops == pytest.approx(2 * 4096**3, rel=0.01)
     assert all(p.bound == "memory" for p in theirs[3:])
+
+
+def test_kernels_aggregate_by_name_rates_over_known_launches():
+    """One row per kernel name; a launch without FLOPs/bytes neither dilutes the rates nor
+    counts as 0; where the numbers came from follows the table's cost_source, else the
+    source (torch: with_flops)."""
+    kt = make_kernel_table({
+        "name": ["gemv_m1_kernel", "gemv_m1_kernel", "gemv_m1_kernel", "triton_poi_fused_add_0"],
+        "dur_ns": [10_000, 30_000, 60_000, 2_000],
+        "flops": [2e7, 6e7, None, 1e4], "dram_bytes": [2e7, 6e7, None, 3e6]}, source="torch")
+    h200 = spec_ceilings("NVIDIA H200")
+    result = roofline(kt, h200)
+    rows = result.kernels.set_index("name")
+    assert list(result.kernels["name"]) == ["gemv_m1_kernel", "triton_poi_fused_add_0"]
+    gemv = rows.loc["gemv_m1_kernel"]
+    assert gemv["launches"] == 3 and gemv["total_ns"] == 100_000
+    assert gemv["flops"] == 8e7 and gemv["dram_bytes"] == 8e7
+    assert gemv["flops_coverage"] == pytest.approx(0.4)
+    assert gemv["achieved_bytes_per_s"] == pytest.approx(8e7 / 40e-6)  # 2 TB/s, not 0.8
+    assert gemv["bound"] == "memory"
+    assert gemv["pct_of_roof"] == pytest.approx(8e7 / 40e-6 / 4.8e12 * 100)
+    assert gemv["sol_ns"] == pytest.approx(8e7 / 4.8e12 * 1e9)  # the known launches only
+    assert gemv["cost_source"] == "with_flops" and gemv["roof"] == "tensor"
+    tagged = kt.assign(cost_source=pd.Categorical(["inventory", "inventory", None, "op_shapes"]))
+    rows = roofline(tagged, h200).kernels.set_index("name")
+    assert rows.loc["gemv_m1_kernel", "cost_source"] == "inventory"
+    assert rows.loc["triton_poi_fused_add_0", "cost_source"] == "op_shapes"
+    launches = roofline(tagged, h200).launches
+    assert pd.isna(launches.loc[2, "cost_source"]) and pd.isna(launches.loc[2, "sol_ns"])
+    assert str(launches["name"].dtype) == "category"  # columns, not objects per launch
+    assert all(str(t) in ("category", "float64") for t in launches.dtypes)
