@@ -6,6 +6,7 @@ the JSON export and the app all render a RunAnalysis.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,12 +21,10 @@ from analyzers.breakdown import (
 )
 from analyzers.ceilings import Ceilings
 from analyzers.overlap import distributed_analysis
-from analyzers.roofline import points_frame, roofline
+from analyzers.roofline import roofline
+from analyzers.sol_budget import SolBudget, sol_budget
+from analyzers.step_timeline import step_timeline
 from analyzers.temporal import temporal_profile
-
-# Above this many kernels without ncu metrics, per-kernel points would only be estimates of
-# estimates and cost seconds; the breakdown and temporal analysis still run.
-ROOFLINE_MAX_KERNELS = 50_000
 
 
 @dataclass
@@ -40,8 +39,10 @@ class RunAnalysis:
     cpu_ops: pd.DataFrame | None = None  # CPU ops by inclusive wall time (torch traces)
     streams: pd.DataFrame | None = None
     temporal: Any = None
-    roofline: pd.DataFrame | None = None
+    roofline: pd.DataFrame | None = None  # one row per kernel name (analyzers.roofline)
+    roofline_launches: pd.DataFrame | None = None  # one row per KernelTable row
     roofline_aggregate: Any = None
+    budget: SolBudget | None = None  # the step's speed-of-light budget
     ceilings: Ceilings | None = None
     advice: list[Any] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -68,7 +69,13 @@ class RunAnalysis:
 def analyze_tables(source: str, kernels: pd.DataFrame, kernel_metrics: pd.DataFrame | None = None,
                    runtime: pd.DataFrame | None = None, ops: pd.DataFrame | None = None,
                    top: int = 15, ceilings: Ceilings | None = None,
-                   device_name: str | None = None, precision: str | None = None) -> RunAnalysis:
+                   device_name: str | None = None, precision: str | None = None,
+                   annotations: pd.DataFrame | None = None, workload: str | None = None,
+                   layers: Sequence[str] = (), device_kind: str | None = None) -> RunAnalysis:
+    """``annotations``: the trace's annotation ranges (name, start_ns, dur_ns, optional kind):
+    its ProfilerStep#N / aiperf:step ranges delimit the budget's steps. ``workload``,
+    ``layers``, ``device_kind``: the run's, so the budget names only layers this run can add
+    (None for an artifact from elsewhere: no layer is named)."""
     analysis = RunAnalysis(source=source, device_name=device_name, kernels=kernels,
                            kernel_metrics=kernel_metrics, ceilings=ceilings)
     if ops is not None and len(ops):
@@ -88,17 +95,24 @@ def analyze_tables(source: str, kernels: pd.DataFrame, kernel_metrics: pd.DataFr
     analysis.streams = stream_breakdown(kernels)
     if kernels["start_ns"].notna().any():
         analysis.temporal = temporal_profile(kernels, runtime=runtime)
-    if ceilings is not None and kernel_metrics is None and len(kernels) > ROOFLINE_MAX_KERNELS:
-        analysis.notes.append(f"per-kernel roofline skipped: {len(kernels):,} kernels and no ncu "
-                              "metrics (profile a few steps with --profiler ncu instead)")
-    elif ceilings is not None:
-        result = roofline(kernels, ceilings, metrics=kernel_metrics, precision=precision)
-        analysis.roofline = points_frame(result)
-        analysis.roofline_aggregate = result.step
-        analysis.notes += result.notes
-    else:
+    if ceilings is None:
         analysis.notes.append(f"no roofline: no ceilings known for device {device_name!r} "
                               "(run `aiperf-workbench calibrate` on it)")
+        return attach_advice(analysis)
+    result = roofline(kernels, ceilings, metrics=kernel_metrics, precision=precision)
+    analysis.roofline = result.kernels
+    analysis.roofline_launches = result.launches
+    analysis.roofline_aggregate = result.step
+    analysis.notes += result.notes
+    if source in ("ncu_csv", "ncu_rep"):
+        analysis.notes.append("no speed-of-light budget: ncu replays each kernel alone, so the "
+                              "artifact has no step timeline (a torch or nsys run has one)")
+    else:
+        timeline = step_timeline(kernels, annotations=annotations, ops=ops, runtime=runtime)
+        if timeline is not None:
+            analysis.budget = sol_budget(result.launches, timeline, ceilings, workload=workload,
+                                         layers=layers, device_kind=device_kind,
+                                         device_name=device_name)
     return attach_advice(analysis)
 
 

@@ -60,14 +60,28 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def annotations_of(parsed: Any) -> Any:
+    """The artifact's annotation ranges (name, start_ns, dur_ns[, kind]): the Kineto parser's
+    annotation frame where it has one, else an nsys file's NVTX ranges; None without."""
+    frame = getattr(parsed, "annotations", None)
+    if frame is None:
+        frame = (parsed.meta or {}).get("nvtx")
+        if frame is not None and "text" in frame.columns and "name" not in frame.columns:
+            frame = frame.rename(columns={"text": "name"})
+    return frame
+
+
 def analyze_parsed(parsed: Any, top: int = 15, home: Path | None = None,
                    device_name: str | None = None, driver: str | None = None,
-                   precision: str | None = None) -> RunAnalysis:
+                   precision: str | None = None, workload: str | None = None,
+                   layers: tuple[str, ...] = (), device_kind: str | None = None) -> RunAnalysis:
     device = device_name or device_name_of(parsed)
     ceilings = resolve_ceilings(device, driver, load_ceilings_cache(home)) if device else None
     analysis = analyze_tables(parsed.kind, parsed.kernels, kernel_metrics=parsed.metrics,
                               runtime=parsed.runtime, ops=parsed.ops, top=top,
-                              ceilings=ceilings, device_name=device, precision=precision)
+                              ceilings=ceilings, device_name=device, precision=precision,
+                              annotations=annotations_of(parsed), workload=workload,
+                              layers=layers, device_kind=device_kind)
     analysis.notes[:0] = (parsed.meta or {}).get("notes") or []  # what the parser left out
     return analysis
 
@@ -95,10 +109,14 @@ def load_run_analysis(store: SessionStore, record: RunRecord, top: int = 15) -> 
             precision = _PRECISION.get(str(dtype)) if dtype else None
             if precision == "fp32" and "L1" in (record.spec.get("layers") or []):
                 precision = "tf32"
-            analysis = attach_advice(analyze_parsed(parsed, top=top, home=store.home,
-                                     device_name=record.env.get("device_name")
-                                     if record.env.get("device_kind") == "cuda" else None,
-                                     driver=record.env.get("driver"), precision=precision), record)
+            analysis = attach_advice(analyze_parsed(
+                parsed, top=top, home=store.home,
+                device_name=record.env.get("device_name")
+                if record.env.get("device_kind") == "cuda" else None,
+                driver=record.env.get("driver"), precision=precision,
+                workload=record.spec.get("workload") or None,
+                layers=tuple(record.spec.get("layers") or ()),
+                device_kind=record.env.get("device_kind")), record)
             return attach_hta_overlap(analysis, run_dir / rel)
     analysis = RunAnalysis()
     analysis.notes.append(

@@ -33,6 +33,17 @@ def _write_output(path: Path, text: str) -> None:
                              "choose a writable path") from None
 
 
+def _figures(report: Path, analysis: Any) -> dict[str, str]:
+    """The roofline and budget SVGs beside a report written to a file (none for stdout)."""
+    from workbench.export.svg_figures import write_figures
+
+    try:
+        return write_figures(report, analysis)
+    except OSError as exc:
+        raise WorkbenchError(f"cannot write the figures beside {report}: {exc.strerror}",
+                             "choose a writable path") from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from profilers.runner import run
     from sessions.analysis import load_run_analysis
@@ -72,7 +83,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.export:
             from workbench.export.markdown import render_run_report
 
-            _write_output(args.export, render_run_report(record, analysis))
+            figures = _figures(args.export, analysis)
+            _write_output(args.export, render_run_report(record, analysis, figures))
             print(f"report written to {args.export}", file=sys.stderr)
         if args.json:
             from workbench.export.json_export import analysis_to_dict, dumps
@@ -164,12 +176,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
         _write_output(args.json, dumps({"record": record.to_dict(),
                                         "analysis": analysis_to_dict(analysis)}))
-    text = render_run_report(record, analysis)
     if args.export:
+        text = render_run_report(record, analysis, _figures(args.export, analysis))
         _write_output(args.export, text)
         print(f"report written to {args.export}", file=sys.stderr)
     elif not args.json:
-        sys.stdout.write(text)
+        sys.stdout.write(render_run_report(record, analysis))
     return EXIT_OK
 
 
@@ -193,7 +205,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
         _write_output(args.json, dumps({**analysis_to_dict(analysis),
                                         **({"hta": hta} if hta is not None else {})}))
-    text = render_artifact_report(paths, analysis)
+    figures = _figures(args.export, analysis) if args.export else None
+    text = render_artifact_report(paths, analysis, figures)
     if hta is not None:
         from workbench.export.hta_md import render_hta_section
 

@@ -12,7 +12,7 @@ import importlib.metadata
 import importlib.util
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sessions.store import RunRecord, SessionStore
@@ -150,8 +150,9 @@ class AnalysisView:
     categories: Any = None  # DataFrame: category, count, total_ns, share
     top_kernels: Any = None
     cpu_ops: Any = None  # DataFrame: name, count, total_ns, mean_ns, flops (torch traces)
-    roofline: Any = None  # DataFrame of points or None
+    roofline: Any = None  # DataFrame of points (one per kernel) or None
     roofs: list[Roof] = field(default_factory=list)
+    budget: Any = None  # analyzers.sol_budget.SolBudget or None
     advice: list[Any] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     error: str | None = None
@@ -192,7 +193,7 @@ def normalize_ceilings(ceilings: Any) -> list[Roof]:
 
 # analyzers.roofline.points_frame column -> the name the Roofline tab reads
 _POINT_COLUMNS = {"arithmetic_intensity": "intensity", "achieved_flops_per_s": "flops_per_s",
-                  "achieved_bytes_per_s": "bytes_per_s"}
+                  "achieved_bytes_per_s": "bytes_per_s", "total_ns": "dur_ns"}
 
 
 def roofline_points(roofline: Any) -> pd.DataFrame | None:
@@ -202,8 +203,8 @@ def roofline_points(roofline: Any) -> pd.DataFrame | None:
         return None
     import pandas as pd  # not at import time: the app's first paint must not wait for pandas
 
-    if hasattr(roofline, "points") and not isinstance(roofline, pd.DataFrame):
-        frame = pd.DataFrame([asdict(p) for p in roofline.points])
+    if hasattr(roofline, "kernels") and not isinstance(roofline, pd.DataFrame):
+        frame = pd.DataFrame(roofline.kernels)  # an analyzers.roofline.Roofline
     else:
         frame = pd.DataFrame(roofline)
     return frame.rename(columns={k: v for k, v in _POINT_COLUMNS.items() if k in frame.columns})
@@ -223,6 +224,7 @@ def to_analysis_view(analysis: Any) -> AnalysisView:
         cpu_ops=_pick(analysis, "cpu_ops"),
         roofline=roofline_points(roofline),
         roofs=normalize_ceilings(ceilings),
+        budget=_pick(analysis, "budget"),
         advice=list(_pick(analysis, "advice") or []),
         notes=[str(n) for n in (_pick(analysis, "notes") or [])],
         raw=analysis,

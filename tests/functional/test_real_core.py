@@ -134,7 +134,9 @@ async def test_h100_fixture_sessions(fixture_sessions, size) -> None:
         assert plot.point_count == 0
         details = text_of(app.screen.query_one("#roofline-details", Static))
         assert "No kernel points" in details and "bf16 989.4T" in details
-        assert "bf16/fp16 989.4TFLOP/s" in screen_text(app)  # equal roofs share a label
+        assert "have neither FLOPs nor bytes" in details  # says why, not "use ncu"
+        if size[1] >= 40:  # at 80x24 the budget below leaves the plot rows for one label
+            assert "bf16/fp16 989.4TFLOP/s" in screen_text(app)  # equal roofs share a label
 
         await pilot.press("escape")
         await _open_session(app, pilot, ncu_id)
@@ -147,8 +149,8 @@ async def test_h100_fixture_sessions(fixture_sessions, size) -> None:
         heaviest = points.sort_values("dur_ns", ascending=False).iloc[0]
         details = text_of(app.screen.query_one("#roofline-details", Static))
         assert details.startswith(f"[1/{plot.point_count}] {heaviest['name'][:30]}")
-        assert "TFLOP/s" in details and "source " in details and "% of roof" in details
-        assert screen_text(app).count("◆") == 1  # the selected point is drawn
+        assert "TFLOP/s" in details and "from ncu" in details and "% of roof" in details
+        assert screen_text(app).count("◆") == 2  # the selected point is drawn (+ legend)
         await pilot.press("right")
         assert f"[2/{plot.point_count}]" in text_of(app.screen.query_one("#roofline-details",
                                                                             Static))

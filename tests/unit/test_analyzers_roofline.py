@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -40,6 +41,14 @@ def _read_ncu_raw(path):
                             "dur_ns": metrics["gpu__time_duration.sum"].astype("int64").tolist()},
                            source="ncu")
     return kt, metrics, raw
+
+
+def _points(result):
+    """The per-launch rows as attribute bags, NaN as None (the values the old per-launch
+    objects held)."""
+    return [SimpleNamespace(**{k: None if not isinstance(v, str) and pd.isna(v) else v
+                               for k, v in row.items()})
+            for row in result.launches.to_dict(orient="records")]
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +92,7 @@ def test_measured_ceilings_and_cache():
 def test_ncu_fixture_gemm_on_tensor_roof(ncu):
     kt, metrics, raw = ncu
     result = roofline(kt, spec_ceilings(H100), metrics=metrics)
-    gemm = next(p for p in result.points if p.name.startswith("nvjet"))
+    gemm = next(p for p in _points(result) if p.name.startswith("nvjet"))
     row = metrics.iloc[[i for i, n in enumerate(raw["Kernel Name"]) if n.startswith("nvjet")][0]]
     assert gemm.roof == "tensor" and gemm.precision == "bf16"
     assert gemm.peak_flops_per_s == pytest.approx(989.4e12)  # never the 67 TFLOP/s FP32 roof
@@ -114,7 +123,7 @@ def test_ncu_fixture_elementwise_memory_bound(ncu):
     for i, name in enumerate(names):
         if "vectorized_elementwise_kernel" not in name and "unrolled_elementwise" not in name:
             continue
-        p, row = result.points[i], metrics.iloc[i]
+        p, row = _points(result)[i], metrics.iloc[i]
         assert p.roof == "fp32" and p.source == "ncu"
         assert p.bound == "memory"
         assert p.achieved_bytes_per_s == pytest.approx(row["dram__bytes.sum.per_second"])
@@ -125,9 +134,9 @@ def test_ncu_fixture_elementwise_memory_bound(ncu):
         flops = (row[per.format("fadd")] + row[per.format("fmul")]
                  + 2 * row[per.format("ffma")]) * clock * secs
         assert p.flops == pytest.approx(flops)
-    mul = result.points[3]  # x * s over 67M floats: ~1 FLOP per element
+    mul = _points(result)[3]  # x * s over 67M floats: ~1 FLOP per element
     assert mul.flops == pytest.approx(67.1e6, rel=0.01)
-    assert result.points[5].flops == 0.0  # a copy does no math (a measured 0, not unknown)
+    assert _points(result)[5].flops == 0.0  # a copy does no math (a measured 0, not unknown)
     assert result.step.flops_time_coverage == 1.0
     assert result.step.precision == "bf16"
     frame = points_frame(result)
@@ -138,7 +147,7 @@ def test_fp32_only_counters_leave_gemm_flops_unknown(ncu):
     kt, metrics, _ = ncu
     no_pipe = metrics[[c for c in metrics.columns if "pipe_tensor" not in c]]
     result = roofline(kt, spec_ceilings(H100), metrics=no_pipe)
-    gemm = next(p for p in result.points if p.name.startswith("nvjet"))
+    gemm = next(p for p in _points(result) if p.name.startswith("nvjet"))
     assert gemm.flops is None and gemm.roof == "tensor"
     assert "FP32-only" in gemm.note
     assert gemm.bound is None and gemm.pct_of_roof is None
@@ -150,7 +159,7 @@ def test_tensor_op_counters_are_used(ncu):
     metrics = metrics.copy()
     metrics["sm__ops_path_tensor_src_bf16_dst_fp32.sum"] = [0, 0, 2 * 4096**3, 0, 0, 0]
     result = roofline(kt, ceilings_from_calibration(H100_MEASURED), metrics=metrics)
-    gemm = result.points[2]
+    gemm = _points(result)[2]
     assert gemm.source == "ncu" and gemm.flops_method == "ncu tensor ops"
     assert gemm.flops == 2 * 4096**3
     assert gemm.peak_flops_per_s == 783e12  # measured bf16 roof
@@ -170,7 +179,7 @@ def test_torch_estimates_and_op_shapes():
                             "dur_ns": [1_000_000, 10_000], "flops": [5e11, 1e6],
                             "dram_bytes": [1e8, 2e7]}, source="torch")
     result = roofline(kt, spec_ceilings(H100))
-    gemm, add = result.points
+    gemm, add = _points(result)
     assert gemm.source == "estimate" and add.source == "estimate"
     assert gemm.roof == "tensor" and add.roof == "fp32"
     assert gemm.achieved_flops_per_s == pytest.approx(5e14)
@@ -184,13 +193,13 @@ def test_ncu_table_flops_from_shapes_used_but_fp32_counts_rejected(ncu):
     no_pipe = metrics[[c for c in metrics.columns if "pipe_tensor" not in c]]
     shaped = kt.copy()
     shaped["flops"] = pd.array([None, None, 2 * 4096**3, None, None, None], dtype="Float64")
-    gemm = roofline(shaped, spec_ceilings(H100), metrics=no_pipe).points[2]
+    gemm = _points(roofline(shaped, spec_ceilings(H100), metrics=no_pipe))[2]
     assert gemm.flops == 2 * 4096**3 and gemm.source == "estimate"
     assert gemm.bound == "compute"
     # A table whose flops column holds the FP32 counter sum (0 for this GEMM) is not trusted.
     fp32_filled = kt.copy()
     fp32_filled["flops"] = pd.array([None, None, 0.0, None, None, None], dtype="Float64")
-    gemm = roofline(fp32_filled, spec_ceilings(H100), metrics=no_pipe).points[2]
+    gemm = _points(roofline(fp32_filled, spec_ceilings(H100), metrics=no_pipe))[2]
     assert gemm.flops is None and gemm.roof == "tensor"
 
 
@@ -198,8 +207,8 @@ def test_ncu_parser_output_places_like_the_raw_file(ncu, h100_fixtures):
     ncu_csv = pytest.importorskip("profilers.parsers.ncu_csv")
     parsed = ncu_csv.load_ncu_csv(h100_fixtures / "ncu_raw.csv")
     kt, metrics, _ = ncu
-    ours = roofline(kt, spec_ceilings(H100), metrics=metrics).points
-    theirs = roofline(parsed.kernels, spec_ceilings(H100), metrics=parsed.metrics).points
+    ours = _points(roofline(kt, spec_ceilings(H100), metrics=metrics))
+    theirs = _points(roofline(parsed.kernels, spec_ceilings(H100), metrics=parsed.metrics))
     assert [p.bound for p in theirs] == [p.bound for p in ours]
     assert [p.roof for p in theirs] == [p.roof for p in ours]
     for a, b in zip(theirs, ours, strict=True):
@@ -208,3 +217,34 @@ def test_ncu_parser_output_places_like_the_raw_file(ncu, h100_fixtures):
     assert gemm.roof == "tensor" and gemm.bound == "compute"
     assert gemm.flops == pytest.approx(2 * 4096**3, rel=0.01)
     assert all(p.bound == "memory" for p in theirs[3:])
+
+
+def test_kernels_aggregate_by_name_rates_over_known_launches():
+    """One row per kernel name; a launch without FLOPs/bytes neither dilutes the rates nor
+    counts as 0; where the numbers came from follows the table's cost_source, else the
+    source (torch: with_flops)."""
+    kt = make_kernel_table({
+        "name": ["gemv_m1_kernel", "gemv_m1_kernel", "gemv_m1_kernel", "triton_poi_fused_add_0"],
+        "dur_ns": [10_000, 30_000, 60_000, 2_000],
+        "flops": [2e7, 6e7, None, 1e4], "dram_bytes": [2e7, 6e7, None, 3e6]}, source="torch")
+    h200 = spec_ceilings("NVIDIA H200")
+    result = roofline(kt, h200)
+    rows = result.kernels.set_index("name")
+    assert list(result.kernels["name"]) == ["gemv_m1_kernel", "triton_poi_fused_add_0"]
+    gemv = rows.loc["gemv_m1_kernel"]
+    assert gemv["launches"] == 3 and gemv["total_ns"] == 100_000
+    assert gemv["flops"] == 8e7 and gemv["dram_bytes"] == 8e7
+    assert gemv["flops_coverage"] == pytest.approx(0.4)
+    assert gemv["achieved_bytes_per_s"] == pytest.approx(8e7 / 40e-6)  # 2 TB/s, not 0.8
+    assert gemv["bound"] == "memory"
+    assert gemv["pct_of_roof"] == pytest.approx(8e7 / 40e-6 / 4.8e12 * 100)
+    assert gemv["sol_ns"] == pytest.approx(8e7 / 4.8e12 * 1e9)  # the known launches only
+    assert gemv["cost_source"] == "with_flops" and gemv["roof"] == "tensor"
+    tagged = kt.assign(cost_source=pd.Categorical(["inventory", "inventory", None, "op_shapes"]))
+    rows = roofline(tagged, h200).kernels.set_index("name")
+    assert rows.loc["gemv_m1_kernel", "cost_source"] == "inventory"
+    assert rows.loc["triton_poi_fused_add_0", "cost_source"] == "op_shapes"
+    launches = roofline(tagged, h200).launches
+    assert pd.isna(launches.loc[2, "cost_source"]) and pd.isna(launches.loc[2, "sol_ns"])
+    assert str(launches["name"].dtype) == "category"  # columns, not objects per launch
+    assert all(str(t) in ("category", "float64") for t in launches.dtypes)

@@ -36,7 +36,12 @@ def test_analyze_json_keys_are_documented(artifact: str, h100_fixtures: Path, tm
     documented, section = _documented()
     assert set(data) - {"hta"} <= documented, set(data) - documented
     if data["roofline"]:
-        point = data["roofline"][0]
-        for field in ("name", "dur_ns", "achieved_flops_per_s", "achieved_bytes_per_s",
-                      "arithmetic_intensity", "bound", "source"):
-            assert field in point and f"`{field}`" in section
+        row = data["roofline"][0]
+        for field in row:  # every per-kernel field is documented
+            assert f"`{field}`" in section, field
+        assert len({r["name"] for r in data["roofline"]}) == len(data["roofline"])  # per kernel
+    if data["budget"]:
+        for field in data["budget"]:
+            assert f"`{field}`" in section or f"`{field}[]`" in section, field
+        for field in data["budget"]["lines"][0]:
+            assert f"`{field}`" in section, field

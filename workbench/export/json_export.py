@@ -44,8 +44,9 @@ def analysis_to_dict(analysis: RunAnalysis) -> dict[str, Any]:
         "ops": _clean(analysis.ops),
         "streams": _clean(analysis.streams),
         "temporal": _clean(analysis.temporal),
-        "roofline": _clean(analysis.roofline),
+        "roofline": _clean(analysis.roofline),  # one row per kernel name
         "roofline_aggregate": _clean(analysis.roofline_aggregate),
+        "budget": _clean(analysis.budget),
         "ceilings": _clean(analysis.ceilings),
         "advice": _clean(analysis.advice),
         "notes": list(analysis.notes),

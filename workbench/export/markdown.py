@@ -23,13 +23,16 @@ from workbench.export.fmt import (
     md_table,
     shorten,
 )
+from workbench.export.roofline_md import budget_section, roofline_section
 
 
 def _when(ts: float | None) -> str:
     return NA if ts is None else _dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def render_run_report(record: RunRecord, analysis: RunAnalysis | None) -> str:
+def render_run_report(record: RunRecord, analysis: RunAnalysis | None,
+                      figures: dict[str, str] | None = None) -> str:
+    """``figures``: figure name (roofline, budget) -> the SVG's path relative to the report."""
     spec = record.spec
     title = f"{spec.get('workload', '?')}/{spec.get('preset', '?')} [{','.join(spec.get('layers') or [])}]"
     out = [f"# aiperf-workbench report — {title}", ""]
@@ -76,18 +79,19 @@ def render_run_report(record: RunRecord, analysis: RunAnalysis | None) -> str:
     out += ["", *ranks] if ranks else []
     out += ["", "## Telemetry (NVML)", "", _telemetry_text(record.telemetry)]
     if analysis is not None:
-        out += ["", *_analysis_sections(analysis)]
+        out += ["", *_analysis_sections(analysis, figures)]
     out += ["", *advice_section(analysis.advice if analysis is not None else [],
                                 (record.extra or {}).get("llm_advice"))]
     out += ["", "---", f"artifacts: {', '.join(f'{k}={v}' for k, v in record.artifacts.items()) or 'none'}", ""]
     return "\n".join(out)
 
 
-def render_artifact_report(paths: list[str], analysis: RunAnalysis) -> str:
+def render_artifact_report(paths: list[str], analysis: RunAnalysis,
+                           figures: dict[str, str] | None = None) -> str:
     out = ["# aiperf-workbench analysis", "",
            md_table(["", ""], [["input", ", ".join(paths)], ["format", analysis.source or NA]],
                     align="ll"), ""]
-    out += _analysis_sections(analysis)
+    out += _analysis_sections(analysis, figures)
     out += ["", *advice_section(analysis.advice)]
     return "\n".join(out) + "\n"
 
@@ -191,7 +195,7 @@ def _telemetry_text(t: dict[str, Any]) -> str:
     ], align="ll")
 
 
-def _analysis_sections(a: RunAnalysis) -> list[str]:
+def _analysis_sections(a: RunAnalysis, figures: dict[str, str] | None = None) -> list[str]:
     out: list[str] = distributed_section(a)
     out += [""] if out else []
     if a.cpu_ops is not None and len(a.cpu_ops) and a.kernel_count == 0:
@@ -226,7 +230,9 @@ def _analysis_sections(a: RunAnalysis) -> list[str]:
     if a.temporal is not None:
         out += ["", *_temporal_section(a.temporal)]
     if a.roofline is not None and len(a.roofline):
-        out += ["", *_roofline_section(a)]
+        out += ["", *roofline_section(a, figures)]
+    if a.budget is not None:
+        out += ["", *budget_section(a, figures)]
     for note in a.notes:
         out += ["", f"_{note}_"]
     return out
@@ -255,29 +261,3 @@ def _temporal_section(t: Any) -> list[str]:
         ["synchronizations", syncs],
         ["host-bound", host + (f" — {reason}" if reason else "")],
     ], align="ll")]
-
-
-def _roofline_section(a: RunAnalysis) -> list[str]:
-    assert a.roofline is not None
-    c = a.ceilings
-    roofs = ""
-    if c is not None:
-        peaks = ", ".join(f"{k} {fmt_rate(v, 'FLOP/s')}" for k, v in c.peak_flops.items() if v)
-        roofs = f"Ceilings ({c.source}, {c.device_name}): {peaks}; DRAM {fmt_rate(c.dram_bw, 'B/s')}."
-    pts = a.roofline.sort_values("dur_ns", ascending=False, na_position="last").head(15)
-    out = ["## Roofline", "", roofs, "",
-           md_table(["kernel", "source", "roof", "time", "FLOP/s", "B/s", "FLOP/B", "bound", "% of roof"], align="lllrrrrlr", rows=[
-               [shorten(str(r.name), 60), r.source, f"{r.roof} {r.precision}", fmt_ns(r.dur_ns),
-                fmt_rate(r.achieved_flops_per_s, "FLOP/s"), fmt_rate(r.achieved_bytes_per_s, "B/s"),
-                fmt_num(r.arithmetic_intensity, 3), r.bound or NA,
-                NA if r.pct_of_roof is None or r.pct_of_roof != r.pct_of_roof else f"{r.pct_of_roof:.1f}%"]
-               for r in pts.itertuples()])]
-    step = a.roofline_aggregate
-    if step is not None:
-        out += ["", f"Whole step: {fmt_rate(step.achieved_flops_per_s, 'FLOP/s')}, "
-                f"{fmt_rate(step.achieved_bytes_per_s, 'B/s')}, intensity "
-                f"{fmt_num(step.arithmetic_intensity, 3)} FLOP/B, {step.bound or NA}-bound, "
-                f"{NA if step.pct_of_roof is None else f'{step.pct_of_roof:.1f}%'} of its roof "
-                f"(FLOPs known for {fmt_pct(step.flops_time_coverage)} of kernel time, bytes for "
-                f"{fmt_pct(step.bytes_time_coverage)})."]
-    return out

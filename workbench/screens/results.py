@@ -98,7 +98,8 @@ class ResultsScreen(Screen):
             self.notify(analysis.error, title="Analysis failed", severity="error")
         self.query_one(KernelsPanel).set_table(analysis.kernels, analysis.notes,
                                                 analysis.cpu_ops)
-        self.query_one(RooflinePanel).set_data(analysis.roofline, analysis.roofs)
+        self.query_one(RooflinePanel).set_data(analysis.roofline, analysis.roofs,
+                                               getattr(analysis, "budget", None))
         self.query_one(AdvicePanel).set_advice(analysis.advice, self.record.extra)
         self.query_one(SummaryPanel).set_analysis(analysis)
 
