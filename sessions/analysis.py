@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from analyzers.ceilings import resolve_ceilings
+from analyzers.kernel_costs import attach_kernel_costs
 from analyzers.run_analysis import RunAnalysis, analyze_tables, attach_advice
 from sessions.atomic import write_bytes_atomic, write_json_atomic
 from sessions.distributed_hta import attach_hta_overlap
@@ -62,12 +63,18 @@ def _is_number(text: str) -> bool:
 
 def analyze_parsed(parsed: Any, top: int = 15, home: Path | None = None,
                    device_name: str | None = None, driver: str | None = None,
-                   precision: str | None = None) -> RunAnalysis:
+                   precision: str | None = None, inventory: Any = None) -> RunAnalysis:
+    """``inventory``: the run's operation inventory (result.json ``extra.inventory``), which
+    costs kernels the trace cannot (CUDA graphs, compiled code)."""
     device = device_name or device_name_of(parsed)
     ceilings = resolve_ceilings(device, driver, load_ceilings_cache(home)) if device else None
-    return analyze_tables(parsed.kind, parsed.kernels, kernel_metrics=parsed.metrics,
-                          runtime=parsed.runtime, ops=parsed.ops, top=top, ceilings=ceilings,
-                          device_name=device, precision=precision)
+    kernels, cost_notes, _ = attach_kernel_costs(parsed.kernels, parsed.ops, parsed.runtime,
+                                                 inventory)
+    analysis = analyze_tables(parsed.kind, kernels, kernel_metrics=parsed.metrics,
+                              runtime=parsed.runtime, ops=parsed.ops, top=top, ceilings=ceilings,
+                              device_name=device, precision=precision)
+    analysis.notes += cost_notes
+    return analysis
 
 
 def analyze_paths(paths: list[Path], top: int = 15, home: Path | None = None) -> tuple[Any, RunAnalysis]:
@@ -89,14 +96,16 @@ def load_run_analysis(store: SessionStore, record: RunRecord, top: int = 15) -> 
         rel = record.artifacts.get(role)
         if rel and ((run_dir / rel).is_file() or (role == "trace" and (run_dir / rel).is_dir())):
             parsed = _parse_cached(run_dir, run_dir / rel)
-            dtype = ((record.extra or {}).get("extra") or {}).get("shape", {}).get("dtype")
+            child_extra = (record.extra or {}).get("extra") or {}
+            dtype = child_extra.get("shape", {}).get("dtype")
             precision = _PRECISION.get(str(dtype)) if dtype else None
             if precision == "fp32" and "L1" in (record.spec.get("layers") or []):
                 precision = "tf32"
             analysis = attach_advice(analyze_parsed(parsed, top=top, home=store.home,
                                      device_name=record.env.get("device_name")
                                      if record.env.get("device_kind") == "cuda" else None,
-                                     driver=record.env.get("driver"), precision=precision), record)
+                                     driver=record.env.get("driver"), precision=precision,
+                                     inventory=child_extra.get("inventory")), record)
             return attach_hta_overlap(analysis, run_dir / rel)
     analysis = RunAnalysis()
     analysis.notes.append(
