@@ -38,7 +38,9 @@ import pandas as pd
 from workloads.inventory_format import Inventory
 
 ANCHOR_KINDS = ("gemm", "attention")
-_NOT_ANCHOR = re.compile(r"^triton_(poi|red|per)_")  # inductor's fused element-wise kernels
+# Inductor's fused element-wise kernels (whatever ops their names list), and the argument set-up
+# kernel torch._grouped_mm launches before each grouped GEMM: GEMM-named, not GEMMs.
+_NOT_ANCHOR = re.compile(r"^triton_(poi|red|per)_|prepare_grouped_gemm_data")
 _AUX = re.compile(r"splitkreduce|splitk_reduce|reduce_kernel|combine", re.I)
 _MAX_ANCHORS = 2_000_000  # beyond this the O(steps x anchors) search is not attempted
 _CODE = {"gemm": 1, "attention": 2}
@@ -60,7 +62,7 @@ class InventoryMatch:
 
 def kernel_anchor_class(name: str, category: str | None) -> str | None:
     """gemm | attention | aux (split-K reduce, attention combine) | None (not an anchor)."""
-    if _NOT_ANCHOR.match(name) or category not in ANCHOR_KINDS:
+    if _NOT_ANCHOR.search(name) or category not in ANCHOR_KINDS:
         return None
     if _AUX.search(name):
         return "aux"
