@@ -23,7 +23,6 @@ from unittest import mock
 
 import torch
 
-
 MOE_LAYERS = ("L5-moe-fp8", "L6-moe-grouped")
 
 
