@@ -82,7 +82,7 @@ def class_totals(inventory: Inventory) -> dict[str, dict[str, float | None]]:
     return totals
 
 
-def _anchor_classes(kernels: pd.DataFrame) -> np.ndarray:
+def anchor_classes(kernels: pd.DataFrame) -> np.ndarray:
     names = kernels["name"]
     cats = kernels["category"].astype("object").to_numpy()
     codes = names.cat.codes.to_numpy() if hasattr(names, "cat") else None
@@ -172,7 +172,7 @@ def match_inventory(kernels: pd.DataFrame, inventory: Inventory,
     dur = kernels["dur_ns"].to_numpy(dtype="float64", na_value=np.nan)
     order = np.argsort(np.where(np.isnan(start), np.inf, start), kind="stable")
     order = order[~np.isnan(start[order])]
-    classes = _anchor_classes(kernels)[order]
+    classes = anchor_classes(kernels)[order]
     names = kernels["name"].astype("object").to_numpy()[order]
     is_anchor = np.isin(classes, ANCHOR_KINDS)
     anchor_idx = np.flatnonzero(is_anchor)  # positions (in ``order``) of the trace's anchors

@@ -28,10 +28,9 @@ import pandas as pd
 from analyzers.inventory_match import (
     ANCHOR_KINDS,
     InventoryMatch,
+    anchor_classes,
     aux_kernel_cost,
-    kernel_anchor_class,
     match_inventory,
-    share_by_duration,
 )
 from workloads.inventory_format import decode
 from workloads.op_cost import Arg, OpCost, TensorArg, dtype_bytes, op_cost
@@ -174,7 +173,8 @@ def _kernel_op_rows(kernels: pd.DataFrame, ops: pd.DataFrame, runtime: pd.DataFr
 
 def op_shape_costs(kernels: pd.DataFrame, ops: pd.DataFrame, runtime: pd.DataFrame
                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-kernel (flops, bytes) from the parent ops' recorded shapes; NaN where unknown."""
+    """Per-kernel (flops, bytes) from the parent ops' recorded shapes; NaN where unknown.
+    Vectorized over kernels; each distinct (op, shapes) is costed once."""
     n = len(kernels)
     flops, nbytes = np.full(n, np.nan), np.full(n, np.nan)
     if "input_dims" not in ops or "correlation" not in runtime:
@@ -183,27 +183,56 @@ def op_shape_costs(kernels: pd.DataFrame, ops: pd.DataFrame, runtime: pd.DataFra
     linked = np.flatnonzero(rows >= 0)
     if not len(linked):
         return flops, nbytes
-    dur = kernels["dur_ns"].to_numpy(dtype="float64", na_value=np.nan)
-    names = kernels["name"].astype("object").to_numpy()
-    cats = kernels["category"].astype("object").to_numpy()
-    text = {c: ops[c].astype("object").to_numpy() if c in ops else None
-            for c in ("input_dims", "input_types", "concrete_inputs")}
-    op_names = ops["name"].astype("object").to_numpy()
-    for op_index, members in pd.Series(linked).groupby(rows[linked]):
-        i = int(op_index)
-        cost = _cost_of(str(op_names[i]), *(str(t[i]) if t is not None and t[i] is not None
-                                             and t[i] == t[i] else "" for t in text.values()))
-        k = members.to_numpy()
-        classes = np.array([kernel_anchor_class(str(names[r]), cats[r]) for r in k], dtype=object)
-        main = k[np.isin(classes, ANCHOR_KINDS)]
-        if cost.kind in ANCHOR_KINDS and len(main):
-            flops[main] = share_by_duration(cost.flops, dur[main])
-            nbytes[main] = share_by_duration(cost.bytes, dur[main])
-            helpers = k[classes == "aux"]
-            if len(helpers):
-                aux_f, aux_b = aux_kernel_cost(asdict(cost))
-                flops[helpers], nbytes[helpers] = share_by_duration(aux_f, dur[helpers]), share_by_duration(aux_b, dur[helpers])
-        elif cost.kind not in ANCHOR_KINDS:
-            flops[k], nbytes[k] = share_by_duration(cost.flops, dur[k]), share_by_duration(cost.bytes, dur[k])
+    used, pos = np.unique(rows[linked], return_inverse=True)
+    op_cost_rows = _op_costs(ops, used)  # per used op: flops, bytes, aux flops, aux bytes, anchor
+    dur = np.nan_to_num(kernels["dur_ns"].to_numpy(dtype="float64", na_value=np.nan))[linked]
+    classes = anchor_classes(kernels)[linked]
+    is_main = np.isin(classes, ANCHOR_KINDS)
+    is_aux = classes == "aux"
+    anchor_op = op_cost_rows["anchor"][pos]
+    has_main = np.bincount(pos, weights=is_main, minlength=len(used))[pos] > 0
+    # An anchor op's cost goes to its GEMM/attention kernel(s), a split-K reduce gets its own
+    # lower bound, anything else it launched (a memset) nothing; other ops: all their kernels.
+    share_main = np.where(anchor_op, is_main & has_main, True)
+    share_aux = anchor_op & is_aux & has_main
+    for mask, f_key, b_key in ((share_main, "flops", "bytes"),
+                               (share_aux, "aux_flops", "aux_bytes")):
+        weight = _duration_shares(pos, mask, dur, len(used))
+        hit = linked[mask]
+        flops[hit] = op_cost_rows[f_key][pos[mask]] * weight[mask]
+        nbytes[hit] = op_cost_rows[b_key][pos[mask]] * weight[mask]
     return flops, nbytes
 
+
+def _duration_shares(group: np.ndarray, mask: np.ndarray, dur: np.ndarray, groups: int
+                     ) -> np.ndarray:
+    """Each masked member's share of its group (by duration; equal when no duration)."""
+    total = np.bincount(group, weights=np.where(mask, dur, 0.0), minlength=groups)[group]
+    count = np.bincount(group, weights=mask.astype(float), minlength=groups)[group]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, dur / total, 1.0 / count)
+
+
+def _op_costs(ops: pd.DataFrame, used: np.ndarray) -> dict[str, np.ndarray]:
+    columns = [ops[c] if c in ops else None for c in ("input_dims", "input_types",
+                                                      "concrete_inputs")]
+    names = ops["name"].astype("object").to_numpy()[used]
+    texts = [np.full(len(used), "", dtype=object) if c is None else
+             c.astype("object").to_numpy()[used] for c in columns]
+    out = {k: np.full(len(used), np.nan) for k in ("flops", "bytes", "aux_flops", "aux_bytes")}
+    out["anchor"] = np.zeros(len(used), dtype=bool)
+    memo: dict[tuple[str, ...], tuple[float, float, float, float, bool]] = {}
+    for i in range(len(used)):
+        key = (str(names[i]), *(t[i] if isinstance(t[i], str) else "" for t in texts))
+        if key not in memo:
+            cost = _cost_of(*key)
+            aux_f, aux_b = aux_kernel_cost(asdict(cost))
+            memo[key] = (_nan(cost.flops), _nan(cost.bytes), _nan(aux_f), _nan(aux_b),
+                         cost.kind in ANCHOR_KINDS)
+        (out["flops"][i], out["bytes"][i], out["aux_flops"][i], out["aux_bytes"][i],
+         out["anchor"][i]) = memo[key]
+    return out
+
+
+def _nan(value: float | None) -> float:
+    return np.nan if value is None else float(value)

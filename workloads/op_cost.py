@@ -160,7 +160,7 @@ _REDUCTION = {"aten::sum", "aten::mean", "aten::amax", "aten::amin", "aten::max"
               "aten::log_softmax", "aten::_log_softmax", "aten::topk", "aten::sort",
               "aten::argsort", "aten::cumsum", "aten::prod", "aten::norm",
               "aten::linalg_vector_norm", "aten::var", "aten::std", "aten::var_mean",
-              "aten::logsumexp", "aten::any", "aten::all", "aten::nonzero", "aten::where",
+              "aten::logsumexp", "aten::any", "aten::all", "aten::nonzero",
               "aten::bincount", "aten::histc", "aten::unique", "aten::_unique2",
               "aten::count_nonzero", "aten::multinomial"}
 
@@ -336,6 +336,8 @@ def op_cost(name: str, args: list[Arg], outputs: list[TensorArg] | None = None,
 
 
 def _data_op(op: str, args: list[Arg], outputs: list[TensorArg] | None) -> OpCost:
+    if op == "aten::where" and len([a for a in args if a is not None]) == 1:
+        op = "aten::nonzero"  # where(cond) is nonzero; where(cond, x, y) is element-wise
     tensors = _tensors(args)
     dtype = short_dtype(tensors[0].dtype) if tensors else (
         short_dtype(outputs[0].dtype) if outputs else None)
@@ -364,9 +366,12 @@ def _data_op(op: str, args: list[Arg], outputs: list[TensorArg] | None) -> OpCos
     elif outputs is not None:
         out = _sum_bytes(list(outputs))
     elif op in _REDUCTION:
-        out = None  # a reduction's output size is not in its inputs
+        out = _reduction_out_bytes(op, args)  # from its dim arguments, where it has them
     else:
-        out = _out_bytes(None, math.prod(shape_out), tensors[0] if tensors else None)
+        # type promotion: the output takes the widest input type (a bool mask does not count)
+        widest = max((t for t in tensors if short_dtype(t.dtype) != "bool"),
+                     key=lambda t: dtype_bytes(t.dtype) or 0, default=None)
+        out = _out_bytes(None, math.prod(shape_out), widest or (tensors[0] if tensors else None))
     total = None if in_bytes is None or out is None else in_bytes + out
     if op in _COPY:
         return OpCost("copy", 0.0, total, dtype=dtype)
@@ -379,6 +384,56 @@ def _data_op(op: str, args: list[Arg], outputs: list[TensorArg] | None) -> OpCos
         return OpCost("other", None, None)
     elems = sum(o.numel for o in outputs) if outputs else math.prod(shape_out)
     return OpCost("elementwise", float(elems), total, dtype=dtype)
+
+
+_SAME_SHAPE = {"aten::softmax", "aten::_softmax", "aten::log_softmax", "aten::_log_softmax",
+               "aten::cumsum"}
+_INDEX_OUT = {"aten::argmax", "aten::argmin"}
+_BOOL_OUT = {"aten::any", "aten::all"}
+
+
+def _dims(value: Arg, rank: int) -> list[int] | None:
+    """Dimensions named by a reduction's ``dim`` argument (int, list, or a trace's "[-1]")."""
+    named: list[int]
+    if isinstance(value, str) and value.startswith("["):
+        try:
+            named = [int(v) for v in value.strip("[]").split(",") if v.strip()]
+        except ValueError:
+            return None
+    elif isinstance(value, int) and not isinstance(value, bool):
+        named = [value]
+    elif isinstance(value, list) and all(isinstance(v, int) for v in value):
+        named = [v for v in value if isinstance(v, int)]
+    else:
+        return None
+    return [v % rank for v in named] if rank else []
+
+
+def _reduction_out_bytes(op: str, args: list[Arg]) -> float | None:
+    """Output bytes of a reduction called without its outputs known (a trace): the input with
+    the reduced dimensions removed; softmax-like ops keep the shape; topk keeps k."""
+    x = _tensor(args, 0)
+    if x is None or x.nbytes is None:
+        return None
+    if op in _SAME_SHAPE:
+        return x.nbytes
+    rank = len(x.shape)
+    if op == "aten::topk":
+        k, dims = _arg(args, 1), _dims(_arg(args, 2) if len(args) > 2 else -1, rank)
+        if not isinstance(k, int) or not dims or not x.shape[dims[0]]:
+            return None
+        elems = x.numel // x.shape[dims[0]] * k
+        return float(elems * ((dtype_bytes(x.dtype) or 0) + 8))  # values and int64 indices
+    if op not in {"aten::sum", "aten::mean", "aten::amax", "aten::amin", "aten::max",
+                  "aten::min", "aten::prod", "aten::logsumexp", "aten::any", "aten::all",
+                  "aten::argmax", "aten::argmin"}:
+        return None
+    dims = list(range(rank)) if len(args) < 2 or args[1] is None else _dims(args[1], rank)
+    if dims is None:
+        return None
+    elems = math.prod(s for i, s in enumerate(x.shape) if i not in dims)
+    size = 8 if op in _INDEX_OUT else 1 if op in _BOOL_OUT else dtype_bytes(x.dtype)
+    return None if size is None else float(elems * size)
 
 
 def _gather(op: str, args: list[Arg], outputs: list[TensorArg] | None,

@@ -132,8 +132,8 @@ def test_copy_into_a_slice_reads_source_and_writes_destination():
 
 
 def test_unknown_stays_none_never_zero():
-    reduction = op_cost("aten::mean", [t(1, 4096, dtype=FP32), [1], True])
-    assert reduction.kind == "reduction" and reduction.bytes is None  # output size unknown
+    nonzero = op_cost("aten::nonzero", [t(1, 4096, dtype=FP32)])
+    assert nonzero.kind == "reduction" and nonzero.bytes is None  # output size: data-dependent
     assert op_cost("aten::mean", [t(1, 4096, dtype=FP32)], outputs=[t(1, 1, dtype=FP32)]
                    ).bytes == (4096 + 1) * 4
     assert op_cost("aten::mm", [t(3, 4), t(5, 6)]).flops is None  # K does not agree
@@ -145,3 +145,22 @@ def test_unknown_stays_none_never_zero():
                                          ("c10::Float8_e4m3fn", 1), ("torch.bool", 1)])
 def test_dtype_spellings_of_both_sources(dtype, size):
     assert TensorArg((10,), dtype).nbytes == 10 * size
+
+
+def test_reduction_outputs_from_a_traces_dim_arguments():
+    # Kineto's Concrete Inputs: "[-1]" for a ScalarList, "-1" for a Scalar
+    mean = op_cost("aten::mean", [t(1, 64, 1024, dtype="float"), "[-1]", True, None])
+    assert mean.bytes == (64 * 1024 + 64) * 4
+    total = op_cost("aten::sum", [t(1, 64, dtype="bool")])
+    assert total.bytes == 64 + 1  # no dim: everything reduced
+    top = op_cost("aten::topk", [t(64, 64, dtype="float"), 6, -1, True, True])
+    assert top.bytes == 64 * 64 * 4 + 64 * 6 * (4 + 8)
+    arg = op_cost("aten::argmax", [t(1, 32000, dtype="float"), -1, False])
+    assert arg.bytes == 32000 * 4 + 8
+    soft = op_cost("aten::_softmax", [t(64, 64, dtype="float"), -1, False])
+    assert soft.bytes == 2 * 64 * 64 * 4
+
+
+def test_a_bool_mask_does_not_set_the_output_type():
+    where = op_cost("aten::where", [t(32000, dtype="bool"), float("-inf"), t(1, 32000, dtype="float")])
+    assert where.kind == "elementwise" and where.bytes == 32000 + 32000 * 4 + 32000 * 4
