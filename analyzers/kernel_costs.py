@@ -66,8 +66,7 @@ def attach_kernel_costs(kernels: pd.DataFrame, ops: pd.DataFrame | None = None,
         if decoded is None:
             notes.append(f"no inventory costs: {why}")
         else:
-            match = match_inventory(out, decoded, step_windows)
-            notes += match.notes
+            match = _match_per_rank(out, decoded, step_windows, notes)
             hit = open_rows & match.assigned
             flops[hit], nbytes[hit] = match.flops[hit], match.dram_bytes[hit]
             source[hit] = "inventory"
@@ -91,6 +90,28 @@ def attach_kernel_costs(kernels: pd.DataFrame, ops: pd.DataFrame | None = None,
     out["cost_source"] = pd.Categorical(source, categories=list(COST_SOURCES))
     notes.append(_coverage(out))
     return out, notes, match
+
+
+def _match_per_rank(kernels: pd.DataFrame, inventory: Any,
+                    step_windows: list[tuple[int, int]] | None, notes: list[str]
+                    ) -> InventoryMatch:
+    """Each rank's kernels are their own launch sequence (a multi-rank trace interleaves them
+    in time); ranks of one run execute the same ops, so each matches the one inventory."""
+    ranks = kernels["rank"].to_numpy(dtype="float64", na_value=np.nan)
+    values = np.unique(ranks[~np.isnan(ranks)])
+    if len(values) <= 1:
+        match = match_inventory(kernels, inventory, step_windows)
+        notes += match.notes
+        return match
+    merged = InventoryMatch(np.full(len(kernels), np.nan), np.full(len(kernels), np.nan))
+    for rank in values:
+        rows = np.flatnonzero(ranks == rank)
+        part = match_inventory(kernels.iloc[rows], inventory, step_windows)
+        merged.flops[rows], merged.dram_bytes[rows] = part.flops, part.dram_bytes
+        merged.steps_matched += part.steps_matched
+        merged.anchors_per_step, merged.class_totals = part.anchors_per_step, part.class_totals
+        notes += [f"rank {int(rank)}: {note}" for note in part.notes]
+    return merged
 
 
 def _coverage(kernels: pd.DataFrame) -> str:

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from analyzers.kernel_costs import attach_kernel_costs
@@ -129,3 +130,21 @@ def test_a_stored_run_passes_its_inventory_to_the_analysis(tmp_path):
     _, external = analyze_paths([H200 / "dense_8b_best_bf16.trace.json.gz"], home=tmp_path)
     assert external.kernels.loc[external.kernels["op_name"].isna(), "flops"].isna().all()
     assert external.roofline_aggregate.flops_time_coverage < 0.01
+
+
+def test_each_rank_of_a_multi_rank_trace_matches_on_its_own():
+    from profilers.parsers.kernel_table import concat_kernel_tables
+
+    one = load_kineto(H200 / "dense_8b_best_bf16.trace.json.gz").kernels
+    other = one.copy()
+    other["rank"] = pd.array([1] * len(other), dtype="Int64")
+    other["start_ns"] = other["start_ns"] + 1_000  # the two ranks' kernels interleave in time
+    both = concat_kernel_tables([one, other]).sort_values("start_ns", kind="stable")
+    kernels, notes, match = attach_kernel_costs(both.reset_index(drop=True),
+                                                inventory=_fake_payload("L0-L4,L5,L5-gemv"))
+    assert match.steps_matched == 2
+    assert (kernels["cost_source"].astype(str) == "inventory").all()
+    by_rank = kernels.groupby("rank")["dram_bytes"].sum()
+    assert by_rank[0] == pytest.approx(by_rank[1])
+    assert any(n.startswith("rank 1: FLOPs and bytes from the run's operation inventory")
+               for n in notes)
