@@ -88,7 +88,9 @@ def attach_kernel_costs(kernels: pd.DataFrame, ops: pd.DataFrame | None = None,
     from profilers.parsers.kernel_table import COST_SOURCES
 
     out["cost_source"] = pd.Categorical(source, categories=list(COST_SOURCES))
-    notes.append(_coverage(out))
+    coverage = _coverage(out)
+    if coverage:
+        notes.append(coverage)
     return out, notes, match
 
 
@@ -114,11 +116,11 @@ def _match_per_rank(kernels: pd.DataFrame, inventory: Any,
     return merged
 
 
-def _coverage(kernels: pd.DataFrame) -> str:
+def _coverage(kernels: pd.DataFrame) -> str | None:
     dur = kernels["dur_ns"].to_numpy(dtype="float64", na_value=0.0)
     total = dur.sum()
     if total <= 0:
-        return "no kernel time to cost"
+        return None  # no kernels (a CPU run): nothing to say
     by = kernels["cost_source"].astype("object").to_numpy()
     f_known = kernels["flops"].notna().to_numpy()
     b_known = kernels["dram_bytes"].notna().to_numpy()
