@@ -82,6 +82,16 @@ def class_totals(inventory: Inventory) -> dict[str, dict[str, float | None]]:
     return totals
 
 
+def totals_note(totals: dict[str, dict[str, float | None]]) -> str:
+    """The inventory's step totals per op kind, for a note when kernels cannot be matched."""
+    def fmt(value: float | None, unit: str) -> str:
+        return "n/a" if value is None else f"{value / 1e9:.3g} {unit}"
+
+    parts = [f"{kind} {fmt(t.get('flops'), 'GFLOP')} / {fmt(t.get('bytes'), 'GB')}"
+             for kind, t in sorted(totals.items(), key=lambda kv: -(kv[1].get("bytes") or 0))]
+    return "the inventory's step totals: " + "; ".join(parts)
+
+
 def anchor_classes(kernels: pd.DataFrame) -> np.ndarray:
     names = kernels["name"]
     cats = kernels["category"].astype("object").to_numpy()
@@ -189,8 +199,8 @@ def match_inventory(kernels: pd.DataFrame, inventory: Inventory,
         notes.append(
             f"the trace's GEMM/attention kernels ({n_gemm} GEMM, {n_attn} attention) do not "
             f"repeat the inventory's {int((inv_kinds == 1).sum())} GEMM + "
-            f"{int((inv_kinds == 2).sum())} attention ops per step: kernels not matched "
-            "(per-class totals of the step are still known)")
+            f"{int((inv_kinds == 2).sum())} attention ops per step: kernels not matched")
+        notes.append(totals_note(result.class_totals))
         return result
     # Consistency: each distinct GEMM/attention row of the inventory on one kernel name.
     seen: dict[int, set[str]] = {}
@@ -205,6 +215,7 @@ def match_inventory(kernels: pd.DataFrame, inventory: Inventory,
                      f"several kernel names (e.g. {row.get('op')} m={row.get('m')} "
                      f"n={row.get('n')} k={row.get('k')} -> {sorted(split[next(iter(split))])[:2]})"
                      ": the alignment is not trusted, kernels not matched")
+        notes.append(totals_note(result.class_totals))
         return result
 
     bounds = _step_bounds(starts, a, anchor_idx, start, dur, order, step_windows)

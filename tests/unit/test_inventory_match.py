@@ -139,6 +139,7 @@ def test_the_wrong_inventory_is_refused_not_forced():
     assert match.steps_matched == 0 and np.isnan(match.flops).all()
     assert "do not repeat the inventory's 289 GEMM + 0 attention ops" in match.notes[0]
     assert match.class_totals["gemm"]["flops"] > 1.5e10  # the step's totals are still known
+    assert match.notes[1].startswith("the inventory's step totals: gemm 15.1 GFLOP / 15 GB;")
 
 
 def _synthetic(names: list[str], inventory_rows: list[tuple[str, int]]):
