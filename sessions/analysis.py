@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from analyzers.ceilings import resolve_ceilings
+from analyzers.kernel_costs import attach_kernel_costs
 from analyzers.run_analysis import RunAnalysis, analyze_tables, attach_advice
 from sessions.atomic import write_bytes_atomic, write_json_atomic
 from sessions.distributed_hta import attach_hta_overlap
@@ -74,15 +75,22 @@ def annotations_of(parsed: Any) -> Any:
 def analyze_parsed(parsed: Any, top: int = 15, home: Path | None = None,
                    device_name: str | None = None, driver: str | None = None,
                    precision: str | None = None, workload: str | None = None,
-                   layers: tuple[str, ...] = (), device_kind: str | None = None) -> RunAnalysis:
+                   layers: tuple[str, ...] = (), device_kind: str | None = None,
+                   inventory: Any = None) -> RunAnalysis:
+    """``inventory``: the run's operation inventory (result.json ``extra.inventory``), which
+    costs kernels the trace cannot (CUDA graphs, compiled code). ``workload``, ``layers``,
+    ``device_kind``: the run's, so the budget names only layers this run can add."""
     device = device_name or device_name_of(parsed)
     ceilings = resolve_ceilings(device, driver, load_ceilings_cache(home)) if device else None
-    analysis = analyze_tables(parsed.kind, parsed.kernels, kernel_metrics=parsed.metrics,
+    kernels, cost_notes, _ = attach_kernel_costs(parsed.kernels, parsed.ops, parsed.runtime,
+                                                 inventory)
+    analysis = analyze_tables(parsed.kind, kernels, kernel_metrics=parsed.metrics,
                               runtime=parsed.runtime, ops=parsed.ops, top=top,
                               ceilings=ceilings, device_name=device, precision=precision,
                               annotations=annotations_of(parsed), workload=workload,
                               layers=layers, device_kind=device_kind)
     analysis.notes[:0] = (parsed.meta or {}).get("notes") or []  # what the parser left out
+    analysis.notes += cost_notes
     return analysis
 
 
@@ -105,7 +113,8 @@ def load_run_analysis(store: SessionStore, record: RunRecord, top: int = 15) -> 
         rel = record.artifacts.get(role)
         if rel and ((run_dir / rel).is_file() or (role == "trace" and (run_dir / rel).is_dir())):
             parsed = _parse_cached(run_dir, run_dir / rel)
-            dtype = ((record.extra or {}).get("extra") or {}).get("shape", {}).get("dtype")
+            child_extra = (record.extra or {}).get("extra") or {}
+            dtype = child_extra.get("shape", {}).get("dtype")
             precision = _PRECISION.get(str(dtype)) if dtype else None
             if precision == "fp32" and "L1" in (record.spec.get("layers") or []):
                 precision = "tf32"
@@ -116,7 +125,8 @@ def load_run_analysis(store: SessionStore, record: RunRecord, top: int = 15) -> 
                 driver=record.env.get("driver"), precision=precision,
                 workload=record.spec.get("workload") or None,
                 layers=tuple(record.spec.get("layers") or ()),
-                device_kind=record.env.get("device_kind")), record)
+                device_kind=record.env.get("device_kind"),
+                inventory=child_extra.get("inventory")), record)
             return attach_hta_overlap(analysis, run_dir / rel)
     analysis = RunAnalysis()
     analysis.notes.append(

@@ -7,7 +7,8 @@ Order of work (phases are emitted as progress events, see ``workloads.protocol``
   warmup     un-timed steps (compilation, autotuning, allocator warm-up happen here)
   measure    ``repeat`` timed steps; NVTX range "aiperf:step" around each on CUDA, and
              cudaProfilerStart/Stop around all of them when the profiler is ncu or nsys
-  profile    torch profiler only: a few more steps traced to DIR/trace.json.gz
+  profile    torch profiler only: a few more steps traced to DIR/trace.json.gz, then one eager
+             step's operation inventory (workloads.inventory) into extra.inventory
   measure    TTFT / TPOT from one timed generation (generation workloads)
   write      result.json, atomically (temp file + os.replace): never half-written
 
@@ -35,7 +36,7 @@ from typing import Any
 
 import torch
 
-from workloads import catalog, distributed, measure
+from workloads import catalog, distributed, inventory, measure
 from workloads import memory_profile as memory_profiling
 from workloads.environment import collect_env, resolve_device
 from workloads.errors import WorkbenchError
@@ -346,6 +347,10 @@ def execute(spec: RunSpec, out_dir: Path, record: RunRecord) -> None:
         else:
             record.artifacts["trace"] = profile_with_torch(step, workload.reset, device,
                                                            out_dir, steps)
+        # What each profiled kernel computes (the trace cannot say inside graphs or compiled
+        # code): one more step, eager, with every op's shapes; after the trace, so untimed.
+        emit("phase", phase="profile", message="operation inventory of one eager step")
+        record.extra["inventory"] = inventory.record_or_reason(workload, inputs, device)
 
     if workload.generates and not replay_profiler:
         emit("phase", phase="measure", message="TTFT / TPOT from one timed generation")

@@ -97,7 +97,8 @@ class _Collector:
             "name", "kind", "ts", "dur", "ext", "corr", "device", "stream", "regs", "smem")}
         self.k_grid: list[Any] = []
         self.k_block: list[Any] = []
-        self.o: dict[str, list[Any]] = {c: [] for c in ("name", "ts", "dur", "ext", "flops", "dims")}
+        self.o: dict[str, list[Any]] = {c: [] for c in ("name", "ts", "dur", "ext", "flops", "dims",
+                                                        "types", "concrete")}
         self.r: dict[str, list[Any]] = {c: [] for c in ("name", "ts", "dur", "corr", "ext", "pid")}
         self.n_events = 0
 
@@ -136,7 +137,7 @@ class _Collector:
             for key, parts in theirs.items():
                 if key == "name":
                     mine[key].extend(name_ids[part] for part in parts)
-                elif key == "dims":
+                elif key in ("dims", "types", "concrete"):  # all three interned in ``dims``
                     mine[key].extend(dim_ids[part] for part in parts)
                 else:
                     mine[key].extend(parts)
@@ -185,6 +186,13 @@ class _Collector:
             o["dims"].append(np.array(
                 [dims.setdefault(bytes(x.input_dims), len(dims)) if len(x.input_dims) else -1
                  for x in a], dtype=np.int32))
+            # Input types and concrete (scalar) inputs: interned in the same table as the dims.
+            o["types"].append(np.array(
+                [dims.setdefault(bytes(x.input_types), len(dims)) if len(x.input_types) else -1
+                 for x in a], dtype=np.int32))
+            o["concrete"].append(np.array(
+                [dims.setdefault(bytes(x.concrete_inputs), len(dims))
+                 if len(x.concrete_inputs) else -1 for x in a], dtype=np.int32))
         if rt:
             a = [e.args or _NOARGS for e in rt]
             r = self.r

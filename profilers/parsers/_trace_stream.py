@@ -52,6 +52,8 @@ class Args(msgspec.Struct, gc=False):  # gc=False: no cycles, and GC passes cost
     flops: float | None = None
     # Raw: the bytes as written, kept only as a label (no list objects are built for it).
     input_dims: msgspec.Raw = msgspec.field(default=msgspec.Raw(b""), name="Input Dims")
+    input_types: msgspec.Raw = msgspec.field(default=msgspec.Raw(b""), name="Input type")
+    concrete_inputs: msgspec.Raw = msgspec.field(default=msgspec.Raw(b""), name="Concrete Inputs")
 
 
 class Event(msgspec.Struct, gc=False):
@@ -96,12 +98,14 @@ def _lenient_events(chunk: bytes | bytearray) -> tuple[list[Event], int, int]:
             skipped += 1
             continue
         args = item.get("args")
-        if isinstance(args, dict) and "Input Dims" in args:
-            try:
-                raw = msgspec.Raw(msgspec.json.encode(args["Input Dims"]))
-            except (TypeError, ValueError, OverflowError):
-                raw = msgspec.Raw(b"")
-            item = {**item, "args": {**args, "Input Dims": raw}}
+        for raw_key in ("Input Dims", "Input type", "Concrete Inputs"):
+            if isinstance(args, dict) and raw_key in args:
+                try:
+                    raw = msgspec.Raw(msgspec.json.encode(args[raw_key]))
+                except (TypeError, ValueError, OverflowError):
+                    raw = msgspec.Raw(b"")
+                args = {**args, raw_key: raw}
+                item = {**item, "args": args}
         try:
             out.append(msgspec.convert(item, Event))
         except (msgspec.ValidationError, TypeError, ValueError, OverflowError):

@@ -37,7 +37,12 @@ COLUMNS: dict[str, str] = {
     "flops": "Float64",  # when known (torch with_flops on the parent op, ncu counters)
     "dram_bytes": "Float64",  # when known (ncu)
     "source": "category",  # torch | ncu | nsys
+    "cost_source": "category",  # where flops / dram_bytes came from (COST_SOURCES), <NA> unknown
 }
+# inventory: the run's operation inventory matched by launch order (analyzers.inventory_match);
+# op_shapes: the parent aten op's recorded shapes; with_flops: the profiler's own FLOP count
+# (no bytes); ncu: hardware counters.
+COST_SOURCES = ("inventory", "op_shapes", "with_flops", "ncu")
 
 
 def empty_kernel_table() -> pd.DataFrame:
@@ -72,6 +77,11 @@ def make_kernel_table(columns: dict[str, Any], source: str) -> pd.DataFrame:
         if col == "source":
             data[col] = pd.Categorical([source] * n)
             continue
+        if col == "cost_source":
+            given = columns.get(col)
+            data[col] = pd.Categorical(list(given) if given is not None else [None] * n,
+                                       categories=list(COST_SOURCES))
+            continue
         values = columns.get(col)
         if values is None:
             data[col] = pd.array([None] * n, dtype=dtype) if dtype != "object" else [None] * n
@@ -88,11 +98,14 @@ def concat_kernel_tables(tables: list[pd.DataFrame]) -> pd.DataFrame:
     if not tables:
         return empty_kernel_table()
     out = pd.concat(
-        [t.astype({"name": "object", "category": "object", "kind": "object", "source": "object"})
+        [t.astype({"name": "object", "category": "object", "kind": "object", "source": "object",
+                   **({"cost_source": "object"} if "cost_source" in t else {})})
          for t in tables],
         ignore_index=True,
     )
     for col in ("name", "category", "kind", "source"):
         out[col] = pd.Categorical(out[col])
+    if "cost_source" in out:
+        out["cost_source"] = pd.Categorical(out["cost_source"], categories=list(COST_SOURCES))
     out["name_id"] = np.asarray(out["name"].cat.codes, dtype="int32")
     return out

@@ -243,6 +243,11 @@ def _build(path: Path, col: _Collector, header: dict[str, Any], rank_default: in
         "flops": pd.array(o["flops"], dtype="Float64"),
         "input_dims": pd.Categorical(dims_names[o["dims"]]) if len(o["dims"]) else
         pd.Categorical([]),
+        # JSON text as recorded (record_shapes): "Input type" and "Concrete Inputs".
+        "input_types": pd.Categorical(dims_names[o["types"]]) if len(o["types"]) else
+        pd.Categorical([]),
+        "concrete_inputs": pd.Categorical(dims_names[o["concrete"]]) if len(o["concrete"]) else
+        pd.Categorical([]),
         "rank": pd.array([rank] * len(o["ext"]), dtype="Int64"),
     })
     runtime = pd.DataFrame({
@@ -323,6 +328,7 @@ def _concat_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
     out = pd.concat([f.astype({"name": object}) for f in frames], ignore_index=True)
     out["name"] = pd.Categorical(out["name"])
-    if "input_dims" in out:
-        out["input_dims"] = pd.Categorical(out["input_dims"].astype(object))
+    for column in ("input_dims", "input_types", "concrete_inputs"):
+        if column in out:
+            out[column] = pd.Categorical(out[column].astype(object))
     return out

@@ -128,13 +128,14 @@ async def test_h100_fixture_sessions(fixture_sessions, size) -> None:
         assert str(top["name"])[:20] in table.render_line(1).text
         assert "of" in text_of(app.screen.query_one("#kernel-status", Static))
 
-        await pilot.press("3")  # this trace has no FLOPs (no with_flops): roofs, no points
+        await pilot.press("3")  # no with_flops, but the ops' recorded shapes give FLOPs/bytes
         plot = app.screen.query_one(RooflinePlot)
         assert {r.name for r in analysis.roofs} >= {"bf16", "fp32", "DRAM"}
-        assert plot.point_count == 0
+        points = analysis.roofline
+        drawable = points[(points["flops_per_s"] > 0) & (points["intensity"] > 0)]
+        assert plot.point_count == len(drawable) > 0
         details = text_of(app.screen.query_one("#roofline-details", Static))
-        assert "No kernel points" in details and "bf16 989.4T" in details
-        assert "have neither FLOPs nor bytes" in details  # says why, not "use ncu"
+        assert "No kernel points" not in details
         if size[1] >= 40:  # at 80x24 the budget below leaves the plot rows for one label
             assert "bf16/fp16 989.4TFLOP/s" in screen_text(app)  # equal roofs share a label
 

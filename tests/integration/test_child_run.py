@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from workloads.inventory_format import decode
 from workloads.protocol import parse_event
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,6 +80,12 @@ def test_torch_profiler_run_writes_a_chrome_trace(tmp_path):
     assert any(e["name"] == "aten::mm" for e in cpu_ops)
     assert sum(e["name"] == "aiperf:step" for e in trace_events) == 2
     assert not (out / "trace.json").exists()
+    # and the operation inventory of one step, compact, for the kernels' FLOPs and bytes
+    inventory, why = decode(result["extra"]["inventory"])
+    assert why is None and not inventory.truncated
+    ops = [inventory.op(i)["op"] for i in range(len(inventory))]
+    assert ops.count("aten::linear") == 7 * 2 + 1 and ops.count("aten::matmul") == 2 * 2
+    assert len(json.dumps(result["extra"]["inventory"])) < 8000
 
 
 def test_prefill_mode_reports_prompt_tokens(tmp_path):
