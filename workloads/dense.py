@@ -136,6 +136,21 @@ class DenseWorkload(Workload):
         for block in self.model.blocks:
             cast(DecoderBlock, block).attn.kernel = kernel
 
+    def set_fast_decode(self, enabled: bool) -> None:
+        """L3: one-token decode through the fused RoPE + KV write and split-KV attention."""
+        assert self.model is not None
+        for block in self.model.blocks:
+            cast(DecoderBlock, block).attn.fast_decode = enabled
+
+    def set_fused_norms(self, enabled: bool) -> None:
+        """L5-gemv / L5-fp8: residual add + RMSNorm and SwiGLU as single ops."""
+        assert self.model is not None
+        self.model.fused_norms = enabled
+        for block in self.model.blocks:
+            cast(DecoderBlock, block).mlp.fused_act = enabled
+        if self.draft is not None:
+            cast(DraftDecoder, self.draft.model).fused_norms = enabled
+
     def replace_cache(self, paged: bool | None = None, fp8: bool | None = None) -> None:
         """Swap the KV cache (paged and/or FP8 storage). The cache is rebuilt empty, so this
         must happen before any prefill the measured run relies on (layers apply before)."""
@@ -149,6 +164,7 @@ class DenseWorkload(Workload):
 
     _cache_paged = False
     _cache_fp8 = False
+    peak_before_prepare: int | None = None
 
     def _new_cache(self, layers: int) -> Any:
         s = self.shape
@@ -188,6 +204,13 @@ class DenseWorkload(Workload):
         return outputs
 
     def prepare(self, inputs: torch.Tensor) -> None:
+        if self.device.type == "cuda":
+            # The build and the L0 reference hold the model in the preset dtype whatever the
+            # stack (an FP8 stack quantizes after them), so the run's peak would be the bf16
+            # model's for every stack. The peak reported (read at the end of the run) is the
+            # served stack's, from here on; the one before is kept in extra().
+            self.peak_before_prepare = int(torch.cuda.max_memory_allocated(self.device))
+            torch.cuda.reset_peak_memory_stats(self.device)
         self._prompt = inputs
         if self.runtime.pinned and self.device.type == "cuda":
             self._host_prompt = inputs.cpu().pin_memory()
@@ -270,15 +293,21 @@ class DenseWorkload(Workload):
         return float(total)
 
     def bytes_per_step(self) -> float | None:
+        """Minimum DRAM traffic of the target's step: the weights (and embedding rows) at their
+        storage width — FP8 weights halve them — and the K/V read and written at the cache's:
+        an FP8 cache stores one byte per element."""
         prompt_len = self.shape["prompt_len"]
-        if self.mode == "prefill":
-            return float(estimate.prefill_bytes(self.shape, prompt_len)
-                         * self.runtime.weight_bytes_ratio)
-        total = sum(estimate.decode_bytes(self.shape, ctx) for ctx in self._decode_positions())
-        if self.mode == "generate":
-            total += estimate.prefill_bytes(self.shape, prompt_len)
-        # Minimum traffic of the *target* decode; FP8 weights halve the weight bytes.
-        return float(total * self.runtime.weight_bytes_ratio)
+        kv_per_token = estimate.kv_bytes_per_token(self.shape) * self.shape["batch"]
+        parts: list[tuple[int, int]] = []  # (all bytes, of which K/V)
+        if self.mode == "prefill" or self.mode == "generate":
+            parts.append((estimate.prefill_bytes(self.shape, prompt_len),
+                          kv_per_token * prompt_len))
+        if self.mode != "prefill":
+            parts += [(estimate.decode_bytes(self.shape, ctx), kv_per_token * (ctx + 1))
+                      for ctx in self._decode_positions()]
+        kv_ratio = 1 / estimate.dtype_bytes(self.shape["dtype"]) if self._cache_fp8 else 1.0
+        weight_ratio = self.runtime.weight_bytes_ratio
+        return float(sum((total - kv) * weight_ratio + kv * kv_ratio for total, kv in parts))
 
     def extra(self) -> dict[str, Any]:
         counts = estimate.dense_param_counts(self.shape)
@@ -286,6 +315,11 @@ class DenseWorkload(Workload):
             "shape": dict(self.shape), "mode": self.mode, "params": counts.total,
             "memory_estimate": estimate.estimate_dense_memory(self.shape).to_dict(),
             "runtime": self.runtime.describe()}
+        if self.peak_before_prepare is not None:
+            out["peak_mem_before_prepare_bytes"] = self.peak_before_prepare
+            out["peak_mem_note"] = ("peak_mem_bytes is from prepare() on (the served stack); "
+                                    "the build and the L0 reference peaked at "
+                                    "peak_mem_before_prepare_bytes")
         if self.draft is not None:
             draft_blocks = cast(DraftDecoder, self.draft.model).blocks
             out["speculative"] = {"k": self.spec_k, "draft_layers": len(draft_blocks),

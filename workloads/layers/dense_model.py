@@ -2,6 +2,15 @@
 kernel, SwiGLU, the decoder and its layer-skip draft. ``workloads.dense`` re-exports them and
 holds the workload that measures them; the layers in this package transform them in place
 (fuse projections, swap the attention kernel, the KV cache or the linears).
+
+Two switches select fused custom ops (workloads.layers.triton_fused / triton_decode_attention;
+Triton kernels on CUDA, their torch reference elsewhere):
+- ``Attention.fast_decode`` (L3): a one-token decode runs RoPE + KV write as one op and the
+  split-KV decode attention over the cache in place; prefill and multi-token verify keep the
+  pluggable kernel.
+- ``DenseDecoder.fused_norms`` (L5-gemv, L5-fp8): each residual add is deferred into the next
+  RMSNorm (one add + norm op) and SwiGLU is one op, so the decode step runs fewer kernels
+  around its GEMVs. The blocks then pass (hidden, residual) pairs, as vLLM's do.
 """
 
 from __future__ import annotations
@@ -13,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import workloads.layers.triton_decode_attention  # noqa: F401 - registers aiperf::decode_attention
+import workloads.layers.triton_fused  # noqa: F401 - registers aiperf::rope_kv_write, norms, swiglu
 from workloads.layers.attention import eager_attention
 from workloads.layers.kv_cache import KVCache, positions_of
 
@@ -59,6 +70,7 @@ class Attention(nn.Module):
         self.o_proj = residual_linear(hidden, heads * self.head_dim)
         self.qkv_proj: nn.Module | None = None  # L2 replaces q/k/v with one fused projection
         self.kernel = eager_attention  # L3 swaps in SDPA / FlexAttention
+        self.fast_decode = False  # L3: fused RoPE + KV write and split-KV decode attention
         self.window = 0
 
     def fuse(self) -> None:
@@ -82,6 +94,8 @@ class Attention(nn.Module):
             q, k, v = self.qkv_proj(x).split([q_dim, kv_dim, kv_dim], dim=-1)
         else:
             q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        if self.fast_decode and seq == 1:
+            return self._decode_one(q, k, v, start, layer, cache, cos, sin)
         q = q.view(batch, seq, self.heads, self.head_dim).transpose(1, 2)
         k = k.view(batch, seq, self.kv_heads, self.head_dim).transpose(1, 2)
         v = v.view(batch, seq, self.kv_heads, self.head_dim).transpose(1, 2)
@@ -89,6 +103,23 @@ class Attention(nn.Module):
         keys, values = cache.update(layer, start, k, v)
         out = self.kernel(q, keys, values, start, self.window)
         return self.o_proj(out.transpose(1, 2).reshape(batch, seq, -1))
+
+    def _decode_one(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                    start: int | torch.Tensor, layer: int, cache: Any, cos: torch.Tensor,
+                    sin: torch.Tensor) -> torch.Tensor:
+        """One token per sequence: q/k/v [B, 1, heads * D] (views of the fused projection)."""
+        batch = q.shape[0]
+        positions = start if isinstance(start, torch.Tensor) else torch.full(
+            (1,), start, device=q.device, dtype=torch.long)
+        kv = cache.decode_view(layer)
+        q = torch.ops.aiperf.rope_kv_write(
+            q.view(batch, self.heads, self.head_dim),
+            k.view(batch, self.kv_heads, self.head_dim),
+            v.view(batch, self.kv_heads, self.head_dim), cos, sin, positions, kv.keys,
+            kv.values, kv.block_table, kv.scale)
+        out = torch.ops.aiperf.decode_attention(q, kv.keys, kv.values, positions,
+                                                kv.block_table, kv.scale, self.window)
+        return self.o_proj(out.view(batch, 1, self.heads * self.head_dim))
 
 
 class SwiGLU(nn.Module):
@@ -98,6 +129,7 @@ class SwiGLU(nn.Module):
         self.gate_proj, self.up_proj = linear(mlp, hidden), linear(mlp, hidden)
         self.down_proj = residual_linear(hidden, mlp)
         self.gate_up_proj: nn.Module | None = None  # L2: one fused [gate; up] projection
+        self.fused_act = False  # L5-gemv / L5-fp8: silu(gate) * up as one op
 
     def fuse(self) -> None:
         weight = torch.cat([self.gate_proj.weight, self.up_proj.weight]).contiguous()
@@ -108,6 +140,8 @@ class SwiGLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.gate_up_proj is not None:
+            if self.fused_act:
+                return self.down_proj(torch.ops.aiperf.swiglu(self.gate_up_proj(x)))
             gate, up = self.gate_up_proj(x).split([self.mlp, self.mlp], dim=-1)
             return self.down_proj(F.silu(gate) * up)
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
@@ -128,9 +162,27 @@ class DecoderBlock(nn.Module):
         x = x + self.attn(self.attn_norm(x), start, layer, cache, cos, sin)
         return x + self.mlp(self.mlp_norm(x))
 
+    def forward_fused(self, x: torch.Tensor, residual: torch.Tensor | None,
+                      start: int | torch.Tensor, layer: int, cache: Any, cos: torch.Tensor,
+                      sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``forward`` with the residual adds deferred: takes and returns (the last sublayer's
+        output, the residual stream before it is added); the caller adds the final one."""
+        norm = self.attn_norm
+        if residual is None:
+            normed, residual = torch.ops.aiperf.rms_norm(x, norm.weight, norm.eps), x
+        else:
+            normed, residual = torch.ops.aiperf.add_rms_norm(x, residual, norm.weight, norm.eps)
+        attn_out = self.attn(normed, start, layer, cache, cos, sin)
+        normed, residual = torch.ops.aiperf.add_rms_norm(attn_out, residual,
+                                                         self.mlp_norm.weight,
+                                                         self.mlp_norm.eps)
+        return self.mlp(normed), residual
+
 
 class DenseDecoder(nn.Module):
     """forward(tokens [B, T], start) -> logits [B, V] of the last position (or [B, T, V])."""
+
+    fused_norms = False  # L5-gemv / L5-fp8: add + RMSNorm ops, residual adds deferred
 
     def __init__(self, shape: dict[str, Any], device: torch.device, dtype: torch.dtype,
                  seed: int) -> None:
@@ -181,9 +233,19 @@ class DenseDecoder(nn.Module):
             positions = positions_of(start, seq, tokens.device)
             cos, sin = self.rope_cos[positions], self.rope_sin[positions]
         x = F.embedding(tokens, self.embed)
-        for index, block in enumerate(self.blocks):
-            x = block(x, start, index, self.cache, cos, sin)
-        x = self.norm(x if all_logits else x[:, -1:])
+        if self.fused_norms:
+            residual: torch.Tensor | None = None
+            for index, block in enumerate(self.blocks):
+                x, residual = cast(DecoderBlock, block).forward_fused(
+                    x, residual, start, index, self.cache, cos, sin)
+            assert residual is not None
+            if not all_logits:
+                x, residual = x[:, -1:], residual[:, -1:]
+            x = torch.ops.aiperf.add_rms_norm(x, residual, self.norm.weight, self.norm.eps)[0]
+        else:
+            for index, block in enumerate(self.blocks):
+                x = block(x, start, index, self.cache, cos, sin)
+            x = self.norm(x if all_logits else x[:, -1:])
         logits = self.lm_head(x)
         return logits if all_logits else logits[:, -1]
 
@@ -198,6 +260,7 @@ class DraftDecoder(DenseDecoder):
         self.embed = target.embed
         self.blocks = nn.ModuleList(list(target.blocks)[:layers])
         self.norm, self.lm_head = target.norm, target.lm_head
+        self.fused_norms = target.fused_norms
         self.register_buffer("rope_cos", target.rope_cos, persistent=False)
         self.register_buffer("rope_sin", target.rope_sin, persistent=False)
         self.cache = cache

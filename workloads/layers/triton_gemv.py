@@ -39,91 +39,34 @@ def gemv_reference(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | 
 @functools.cache
 def _kernels() -> Any:
     import triton
-    import triton.language as tl
 
-    def configs(table: list[tuple[int, int, int, int]]) -> list[Any]:
-        return [triton.Config({"BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s)
-                for bn, bk, w, s in table]
+    def configs(table: list[tuple[int, int, int, int, int]]) -> list[Any]:
+        return [triton.Config({"BLOCK_N": bn, "BLOCK_K": bk, "MODE": mode}, num_warps=w,
+                              num_stages=s) for mode, bn, bk, w, s in table]
 
-    # (BLOCK_N, BLOCK_K, warps, stages). bf16: a [BLOCK_N, BLOCK_K] tile of 8-32 KB per step.
-    # FP8 rows are half the bytes, so its tiles run longer in K for the same bytes in flight
-    # (on an H200 the bf16 list's picks left FP8 QKV at 15% of copy bandwidth).
+    # (MODE, BLOCK_N, BLOCK_K, warps, stages); MODE 0 = fp32 FMA, 1/2 = packed fp16 FMA with
+    # the hardware / integer e4m3 convert (kernels.gemv). bf16: a [BLOCK_N, BLOCK_K] tile of
+    # 8-32 KB per step. FP8 rows are half the bytes, so its fp32 tiles run longer in K for the
+    # same bytes in flight (on an H200 the bf16 list's picks left FP8 QKV at 15% of copy
+    # bandwidth). On an H200 the fp32 FP8 path topped out near 15.5 weights per clock per SM
+    # (3.5-4.1 TB/s where bf16 streamed 4.3-4.5): per weight it spent a convert to fp16 and
+    # one to fp32 (HADD2.F32) before its FFMA; the fp16 modes spend half a convert and half an
+    # HFMA2 (sm_90 SASS, compiled here), and the timing below picks per shape.
     m1_configs = {
-        False: configs([(4, 1024, 4, 1), (8, 512, 4, 1), (8, 1024, 4, 2), (16, 512, 4, 2),
-                        (16, 512, 8, 1), (16, 1024, 8, 2), (32, 256, 4, 2), (32, 512, 8, 2),
-                        (64, 256, 8, 1), (2, 2048, 4, 1), (4, 2048, 8, 1), (8, 1024, 8, 3)]),
-        True: configs([(2, 4096, 4, 1), (4, 4096, 8, 1), (8, 4096, 8, 1), (4, 2048, 4, 1),
-                       (8, 2048, 8, 1), (16, 2048, 8, 2), (8, 1024, 4, 2), (16, 1024, 8, 1),
-                       (32, 1024, 8, 2), (32, 512, 8, 2), (32, 256, 4, 2), (64, 512, 8, 2)]),
+        False: configs([(0, 4, 1024, 4, 1), (0, 8, 512, 4, 1), (0, 8, 1024, 4, 2),
+                        (0, 16, 512, 4, 2), (0, 16, 512, 8, 1), (0, 16, 1024, 8, 2),
+                        (0, 32, 256, 4, 2), (0, 32, 512, 8, 2), (0, 64, 256, 8, 1),
+                        (0, 2, 2048, 4, 1), (0, 4, 2048, 8, 1), (0, 8, 1024, 8, 3)]),
+        True: configs([(0, 8, 1024, 4, 2), (0, 16, 1024, 8, 1), (0, 32, 512, 8, 2),
+                       (0, 32, 256, 4, 2), (0, 8, 2048, 8, 1), (0, 64, 512, 8, 2),
+                       (1, 16, 512, 4, 2), (1, 32, 256, 4, 2), (1, 16, 1024, 8, 2),
+                       (1, 32, 512, 8, 2), (2, 16, 512, 4, 2), (2, 32, 256, 4, 2),
+                       (2, 16, 1024, 8, 2), (2, 32, 512, 8, 2)]),
     }
 
-    @triton.heuristics({"EVEN_K": lambda a: a["K"] % a["BLOCK_K"] == 0})
-    @triton.jit
-    def gemv_m1_kernel(x_ptr, w_ptr, scale_ptr, y_ptr, N, K, stride_wn,
-                HAS_SCALE: tl.constexpr, ROW_SCALE: tl.constexpr, IS_FP8: tl.constexpr,
-                BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, EVEN_K: tl.constexpr):
-        pid = tl.program_id(0)
-        offs_n = pid * BLOCK_N + tl.arange(0, BLOCK_N)
-        n_mask = offs_n < N
-        rows = tl.where(n_mask, offs_n, 0)  # clamp: loads stay in bounds without a mask
-        offs_k = tl.arange(0, BLOCK_K)
-        w_rows = w_ptr + rows[:, None].to(tl.int64) * stride_wn
-        acc = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
-        for k0 in range(0, K, BLOCK_K):
-            k = k0 + offs_k
-            k = tl.max_contiguous(tl.multiple_of(k, BLOCK_K), BLOCK_K)
-            if EVEN_K:
-                x = tl.load(x_ptr + k)
-                w = tl.load(w_rows + k[None, :], eviction_policy="evict_first")
-            else:
-                k_mask = k < K
-                x = tl.load(x_ptr + k, mask=k_mask, other=0.0)
-                w = tl.load(w_rows + k[None, :], mask=k_mask[None, :], other=0.0,
-                            eviction_policy="evict_first")
-            acc += w.to(tl.float32) * x.to(tl.float32)[None, :]
-        y = tl.sum(acc, axis=1)
-        if HAS_SCALE:
-            if ROW_SCALE:
-                y = y * tl.load(scale_ptr + rows)
-            else:
-                y = y * tl.load(scale_ptr)
-        tl.store(y_ptr + offs_n, y.to(y_ptr.dtype.element_ty), mask=n_mask)
+    from workloads.layers.kernels import gemv
 
-    small_m_configs = [
-        triton.Config({"BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s)
-        for bn, bk, w, s in [(16, 256, 4, 3), (32, 256, 4, 3), (32, 128, 4, 4),
-                             (64, 128, 4, 3), (64, 256, 8, 3)]
-    ]
-
-    @triton.autotune(configs=small_m_configs, key=["N", "K", "IS_FP8"])
-    @triton.jit
-    def gemv_small_m(x_ptr, w_ptr, scale_ptr, y_ptr, M, N, K, stride_xm, stride_wn, stride_ym,
-                     HAS_SCALE: tl.constexpr, ROW_SCALE: tl.constexpr, IS_FP8: tl.constexpr,
-                     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-        pid = tl.program_id(0)
-        offs_m = tl.arange(0, 16)
-        offs_n = pid * BLOCK_N + tl.arange(0, BLOCK_N)
-        m_mask, n_mask = offs_m < M, offs_n < N
-        rows = tl.where(n_mask, offs_n, 0)
-        offs_k = tl.arange(0, BLOCK_K)
-        acc = tl.zeros([16, BLOCK_N], dtype=tl.float32)
-        for k0 in range(0, K, BLOCK_K):
-            k = k0 + offs_k
-            k_mask = k < K
-            x = tl.load(x_ptr + offs_m[:, None] * stride_xm + k[None, :],
-                        mask=m_mask[:, None] & k_mask[None, :], other=0.0)
-            w = tl.load(w_ptr + rows[:, None].to(tl.int64) * stride_wn + k[None, :],
-                        mask=k_mask[None, :], other=0.0, eviction_policy="evict_first")
-            acc += tl.dot(x, tl.trans(w.to(x.dtype)))
-        if HAS_SCALE:
-            if ROW_SCALE:
-                acc = acc * tl.load(scale_ptr + rows)[None, :]
-            else:
-                acc = acc * tl.load(scale_ptr)
-        tl.store(y_ptr + offs_m[:, None] * stride_ym + offs_n[None, :],
-                 acc.to(y_ptr.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
-
-    return triton, gemv_m1_kernel, m1_configs, gemv_small_m
+    return triton, gemv.gemv_m1_kernel, m1_configs, gemv.gemv_small_m
 
 
 def time_in_graph(calls: Sequence[Callable[[], Any]], replays: int = 10) -> float:

@@ -1,0 +1,118 @@
+"""Triton kernels of the GEMV (see workloads.layers.triton_gemv for the function, the config
+tables and the launchers). Imports triton: load it only where triton is."""
+
+import triton
+import triton.language as tl
+
+# gemv_m1_kernel's MODE: how the products are formed.
+FMA_F32 = tl.constexpr(0)  # fp32 FMA per element (bf16 weights; FP8 before)
+F16_CVT = tl.constexpr(1)  # FP8: e4m3 -> fp16 by the hardware convert, packed fp16 FMA
+F16_INT_CVT = tl.constexpr(2)  # FP8: e4m3 -> fp16 on the integer pipe, packed fp16 FMA
+
+
+@triton.jit
+def e4m3_to_f16_over_256(w):
+    """e4m3 bytes -> fp16 holding value / 256, exactly, on the integer pipe: per 2 bytes
+    a prmt to the high byte of each 16-bit lane, then the 7 exponent/mantissa bits one
+    place right and the sign put back (Triton's own pre-sm89 conversion, without its bias
+    add: the 2^-8 is folded into the output scale)."""
+    return tl.inline_asm_elementwise(
+        asm="""{
+        .reg .b32 a<2>, b<2>;
+        prmt.b32 a0, 0, $2, 0x5040;
+        prmt.b32 a1, 0, $2, 0x7060;
+        lop3.b32 b0, a0, 0x7fff7fff, 0, 0xc0;
+        lop3.b32 b1, a1, 0x7fff7fff, 0, 0xc0;
+        shr.b32 b0, b0, 1;
+        shr.b32 b1, b1, 1;
+        lop3.b32 $0, b0, 0x80008000, a0, 0xf8;
+        lop3.b32 $1, b1, 0x80008000, a1, 0xf8;
+        }""",
+        constraints="=r,=r,r", args=[w.to(tl.uint8, bitcast=True)], dtype=tl.float16,
+        is_pure=True, pack=4)
+
+@triton.heuristics({"EVEN_K": lambda a: a["K"] % a["BLOCK_K"] == 0})
+@triton.jit
+def gemv_m1_kernel(x_ptr, w_ptr, scale_ptr, y_ptr, N, K, stride_wn,
+            HAS_SCALE: tl.constexpr, ROW_SCALE: tl.constexpr, IS_FP8: tl.constexpr,
+            BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, EVEN_K: tl.constexpr,
+            MODE: tl.constexpr = 0, FLUSH: tl.constexpr = 8):
+    pid = tl.program_id(0)
+    offs_n = pid * BLOCK_N + tl.arange(0, BLOCK_N)
+    n_mask = offs_n < N
+    rows = tl.where(n_mask, offs_n, 0)  # clamp: loads stay in bounds without a mask
+    offs_k = tl.arange(0, BLOCK_K)
+    w_rows = w_ptr + rows[:, None].to(tl.int64) * stride_wn
+    acc = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
+    acc16 = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float16)
+    for k0 in range(0, K, BLOCK_K):
+        k = k0 + offs_k
+        k = tl.max_contiguous(tl.multiple_of(k, BLOCK_K), BLOCK_K)
+        if EVEN_K:
+            x = tl.load(x_ptr + k)
+            w = tl.load(w_rows + k[None, :], eviction_policy="evict_first")
+        else:
+            k_mask = k < K
+            x = tl.load(x_ptr + k, mask=k_mask, other=0.0)
+            w = tl.load(w_rows + k[None, :], mask=k_mask[None, :], other=0.0,
+                        eviction_policy="evict_first")
+        if MODE == FMA_F32:
+            acc += w.to(tl.float32) * x.to(tl.float32)[None, :]
+        else:
+            # FP8 only: products and short sums in packed fp16 (two per HFMA2), flushed
+            # to fp32 every FLUSH steps. Both operands carry 2^-8 between them, so a
+            # partial sum stays under fp16's 65504 while |x| < 65504 / (1.75 * FLUSH).
+            if MODE == F16_INT_CVT:
+                w16 = e4m3_to_f16_over_256(w)
+                x16 = x.to(tl.float16)
+            else:
+                w16 = w.to(tl.float16)
+                x16 = (x.to(tl.float32) * 0.00390625).to(tl.float16)
+            acc16 += w16 * x16[None, :]
+            if (k0 // BLOCK_K) % FLUSH == FLUSH - 1:
+                acc += acc16.to(tl.float32)
+                acc16 = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float16)
+    if MODE != FMA_F32:
+        acc = (acc + acc16.to(tl.float32)) * 256.0
+    y = tl.sum(acc, axis=1)
+    if HAS_SCALE:
+        if ROW_SCALE:
+            y = y * tl.load(scale_ptr + rows)
+        else:
+            y = y * tl.load(scale_ptr)
+    tl.store(y_ptr + offs_n, y.to(y_ptr.dtype.element_ty), mask=n_mask)
+
+small_m_configs = [
+    triton.Config({"BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s)
+    for bn, bk, w, s in [(16, 256, 4, 3), (32, 256, 4, 3), (32, 128, 4, 4),
+                         (64, 128, 4, 3), (64, 256, 8, 3)]
+]
+
+
+@triton.autotune(configs=small_m_configs, key=["N", "K", "IS_FP8"])
+@triton.jit
+def gemv_small_m(x_ptr, w_ptr, scale_ptr, y_ptr, M, N, K, stride_xm, stride_wn, stride_ym,
+                 HAS_SCALE: tl.constexpr, ROW_SCALE: tl.constexpr, IS_FP8: tl.constexpr,
+                 BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    pid = tl.program_id(0)
+    offs_m = tl.arange(0, 16)
+    offs_n = pid * BLOCK_N + tl.arange(0, BLOCK_N)
+    m_mask, n_mask = offs_m < M, offs_n < N
+    rows = tl.where(n_mask, offs_n, 0)
+    offs_k = tl.arange(0, BLOCK_K)
+    acc = tl.zeros([16, BLOCK_N], dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        k = k0 + offs_k
+        k_mask = k < K
+        x = tl.load(x_ptr + offs_m[:, None] * stride_xm + k[None, :],
+                    mask=m_mask[:, None] & k_mask[None, :], other=0.0)
+        w = tl.load(w_ptr + rows[:, None].to(tl.int64) * stride_wn + k[None, :],
+                    mask=k_mask[None, :], other=0.0, eviction_policy="evict_first")
+        acc += tl.dot(x, tl.trans(w.to(x.dtype)))
+    if HAS_SCALE:
+        if ROW_SCALE:
+            acc = acc * tl.load(scale_ptr + rows)[None, :]
+        else:
+            acc = acc * tl.load(scale_ptr)
+    tl.store(y_ptr + offs_m[:, None] * stride_ym + offs_n[None, :],
+             acc.to(y_ptr.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
