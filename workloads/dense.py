@@ -55,8 +55,10 @@ RUN_DEFAULTS: dict[str, Any] = {
     "spec_k": 4,  # L6-spec: draft tokens per round
     "draft_layers": 0,  # L6-spec: draft depth; 0 = a quarter of the target's layers
     "kv_block": 16,  # L6-paged: tokens per KV block
+    "decode_kernel": "split-kv",  # L3's one-token decode: "split-kv" (Triton) or "sdpa"
 }
 RUN_KEYS = tuple(RUN_DEFAULTS)
+DECODE_KERNELS = ("split-kv", "sdpa")
 OPTIONAL_SHAPE = {"window": 0}  # sliding-window size; 0 = full causal attention
 PRECISION_OF_DTYPE = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
@@ -78,6 +80,9 @@ def resolve_shape(params: dict[str, Any]) -> dict[str, Any]:
                              f"got {shape['window']!r}")
     if params.get("unmet_layers", "fail") not in ("fail", "skip"):
         raise WorkbenchError("dense param unmet_layers must be 'fail' or 'skip'")
+    if params.get("decode_kernel", "split-kv") not in DECODE_KERNELS:
+        raise WorkbenchError(f"dense param decode_kernel must be one of "
+                             f"{', '.join(DECODE_KERNELS)}, got {params['decode_kernel']!r}")
     for key in ("hidden", "layers", "heads", "kv_heads", "mlp", "vocab", "batch",
                 "prompt_len", "new_tokens", "max_seq"):
         if isinstance(shape[key], bool) or not isinstance(shape[key], int) or shape[key] < 1:

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from workloads import catalog, dense, estimate
+from workloads.errors import WorkbenchError
 from workloads.layers import APPLY_FUNCTIONS, lowbit, triton_decode_attention, triton_fused
 from workloads.layers.attention import apply_attention
 from workloads.layers.kv_cache import FP8_KV_DTYPE, KVCache, PagedKVCache
@@ -268,6 +269,11 @@ def test_l3_notes_what_runs_the_decode(monkeypatch):
     note = apply_attention(workload, torch.device("cuda"))
     assert "no triton" in note
     assert not any(block.attn.fast_decode for block in workload.model.blocks)
+    workload = build([], decode_kernel="sdpa")
+    assert "decode_kernel=sdpa" in apply_attention(workload, CPU)
+    assert not any(block.attn.fast_decode for block in workload.model.blocks)
+    with pytest.raises(WorkbenchError, match="decode_kernel"):
+        build([], decode_kernel="flash")
 
 
 def test_fused_op_references_are_the_model_modules():

@@ -112,7 +112,8 @@ def apply_attention(workload: Any, device: torch.device) -> str | None:
     """L3: the prefill through SDPA (flash / cuDNN on CUDA, math on CPU), or FlexAttention when
     the run has a sliding window (params ``window`` > 0) on CUDA; the one-token decode through
     the split-KV decode attention (Triton on CUDA, its torch reference on CPU), SDPA where
-    CUDA has no triton. Multi-token verify steps (L6-spec) keep the prefill kernel."""
+    CUDA has no triton or the run asks for it (param ``decode_kernel=sdpa``, for A/B runs).
+    Multi-token verify steps (L6-spec) keep the prefill kernel."""
     window = int(getattr(workload, "shape", {}).get("window", 0) or 0)
     notes = []
     if window and device.type == "cuda":
@@ -128,7 +129,10 @@ def apply_attention(workload: Any, device: torch.device) -> str | None:
         workload.set_attention("sdpa")
         notes.append("SDPA prefill (math backend on CPU)" if device.type != "cuda"
                      else "SDPA prefill (flash / cuDNN)")
-    if device.type == "cuda" and not has_triton():
+    requested = str(getattr(workload, "params", {}).get("decode_kernel", "split-kv"))
+    if requested == "sdpa":
+        notes.append("masked SDPA decode (param decode_kernel=sdpa)")
+    elif device.type == "cuda" and not has_triton():
         notes.append("masked SDPA decode (no triton for the split-KV kernel)")
     else:
         workload.set_fast_decode(True)
