@@ -4,7 +4,7 @@ computes and the torch code it must match). Imports triton: load it only where t
 import triton
 import triton.language as tl
 
-E4M3_MAX = 448.0
+E4M3_MAX = tl.constexpr(448.0)
 
 
 @triton.jit
