@@ -196,7 +196,8 @@ def main() -> int:
                         help="';'-separated stacks for the context x batch grid")
     parser.add_argument("--device", default="cuda", help="cuda (the benchmark) or cpu (a smoke test)")
     parser.add_argument("--skip", default="", help="comma list of parts to leave out: "
-                        "decode-low (L0..L3 rows), decode, grid, prefill")
+                        "decode-low (L0..L3 rows), decode, grid, prefill, warmup (the "
+                        "untimed first L0 run; for a machine already warm)")
     parser.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
@@ -272,7 +273,7 @@ def main() -> int:
     base_params = {"unmet_layers": "skip", "compile_mode": args.compile_mode,
                    "new_tokens": args.new_tokens}
     sets = [] if "decode" in skip else ladder_sets(args.with_l6)
-    if sets or "grid" not in skip:
+    if (sets or "grid" not in skip) and "warmup" not in skip:
         # The first child on a fresh machine ran ~1.5x slower than the same L0 a minute
         # later (H100 and H200 alike): one L0 run first, kept in the JSON, not in the tables.
         warm = guarded("machine warm-up run",

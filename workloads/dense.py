@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 import torch
+from torch import nn
 
 from workloads import estimate
 from workloads.errors import WorkbenchError
@@ -38,6 +39,7 @@ from workloads.layers.dense_model import (  # noqa: F401 - re-exported: the mode
     rope_tables,
 )
 from workloads.layers.kv_cache import KVCache, PagedKVCache
+from workloads.layers.lowbit import fold_norm_weights
 from workloads.layers.runtime import DecodeRuntime
 from workloads.layers.speculative import speculative_decode
 from workloads.parity import speculative_check
@@ -148,8 +150,15 @@ class DenseWorkload(Workload):
             cast(DecoderBlock, block).attn.fast_decode = enabled
 
     def set_fused_norms(self, enabled: bool) -> None:
-        """L5-gemv / L5-fp8: residual add + RMSNorm and SwiGLU as single ops."""
+        """L5-gemv / L5-fp8: RMSNorms and residual adds inside the GEMVs (norm weights folded
+        into the projections first), SwiGLU as one op. Needs every linear to be a GEMV one."""
         assert self.model is not None
+        if enabled:
+            linears = [m for m in self.model.modules() if isinstance(m, nn.Linear)]
+            if linears:
+                raise ValueError("fused norms need the GEMV / FP8 linears (L5-gemv, L5-fp8); "
+                                 f"{len(linears)} nn.Linear left")
+            fold_norm_weights(self.model)
         self.model.fused_norms = enabled
         for block in self.model.blocks:
             cast(DecoderBlock, block).mlp.fused_act = enabled

@@ -161,20 +161,42 @@ def test_rope_kv_write_is_bit_exact_with_the_reference(paged, fp8):
     assert float(k_diff) < 1e-3 and caches[2].view(torch.uint8).count_nonzero() > 0
 
 
-def test_fused_norm_and_swiglu_match_the_model_math_on_the_gpu():
+def test_rms_norm_and_swiglu_match_the_model_math_on_the_gpu():
     x = torch.randn(3, 4096, device=CUDA).bfloat16()
-    residual = torch.randn(3, 4096, device=CUDA).bfloat16()
     weight = torch.randn(4096, device=CUDA).bfloat16()
-    normed, summed = triton_fused.add_rms_norm_triton(x, residual, weight, 1e-5)
-    assert torch.equal(summed, x + residual)
-    ref = triton_fused.rms_norm_reference(x + residual, weight, 1e-5)
-    assert float((normed.float() - ref.float()).abs().max()) <= float(
-        ref.float().abs().max()) * 2 ** -7  # reduction order: at most one bf16 ulp, rarely
-    assert float((normed != ref).float().mean()) < 0.01
+    for w in (weight, None):
+        out = triton_fused.rms_norm_triton(x, w, 1e-5)
+        ref = triton_fused.rms_norm_reference(x, w, 1e-5)
+        assert float((out.float() - ref.float()).abs().max()) <= float(
+            ref.float().abs().max()) * 2 ** -7  # reduction order: one bf16 ulp, rarely
+        assert float((out != ref).float().mean()) < 0.01
     gate_up = torch.randn(1, 1, 2 * 14336, device=CUDA).bfloat16() * 4
     out = triton_fused.swiglu_triton(gate_up)
     ref = triton_fused.swiglu_reference(gate_up)
     assert float((out != ref).float().mean()) < 0.01
+
+
+@pytest.mark.parametrize("m", [1, 7])
+@pytest.mark.parametrize("fp8", [False, True])
+def test_gemv_with_the_norm_and_residual_fused(m, fp8):
+    """norm(x) @ W^T + residual from the raw x (the norm weight folded into W)."""
+    from workloads.layers.triton_gemv import gemv_triton
+
+    n, k = 6144, 4096
+    w = torch.randn(n, k, device=CUDA) / k ** 0.5
+    scale = None
+    if fp8:
+        w, scale = quantize_fp8(w, per_row=True)
+    else:
+        w = w.bfloat16()
+    x = torch.randn(m, k, device=CUDA).bfloat16() * 5
+    residual = torch.randn(m, n, device=CUDA).bfloat16()
+    x64 = x.double()
+    ref = (x64 / (x64.pow(2).mean(-1, keepdim=True) + 1e-5).sqrt()) @ w.double().t()
+    if scale is not None:
+        ref = ref * scale.double()[None, :]
+    ref = ref + residual.double()
+    assert rel(gemv_triton(x, w, scale, residual, 1e-5), ref) < 1e-2
 
 
 @pytest.mark.parametrize("n, k", [(6144, 4096), (4096, 14336), (1000, 1000)])
@@ -184,10 +206,15 @@ def test_every_fp8_gemv_mode_matches_float64(n, k):
     x = torch.randn(1, k, device=CUDA).bfloat16()
     ref = (x.double() @ wq.double().t()) * scale.double()[None, :]
     triton, kernel, tables, _ = gemv_kernels()
+    assert {config.kwargs["MODE"] for config in tables[True]} == {0, 1, 2}
     for config in tables[True]:
         y = torch.full((1, n), float("nan"), device=CUDA, dtype=torch.bfloat16)
         _launch_m1(triton, kernel, config, x, wq, scale, y)
         assert rel(y, ref) < 1e-2, str(config)
+    from workloads.layers import triton_gemv
+
+    triton_gemv.m1_config(x, wq, scale)  # times every config; none may disagree
+    assert not triton_gemv.REJECTED.get((0, n, k, wq.dtype, x.dtype, True))
 
 
 def build_small(stack: list[str]) -> dense.DenseWorkload:

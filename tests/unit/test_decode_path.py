@@ -15,7 +15,7 @@ from torch import nn
 
 from workloads import catalog, dense, estimate
 from workloads.errors import WorkbenchError
-from workloads.layers import APPLY_FUNCTIONS, lowbit, triton_decode_attention, triton_fused
+from workloads.layers import APPLY_FUNCTIONS, lowbit, triton_decode_attention
 from workloads.layers.attention import apply_attention
 from workloads.layers.kv_cache import FP8_KV_DTYPE, KVCache, PagedKVCache
 
@@ -146,17 +146,42 @@ def test_fast_decode_with_python_int_positions_and_a_window():
     torch.testing.assert_close(logits[0], logits[1], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("layer, dtype", [("L5-gemv", torch.bfloat16),
+                                          ("L5-fp8", torch.float32), ("L5-fp8", torch.bfloat16)])
 @torch.inference_mode()
-def test_fused_norms_compute_the_unfused_decoder(dtype):
-    """Residual adds deferred into add + RMSNorm ops and SwiGLU as one op: the same logits,
-    bit for bit (the ops' CPU path is the model's own math)."""
+def test_norms_inside_the_gemvs_compute_the_unfused_decoder(layer, dtype):
+    """The RMSNorms applied by the projections (weights folded) and the residual adds by the
+    output projections: the logits of the separate norm and add modules, up to rounding
+    (x * 1/rms rounded before the GEMV, or the GEMV's sum scaled after)."""
     logits = []
     for fused in (True, False):
-        workload = build(["L2", "L3"], dtype=dtype)
+        workload = build(["L2", "L3", layer], dtype=dtype)
         workload.set_fused_norms(fused)
-        logits.append(workload.parity_outputs(workload.make_inputs(0)).logits)
-    assert torch.equal(logits[0], logits[1])
+        logits.append(workload.parity_outputs(workload.make_inputs(0)).logits.float())
+    tolerance = 1e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(logits[0], logits[1], rtol=tolerance, atol=tolerance)
+
+
+def test_folding_moves_the_norm_gains_into_the_projections():
+    workload = build(["L2"])
+    model = workload.model
+    gen = torch.Generator().manual_seed(4)
+    norms = [model.norm] + [n for b in model.blocks for n in (b.attn_norm, b.mlp_norm)]
+    for norm in norms:
+        norm.weight.data = torch.rand(norm.weight.shape, generator=gen) + 0.5
+    inputs = workload.make_inputs(0)
+    with torch.inference_mode():
+        before = model(inputs, 0)
+        assert lowbit.fold_norm_weights(model) and not lowbit.fold_norm_weights(model)
+        after = model(inputs, 0)
+    assert all(torch.equal(n.weight, torch.ones_like(n.weight)) for n in norms)
+    torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5)
+
+
+def test_fused_norms_refuse_plain_linears():
+    workload = build(["L2"])
+    with pytest.raises(ValueError, match="GEMV"):
+        workload.set_fused_norms(True)
 
 
 def test_gemv_and_fp8_layers_turn_on_the_fused_ops():
@@ -177,8 +202,10 @@ def test_the_decode_step_with_every_fused_op_traces_as_one_graph(stack):
                                                                                    pos)
     assert explained.graph_break_count == 0, explained.break_reasons[:1]
     targets = {str(node.target) for graph in explained.graphs for node in graph.graph.nodes}
-    assert {"aiperf.rope_kv_write", "aiperf.decode_attention", "aiperf.add_rms_norm",
-            "aiperf.rms_norm", "aiperf.swiglu"} <= targets
+    assert {"aiperf.rope_kv_write", "aiperf.decode_attention", "aiperf.swiglu"} <= targets
+    if stack[-1] == "L5-gemv":  # every norm inside a GEMV: no rsqrt left in the step
+        assert "aiperf.gemv" in targets
+        assert not any("rsqrt" in target for target in targets)
 
 
 @pytest.mark.slow
@@ -278,12 +305,29 @@ def test_l3_notes_what_runs_the_decode(monkeypatch):
 
 def test_fused_op_references_are_the_model_modules():
     gen = torch.Generator().manual_seed(3)
-    x, residual = torch.randn(2, 3, 64, generator=gen), torch.randn(2, 3, 64, generator=gen)
+    x = torch.randn(2, 3, 64, generator=gen)
     norm = dense.RMSNorm(64, 1e-5, CPU, torch.float32)
     norm.weight.data = torch.randn(64, generator=gen)
-    normed, summed = torch.ops.aiperf.add_rms_norm(x, residual, norm.weight, norm.eps)
-    assert torch.equal(summed, x + residual) and torch.equal(normed, norm(x + residual))
+    assert torch.equal(torch.ops.aiperf.rms_norm(x, norm.weight, norm.eps), norm(x))
+    unit = dense.RMSNorm(64, 1e-5, CPU, torch.float32)
+    assert torch.equal(torch.ops.aiperf.rms_norm(x, None, 1e-5), unit(x))
     gate_up = torch.randn(2, 1, 40, generator=gen)
     assert torch.equal(torch.ops.aiperf.swiglu(gate_up),
                        F.silu(gate_up[..., :20]) * gate_up[..., 20:])
-    assert torch.equal(triton_fused.rms_norm_reference(x, norm.weight, norm.eps), norm(x))
+
+
+@pytest.mark.parametrize("rows", [1, 5, 20])
+def test_gemv_linear_applies_the_norm_and_the_residual(rows):
+    """M <= 16 through the GEMV op (its CPU reference here), M > 16 through rms_norm + addmm:
+    both are norm(x) @ W^T + residual."""
+    gen = torch.Generator().manual_seed(5)
+    weight = torch.randn(48, 64, generator=gen)
+    x, residual = torch.randn(rows, 1, 64, generator=gen), torch.randn(rows, 1, 48,
+                                                                        generator=gen)
+    norm = dense.RMSNorm(64, 1e-5, CPU, torch.float32)
+    expected = norm(x) @ weight.t() + residual
+    for linear, bound in ((lowbit.GemvLinear(weight), 1e-6),
+                          (lowbit.Fp8Linear(weight, per_row=True), 0.05)):  # e4m3 weights
+        out = linear(x, rms_eps=1e-5, residual=residual)
+        assert float((out - expected).norm() / expected.norm()) < bound
+        torch.testing.assert_close(linear(x), linear(x, rms_eps=0.0, residual=None))

@@ -87,9 +87,8 @@ def test_fused_and_combine_kernels_compile(tmp_path):
                                       "table_ptr": "*i64", "scale_ptr": "*fp32",
                                       "qo_ptr": "*bf16"},
          {"HALF": 64, "BLOCK_HALF": 64, "PAGE": 16, "FP8": True}, 1),
-        (fused.add_rms_norm_kernel, {"x_ptr": "*bf16", "res_ptr": "*bf16", "w_ptr": "*bf16",
-                                     "out_ptr": "*bf16", "res_out_ptr": "*bf16",
-                                     "eps": "fp32"}, {"HAS_RESIDUAL": True, "BLOCK": 4096}, 8),
+        (fused.rms_norm_kernel, {"x_ptr": "*bf16", "w_ptr": "*bf16", "out_ptr": "*bf16",
+                                 "eps": "fp32"}, {"HAS_WEIGHT": True, "BLOCK": 4096}, 8),
         (fused.swiglu_kernel, {"x_ptr": "*bf16", "out_ptr": "*bf16"}, {"BLOCK": 1024}, 4),
     ]
     for jit, types, constexprs, warps in cases:
@@ -99,21 +98,33 @@ def test_fused_and_combine_kernels_compile(tmp_path):
     assert "LDG.E.128" in sass
 
 
-@pytest.mark.parametrize("mode", [0, 1, 2])
-def test_fp8_gemv_modes_compile_and_drop_the_fp32_convert(tmp_path, mode):
+@pytest.mark.parametrize("mode, fused", [(0, False), (1, False), (2, False), (2, True)])
+def test_fp8_gemv_modes_compile_and_drop_the_fp32_convert(tmp_path, mode, fused):
     """Mode 0 converts each e4m3 weight to fp16 and again to fp32 (HADD2.F32) before its FFMA;
     the packed modes multiply in fp16 pairs (HFMA2) and convert to fp32 only at flushes."""
     from workloads.layers.kernels import gemv
 
     resources, sass = compile_sm90(
         gemv.gemv_m1_kernel, {"x_ptr": "*bf16", "w_ptr": "*fp8e4nv", "scale_ptr": "*fp32",
-                              "y_ptr": "*bf16"},
+                              "y_ptr": "*bf16", "res_ptr": "*bf16", "rms_eps": "fp32"},
         {"HAS_SCALE": True, "ROW_SCALE": True, "IS_FP8": True, "BLOCK_N": 32, "BLOCK_K": 256,
-         "EVEN_K": True, "MODE": mode, "FLUSH": 8}, 4, 2, tmp_path)
-    assert resources["LOCAL"] == 0
+         "EVEN_K": True, "MODE": mode, "FLUSH": 8, "RMS": fused, "RESIDUAL": fused}, 4, 2,
+        tmp_path)
+    assert resources["LOCAL"] == 0 and resources["STACK"] == 0
     assert "LDG.E.EF.128" in sass  # weights in 16-byte loads, evict-first
     packed = len(re.findall(r"HFMA2 |HMUL2 ", sass))  # not HFMA2.MMA (a move)
     if mode == 0:
         assert "HADD2.F32" in sass and "FFMA" in sass and packed == 0
     else:  # 64 weights per thread per step: ~32 packed products (ptxas folds a few)
         assert packed >= 24
+
+
+def test_small_m_gemv_with_the_norm_and_residual_compiles(tmp_path):
+    from workloads.layers.kernels import gemv
+
+    resources, sass = compile_sm90(
+        gemv.gemv_small_m, {"x_ptr": "*bf16", "w_ptr": "*bf16", "scale_ptr": "*fp32",
+                            "y_ptr": "*bf16", "res_ptr": "*bf16", "rms_eps": "fp32"},
+        {"HAS_SCALE": False, "ROW_SCALE": False, "IS_FP8": False, "BLOCK_N": 32,
+         "BLOCK_K": 256, "RMS": True, "RESIDUAL": True}, 4, 3, tmp_path)
+    assert resources["LOCAL"] == 0 and "HMMA" in sass

@@ -171,19 +171,15 @@ def rope_kv_paged_fp8() -> dict[str, Any]:
 
 
 @check
-def add_rms_norm_rows() -> dict[str, Any]:
+def rms_norm_rows() -> dict[str, Any]:
     gen = torch.Generator().manual_seed(20)
     x = torch.randn(3, 5, 300, generator=gen).bfloat16()
-    residual = torch.randn(3, 5, 300, generator=gen).bfloat16()
     weight = torch.randn(300, generator=gen).bfloat16()
-    normed, summed = triton_fused.add_rms_norm_triton(x, residual, weight, 1e-5)
-    assert summed is not None
-    ref_sum = x + residual
-    ref_norm = triton_fused.rms_norm_reference(ref_sum, weight, 1e-5)
-    plain = triton_fused.add_rms_norm_triton(x, None, weight, 1e-5)[0]
     # the normalised value is rounded, then multiplied by the weight and rounded again
-    return {"sum_ulps": ulps_bf16(summed, ref_sum), "norm_ulps": ulps_bf16(normed, ref_norm),
-            "plain_ulps": ulps_bf16(plain, triton_fused.rms_norm_reference(x, weight, 1e-5))}
+    return {"weighted_ulps": ulps_bf16(triton_fused.rms_norm_triton(x, weight, 1e-5),
+                                       triton_fused.rms_norm_reference(x, weight, 1e-5)),
+            "plain_ulps": ulps_bf16(triton_fused.rms_norm_triton(x, None, 1e-5),
+                                    triton_fused.rms_norm_reference(x, None, 1e-5))}
 
 
 @check
@@ -195,11 +191,13 @@ def swiglu_rows() -> dict[str, Any]:
             "shape": list(out.shape)}
 
 
-def gemv_case(mode: int, fp8: bool) -> dict[str, Any]:
+def gemv_case(mode: int, fp8: bool, fused: bool = False) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(30 + mode)
     n, k = 96, 512
     weight = (torch.randn(n, k, generator=gen) / k ** 0.5)
-    x = torch.randn(1, k, generator=gen).bfloat16()
+    x = torch.randn(1, k, generator=gen).bfloat16() * 3
+    residual = torch.randn(1, n, generator=gen).bfloat16() if fused else None
+    rms_eps = 1e-5 if fused else 0.0
     scale = None
     if fp8:
         weight, scale = quantize_fp8(weight, per_row=True)
@@ -208,17 +206,25 @@ def gemv_case(mode: int, fp8: bool) -> dict[str, Any]:
     triton, kernel, tables, _ = gemv_kernels()
     config = next(c for c in tables[fp8] if c.kwargs["MODE"] == mode)
     y = torch.empty(1, n, dtype=torch.bfloat16)
-    _launch_m1(triton, kernel, config, x, weight, scale, y)
-    ref = x.double() @ weight.double().t()
+    _launch_m1(triton, kernel, config, x, weight, scale, y, residual, rms_eps)
+    x64 = x.double()
+    ref = x64 @ weight.double().t()
     if scale is not None:
         ref = ref * scale.double()[None, :]
-    return {"rel": rel(y, ref), "rel_reference": rel(gemv_reference(x, weight, scale), ref),
-            "config": str(config)}
+    if fused:  # RMSNorm before (weight folded away), residual add after
+        ref = ref / (x64.pow(2).mean(-1, keepdim=True) + rms_eps).sqrt() + residual.double()
+    return {"rel": rel(y, ref), "rel_reference": rel(
+        gemv_reference(x, weight, scale, residual, rms_eps), ref), "config": str(config)}
 
 
 @check
 def gemv_bf16_fma() -> dict[str, Any]:
     return gemv_case(0, False)
+
+
+@check
+def gemv_bf16_norm_and_residual() -> dict[str, Any]:
+    return gemv_case(0, False, fused=True)
 
 
 @check
@@ -229,6 +235,11 @@ def gemv_fp8_fma() -> dict[str, Any]:
 @check
 def gemv_fp8_packed_f16() -> dict[str, Any]:
     return gemv_case(1, True)
+
+
+@check
+def gemv_fp8_packed_f16_norm_and_residual() -> dict[str, Any]:
+    return gemv_case(1, True, fused=True)
 
 
 def main(names: list[str]) -> int:

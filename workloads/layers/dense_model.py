@@ -8,9 +8,10 @@ Triton kernels on CUDA, their torch reference elsewhere):
 - ``Attention.fast_decode`` (L3): a one-token decode runs RoPE + KV write as one op and the
   split-KV decode attention over the cache in place; prefill and multi-token verify keep the
   pluggable kernel.
-- ``DenseDecoder.fused_norms`` (L5-gemv, L5-fp8): each residual add is deferred into the next
-  RMSNorm (one add + norm op) and SwiGLU is one op, so the decode step runs fewer kernels
-  around its GEMVs. The blocks then pass (hidden, residual) pairs, as vLLM's do.
+- ``DenseDecoder.fused_norms`` (L5-gemv, L5-fp8, after lowbit.fold_norm_weights): the
+  RMSNorms run inside the projections after them (their weights folded into the weights, 1/rms
+  computed by the GEMV) and the residual adds inside the output projections; SwiGLU is one
+  op. Per layer the decode step runs its GEMVs, RoPE + KV write, attention and SwiGLU only.
 """
 
 from __future__ import annotations
@@ -87,22 +88,33 @@ class Attention(nn.Module):
         del self.q_proj, self.k_proj, self.v_proj
 
     def forward(self, x: torch.Tensor, start: int | torch.Tensor, layer: int, cache: Any,
-                cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+                cos: torch.Tensor, sin: torch.Tensor, rms_eps: float = 0.0,
+                residual: torch.Tensor | None = None) -> torch.Tensor:
+        """x normalized — or, with ``rms_eps`` (fused norms), the raw residual stream whose
+        RMSNorm the projections apply; ``residual`` is added by the output projection."""
         batch, seq, _ = x.shape
         q_dim, kv_dim = self.heads * self.head_dim, self.kv_heads * self.head_dim
+
+        def project(linear: nn.Module) -> torch.Tensor:
+            return linear(x, rms_eps=rms_eps) if rms_eps else linear(x)
+
         if self.qkv_proj is not None:
-            q, k, v = self.qkv_proj(x).split([q_dim, kv_dim, kv_dim], dim=-1)
+            q, k, v = project(self.qkv_proj).split([q_dim, kv_dim, kv_dim], dim=-1)
         else:
-            q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+            q, k, v = project(self.q_proj), project(self.k_proj), project(self.v_proj)
         if self.fast_decode and seq == 1:
-            return self._decode_one(q, k, v, start, layer, cache, cos, sin)
-        q = q.view(batch, seq, self.heads, self.head_dim).transpose(1, 2)
-        k = k.view(batch, seq, self.kv_heads, self.head_dim).transpose(1, 2)
-        v = v.view(batch, seq, self.kv_heads, self.head_dim).transpose(1, 2)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        keys, values = cache.update(layer, start, k, v)
-        out = self.kernel(q, keys, values, start, self.window)
-        return self.o_proj(out.transpose(1, 2).reshape(batch, seq, -1))
+            out = self._decode_one(q, k, v, start, layer, cache, cos, sin)
+        else:
+            q = q.view(batch, seq, self.heads, self.head_dim).transpose(1, 2)
+            k = k.view(batch, seq, self.kv_heads, self.head_dim).transpose(1, 2)
+            v = v.view(batch, seq, self.kv_heads, self.head_dim).transpose(1, 2)
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+            keys, values = cache.update(layer, start, k, v)
+            out = self.kernel(q, keys, values, start, self.window).transpose(1, 2)
+        out = out.reshape(batch, seq, -1)
+        if residual is None:
+            return self.o_proj(out)
+        return self.o_proj(out, residual=residual)
 
     def _decode_one(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                     start: int | torch.Tensor, layer: int, cache: Any, cos: torch.Tensor,
@@ -117,9 +129,8 @@ class Attention(nn.Module):
             k.view(batch, self.kv_heads, self.head_dim),
             v.view(batch, self.kv_heads, self.head_dim), cos, sin, positions, kv.keys,
             kv.values, kv.block_table, kv.scale)
-        out = torch.ops.aiperf.decode_attention(q, kv.keys, kv.values, positions,
-                                                kv.block_table, kv.scale, self.window)
-        return self.o_proj(out.view(batch, 1, self.heads * self.head_dim))
+        return torch.ops.aiperf.decode_attention(q, kv.keys, kv.values, positions,
+                                                 kv.block_table, kv.scale, self.window)
 
 
 class SwiGLU(nn.Module):
@@ -138,13 +149,25 @@ class SwiGLU(nn.Module):
         self.gate_up_proj.weight = nn.Parameter(weight, requires_grad=False)
         del self.gate_proj, self.up_proj
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rms_eps: float = 0.0,
+                residual: torch.Tensor | None = None) -> torch.Tensor:
+        """As Attention.forward: ``rms_eps`` for a raw input, ``residual`` added at the end."""
+
+        def project(linear: nn.Module) -> torch.Tensor:
+            return linear(x, rms_eps=rms_eps) if rms_eps else linear(x)
+
         if self.gate_up_proj is not None:
+            gate_up = project(self.gate_up_proj)
             if self.fused_act:
-                return self.down_proj(torch.ops.aiperf.swiglu(self.gate_up_proj(x)))
-            gate, up = self.gate_up_proj(x).split([self.mlp, self.mlp], dim=-1)
-            return self.down_proj(F.silu(gate) * up)
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+                hidden = torch.ops.aiperf.swiglu(gate_up)
+            else:
+                gate, up = gate_up.split([self.mlp, self.mlp], dim=-1)
+                hidden = F.silu(gate) * up
+        else:
+            hidden = F.silu(project(self.gate_proj)) * project(self.up_proj)
+        if residual is None:
+            return self.down_proj(hidden)
+        return self.down_proj(hidden, residual=residual)
 
 
 class DecoderBlock(nn.Module):
@@ -162,27 +185,19 @@ class DecoderBlock(nn.Module):
         x = x + self.attn(self.attn_norm(x), start, layer, cache, cos, sin)
         return x + self.mlp(self.mlp_norm(x))
 
-    def forward_fused(self, x: torch.Tensor, residual: torch.Tensor | None,
-                      start: int | torch.Tensor, layer: int, cache: Any, cos: torch.Tensor,
-                      sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``forward`` with the residual adds deferred: takes and returns (the last sublayer's
-        output, the residual stream before it is added); the caller adds the final one."""
-        norm = self.attn_norm
-        if residual is None:
-            normed, residual = torch.ops.aiperf.rms_norm(x, norm.weight, norm.eps), x
-        else:
-            normed, residual = torch.ops.aiperf.add_rms_norm(x, residual, norm.weight, norm.eps)
-        attn_out = self.attn(normed, start, layer, cache, cos, sin)
-        normed, residual = torch.ops.aiperf.add_rms_norm(attn_out, residual,
-                                                         self.mlp_norm.weight,
-                                                         self.mlp_norm.eps)
-        return self.mlp(normed), residual
+    def forward_fused(self, x: torch.Tensor, start: int | torch.Tensor, layer: int,
+                      cache: Any, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        """``forward`` with the norms' weights folded into the projections (L5-gemv / L5-fp8):
+        the projections normalize their input and the output projections add the residual,
+        so the step runs no norm or add kernel of its own."""
+        x = self.attn(x, start, layer, cache, cos, sin, rms_eps=self.attn_norm.eps, residual=x)
+        return self.mlp(x, rms_eps=self.mlp_norm.eps, residual=x)
 
 
 class DenseDecoder(nn.Module):
     """forward(tokens [B, T], start) -> logits [B, V] of the last position (or [B, T, V])."""
 
-    fused_norms = False  # L5-gemv / L5-fp8: add + RMSNorm ops, residual adds deferred
+    fused_norms = False  # L5-gemv / L5-fp8: norms and residual adds inside the GEMVs
 
     def __init__(self, shape: dict[str, Any], device: torch.device, dtype: torch.dtype,
                  seed: int) -> None:
@@ -234,19 +249,14 @@ class DenseDecoder(nn.Module):
             cos, sin = self.rope_cos[positions], self.rope_sin[positions]
         x = F.embedding(tokens, self.embed)
         if self.fused_norms:
-            residual: torch.Tensor | None = None
             for index, block in enumerate(self.blocks):
-                x, residual = cast(DecoderBlock, block).forward_fused(
-                    x, residual, start, index, self.cache, cos, sin)
-            assert residual is not None
-            if not all_logits:
-                x, residual = x[:, -1:], residual[:, -1:]
-            x = torch.ops.aiperf.add_rms_norm(x, residual, self.norm.weight, self.norm.eps)[0]
+                x = cast(DecoderBlock, block).forward_fused(x, start, index, self.cache, cos,
+                                                            sin)
+            logits = self.lm_head(x if all_logits else x[:, -1:], rms_eps=self.norm.eps)
         else:
             for index, block in enumerate(self.blocks):
                 x = block(x, start, index, self.cache, cos, sin)
-            x = self.norm(x if all_logits else x[:, -1:])
-        logits = self.lm_head(x)
+            logits = self.lm_head(self.norm(x if all_logits else x[:, -1:]))
         return logits if all_logits else logits[:, -1]
 
 

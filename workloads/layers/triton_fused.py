@@ -5,8 +5,9 @@ torch.compile, captured by CUDA graphs like any kernel):
   written into the KV cache at its position — static or paged, bf16 or FP8 e4m3 with the
   layer's scale — one launch instead of rotate q, rotate k, two index_copy_ (and an encode).
   Returns the rotated q [B, H, D]; mutates the two cache tensors.
-- ``aiperf::rms_norm`` / ``aiperf::add_rms_norm`` (L5-gemv, L5-fp8): the residual add and the
-  RMSNorm that follows it in one pass over the row: returns (normed, new residual).
+- ``aiperf::rms_norm``: RMSNorm in one pass over each row. Under L5-gemv / L5-fp8 the decode
+  step's norms and residual adds run inside the GEMVs (triton_gemv); this op is their large-M
+  path (prefill, batches over 16), with the weight folded into the projection (None).
 - ``aiperf::swiglu`` (L5-gemv, L5-fp8): silu(gate) * up from the fused gate-up projection.
 
 Each matches the torch code of workloads.layers.dense_model rounding for rounding (fp32 math,
@@ -130,13 +131,14 @@ def _(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor, sin:
     return q.new_empty(q.shape)
 
 
-# ---- residual add + RMSNorm ---------------------------------------------------------------
+# ---- RMSNorm ------------------------------------------------------------------------------
 
-def rms_norm_reference(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """dense_model.RMSNorm.forward."""
+def rms_norm_reference(x: torch.Tensor, weight: torch.Tensor | None, eps: float
+                       ) -> torch.Tensor:
+    """dense_model.RMSNorm.forward (without the weight multiply when ``weight`` is None)."""
     x32 = x.float()
-    x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
-    return weight * x32.to(x.dtype)
+    normed = (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
+    return normed if weight is None else weight * normed
 
 
 def _rows(x: torch.Tensor) -> torch.Tensor:
@@ -144,57 +146,30 @@ def _rows(x: torch.Tensor) -> torch.Tensor:
     return rows if rows.stride(-1) == 1 else rows.contiguous()
 
 
-def add_rms_norm_triton(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor,
-                        eps: float) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The kernel: (normed, x + residual) — or (normed, None) without a residual."""
+def rms_norm_triton(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
     triton, fused = _kernels()
     hidden = x.shape[-1]
     rows = _rows(x)
-    res_rows = _rows(residual) if residual is not None else rows
     out = torch.empty(x.shape, device=x.device, dtype=x.dtype)
-    res_out = torch.empty(x.shape, device=x.device, dtype=x.dtype) if residual is not None \
-        else out
     block = triton.next_power_of_2(hidden)
-    fused.add_rms_norm_kernel[(rows.shape[0],)](
-        rows, res_rows, weight, out, res_out, hidden, float(eps), rows.stride(0),
-        res_rows.stride(0), hidden, hidden, HAS_RESIDUAL=residual is not None, BLOCK=block,
-        num_warps=8 if block >= 4096 else 4)
-    return out, (res_out if residual is not None else None)
-
-
-def _norm_on_triton(x: torch.Tensor) -> bool:
-    return x.device.type == "cuda" and x.shape[-1] <= NORM_BLOCK_LIMIT
+    fused.rms_norm_kernel[(rows.shape[0],)](
+        rows, weight if weight is not None else rows, out, hidden, float(eps), rows.stride(0),
+        hidden, HAS_WEIGHT=weight is not None, BLOCK=block, num_warps=8 if block >= 4096 else 4)
+    return out
 
 
 @torch.library.custom_op("aiperf::rms_norm", mutates_args=())
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    if _norm_on_triton(x):
-        return add_rms_norm_triton(x, None, weight, eps)[0]
+def rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
+    """One pass over each row. Where the decode step runs L5-gemv / L5-fp8 the norm is inside
+    the GEMVs; this serves the large-M (prefill, batch > 16) path, weight folded (None)."""
+    if x.device.type == "cuda" and x.shape[-1] <= NORM_BLOCK_LIMIT:
+        return rms_norm_triton(x, weight, eps)
     return rms_norm_reference(x, weight, eps).contiguous()
 
 
 @rms_norm.register_fake
-def _(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+def _(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
     return x.new_empty(x.shape)
-
-
-@torch.library.custom_op("aiperf::add_rms_norm", mutates_args=())
-def add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(rms_norm(x + residual), x + residual), the sum rounded to x's dtype as in
-    ``x = x + attn(...)``."""
-    if _norm_on_triton(x):
-        normed, summed = add_rms_norm_triton(x, residual, weight, eps)
-        assert summed is not None
-        return normed, summed
-    summed = (x + residual).contiguous()
-    return rms_norm_reference(summed, weight, eps).contiguous(), summed
-
-
-@add_rms_norm.register_fake
-def _(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float
-      ) -> tuple[torch.Tensor, torch.Tensor]:
-    return x.new_empty(x.shape), x.new_empty(x.shape)
 
 
 # ---- SwiGLU --------------------------------------------------------------------------------

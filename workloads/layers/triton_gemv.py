@@ -1,6 +1,12 @@
 """Bandwidth-tuned Triton GEMV for small M (decode), bf16/fp16 or FP8 e4m3 weights.
 
     y[m, n] = scale[n] * sum_k x[m, k] * W[n, k]      W: [N, K] row-major (nn.Linear layout)
+            [ * 1/rms(x[m]) ]  [ + residual[m, n] ]
+
+The optional terms fuse the decoder's RMSNorm and residual add into the GEMVs around them
+(L5-gemv / L5-fp8, see lowbit.fold_norm_weights): the norm's weight is folded into W once,
+and 1/rms(x) = rsqrt(mean(x^2) + eps) is summed by each program from the x it streams
+anyway; the residual is added in the epilogue. No norm or add kernel runs between GEMVs.
 
 Batch-1 decode is a stream over the weights: every byte is read once and used once, so the
 kernel is shaped for DRAM bandwidth, not FLOPs. Each program owns BLOCK_N output rows and walks
@@ -27,12 +33,19 @@ import torch
 MAX_M = 16
 
 
-def gemv_reference(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None
+def gemv_reference(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None,
+                   residual: torch.Tensor | None = None, rms_eps: float = 0.0
                    ) -> torch.Tensor:
-    """The kernel's math in torch: fp32 accumulate, per-row (or scalar) scale, x's dtype out."""
-    y = x.float() @ weight.float().t()
+    """The kernel's math in torch: fp32 accumulate, per-row (or scalar) scale, 1/rms(x) when
+    ``rms_eps`` > 0, + residual, x's dtype out."""
+    x32 = x.float()
+    y = x32 @ weight.float().t()
     if scale is not None:
         y = y * scale.float().reshape(1, -1)
+    if rms_eps > 0:
+        y = y * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + rms_eps)
+    if residual is not None:
+        y = y + residual.float()
     return y.to(x.dtype)
 
 
@@ -103,6 +116,13 @@ def rotation(weight: torch.Tensor, min_launches: int = 3) -> list[torch.Tensor]:
 
 _M1_CHOICE: dict[tuple[Any, ...], Any] = {}
 M1_TIMINGS: dict[tuple[Any, ...], list[tuple[float, str]]] = {}  # what the choice saw
+REJECTED: dict[tuple[Any, ...], list[str]] = {}  # configs whose output disagreed
+AGREEMENT_REL = 1e-2  # the fp16 modes round products to fp16: ~1e-3 of the fp32 path
+
+
+def _agrees(y: torch.Tensor, first: torch.Tensor) -> bool:
+    diff = float((y.float() - first).norm())
+    return diff == diff and diff <= AGREEMENT_REL * float(first.norm())  # NaN disagrees
 
 
 def m1_config(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None) -> Any:
@@ -124,10 +144,17 @@ def m1_config(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None)
     weights = rotation(weight)
     y = torch.empty((1, n), device=x.device, dtype=x.dtype)
     timings = []
+    first: torch.Tensor | None = None  # the table's first config: the fp32-FMA path
     for config in tables[is_fp8]:
         calls = [functools.partial(_launch_m1, triton, kernel, config, x, w, scale, y)
                  for w in weights]
         try:
+            calls[0]()
+            if first is None:
+                first = y.float().clone()
+            elif not _agrees(y, first):  # never pick a fast wrong variant
+                REJECTED[key] = [*REJECTED.get(key, []), str(config)]
+                continue
             timings.append((time_in_graph(calls, replays=5), config))
         except Exception:  # noqa: BLE001 - a config that does not compile or fit is skipped
             continue
@@ -141,27 +168,31 @@ def m1_config(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None)
 
 
 def _launch_m1(triton: Any, kernel: Any, config: Any, x: torch.Tensor, weight: torch.Tensor,
-               scale: torch.Tensor | None, y: torch.Tensor) -> None:
+               scale: torch.Tensor | None, y: torch.Tensor,
+               residual: torch.Tensor | None = None, rms_eps: float = 0.0) -> None:
     n, k = weight.shape
     meta = dict(config.kwargs)
     kernel[(triton.cdiv(n, meta["BLOCK_N"]),)](
-        x, weight, scale if scale is not None else y, y, n, k, weight.stride(0),
+        x, weight, scale if scale is not None else y, y,
+        residual if residual is not None else y, n, k, weight.stride(0), float(rms_eps),
         HAS_SCALE=scale is not None, ROW_SCALE=scale is not None and scale.numel() == n,
-        IS_FP8=weight.dtype in (torch.float8_e4m3fn, torch.float8_e5m2),
-        num_warps=config.num_warps, num_stages=config.num_stages, **meta)
+        IS_FP8=weight.dtype in (torch.float8_e4m3fn, torch.float8_e5m2), RMS=rms_eps > 0,
+        RESIDUAL=residual is not None, num_warps=config.num_warps,
+        num_stages=config.num_stages, **meta)
 
 
-def gemv_triton(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None
-                ) -> torch.Tensor:
-    """x [M, K] (M <= 16, contiguous rows), weight [N, K] contiguous -> [M, N] in x.dtype."""
+def gemv_triton(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None,
+                residual: torch.Tensor | None = None, rms_eps: float = 0.0) -> torch.Tensor:
+    """x [M, K] (M <= 16), weight [N, K] contiguous, residual [M, N] -> [M, N] in x.dtype."""
     triton, kernel, _, gemv_small_m = _kernels()
     m, k = x.shape
     n = weight.shape[0]
     x = x.contiguous()
+    residual = residual.contiguous() if residual is not None else None
     y = torch.empty((m, n), device=x.device, dtype=x.dtype)
     if m == 1:
         config = m1_config(x, weight, scale)
-        _launch_m1(triton, kernel, config, x, weight, scale, y)
+        _launch_m1(triton, kernel, config, x, weight, scale, y, residual, rms_eps)
         return y
     has_scale = scale is not None
     scale_arg = scale if scale is not None else y  # unused pointer when HAS_SCALE is False
@@ -171,8 +202,11 @@ def gemv_triton(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | Non
     def grid(meta: dict[str, Any]) -> tuple[int]:
         return (triton.cdiv(n, meta["BLOCK_N"]),)
 
-    gemv_small_m[grid](x, weight, scale_arg, y, m, n, k, x.stride(0), weight.stride(0),
-                       y.stride(0), HAS_SCALE=has_scale, ROW_SCALE=row_scale, IS_FP8=is_fp8)
+    gemv_small_m[grid](x, weight, scale_arg, y, residual if residual is not None else y, m, n,
+                       k, x.stride(0), weight.stride(0), y.stride(0),
+                       residual.stride(0) if residual is not None else 0, float(rms_eps),
+                       HAS_SCALE=has_scale, ROW_SCALE=row_scale, IS_FP8=is_fp8,
+                       RMS=rms_eps > 0, RESIDUAL=residual is not None)
     return y
 
 
@@ -182,15 +216,15 @@ def gemv_op() -> Any:
     opaque call (with a fake for shapes) and CUDA graphs capture it like any kernel."""
 
     @torch.library.custom_op("aiperf::gemv", mutates_args=())
-    def gemv(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None
-             ) -> torch.Tensor:
+    def gemv(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None,
+             residual: torch.Tensor | None, rms_eps: float) -> torch.Tensor:
         if x.device.type == "cuda":
-            return gemv_triton(x, weight, scale)
-        return gemv_reference(x, weight, scale)
+            return gemv_triton(x, weight, scale, residual, rms_eps)
+        return gemv_reference(x, weight, scale, residual, rms_eps)
 
     @gemv.register_fake
-    def _(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None
-          ) -> torch.Tensor:
+    def _(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None,
+          residual: torch.Tensor | None, rms_eps: float) -> torch.Tensor:
         return x.new_empty((x.shape[0], weight.shape[0]))
 
     return gemv

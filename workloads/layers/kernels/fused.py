@@ -85,23 +85,18 @@ def rope_kv_write_kernel(
 
 
 @triton.jit
-def add_rms_norm_kernel(x_ptr, res_ptr, w_ptr, out_ptr, res_out_ptr, n_cols, eps,
-                        stride_x, stride_res, stride_out, stride_res_out,
-                        HAS_RESIDUAL: tl.constexpr, BLOCK: tl.constexpr):
+def rms_norm_kernel(x_ptr, w_ptr, out_ptr, n_cols, eps, stride_x, stride_out,
+                    HAS_WEIGHT: tl.constexpr, BLOCK: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     offs = tl.arange(0, BLOCK)
     mask = offs < n_cols
     dtype = out_ptr.dtype.element_ty
-    x = tl.load(x_ptr + row * stride_x + offs, mask=mask, other=0.0)
-    if HAS_RESIDUAL:
-        x = (x.to(tl.float32) + tl.load(res_ptr + row * stride_res + offs, mask=mask,
-                                        other=0.0).to(tl.float32)).to(dtype)
-        tl.store(res_out_ptr + row * stride_res_out + offs, x, mask=mask)
-    x32 = x.to(tl.float32)
-    inv_rms = 1.0 / tl.sqrt(tl.sum(x32 * x32, 0) / n_cols + eps)
-    normed = (x32 * inv_rms).to(dtype).to(tl.float32)
-    weight = tl.load(w_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    tl.store(out_ptr + row * stride_out + offs, (normed * weight).to(dtype), mask=mask)
+    x32 = tl.load(x_ptr + row * stride_x + offs, mask=mask, other=0.0).to(tl.float32)
+    normed = (x32 * tl.rsqrt(tl.sum(x32 * x32, 0) / n_cols + eps)).to(dtype)
+    if HAS_WEIGHT:
+        weight = tl.load(w_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        normed = (normed.to(tl.float32) * weight).to(dtype)
+    tl.store(out_ptr + row * stride_out + offs, normed, mask=mask)
 
 
 @triton.jit

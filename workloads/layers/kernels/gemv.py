@@ -33,10 +33,14 @@ def e4m3_to_f16_over_256(w):
 
 @triton.heuristics({"EVEN_K": lambda a: a["K"] % a["BLOCK_K"] == 0})
 @triton.jit
-def gemv_m1_kernel(x_ptr, w_ptr, scale_ptr, y_ptr, N, K, stride_wn,
+def gemv_m1_kernel(x_ptr, w_ptr, scale_ptr, y_ptr, res_ptr, N, K, stride_wn, rms_eps,
             HAS_SCALE: tl.constexpr, ROW_SCALE: tl.constexpr, IS_FP8: tl.constexpr,
             BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, EVEN_K: tl.constexpr,
-            MODE: tl.constexpr = 0, FLUSH: tl.constexpr = 8):
+            MODE: tl.constexpr = 0, FLUSH: tl.constexpr = 8, RMS: tl.constexpr = False,
+            RESIDUAL: tl.constexpr = False):
+    """y = W x (x scale), times 1/rms(x) when RMS (the RMSNorm before this projection, its
+    weight folded into W: every program reads all of x anyway), plus res when RESIDUAL (the
+    residual add after it)."""
     pid = tl.program_id(0)
     offs_n = pid * BLOCK_N + tl.arange(0, BLOCK_N)
     n_mask = offs_n < N
@@ -45,6 +49,7 @@ def gemv_m1_kernel(x_ptr, w_ptr, scale_ptr, y_ptr, N, K, stride_wn,
     w_rows = w_ptr + rows[:, None].to(tl.int64) * stride_wn
     acc = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
     acc16 = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float16)
+    sum_sq = tl.zeros([BLOCK_K], dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
         k = k0 + offs_k
         k = tl.max_contiguous(tl.multiple_of(k, BLOCK_K), BLOCK_K)
@@ -56,6 +61,8 @@ def gemv_m1_kernel(x_ptr, w_ptr, scale_ptr, y_ptr, N, K, stride_wn,
             x = tl.load(x_ptr + k, mask=k_mask, other=0.0)
             w = tl.load(w_rows + k[None, :], mask=k_mask[None, :], other=0.0,
                         eviction_policy="evict_first")
+        if RMS:
+            sum_sq += x.to(tl.float32) * x.to(tl.float32)
         if MODE == FMA_F32:
             acc += w.to(tl.float32) * x.to(tl.float32)[None, :]
         else:
@@ -80,6 +87,10 @@ def gemv_m1_kernel(x_ptr, w_ptr, scale_ptr, y_ptr, N, K, stride_wn,
             y = y * tl.load(scale_ptr + rows)
         else:
             y = y * tl.load(scale_ptr)
+    if RMS:
+        y = y * tl.rsqrt(tl.sum(sum_sq, 0) / K + rms_eps)
+    if RESIDUAL:
+        y = y + tl.load(res_ptr + rows).to(tl.float32)
     tl.store(y_ptr + offs_n, y.to(y_ptr.dtype.element_ty), mask=n_mask)
 
 small_m_configs = [
@@ -91,9 +102,11 @@ small_m_configs = [
 
 @triton.autotune(configs=small_m_configs, key=["N", "K", "IS_FP8"])
 @triton.jit
-def gemv_small_m(x_ptr, w_ptr, scale_ptr, y_ptr, M, N, K, stride_xm, stride_wn, stride_ym,
+def gemv_small_m(x_ptr, w_ptr, scale_ptr, y_ptr, res_ptr, M, N, K, stride_xm, stride_wn,
+                 stride_ym, stride_rm, rms_eps,
                  HAS_SCALE: tl.constexpr, ROW_SCALE: tl.constexpr, IS_FP8: tl.constexpr,
-                 BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+                 BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, RMS: tl.constexpr = False,
+                 RESIDUAL: tl.constexpr = False):
     pid = tl.program_id(0)
     offs_m = tl.arange(0, 16)
     offs_n = pid * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -101,11 +114,14 @@ def gemv_small_m(x_ptr, w_ptr, scale_ptr, y_ptr, M, N, K, stride_xm, stride_wn, 
     rows = tl.where(n_mask, offs_n, 0)
     offs_k = tl.arange(0, BLOCK_K)
     acc = tl.zeros([16, BLOCK_N], dtype=tl.float32)
+    sum_sq = tl.zeros([16], dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
         k = k0 + offs_k
         k_mask = k < K
         x = tl.load(x_ptr + offs_m[:, None] * stride_xm + k[None, :],
                     mask=m_mask[:, None] & k_mask[None, :], other=0.0)
+        if RMS:
+            sum_sq += tl.sum(x.to(tl.float32) * x.to(tl.float32), axis=1)
         w = tl.load(w_ptr + rows[:, None].to(tl.int64) * stride_wn + k[None, :],
                     mask=k_mask[None, :], other=0.0, eviction_policy="evict_first")
         acc += tl.dot(x, tl.trans(w.to(x.dtype)))
@@ -114,5 +130,10 @@ def gemv_small_m(x_ptr, w_ptr, scale_ptr, y_ptr, M, N, K, stride_xm, stride_wn, 
             acc = acc * tl.load(scale_ptr + rows)[None, :]
         else:
             acc = acc * tl.load(scale_ptr)
+    if RMS:
+        acc = acc * tl.rsqrt(sum_sq / K + rms_eps)[:, None]
+    if RESIDUAL:
+        acc += tl.load(res_ptr + offs_m[:, None] * stride_rm + offs_n[None, :],
+                       mask=m_mask[:, None] & n_mask[None, :], other=0.0).to(tl.float32)
     tl.store(y_ptr + offs_m[:, None] * stride_ym + offs_n[None, :],
              acc.to(y_ptr.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
