@@ -108,7 +108,8 @@ def test_fp8_gemv_modes_compile_and_drop_the_fp32_convert(tmp_path, mode, fused)
         gemv.gemv_m1_kernel, {"x_ptr": "*bf16", "w_ptr": "*fp8e4nv", "scale_ptr": "*fp32",
                               "y_ptr": "*bf16", "res_ptr": "*bf16", "rms_eps": "fp32"},
         {"HAS_SCALE": True, "ROW_SCALE": True, "IS_FP8": True, "BLOCK_N": 32, "BLOCK_K": 256,
-         "EVEN_K": True, "MODE": mode, "FLUSH": 8, "RMS": fused, "RESIDUAL": fused}, 4, 2,
+         "EVEN_K": True, "MODE": mode, "FLUSH": 8, "RMS": fused, "RESIDUAL": fused,
+         "X_BLOCK": 4096}, 4, 2,
         tmp_path)
     assert resources["LOCAL"] == 0 and resources["STACK"] == 0
     assert "LDG.E.EF.128" in sass  # weights in 16-byte loads, evict-first

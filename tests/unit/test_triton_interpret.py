@@ -76,7 +76,8 @@ def test_swiglu_matches_silu_times_up(results):
 
 
 @pytest.mark.parametrize("name", ["gemv_bf16_fma", "gemv_bf16_norm_and_residual", "gemv_fp8_fma",
-                                  "gemv_fp8_packed_f16", "gemv_fp8_packed_f16_norm_and_residual"])
+                                  "gemv_fp8_packed_f16", "gemv_fp8_packed_f16_norm_and_residual",
+                                  "gemv_fp8_packed_f16_norm_of_a_large_residual_stream"])
 def test_gemv_modes_match_float64(results, name):
     entry = result(results, name)
     assert entry["rel"] < 1e-2 and entry["rel_reference"] < 1e-2

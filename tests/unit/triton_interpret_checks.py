@@ -191,11 +191,12 @@ def swiglu_rows() -> dict[str, Any]:
             "shape": list(out.shape)}
 
 
-def gemv_case(mode: int, fp8: bool, fused: bool = False) -> dict[str, Any]:
+def gemv_case(mode: int, fp8: bool, fused: bool = False, x_scale: float = 3.0,
+              k: int = 512) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(30 + mode)
-    n, k = 96, 512
+    n = 96
     weight = (torch.randn(n, k, generator=gen) / k ** 0.5)
-    x = torch.randn(1, k, generator=gen).bfloat16() * 3
+    x = torch.randn(1, k, generator=gen).bfloat16() * x_scale
     residual = torch.randn(1, n, generator=gen).bfloat16() if fused else None
     rms_eps = 1e-5 if fused else 0.0
     scale = None
@@ -240,6 +241,13 @@ def gemv_fp8_packed_f16() -> dict[str, Any]:
 @check
 def gemv_fp8_packed_f16_norm_and_residual() -> dict[str, Any]:
     return gemv_case(1, True, fused=True)
+
+
+@check
+def gemv_fp8_packed_f16_norm_of_a_large_residual_stream() -> dict[str, Any]:
+    # |x| up to ~1e5 over K = 4096 (8 steps per fp16 flush): products of raw x overflow
+    # fp16; the normalised x cannot
+    return gemv_case(1, True, fused=True, x_scale=30000.0, k=4096)
 
 
 def main(names: list[str]) -> int:

@@ -177,8 +177,8 @@ def _launch_m1(triton: Any, kernel: Any, config: Any, x: torch.Tensor, weight: t
         residual if residual is not None else y, n, k, weight.stride(0), float(rms_eps),
         HAS_SCALE=scale is not None, ROW_SCALE=scale is not None and scale.numel() == n,
         IS_FP8=weight.dtype in (torch.float8_e4m3fn, torch.float8_e5m2), RMS=rms_eps > 0,
-        RESIDUAL=residual is not None, num_warps=config.num_warps,
-        num_stages=config.num_stages, **meta)
+        RESIDUAL=residual is not None, X_BLOCK=triton.next_power_of_2(k) if rms_eps > 0 else 16,
+        num_warps=config.num_warps, num_stages=config.num_stages, **meta)
 
 
 def gemv_triton(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None,

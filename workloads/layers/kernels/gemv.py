@@ -37,10 +37,13 @@ def gemv_m1_kernel(x_ptr, w_ptr, scale_ptr, y_ptr, res_ptr, N, K, stride_wn, rms
             HAS_SCALE: tl.constexpr, ROW_SCALE: tl.constexpr, IS_FP8: tl.constexpr,
             BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, EVEN_K: tl.constexpr,
             MODE: tl.constexpr = 0, FLUSH: tl.constexpr = 8, RMS: tl.constexpr = False,
-            RESIDUAL: tl.constexpr = False):
+            RESIDUAL: tl.constexpr = False, X_BLOCK: tl.constexpr = 16):
     """y = W x (x scale), times 1/rms(x) when RMS (the RMSNorm before this projection, its
     weight folded into W: every program reads all of x anyway), plus res when RESIDUAL (the
-    residual add after it)."""
+    residual add after it). The fp32 mode sums x^2 as it streams and scales y at the end; the
+    fp16 modes need x normalised before their products (the raw residual stream can reach
+    thousands, past what an fp16 partial sum holds), so they take 1/rms first from one load
+    of all of x (X_BLOCK >= K; a hidden size, 8 KB, from L2)."""
     pid = tl.program_id(0)
     offs_n = pid * BLOCK_N + tl.arange(0, BLOCK_N)
     n_mask = offs_n < N
@@ -50,6 +53,11 @@ def gemv_m1_kernel(x_ptr, w_ptr, scale_ptr, y_ptr, res_ptr, N, K, stride_wn, rms
     acc = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
     acc16 = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float16)
     sum_sq = tl.zeros([BLOCK_K], dtype=tl.float32)
+    inv_rms = 1.0
+    if RMS and MODE != FMA_F32:
+        offs_x = tl.arange(0, X_BLOCK)
+        x_all = tl.load(x_ptr + offs_x, mask=offs_x < K, other=0.0).to(tl.float32)
+        inv_rms = tl.rsqrt(tl.sum(x_all * x_all, 0) / K + rms_eps)
     for k0 in range(0, K, BLOCK_K):
         k = k0 + offs_k
         k = tl.max_contiguous(tl.multiple_of(k, BLOCK_K), BLOCK_K)
@@ -61,20 +69,21 @@ def gemv_m1_kernel(x_ptr, w_ptr, scale_ptr, y_ptr, res_ptr, N, K, stride_wn, rms
             x = tl.load(x_ptr + k, mask=k_mask, other=0.0)
             w = tl.load(w_rows + k[None, :], mask=k_mask[None, :], other=0.0,
                         eviction_policy="evict_first")
-        if RMS:
+        if RMS and MODE == FMA_F32:
             sum_sq += x.to(tl.float32) * x.to(tl.float32)
         if MODE == FMA_F32:
             acc += w.to(tl.float32) * x.to(tl.float32)[None, :]
         else:
             # FP8 only: products and short sums in packed fp16 (two per HFMA2), flushed
             # to fp32 every FLUSH steps. Both operands carry 2^-8 between them, so a
-            # partial sum stays under fp16's 65504 while |x| < 65504 / (1.75 * FLUSH).
+            # partial sum stays under fp16's 65504 while |x| < 65504 / (1.75 * FLUSH) =
+            # 4680: the decoder's GEMV inputs are normalised (RMS here) or SwiGLU outputs.
             if MODE == F16_INT_CVT:
                 w16 = e4m3_to_f16_over_256(w)
-                x16 = x.to(tl.float16)
+                x16 = (x.to(tl.float32) * inv_rms).to(tl.float16)
             else:
                 w16 = w.to(tl.float16)
-                x16 = (x.to(tl.float32) * 0.00390625).to(tl.float16)
+                x16 = (x.to(tl.float32) * (inv_rms * 0.00390625)).to(tl.float16)
             acc16 += w16 * x16[None, :]
             if (k0 // BLOCK_K) % FLUSH == FLUSH - 1:
                 acc += acc16.to(tl.float32)
@@ -87,7 +96,7 @@ def gemv_m1_kernel(x_ptr, w_ptr, scale_ptr, y_ptr, res_ptr, N, K, stride_wn, rms
             y = y * tl.load(scale_ptr + rows)
         else:
             y = y * tl.load(scale_ptr)
-    if RMS:
+    if RMS and MODE == FMA_F32:
         y = y * tl.rsqrt(tl.sum(sum_sq, 0) / K + rms_eps)
     if RESIDUAL:
         y = y + tl.load(res_ptr + rows).to(tl.float32)
