@@ -331,3 +331,30 @@ def test_gemv_linear_applies_the_norm_and_the_residual(rows):
         out = linear(x, rms_eps=1e-5, residual=residual)
         assert float((out - expected).norm() / expected.norm()) < bound
         torch.testing.assert_close(linear(x), linear(x, rms_eps=0.0, residual=None))
+
+
+@torch.inference_mode()
+def test_tensor_parallel_output_projections_add_the_residual_once(tmp_path):
+    """Under tensor parallelism o_proj and down_proj are all-reduced wrappers: with the fused
+    norms they get the residual, added after the sum (one gloo rank here: the sum is the
+    local output, and the logits must equal the unsharded model's)."""
+    import torch.distributed as dist
+
+    from workloads.layers.tensor_parallel import shard_block
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                            world_size=1)
+    try:
+        logits = []
+        for sharded in (True, False):
+            workload = build([])
+            if sharded:
+                for block in workload.model.blocks:
+                    shard_block(block, 0, 1)
+            for name in ("L2", "L3", "L5-fp8"):
+                APPLY_FUNCTIONS[name](workload, CPU)
+            assert workload.model.fused_norms
+            logits.append(workload.parity_outputs(workload.make_inputs(0)).logits)
+        torch.testing.assert_close(logits[0], logits[1], rtol=1e-5, atol=1e-5)
+    finally:
+        dist.destroy_process_group()
