@@ -137,19 +137,21 @@ def decode_attention_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: tor
     lse = torch.empty(batch, heads, num_splits if split else 1, device=q.device,
                       dtype=torch.float32)
     fp8 = k_cache.dtype in (torch.float8_e4m3fn, torch.float8_e5m2)
-    table = block_table if paged else positions  # unused pointer when not paged
     block_d = triton.next_power_of_2(dim)
+    # unused pointers (no table, no scale) get any tensor; a shared position has stride 0
+    table, scale = block_table if block_table is not None else positions, kv_scale
+    table_stride = block_table.stride(0) if block_table is not None else 0
+    pos_stride = positions.stride(0) if positions.numel() > 1 else 0
     split_kv_kernel[(batch * kv_heads, num_splits)](
-        q, k_cache, v_cache, positions, table, kv_scale if kv_scale is not None else part,
-        out, part, lse, (1.0 / math.sqrt(dim)) * math.log2(math.e), int(window), num_splits,
-        kv_heads, q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1),
-        k_cache.stride(2), v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
-        block_table.stride(0) if block_table is not None else 0, positions.stride(0) if positions.numel() > 1
-        else 0, out.stride(0), out.stride(1), part.stride(0), part.stride(1), part.stride(2),
+        q, k_cache, v_cache, positions, table, scale if scale is not None else part, out, part,
+        lse, (1.0 / math.sqrt(dim)) * math.log2(math.e), int(window), num_splits, kv_heads,
+        q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
+        v_cache.stride(0), v_cache.stride(1), v_cache.stride(2), table_stride, pos_stride,
+        out.stride(0), out.stride(1), part.stride(0), part.stride(1), part.stride(2),
         GROUP=group, GROUP_PAD=max(16, triton.next_power_of_2(group)), HEAD_DIM=dim,
         BLOCK_D=block_d, BLOCK_N=config.block_n, PAGE=k_cache.shape[1] if paged else 0,
-        FP8=fp8, SPLIT=split, DOT_F32=interpret or q.dtype == torch.float32, num_warps=config.num_warps,
-        num_stages=config.num_stages)
+        FP8=fp8, SPLIT=split, DOT_F32=interpret or q.dtype == torch.float32,
+        num_warps=config.num_warps, num_stages=config.num_stages)
     if split:
         combine_kernel[(batch * heads,)](
             part, lse, out, num_splits, heads, part.stride(0), part.stride(1), part.stride(2),
