@@ -157,8 +157,10 @@ def test_rope_kv_write_is_bit_exact_with_the_reference(paged, fp8):
     assert float((q_out.float() - q_ref.float()).abs().max()) <= float(
         q_ref.float().abs().max()) * 2 ** -7
     assert torch.equal(caches[1].view(torch.uint8), caches[3].view(torch.uint8))  # v: copied
-    k_diff = (caches[0].view(torch.uint8) != caches[2].view(torch.uint8)).float().mean()
-    assert float(k_diff) < 1e-3 and caches[2].view(torch.uint8).count_nonzero() > 0
+    written = batch * kv_heads * dim * caches[0].element_size()  # bytes of one token's K
+    assert caches[2].view(torch.uint8).count_nonzero() > written // 2
+    k_diff = int((caches[0].view(torch.uint8) != caches[2].view(torch.uint8)).sum())
+    assert k_diff <= 0.02 * written  # FMA contraction may move a rounding, rarely
 
 
 def test_rms_norm_and_swiglu_match_the_model_math_on_the_gpu():
