@@ -17,7 +17,10 @@ from typing import Any
 
 @functools.cache
 def has_triton() -> bool:
-    return importlib.util.find_spec("triton") is not None
+    try:
+        return importlib.util.find_spec("triton") is not None
+    except (ImportError, ValueError):  # a None entry in sys.modules: hidden on purpose
+        return False
 
 
 def interpreter_active() -> bool:
