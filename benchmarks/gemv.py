@@ -11,7 +11,9 @@ against an fp64 reference on fresh random inputs before it is timed. Timing: the
 back to back over rotating weight copies (3x the L2 in all, so every launch reads DRAM),
 captured in one CUDA graph and replayed 20 times: what the decode graph sees, without the
 Python launch cost that dominated do_bench for these 10-30 us kernels (see m1_config). Each
-Triton row also lists every config's graphed time, as the tuner saw them. The per-token
+Triton row also lists every config's graphed time, as the tuner saw them (FP8: the fp32-FMA
+mode 0 and the packed-fp16 modes 1 and 2 of kernels.gemv), and any config rejected for
+disagreeing with the first. The per-token
 sum (32 layers + head) is the GEMV-only floor of a decode step: the ladder's L5-gemv step can
 be no faster than it. Writes gemv-<device>.json and prints a table last. ~1 minute.
 """
@@ -38,6 +40,7 @@ from benchmarks.dense_ladder import copy_bandwidth_tb_s  # noqa: E402
 from workloads.layers.lowbit import quantize_fp8  # noqa: E402
 from workloads.layers.triton_gemv import (  # noqa: E402
     M1_TIMINGS,
+    REJECTED,
     gemv_triton,
     m1_config,
     rotation,
@@ -77,7 +80,7 @@ def main() -> int:
             err = rel_err(out, reference.float())
             weights = rotation(weight)
             us = time_in_graph([functools.partial(fn, wi) for wi in weights], replays=20)
-            config, table = None, None
+            config, table, key = None, None, None
             if variant.startswith("triton"):
                 key = (weight.device.index, n, k, weight.dtype, x.dtype, sc is not None)
                 config = str(m1_config(x, weight, sc))
@@ -86,7 +89,8 @@ def main() -> int:
             rows.append({"shape": name, "n": n, "k": k, "variant": variant, "us": us,
                          "tb_s": tb_s, "share_of_copy": tb_s / copy, "rel_err": err,
                          "config": config, "config_timings_us": table,
-                         "launches_per_replay": len(weights)})
+                         "rejected_configs": REJECTED.get(key) if variant.startswith("triton")
+                         else None, "launches_per_replay": len(weights)})
             print(f"{name:8s} {variant:12s} {us:8.1f} us {tb_s:5.2f} TB/s "
                   f"({tb_s / copy:4.0%} of copy) err {err:.1e} {config or ''}", flush=True)
             if table:

@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 import torch
+from torch import nn
 
 from workloads import estimate
 from workloads.errors import WorkbenchError
@@ -38,6 +39,7 @@ from workloads.layers.dense_model import (  # noqa: F401 - re-exported: the mode
     rope_tables,
 )
 from workloads.layers.kv_cache import KVCache, PagedKVCache
+from workloads.layers.lowbit import fold_norm_weights
 from workloads.layers.runtime import DecodeRuntime
 from workloads.layers.speculative import speculative_decode
 from workloads.parity import speculative_check
@@ -55,8 +57,10 @@ RUN_DEFAULTS: dict[str, Any] = {
     "spec_k": 4,  # L6-spec: draft tokens per round
     "draft_layers": 0,  # L6-spec: draft depth; 0 = a quarter of the target's layers
     "kv_block": 16,  # L6-paged: tokens per KV block
+    "decode_kernel": "split-kv",  # L3's one-token decode: "split-kv" (Triton) or "sdpa"
 }
 RUN_KEYS = tuple(RUN_DEFAULTS)
+DECODE_KERNELS = ("split-kv", "sdpa")
 OPTIONAL_SHAPE = {"window": 0}  # sliding-window size; 0 = full causal attention
 PRECISION_OF_DTYPE = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
@@ -78,6 +82,9 @@ def resolve_shape(params: dict[str, Any]) -> dict[str, Any]:
                              f"got {shape['window']!r}")
     if params.get("unmet_layers", "fail") not in ("fail", "skip"):
         raise WorkbenchError("dense param unmet_layers must be 'fail' or 'skip'")
+    if params.get("decode_kernel", "split-kv") not in DECODE_KERNELS:
+        raise WorkbenchError(f"dense param decode_kernel must be one of "
+                             f"{', '.join(DECODE_KERNELS)}, got {params['decode_kernel']!r}")
     for key in ("hidden", "layers", "heads", "kv_heads", "mlp", "vocab", "batch",
                 "prompt_len", "new_tokens", "max_seq"):
         if isinstance(shape[key], bool) or not isinstance(shape[key], int) or shape[key] < 1:
@@ -136,6 +143,28 @@ class DenseWorkload(Workload):
         for block in self.model.blocks:
             cast(DecoderBlock, block).attn.kernel = kernel
 
+    def set_fast_decode(self, enabled: bool) -> None:
+        """L3: one-token decode through the fused RoPE + KV write and split-KV attention."""
+        assert self.model is not None
+        for block in self.model.blocks:
+            cast(DecoderBlock, block).attn.fast_decode = enabled
+
+    def set_fused_norms(self, enabled: bool) -> None:
+        """L5-gemv / L5-fp8: RMSNorms and residual adds inside the GEMVs (norm weights folded
+        into the projections first), SwiGLU as one op. Needs every linear to be a GEMV one."""
+        assert self.model is not None
+        if enabled:
+            linears = [m for m in self.model.modules() if isinstance(m, nn.Linear)]
+            if linears:
+                raise ValueError("fused norms need the GEMV / FP8 linears (L5-gemv, L5-fp8); "
+                                 f"{len(linears)} nn.Linear left")
+            fold_norm_weights(self.model)
+        self.model.fused_norms = enabled
+        for block in self.model.blocks:
+            cast(DecoderBlock, block).mlp.fused_act = enabled
+        if self.draft is not None:
+            cast(DraftDecoder, self.draft.model).fused_norms = enabled
+
     def replace_cache(self, paged: bool | None = None, fp8: bool | None = None) -> None:
         """Swap the KV cache (paged and/or FP8 storage). The cache is rebuilt empty, so this
         must happen before any prefill the measured run relies on (layers apply before)."""
@@ -149,6 +178,7 @@ class DenseWorkload(Workload):
 
     _cache_paged = False
     _cache_fp8 = False
+    peak_before_prepare: int | None = None
 
     def _new_cache(self, layers: int) -> Any:
         s = self.shape
@@ -188,6 +218,13 @@ class DenseWorkload(Workload):
         return outputs
 
     def prepare(self, inputs: torch.Tensor) -> None:
+        if self.device.type == "cuda":
+            # The build and the L0 reference hold the model in the preset dtype whatever the
+            # stack (an FP8 stack quantizes after them), so the run's peak would be the bf16
+            # model's for every stack. The peak reported (read at the end of the run) is the
+            # served stack's, from here on; the one before is kept in extra().
+            self.peak_before_prepare = int(torch.cuda.max_memory_allocated(self.device))
+            torch.cuda.reset_peak_memory_stats(self.device)
         self._prompt = inputs
         if self.runtime.pinned and self.device.type == "cuda":
             self._host_prompt = inputs.cpu().pin_memory()
@@ -270,15 +307,21 @@ class DenseWorkload(Workload):
         return float(total)
 
     def bytes_per_step(self) -> float | None:
+        """Minimum DRAM traffic of the target's step: the weights (and embedding rows) at their
+        storage width — FP8 weights halve them — and the K/V read and written at the cache's:
+        an FP8 cache stores one byte per element."""
         prompt_len = self.shape["prompt_len"]
-        if self.mode == "prefill":
-            return float(estimate.prefill_bytes(self.shape, prompt_len)
-                         * self.runtime.weight_bytes_ratio)
-        total = sum(estimate.decode_bytes(self.shape, ctx) for ctx in self._decode_positions())
-        if self.mode == "generate":
-            total += estimate.prefill_bytes(self.shape, prompt_len)
-        # Minimum traffic of the *target* decode; FP8 weights halve the weight bytes.
-        return float(total * self.runtime.weight_bytes_ratio)
+        kv_per_token = estimate.kv_bytes_per_token(self.shape) * self.shape["batch"]
+        parts: list[tuple[int, int]] = []  # (all bytes, of which K/V)
+        if self.mode == "prefill" or self.mode == "generate":
+            parts.append((estimate.prefill_bytes(self.shape, prompt_len),
+                          kv_per_token * prompt_len))
+        if self.mode != "prefill":
+            parts += [(estimate.decode_bytes(self.shape, ctx), kv_per_token * (ctx + 1))
+                      for ctx in self._decode_positions()]
+        kv_ratio = 1 / estimate.dtype_bytes(self.shape["dtype"]) if self._cache_fp8 else 1.0
+        weight_ratio = self.runtime.weight_bytes_ratio
+        return float(sum((total - kv) * weight_ratio + kv * kv_ratio for total, kv in parts))
 
     def extra(self) -> dict[str, Any]:
         counts = estimate.dense_param_counts(self.shape)
@@ -286,6 +329,11 @@ class DenseWorkload(Workload):
             "shape": dict(self.shape), "mode": self.mode, "params": counts.total,
             "memory_estimate": estimate.estimate_dense_memory(self.shape).to_dict(),
             "runtime": self.runtime.describe()}
+        if self.peak_before_prepare is not None:
+            out["peak_mem_before_prepare_bytes"] = self.peak_before_prepare
+            out["peak_mem_note"] = ("peak_mem_bytes is from prepare() on (the served stack); "
+                                    "the build and the L0 reference peaked at "
+                                    "peak_mem_before_prepare_bytes")
         if self.draft is not None:
             draft_blocks = cast(DraftDecoder, self.draft.model).blocks
             out["speculative"] = {"k": self.spec_k, "draft_layers": len(draft_blocks),

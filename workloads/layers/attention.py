@@ -1,5 +1,6 @@
 """Attention kernels for the dense decoder: eager (L0), SDPA (L3), FlexAttention (L3, sliding
-window on CUDA).
+window on CUDA); L3 also turns on the one-token decode path (split-KV Triton decode attention
+over the cache in place, with the fused RoPE + KV write: workloads.layers.triton_decode_attention).
 
 Every kernel takes q [B, heads, S, D] and the cache's keys/values [B, kv_heads, T, D] and
 returns [B, heads, S, D]. Which keys a query may see is decided by positions only:
@@ -22,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from workloads.layers.kv_cache import positions_of
+from workloads.layers.triton_support import has_triton
 
 
 def allowed_mask(start: int | torch.Tensor, seq: int, total: int, window: int,
@@ -107,18 +109,33 @@ ATTENTION_KERNELS = {"eager": eager_attention, "sdpa": sdpa_attention, "flex": f
 
 
 def apply_attention(workload: Any, device: torch.device) -> str | None:
-    """L3: SDPA (flash / cuDNN on CUDA, math on CPU); FlexAttention when the run has a sliding
-    window (params ``window`` > 0) on CUDA."""
+    """L3: the prefill through SDPA (flash / cuDNN on CUDA, math on CPU), or FlexAttention when
+    the run has a sliding window (params ``window`` > 0) on CUDA; the one-token decode through
+    the split-KV decode attention (Triton on CUDA, its torch reference on CPU), SDPA where
+    CUDA has no triton or the run asks for it (param ``decode_kernel=sdpa``, for A/B runs).
+    Multi-token verify steps (L6-spec) keep the prefill kernel."""
     window = int(getattr(workload, "shape", {}).get("window", 0) or 0)
+    notes = []
     if window and device.type == "cuda":
         try:
             import torch.nn.attention.flex_attention  # noqa: F401
         except ImportError:
             workload.set_attention("sdpa")
-            return "FlexAttention unavailable in this torch: SDPA with a window mask"
-        workload.set_attention("flex")
-        return f"FlexAttention, sliding window {window} (block-sparse prefill)"
-    workload.set_attention("sdpa")
-    if device.type != "cuda":
-        return "SDPA math backend on CPU (flash / cuDNN need CUDA)"
-    return "SDPA: flash / cuDNN for the causal prefill, masked SDPA for decode"
+            notes.append("FlexAttention unavailable in this torch: SDPA with a window mask")
+        else:
+            workload.set_attention("flex")
+            notes.append(f"FlexAttention, sliding window {window} (block-sparse prefill)")
+    else:
+        workload.set_attention("sdpa")
+        notes.append("SDPA prefill (math backend on CPU)" if device.type != "cuda"
+                     else "SDPA prefill (flash / cuDNN)")
+    requested = str(getattr(workload, "params", {}).get("decode_kernel", "split-kv"))
+    if requested == "sdpa":
+        notes.append("masked SDPA decode (param decode_kernel=sdpa)")
+    elif device.type == "cuda" and not has_triton():
+        notes.append("masked SDPA decode (no triton for the split-KV kernel)")
+    else:
+        workload.set_fast_decode(True)
+        notes.append("decode: fused RoPE + KV write, split-KV decode attention over the cache "
+                     + ("(Triton)" if device.type == "cuda" else "(torch reference on CPU)"))
+    return "; ".join(notes)

@@ -2,6 +2,16 @@
 kernel, SwiGLU, the decoder and its layer-skip draft. ``workloads.dense`` re-exports them and
 holds the workload that measures them; the layers in this package transform them in place
 (fuse projections, swap the attention kernel, the KV cache or the linears).
+
+Two switches select fused custom ops (workloads.layers.triton_fused / triton_decode_attention;
+Triton kernels on CUDA, their torch reference elsewhere):
+- ``Attention.fast_decode`` (L3): a one-token decode runs RoPE + KV write as one op and the
+  split-KV decode attention over the cache in place; prefill and multi-token verify keep the
+  pluggable kernel.
+- ``DenseDecoder.fused_norms`` (L5-gemv, L5-fp8, after lowbit.fold_norm_weights): the
+  RMSNorms run inside the projections after them (their weights folded into the weights, 1/rms
+  computed by the GEMV) and the residual adds inside the output projections; SwiGLU is one
+  op. Per layer the decode step runs its GEMVs, RoPE + KV write, attention and SwiGLU only.
 """
 
 from __future__ import annotations
@@ -13,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import workloads.layers.triton_decode_attention  # noqa: F401 - registers aiperf::decode_attention
+import workloads.layers.triton_fused  # noqa: F401 - registers aiperf::rope_kv_write, norms, swiglu
 from workloads.layers.attention import eager_attention
 from workloads.layers.kv_cache import KVCache, positions_of
 
@@ -59,6 +71,7 @@ class Attention(nn.Module):
         self.o_proj = residual_linear(hidden, heads * self.head_dim)
         self.qkv_proj: nn.Module | None = None  # L2 replaces q/k/v with one fused projection
         self.kernel = eager_attention  # L3 swaps in SDPA / FlexAttention
+        self.fast_decode = False  # L3: fused RoPE + KV write and split-KV decode attention
         self.window = 0
 
     def fuse(self) -> None:
@@ -75,20 +88,49 @@ class Attention(nn.Module):
         del self.q_proj, self.k_proj, self.v_proj
 
     def forward(self, x: torch.Tensor, start: int | torch.Tensor, layer: int, cache: Any,
-                cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+                cos: torch.Tensor, sin: torch.Tensor, rms_eps: float = 0.0,
+                residual: torch.Tensor | None = None) -> torch.Tensor:
+        """x normalized — or, with ``rms_eps`` (fused norms), the raw residual stream whose
+        RMSNorm the projections apply; ``residual`` is added by the output projection."""
         batch, seq, _ = x.shape
         q_dim, kv_dim = self.heads * self.head_dim, self.kv_heads * self.head_dim
+
+        def project(linear: nn.Module) -> torch.Tensor:
+            return linear(x, rms_eps=rms_eps) if rms_eps else linear(x)
+
         if self.qkv_proj is not None:
-            q, k, v = self.qkv_proj(x).split([q_dim, kv_dim, kv_dim], dim=-1)
+            q, k, v = project(self.qkv_proj).split([q_dim, kv_dim, kv_dim], dim=-1)
         else:
-            q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
-        q = q.view(batch, seq, self.heads, self.head_dim).transpose(1, 2)
-        k = k.view(batch, seq, self.kv_heads, self.head_dim).transpose(1, 2)
-        v = v.view(batch, seq, self.kv_heads, self.head_dim).transpose(1, 2)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        keys, values = cache.update(layer, start, k, v)
-        out = self.kernel(q, keys, values, start, self.window)
-        return self.o_proj(out.transpose(1, 2).reshape(batch, seq, -1))
+            q, k, v = project(self.q_proj), project(self.k_proj), project(self.v_proj)
+        if self.fast_decode and seq == 1:
+            out = self._decode_one(q, k, v, start, layer, cache, cos, sin)
+        else:
+            q = q.view(batch, seq, self.heads, self.head_dim).transpose(1, 2)
+            k = k.view(batch, seq, self.kv_heads, self.head_dim).transpose(1, 2)
+            v = v.view(batch, seq, self.kv_heads, self.head_dim).transpose(1, 2)
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+            keys, values = cache.update(layer, start, k, v)
+            out = self.kernel(q, keys, values, start, self.window).transpose(1, 2)
+        out = out.reshape(batch, seq, -1)
+        if residual is None:
+            return self.o_proj(out)
+        return self.o_proj(out, residual=residual)
+
+    def _decode_one(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                    start: int | torch.Tensor, layer: int, cache: Any, cos: torch.Tensor,
+                    sin: torch.Tensor) -> torch.Tensor:
+        """One token per sequence: q/k/v [B, 1, heads * D] (views of the fused projection)."""
+        batch = q.shape[0]
+        positions = start if isinstance(start, torch.Tensor) else torch.full(
+            (1,), start, device=q.device, dtype=torch.long)
+        kv = cache.decode_view(layer)
+        q = torch.ops.aiperf.rope_kv_write(
+            q.view(batch, self.heads, self.head_dim),
+            k.view(batch, self.kv_heads, self.head_dim),
+            v.view(batch, self.kv_heads, self.head_dim), cos, sin, positions, kv.keys,
+            kv.values, kv.block_table, kv.scale)
+        return torch.ops.aiperf.decode_attention(q, kv.keys, kv.values, positions,
+                                                 kv.block_table, kv.scale, self.window)
 
 
 class SwiGLU(nn.Module):
@@ -98,6 +140,7 @@ class SwiGLU(nn.Module):
         self.gate_proj, self.up_proj = linear(mlp, hidden), linear(mlp, hidden)
         self.down_proj = residual_linear(hidden, mlp)
         self.gate_up_proj: nn.Module | None = None  # L2: one fused [gate; up] projection
+        self.fused_act = False  # L5-gemv / L5-fp8: silu(gate) * up as one op
 
     def fuse(self) -> None:
         weight = torch.cat([self.gate_proj.weight, self.up_proj.weight]).contiguous()
@@ -106,11 +149,25 @@ class SwiGLU(nn.Module):
         self.gate_up_proj.weight = nn.Parameter(weight, requires_grad=False)
         del self.gate_proj, self.up_proj
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rms_eps: float = 0.0,
+                residual: torch.Tensor | None = None) -> torch.Tensor:
+        """As Attention.forward: ``rms_eps`` for a raw input, ``residual`` added at the end."""
+
+        def project(linear: nn.Module) -> torch.Tensor:
+            return linear(x, rms_eps=rms_eps) if rms_eps else linear(x)
+
         if self.gate_up_proj is not None:
-            gate, up = self.gate_up_proj(x).split([self.mlp, self.mlp], dim=-1)
-            return self.down_proj(F.silu(gate) * up)
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+            gate_up = project(self.gate_up_proj)
+            if self.fused_act:
+                hidden = torch.ops.aiperf.swiglu(gate_up)
+            else:
+                gate, up = gate_up.split([self.mlp, self.mlp], dim=-1)
+                hidden = F.silu(gate) * up
+        else:
+            hidden = F.silu(project(self.gate_proj)) * project(self.up_proj)
+        if residual is None:
+            return self.down_proj(hidden)
+        return self.down_proj(hidden, residual=residual)
 
 
 class DecoderBlock(nn.Module):
@@ -128,9 +185,19 @@ class DecoderBlock(nn.Module):
         x = x + self.attn(self.attn_norm(x), start, layer, cache, cos, sin)
         return x + self.mlp(self.mlp_norm(x))
 
+    def forward_fused(self, x: torch.Tensor, start: int | torch.Tensor, layer: int,
+                      cache: Any, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        """``forward`` with the norms' weights folded into the projections (L5-gemv / L5-fp8):
+        the projections normalize their input and the output projections add the residual,
+        so the step runs no norm or add kernel of its own."""
+        x = self.attn(x, start, layer, cache, cos, sin, rms_eps=self.attn_norm.eps, residual=x)
+        return self.mlp(x, rms_eps=self.mlp_norm.eps, residual=x)
+
 
 class DenseDecoder(nn.Module):
     """forward(tokens [B, T], start) -> logits [B, V] of the last position (or [B, T, V])."""
+
+    fused_norms = False  # L5-gemv / L5-fp8: norms and residual adds inside the GEMVs
 
     def __init__(self, shape: dict[str, Any], device: torch.device, dtype: torch.dtype,
                  seed: int) -> None:
@@ -181,10 +248,15 @@ class DenseDecoder(nn.Module):
             positions = positions_of(start, seq, tokens.device)
             cos, sin = self.rope_cos[positions], self.rope_sin[positions]
         x = F.embedding(tokens, self.embed)
-        for index, block in enumerate(self.blocks):
-            x = block(x, start, index, self.cache, cos, sin)
-        x = self.norm(x if all_logits else x[:, -1:])
-        logits = self.lm_head(x)
+        if self.fused_norms:
+            for index, block in enumerate(self.blocks):
+                x = cast(DecoderBlock, block).forward_fused(x, start, index, self.cache, cos,
+                                                            sin)
+            logits = self.lm_head(x if all_logits else x[:, -1:], rms_eps=self.norm.eps)
+        else:
+            for index, block in enumerate(self.blocks):
+                x = block(x, start, index, self.cache, cos, sin)
+            logits = self.lm_head(self.norm(x if all_logits else x[:, -1:]))
         return logits if all_logits else logits[:, -1]
 
 
@@ -198,6 +270,7 @@ class DraftDecoder(DenseDecoder):
         self.embed = target.embed
         self.blocks = nn.ModuleList(list(target.blocks)[:layers])
         self.norm, self.lm_head = target.norm, target.lm_head
+        self.fused_norms = target.fused_norms
         self.register_buffer("rope_cos", target.rope_cos, persistent=False)
         self.register_buffer("rope_sin", target.rope_sin, persistent=False)
         self.cache = cache

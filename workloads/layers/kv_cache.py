@@ -13,9 +13,16 @@ All caches share one call: ``update(layer, start, k, v) -> (keys, values)`` with
 
 Slots past the valid length may hold stale values from an earlier (rolled back) decode; the
 position mask in attention always excludes them, so they are never read as keys.
+
+L3's decode path does not call ``update``: it writes the new K/V itself (the fused RoPE + KV
+write) and reads the cache's storage in place (the split-KV kernel), through
+``decode_view(layer)``: the raw K/V tensors, the block table (paged) and the FP8 scale — no
+gathered or decoded copy of the context per layer.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 
@@ -30,6 +37,15 @@ def positions_of(start: int | torch.Tensor, seq: int, device: torch.device) -> t
     """Absolute positions [seq] of the new tokens (start may be an int or a tensor [1])."""
     offsets = torch.arange(seq, device=device)
     return offsets + start if isinstance(start, int) else start.reshape(1) + offsets
+
+
+class DecodeKV(NamedTuple):
+    """A layer's cache storage as the decode kernels read it."""
+
+    keys: torch.Tensor  # static [B, kv_heads, max_seq, D] or paged [blocks, block, kv_heads, D]
+    values: torch.Tensor
+    block_table: torch.Tensor | None  # paged: [B, blocks_per_seq]
+    scale: torch.Tensor | None  # FP8: the layer's [1] fp32 scale
 
 
 class _Fp8Codec:
@@ -61,6 +77,10 @@ class KVCache:
         store = FP8_KV_DTYPE if fp8 else dtype
         self.keys = [torch.zeros(shape, device=device, dtype=store) for _ in range(layers)]
         self.values = [torch.zeros(shape, device=device, dtype=store) for _ in range(layers)]
+
+    def decode_view(self, layer: int) -> DecodeKV:
+        return DecodeKV(self.keys[layer], self.values[layer], None,
+                        self.codec.scales[layer] if self.codec is not None else None)
 
     def _read(self, layer: int, end: int | None) -> tuple[torch.Tensor, torch.Tensor]:
         keys, values = self.keys[layer], self.values[layer]
@@ -101,8 +121,8 @@ class PagedKVCache:
     """K/V in a pool of fixed-size blocks [num_blocks, block, kv_heads, head_dim] per layer,
     addressed through a block table [batch, blocks_per_seq] (vLLM's layout). Blocks are handed
     out from a shuffled free list, so a sequence's blocks are not contiguous in the pool: the
-    indirection is exercised, not just declared. Reading gathers the sequence's blocks (there
-    is no paged-attention kernel here), which costs one copy of the context per layer."""
+    indirection is exercised, not just declared. ``update`` gathers the sequence's blocks
+    (one copy of the context per layer); L3's decode kernel reads the blocks in place."""
 
     def __init__(self, layers: int, batch: int, kv_heads: int, max_seq: int, head_dim: int,
                  device: torch.device, dtype: torch.dtype, block_size: int = 16,
@@ -117,6 +137,10 @@ class PagedKVCache:
         shape = (num_blocks, block_size, kv_heads, head_dim)
         self.keys = [torch.zeros(shape, device=device, dtype=store) for _ in range(layers)]
         self.values = [torch.zeros(shape, device=device, dtype=store) for _ in range(layers)]
+
+    def decode_view(self, layer: int) -> DecodeKV:
+        return DecodeKV(self.keys[layer], self.values[layer], self.block_table,
+                        self.codec.scales[layer] if self.codec is not None else None)
 
     def _gather(self, pool: torch.Tensor, layer: int, batch: int, blocks: int) -> torch.Tensor:
         table = self.block_table[:batch, :blocks]

@@ -11,6 +11,12 @@ FP8 (per-row by default, ``fp8_scaling=tensor`` for one scale per matrix):
                     padded to a multiple of 16, Wq^T passed column-major as cuBLASLt wants.
 The relative error of one e4m3 element is at most 2^-4 (3 mantissa bits, round to nearest);
 ``quantize_fp8`` is checked against that bound on the CPU.
+
+Each bf16 weight is freed as soon as its FP8 copy exists (the linears are swapped one at a
+time, and quantized in row chunks), so the conversion never holds two copies of the model.
+Both layers also fold each RMSNorm's weight into the projections after it and switch the
+decoder to GEMVs that apply the norm and the residual add themselves, and SwiGLU as one op
+(workloads.layers.triton_fused): per layer, the decode step runs no norm or add kernel.
 """
 
 from __future__ import annotations
@@ -26,16 +32,22 @@ from workloads.layers.triton_gemv import MAX_M, gemv_op, gemv_reference
 FP8_DTYPE = torch.float8_e4m3fn
 FP8_MAX = 448.0
 FP8_REL_ERR = 2.0 ** -4  # half an ulp at 3 mantissa bits
+QUANTIZE_ROWS = 8192  # rows converted at a time: the fp32 transient stays ~2 x 8192 x K x 4 B
 
 
 def quantize_fp8(weight: torch.Tensor, per_row: bool = True
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """W [N, K] -> (Wq e4m3 [N, K], scale fp32 [N] (per row) or [1] (per tensor))."""
-    w32 = weight.float()
-    amax = w32.abs().amax(dim=1) if per_row else w32.abs().amax().reshape(1)
-    scale = amax.clamp_min(1e-12) / FP8_MAX
-    scaled = w32 / (scale[:, None] if per_row else scale)
-    return scaled.clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE), scale
+    """W [N, K] -> (Wq e4m3 [N, K], scale fp32 [N] (per row) or [1] (per tensor)). |W|'s
+    maxima are exact in any float dtype, so they are taken without an fp32 copy; the scaling
+    runs in fp32 over row chunks (the LM head in fp32 would be 2 GB)."""
+    amax = weight.abs().amax(dim=1) if per_row else weight.abs().amax().reshape(1)
+    scale = amax.float().clamp_min(1e-12) / FP8_MAX
+    wq = torch.empty(weight.shape, device=weight.device, dtype=FP8_DTYPE)
+    for lo in range(0, weight.shape[0], QUANTIZE_ROWS):
+        rows = slice(lo, lo + QUANTIZE_ROWS)
+        scaled = weight[rows].float() / (scale[rows, None] if per_row else scale)
+        wq[rows] = scaled.clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE)
+    return wq, scale
 
 
 def dequantize_fp8(wq: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -50,8 +62,22 @@ def _rows(x: torch.Tensor) -> int:
     return rows
 
 
+def rms_normalize(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMSNorm without its weight (folded into the next projection): the large-M path."""
+    return torch.ops.aiperf.rms_norm(x, None, eps)
+
+
+def _linear_epilogue(y: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
+    return y if residual is None else y + residual
+
+
 class GemvLinear(nn.Module):
-    """bf16 weight; M <= 16 goes to the Triton GEMV, larger M to cuBLAS (F.linear).
+    """bf16 weight; M <= 16 goes to the Triton GEMV, larger M to cuBLAS.
+
+    ``forward(x, rms_eps, residual)``: with ``rms_eps`` > 0, x is the un-normalized residual
+    stream and the RMSNorm before this projection (its weight folded into ours) is applied by
+    the GEMV; with ``residual``, the residual add after it. Above M = 16: one norm op, then
+    cuBLAS with the residual as its C (addmm).
 
     forward calls the registered op ``torch.ops.aiperf.gemv``, never ``gemv_op()``: dynamo
     traced into that functools.cache wrapper and broke the graph at every linear (17 breaks in
@@ -64,16 +90,24 @@ class GemvLinear(nn.Module):
         gemv_op()  # registers torch.ops.aiperf.gemv
         self.weight = nn.Parameter(weight.contiguous(), requires_grad=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if _rows(x) > MAX_M:
-            return F.linear(x, self.weight)
+    def forward(self, x: torch.Tensor, rms_eps: float = 0.0,
+                residual: torch.Tensor | None = None) -> torch.Tensor:
+        n = self.weight.shape[0]
         flat = x.reshape(-1, x.shape[-1])
-        return torch.ops.aiperf.gemv(flat, self.weight, None).view(*x.shape[:-1],
-                                                                   self.weight.shape[0])
+        res = residual.reshape(-1, n) if residual is not None else None
+        if flat.shape[0] > MAX_M:
+            if rms_eps > 0:
+                flat = rms_normalize(flat, rms_eps)
+            y = F.linear(flat, self.weight) if res is None else torch.addmm(
+                res, flat, self.weight.t())
+        else:
+            y = torch.ops.aiperf.gemv(flat, self.weight, None, res, rms_eps)
+        return y.view(*x.shape[:-1], n)
 
 
 class Fp8Linear(nn.Module):
-    """FP8 e4m3 weight with per-row or per-tensor fp32 scales (see the module docstring)."""
+    """FP8 e4m3 weight with per-row or per-tensor fp32 scales (see the module docstring);
+    ``forward(x, rms_eps, residual)`` as GemvLinear's."""
 
     weight_fp8: torch.Tensor  # buffers registered in __init__
     scale: torch.Tensor
@@ -89,16 +123,20 @@ class Fp8Linear(nn.Module):
         self.register_buffer("scale", scale.contiguous())
         self.register_buffer("scale_row", scale.reshape(1, -1) if per_row else scale.reshape(()))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rms_eps: float = 0.0,
+                residual: torch.Tensor | None = None) -> torch.Tensor:
         flat = x.reshape(-1, x.shape[-1])
         n = self.weight_fp8.shape[0]
+        res = residual.reshape(-1, n) if residual is not None else None
         if flat.shape[0] <= MAX_M:
             if x.device.type == "cuda":
-                y = torch.ops.aiperf.gemv(flat, self.weight_fp8, self.scale)
+                y = torch.ops.aiperf.gemv(flat, self.weight_fp8, self.scale, res, rms_eps)
             else:
-                y = gemv_reference(flat, self.weight_fp8, self.scale)
+                y = gemv_reference(flat, self.weight_fp8, self.scale, res, rms_eps)
         else:
-            y = self._scaled_mm(flat)
+            if rms_eps > 0:
+                flat = rms_normalize(flat, rms_eps)
+            y = _linear_epilogue(self._scaled_mm(flat), res)
         return y.view(*x.shape[:-1], n)
 
     def _scaled_mm(self, flat: torch.Tensor) -> torch.Tensor:
@@ -118,14 +156,47 @@ class Fp8Linear(nn.Module):
 
 
 def _replace_linears(model: nn.Module, make: Any) -> int:
-    """Swap every nn.Linear under ``model`` for ``make(weight)``; returns how many."""
-    count = 0
-    for parent in list(model.modules()):
-        for child_name, child in list(parent.named_children()):
-            if type(child) is nn.Linear:
-                setattr(parent, child_name, make(child.weight.data))
-                count += 1
-    return count
+    """Swap every nn.Linear under ``model`` for ``make(weight)``; returns how many. Each old
+    weight is released before the next linear is made: the list of names holds no module (a
+    list of the modules kept every bf16 weight alive until the end — on the 8B model the FP8
+    conversion peaked at 23.5 GiB, bf16 and FP8 side by side)."""
+    names = [(parent_name, child_name) for parent_name, parent in model.named_modules()
+             for child_name, child in parent.named_children() if type(child) is nn.Linear]
+    for parent_name, child_name in names:
+        parent = model.get_submodule(parent_name)
+        old = getattr(parent, child_name)
+        weight = old.weight.data
+        del old.weight  # the replacement, if it copies (quantizes), holds the only reference
+        setattr(parent, child_name, make(weight))
+        del old, weight
+    return len(names)
+
+
+def fold_norm_weights(model: Any) -> bool:
+    """Multiply each RMSNorm's weight into the columns of the projections that read its
+    output, and set it to ones: the same function (``W (g * x_hat) = (W diag(g)) x_hat``),
+    rounded once more in the weights' dtype — exact for the random models here, whose norm
+    weights are ones. The GEMVs can then apply the norm themselves (a scalar 1/rms per row).
+    The norm modules stay (weight ones) for every path that still calls them. Once only;
+    False when already folded."""
+    if getattr(model, "norms_folded", False):
+        return False
+
+    def fold(norm: Any, projections: list[Any]) -> None:
+        gain = norm.weight.data
+        for projection in projections:
+            projection.weight.data.mul_(gain.to(projection.weight.dtype)[None, :])
+        gain.fill_(1.0)
+
+    for block in model.blocks:
+        attn, mlp = block.attn, block.mlp
+        fold(block.attn_norm, [attn.qkv_proj] if attn.qkv_proj is not None
+             else [attn.q_proj, attn.k_proj, attn.v_proj])
+        fold(block.mlp_norm, [mlp.gate_up_proj] if mlp.gate_up_proj is not None
+             else [mlp.gate_proj, mlp.up_proj])
+    fold(model.norm, [model.lm_head])
+    model.norms_folded = True
+    return True
 
 
 def apply_gemv(workload: Any, device: torch.device) -> str | None:
@@ -133,10 +204,12 @@ def apply_gemv(workload: Any, device: torch.device) -> str | None:
     if workload.dtype == torch.float32:
         return "no effect: the GEMV is for bf16/fp16 weights, this model runs in fp32"
     count = _replace_linears(workload.model, GemvLinear)
+    workload.set_fused_norms(True)  # folds the norm weights (bf16: after is the same)
     workload.runtime.invalidate()
     if count == 0:
         return "no effect: no bf16 linear left (L5-fp8 took them)"
-    return f"{count} linears use the Triton GEMV for M <= {MAX_M}"
+    return (f"{count} linears use the Triton GEMV for M <= {MAX_M}; RMSNorm and residual "
+            "adds fused into the GEMVs, SwiGLU one op")
 
 
 def apply_fp8(workload: Any, device: torch.device) -> str | None:
@@ -147,10 +220,13 @@ def apply_fp8(workload: Any, device: torch.device) -> str | None:
 
         raise WorkbenchError(f"fp8_scaling must be 'row' or 'tensor', got {scaling!r}")
     per_row = scaling == "row"
+    fold_norm_weights(workload.model)  # before quantizing: the folded weights get the scales
     count = _replace_linears(workload.model, lambda w: Fp8Linear(w, per_row))
     if device.type == "cuda":
         torch.cuda.empty_cache()  # the bf16 weights are gone; give their memory back
+    workload.set_fused_norms(True)
     workload.compute_precision = "fp8"
     workload.runtime.weight_bytes_ratio = 0.5
     workload.runtime.invalidate()
-    return f"{count} linears in FP8 e4m3, {scaling}-wise scales"
+    return (f"{count} linears in FP8 e4m3, {scaling}-wise scales; RMSNorm and residual adds "
+            "fused into the GEMVs, SwiGLU one op")

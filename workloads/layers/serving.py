@@ -2,12 +2,13 @@
 decoding with a smaller dense draft.
 
 - L6-paged: K/V in fixed-size blocks addressed through a block table (vLLM's layout); blocks
-  are handed out shuffled so the indirection is real. Without a paged-attention kernel the
-  blocks are gathered per step, so at batch 1 this costs time: its value is memory
-  (no per-sequence max_seq reservation), not speed.
+  are handed out shuffled so the indirection is real. With L3 the one-token decode reads the
+  blocks in place (the split-KV kernel follows the table); without it, or for prefill and
+  multi-token verify, the blocks are gathered into a contiguous copy per layer.
 - L6-fp8kv: K/V stored as e4m3 with a per-layer scale set at prefill (amax x 4 headroom);
-  halves the KV bytes. At short contexts the KV cache is a small share of the bytes per
-  token, so expect no speedup; the gain is capacity.
+  halves the KV bytes. With L3 the decode kernel reads e4m3 and folds the scale into its
+  softmax and output; at short contexts the KV cache is a small share of the bytes per
+  token, so expect the gain at long contexts and in capacity.
 - L6-spec: greedy speculative decoding, ``spec_k`` draft tokens per round from a draft made of
   the target's first ``draft_layers`` blocks (default a quarter) sharing its embedding, norm
   and LM head. Exact: the output equals the target's greedy decode (checked in the parity

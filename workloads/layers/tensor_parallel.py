@@ -37,8 +37,11 @@ class RowParallelLinear(nn.Module):
     def weight(self) -> torch.Tensor:
         return cast(torch.Tensor, self.local.weight)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return all_reduce_sum(self.local(x))
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """``residual`` (fused norms, L5-gemv / L5-fp8) is added once, after the sum: inside
+        the local GEMV every rank would add it."""
+        out = all_reduce_sum(self.local(x))
+        return out if residual is None else out + residual
 
 
 def _linear_of(weight: torch.Tensor) -> nn.Linear:
