@@ -77,7 +77,7 @@ class GemvLinear(nn.Module):
     ``forward(x, rms_eps, residual)``: with ``rms_eps`` > 0, x is the un-normalized residual
     stream and the RMSNorm before this projection (its weight folded into ours) is applied by
     the GEMV; with ``residual``, the residual add after it. Above M = 16: one norm op, then
-    cuBLAS with the residual as its C (addmm).
+    cuBLAS and the residual add.
 
     forward calls the registered op ``torch.ops.aiperf.gemv``, never ``gemv_op()``: dynamo
     traced into that functools.cache wrapper and broke the graph at every linear (17 breaks in
@@ -98,8 +98,11 @@ class GemvLinear(nn.Module):
         if flat.shape[0] > MAX_M:
             if rms_eps > 0:
                 flat = rms_normalize(flat, rms_eps)
-            y = F.linear(flat, self.weight) if res is None else torch.addmm(
-                res, flat, self.weight.t())
+            # linear, then the add — as the FP8 path does. With addmm(res, x, W^T) here the
+            # best bf16 stack's compiled prefill never finished on an H200 (an inductor lowering
+            # error whose message took minutes to format); the FP8 stack, linear + add,
+            # compiled and ran in the same session. (This form is not yet re-run on a GPU.)
+            y = _linear_epilogue(F.linear(flat, self.weight), res)
         else:
             y = torch.ops.aiperf.gemv(flat, self.weight, None, res, rms_eps)
         return y.view(*x.shape[:-1], n)
