@@ -27,7 +27,6 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -35,8 +34,9 @@ from typing import Any
 
 import torch
 
-from workloads import catalog, distributed, measure
+from workloads import catalog, distributed, measure, watchdog
 from workloads import memory_profile as memory_profiling
+from workloads.atomic import check_target, write_text_atomic
 from workloads.environment import collect_env, resolve_device
 from workloads.errors import WorkbenchError
 from workloads.interface import Workload
@@ -105,18 +105,10 @@ def finite_or_none(value: Any) -> Any:
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """result.json through the project's one atomic writer (``workloads.atomic``), strict JSON:
+    a metric that is not a finite number is written as null."""
     text = json.dumps(finite_or_none(payload), indent=2, allow_nan=False, default=str)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text + "\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temp_name, 0o644)  # mkstemp makes it owner-only; the result is not secret
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text + "\n")
 
 
 def load_workload(spec: RunSpec) -> tuple[Workload, dict[str, Any]]:
@@ -175,12 +167,16 @@ def profile_with_torch(step: Callable[[], Any], reset: Callable[[], None],
                 profiler.step()
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / name.removesuffix(".gz")
-    profiler.export_chrome_trace(str(json_path))
     temp_path = out_dir / f".{name}.tmp"
-    with open(json_path, "rb") as source, gzip.open(temp_path, "wb", compresslevel=6) as sink:
-        shutil.copyfileobj(source, sink)
-    os.replace(temp_path, out_dir / name)
-    json_path.unlink()
+    try:  # a full disk or a kill leaves neither the plain trace nor a partial .gz behind
+        profiler.export_chrome_trace(str(json_path))
+        check_target(out_dir / name)
+        with open(json_path, "rb") as source, gzip.open(temp_path, "wb", compresslevel=6) as sink:
+            shutil.copyfileobj(source, sink)
+        os.replace(temp_path, out_dir / name)
+    finally:
+        temp_path.unlink(missing_ok=True)
+        json_path.unlink(missing_ok=True)
     return name
 
 
@@ -356,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     # Cancel is SIGINT (then SIGKILL); a child started from a background job inherits SIGINT
     # as ignored, so take it back to get a "failed: interrupted" result instead of a kill.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    # Under ncu, nsys or torchrun our parent is the tool, not the workbench: watch the
+    # workbench itself and take this process group down with it (workloads.watchdog).
+    watchdog.start_watchdog()
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     rank, world, _ = distributed.env_rank()
