@@ -132,7 +132,9 @@ def cmd_ladder(args: argparse.Namespace) -> int:
     rows = build_ladder(records)
     text = render_ladder_markdown(rows, ladder_meta(records, args.workload, args.preset,
                                                     params, args.repeat))
-    sys.stdout.write(text)
+    from workbench.export.escape import term_text
+
+    sys.stdout.write(term_text(text))
     if args.export:
         from workbench.commands import _write_output
 

@@ -107,8 +107,10 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
         print(json.dumps({"session": record.id, "status": record.status, "error": record.error,
                           "parity": record.parity, "loadtest": loadtest}, indent=2))
     else:
+        from workbench.export.escape import term_line
+
         print(f"session {record.id}: {record.status}"
-              + (f" — {record.error}" if record.error else ""))
+              + (f" — {term_line(record.error)}" if record.error else ""))
         parity = record.parity or {}
         if parity:
             print(f"parity (engine vs one-at-a-time greedy): "

@@ -184,7 +184,9 @@ def cmd_suite(args: argparse.Namespace) -> int:
     if args.update_baseline and not failed:
         write_json_atomic(baseline_path, {"suite": suite["name"], "when": stamp,
                                           "entries": records})
-    sys.stdout.write(text)
+    from workbench.export.escape import term_text
+
+    sys.stdout.write(term_text(text))
     if args.export:
         from workbench.commands import _write_output
 

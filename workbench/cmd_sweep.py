@@ -134,7 +134,9 @@ def _metrics(record: Any) -> tuple[float | None, float | None]:
 
 
 def _emit(args: argparse.Namespace, text: str, what: str) -> None:
-    sys.stdout.write(text)
+    from workbench.export.escape import term_text
+
+    sys.stdout.write(term_text(text))
     if args.export:
         from workbench.commands import _write_output
 
