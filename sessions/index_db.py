@@ -88,6 +88,10 @@ class IndexDB:
     def __init__(self, path: Path, writable: bool) -> None:
         self.path = path
         self.writable = writable
+        # why writes fail, when they do (the home is read-only, or the disk full)
+        self.unwritable: StorageError | None = None if writable else describe_os_error(
+            OSError(errno.EROFS, "the session home is read-only"),
+            f"cannot write the session index {path}")
         if writable:
             try:
                 with self.connect(write=True) as db:
@@ -97,19 +101,18 @@ class IndexDB:
                     for name, kind in OWNER_COLUMNS:
                         if name not in have:
                             db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
-            except StorageError:
+            except StorageError as exc:
                 if not self.path.exists():
                     raise
-                self.writable = False  # e.g. a full disk: still readable below
+                self.writable, self.unwritable = False, exc  # e.g. a full disk: still readable
 
     @contextmanager
     def connect(self, write: bool = False) -> Iterator[sqlite3.Connection]:
         """One transaction. ``write``: fails with StorageError on a read-only index; a read
         falls back to a read-only connection when the normal one cannot open."""
         what = "cannot write the session index" if write else "cannot read the session index"
-        if write and not self.writable:
-            raise describe_os_error(OSError(errno.EROFS, "the session home is read-only"),
-                                    f"{what} {self.path}")
+        if write and self.unwritable is not None:
+            raise StorageError(self.unwritable.message, self.unwritable.hint)
         try:
             db = self._open_rw() if self.writable else self._open_ro()
         except sqlite3.Error as exc:
@@ -154,9 +157,3 @@ class IndexDB:
         db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
         return db
 
-
-def free_bytes(path: Path) -> int | None:
-    try:
-        return shutil.disk_usage(path).free
-    except OSError:
-        return None

@@ -151,8 +151,10 @@ class SessionStore:
                          owner=run_sweep.current_owner())
 
     def _publish(self, record: RunRecord, fill: Callable[[Path, RunRecord], None]) -> RunRecord:
-        if not self.writable:
-            raise describe_os_error(OSError(30, "read-only"), f"cannot add a session to {self.home}")
+        if self.index.unwritable is not None:
+            raise StorageError(f"cannot add a session to {self.home}: "
+                               + self.index.unwritable.message.split(": ", 1)[-1],
+                               self.index.unwritable.hint)
         staging = self.runs_dir / f"{run_sweep.STAGING_PREFIX}{record.id}"
         try:
             staging.mkdir(parents=True, exist_ok=False)
@@ -177,7 +179,13 @@ class SessionStore:
         try:
             write_json_atomic(self.run_dir(record.id) / "record.json", record.to_dict())
         except OSError as exc:
-            raise describe_os_error(exc, f"cannot write session {record.id}") from None
+            error = describe_os_error(exc, f"cannot write session {record.id}")
+            if record.status not in run_sweep.ACTIVE:  # the row is smaller: it may still fit
+                try:
+                    self._index_row(record)
+                except StorageError:
+                    pass
+            raise error from None
         self._index_row(record)
 
     def _index_row(self, record: RunRecord) -> None:
@@ -217,9 +225,23 @@ class SessionStore:
             record = RunRecord.from_dict(json.loads(path.read_text()))
         except (OSError, ValueError, TypeError) as exc:
             raise WorkbenchError(f"session record {path} is unreadable: {exc}") from None
+        if record.status in run_sweep.ACTIVE:
+            self._finish_from_index(record)
         record.status = run_sweep.effective_status(record.status, record.owner,
                                                    record.created_at, record.spec.get("timeout_s"))
         return record
+
+    def _finish_from_index(self, record: RunRecord) -> None:
+        """A full disk can take the final record.json but not the (smaller) index row: then
+        the row has the last word on how the run ended."""
+        try:
+            with self.index.connect() as db:
+                row = db.execute("SELECT status, error, finished_at FROM runs WHERE id = ?",
+                                 (record.id,)).fetchone()
+        except StorageError:
+            return
+        if row is not None and row[0] not in run_sweep.ACTIVE:
+            record.status, record.error, record.finished_at = row[0], row[1], row[2]
 
     def _prefix_matches(self, prefix: str) -> list[str]:
         if not prefix:

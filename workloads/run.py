@@ -19,6 +19,7 @@ always the last event.
 from __future__ import annotations
 
 import argparse
+import errno
 import gzip
 import importlib
 import json
@@ -170,14 +171,30 @@ def profile_with_torch(step: Callable[[], Any], reset: Callable[[], None],
     temp_path = out_dir / f".{name}.tmp"
     try:  # a full disk or a kill leaves neither the plain trace nor a partial .gz behind
         profiler.export_chrome_trace(str(json_path))
+        if not json_path.is_file():  # Kineto logs a failed write and returns normally
+            free = shutil.disk_usage(out_dir).free
+            raise OSError(errno.ENOSPC if free < (1 << 20) else errno.EIO,
+                          "torch.profiler could not write its trace"
+                          + (" (no space left on the device)" if free < (1 << 20) else ""),
+                          str(json_path))
         check_target(out_dir / name)
         with open(json_path, "rb") as source, gzip.open(temp_path, "wb", compresslevel=6) as sink:
             shutil.copyfileobj(source, sink)
         os.replace(temp_path, out_dir / name)
-    finally:
-        temp_path.unlink(missing_ok=True)
-        json_path.unlink(missing_ok=True)
+    finally:  # (Kineto itself writes NAME.tmp first and leaves it when the disk is full)
+        for leftover in (temp_path, json_path, json_path.with_name(json_path.name + ".tmp")):
+            _remove(leftover)
     return name
+
+
+def _remove(path: Path) -> None:
+    """Delete ``path`` and give its space back now: emptied first, because a writer that
+    failed may still hold it open (an unlinked open file keeps its blocks)."""
+    try:
+        os.truncate(path, 0)
+    except OSError:
+        pass
+    path.unlink(missing_ok=True)
 
 
 def ncu_sample(workload: Workload, spec: RunSpec) -> Any:
