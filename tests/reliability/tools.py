@@ -41,7 +41,7 @@ TERMINAL_BAD = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u206
 
 
 def cli(home: Path | str, *args: str, env: dict[str, str] | None = None, timeout: float = 180,
-        input: str | None = None, cwd: Path | None = None, home_flag: bool = True
+        stdin: str | None = None, cwd: Path | None = None, home_flag: bool = True
         ) -> subprocess.CompletedProcess:
     full = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "AIPERF_"))}
     full["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH"))
@@ -51,7 +51,7 @@ def cli(home: Path | str, *args: str, env: dict[str, str] | None = None, timeout
     if home_flag:
         argv += ["--home", str(home)]
     return subprocess.run([*argv, *args], cwd=cwd or ROOT, capture_output=True, text=True,
-                          timeout=timeout, env=full, input=input)
+                          timeout=timeout, env=full, input=stdin)
 
 
 def one_line_error(proc: subprocess.CompletedProcess, code: int = 2) -> str:
