@@ -128,6 +128,8 @@ def iter_advice(request: dict[str, Any], settings: LLMSettings | None = None,
         raise LLMError("no_key", "no API key: set ANTHROPIC_API_KEY to use --llm")
     body = dict(request)
     body["model"] = settings.model
+    import anthropic  # noqa: F401  (seconds on a busy machine: not part of the wait)
+
     deadline = time.monotonic() + settings.timeout_s
     attempt, shown = 0, False
     while True:
