@@ -77,7 +77,11 @@ def _load_side(arg: str, home: Path | None) -> _Side:
     from sessions.store import SessionStore
 
     path = Path(arg)
-    if path.exists():
+    try:
+        is_artifact = path.exists()
+    except OSError:  # e.g. a 300-character "id": not a path, so a session id (one line below)
+        is_artifact = False
+    if is_artifact:
         from sessions.analysis import analyze_paths, device_name_of
 
         parsed, analysis = analyze_paths([path], home=home)
