@@ -144,16 +144,21 @@ class IndexDB:
         if not self.path.exists():
             raise sqlite3.OperationalError("no session index")
         uri = self.path.resolve().as_uri()
+        db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30)
         try:
-            db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30)
             db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
             return db
         except sqlite3.Error:
+            db.close()
             wal = self.path.with_name(self.path.name + "-wal")
             if wal.exists() and wal.stat().st_size > 0:
                 raise  # unmerged pages: immutable=1 would silently miss them
         # WAL mode needs a writable -shm file; media that cannot take one is read as it is.
         db = sqlite3.connect(f"{uri}?immutable=1", uri=True)
-        db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        try:
+            db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        except sqlite3.Error:
+            db.close()
+            raise
         return db
 

@@ -199,10 +199,9 @@ def stop_signals_like_ctrl_c() -> dict[int, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
     replaced: dict[int, Any] = {}
     try:
+        args = build_parser().parse_args(argv)  # (a Ctrl-C while it imports: one line too)
         if args.command is None:
             from workbench.app import run_app
 

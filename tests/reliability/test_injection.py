@@ -33,9 +33,9 @@ def md_cells(line: str) -> int:
     return count
 
 
-def assert_safe_markdown(text: str, links: bool = False) -> None:
+def assert_safe_markdown(text: str, foreign: bool = False) -> None:
     """No row split, heading, HTML, image or control character; no link either, except in
-    foreign Markdown (``links``: an LLM's answer may link, never embed)."""
+    ``foreign`` Markdown (an LLM's answer may have links and headings, never HTML or images)."""
     assert "\r" not in text and not terminal_clean(text.replace("\n", "")), terminal_clean(text)
     lines = text.split("\n")
     for i, line in enumerate(lines):
@@ -45,11 +45,13 @@ def assert_safe_markdown(text: str, links: bool = False) -> None:
             while j < len(lines) and lines[j].startswith("|"):
                 assert md_cells(lines[j]) == width, f"row split: {lines[j]!r}"
                 j += 1
-        assert not re.match(r"#+ .*(heading|pwned)", line), f"injected heading: {line!r}"
-    assert not re.search(r"(?<!\\)<[A-Za-z/!]", text), "raw HTML in the export"
-    assert not re.search(r"(?<!\\)!\[", text), "an image in the export"
-    if not links:
-        assert not re.search(r"(?<!\\)\[[^\]\n]*\]\(http", text.replace("\\[", "")), "a link"
+        if not foreign:
+            assert not re.match(r"#+ (a heading|pwned)", line), f"injected heading: {line!r}"
+    plain = re.sub(r"\\.", "", text)  # what a renderer reads as markup: escapes removed
+    assert not re.search(r"<[A-Za-z/!?]", plain), "raw HTML in the export"
+    assert "![" not in plain, "an image in the export"
+    if not foreign:
+        assert not re.search(r"\[[^\]\n]*\]\(", plain), "a link in the export"
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +118,7 @@ def test_advise_rules_and_a_hostile_llm_stream(hostile, monkeypatch) -> None:
     assert report.returncode == 0
     section = report.stdout.split("### LLM advice", 1)[1]
     assert "&lt;script>" in section and "\\![x]" in section
-    assert_safe_markdown(report.stdout, links=True)
+    assert_safe_markdown(report.stdout, foreign=True)
     assert_safe_markdown(report.stdout.split("### LLM advice", 1)[0])
 
 

@@ -152,6 +152,8 @@ def tmpfs(path: Path, size: str = "2m") -> Iterator[Path]:
             if subprocess.run(["umount", str(path)], capture_output=True).returncode == 0:
                 break
             time.sleep(0.2)
+        else:  # something still holds it open: detach it now, freed when that closes
+            subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
 def remount(path: Path, mode: str) -> None:
