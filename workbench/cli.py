@@ -11,6 +11,7 @@ import argparse
 import signal
 import sqlite3
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -179,16 +180,28 @@ def _say(text: str) -> None:
         pass
 
 
+# Set by Ctrl-C, SIGTERM and SIGHUP; commands pass it to the runner as its cancel event. The
+# KeyboardInterrupt the handler raises can be swallowed when it lands in a finalizer ("Exception
+# ignored in ... __del__"), which lost a SIGHUP in the fault-injection pass: the supervisor
+# also polls this event, so the stop is never lost.
+STOP = threading.Event()
+
+
+def stop_event() -> threading.Event:
+    return STOP
+
+
 def _interrupt(signum: int, frame: Any) -> None:
+    STOP.set()
     raise KeyboardInterrupt
 
 
 def stop_signals_like_ctrl_c() -> dict[int, Any]:
-    """SIGTERM and SIGHUP (a closed terminal, a dropped SSH session) stop a command the way
-    Ctrl-C does: the child is stopped and the session recorded, not left `running`. Returns
-    the handlers it replaced."""
+    """Ctrl-C, SIGTERM and SIGHUP (a closed terminal, a dropped SSH session) stop a command
+    alike: the child is stopped and the session recorded, not left `running`. Returns the
+    handlers it replaced."""
     previous: dict[int, Any] = {}
-    for name in ("SIGTERM", "SIGHUP"):
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
         sig = getattr(signal, name, None)
         if sig is not None:
             try:
@@ -200,6 +213,7 @@ def stop_signals_like_ctrl_c() -> dict[int, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     replaced: dict[int, Any] = {}
+    STOP.clear()
     try:
         args = build_parser().parse_args(argv)  # (a Ctrl-C while it imports: one line too)
         if args.command is None:

@@ -10,8 +10,9 @@ rate and the knee of the throughput curve. (`serve` is the name the app's browse
 from __future__ import annotations
 
 import argparse
-import threading
 from typing import Any
+
+from workbench.cli import stop_event
 
 
 def _param(text: str) -> tuple[str, Any]:
@@ -100,7 +101,7 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
                    device=args.device, label=args.label or "loadtest")
     store = SessionStore(args.home)
     record = run(spec, store, on_event=CliProgress(quiet=args.quiet).on_event,
-                 cancel=threading.Event())
+                 cancel=stop_event())
     extra = (record.extra or {}).get("extra") or {}
     loadtest = extra.get("loadtest")
     if args.json:

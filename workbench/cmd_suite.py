@@ -27,10 +27,10 @@ import argparse
 import datetime as dt
 import json
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
+from workbench.cli import stop_event
 from workloads.errors import WorkbenchError
 
 DEFAULT_THRESHOLD_PCT = 10.0
@@ -167,7 +167,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")[:-3]
     entries, records = [], {}
     for entry, spec in specs:
-        record = run(spec, store, on_event=progress.on_event, cancel=threading.Event()).to_dict()
+        record = run(spec, store, on_event=progress.on_event, cancel=stop_event()).to_dict()
         records[entry["name"]] = record
         base = None if args.update_baseline else (baseline.get("entries") or {}).get(entry["name"])
         entries.append(compare_entry(entry["name"], record, base,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
+from workbench.cli import stop_event
 from workbench.export.escape import term_line, term_text
 from workloads.errors import WorkbenchError
 
@@ -76,7 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress.on_event(event)
 
     try:
-        record = run(spec, store, on_event=on_event, cancel=threading.Event())
+        record = run(spec, store, on_event=on_event, cancel=stop_event())
     except StorageError as exc:  # a full or read-only home: exit 2, or 1 once the run began
         if not started:
             raise

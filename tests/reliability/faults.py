@@ -218,14 +218,45 @@ def _child_pids(marker: str, parent: int) -> list[int]:
     return [pid for pid in pids_with(marker) if pid != parent]
 
 
+class _Output:
+    """A process's stdout and stderr read as they come; ``acknowledged`` is set once the CLI
+    printed a session id (the user has been told the session exists)."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self.acknowledged = threading.Event()
+        self.threads = [threading.Thread(target=self._read, args=(proc.stdout, self.out, False),
+                                         daemon=True),
+                        threading.Thread(target=self._read, args=(proc.stderr, self.err, True),
+                                         daemon=True)]
+        for thread in self.threads:
+            thread.start()
+
+    def _read(self, stream: Any, into: list[str], watch: bool) -> None:
+        for line in iter(stream.readline, ""):
+            into.append(line)
+            if watch and ACK.match(line):
+                self.acknowledged.set()
+
+    def join(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self.threads)
+
+
 def killed_run(home: Path, rng: random.Random, tally: Tally, stub: Path | None,
                timeout: float = 60, shared: bool = False) -> None:
-    """One `run`, a signal to the CLI or its child at a random moment, then the checks."""
+    """One `run`, a signal to the CLI or its child at a random moment, then the checks.
+    Moments: for the CLI, a third while it starts (before or as it creates the session), the
+    rest while the run goes (after the session id was printed); for the child, while it
+    lives."""
     marker = f"fault-{uuid.uuid4().hex}"
     signame = rng.choice(list(SIGNALS))
     target = rng.choice(["cli", "cli", "child"])
-    # not before 0.1 s: a Ctrl-C while the interpreter itself starts is Python's, not ours
-    delay = rng.uniform(0.1, 1.6 if stub else 6.0)
+    when = "starting" if target == "cli" and rng.random() < 0.33 else "running"
+    span = 1.2 if stub else 5.0
     if stub is not None:
         argv = [sys.executable, "-c", DRIVER, str(stub), "--home", str(home), "run",
                 "--preset", "tiny", "--no-telemetry", "--timeout", "30"]
@@ -235,15 +266,21 @@ def killed_run(home: Path, rng: random.Random, tally: Tally, stub: Path | None,
     proc = subprocess.Popen(argv, cwd=ROOT, env=env_for(marker, AIPERF_STUB_SEED=str(
         rng.random())), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True)
-    out_err: list[str] = []
-    reader = threading.Thread(target=lambda: out_err.extend(proc.communicate()), daemon=True)
-    reader.start()
-    if target == "child":  # its life is short: wait for it, then strike inside it
-        deadline = time.monotonic() + 60
+    output = _Output(proc)
+    deadline = time.monotonic() + 120
+    if when == "starting":
+        # not before 0.1 s: a Ctrl-C while the interpreter itself starts is Python's, not ours
+        delay = rng.uniform(0.1, 1.0)
+    elif target == "cli":
+        while not output.acknowledged.wait(0.01) and proc.poll() is None \
+                and time.monotonic() < deadline:
+            pass
+        delay = rng.uniform(0.0, span)
+    else:  # the child's life is short: wait for it, then strike inside it
         while not _child_pids(marker, proc.pid) and proc.poll() is None \
                 and time.monotonic() < deadline:
             time.sleep(0.01)
-        delay = rng.uniform(0.0, 0.6 if stub else 4.0)
+        delay = rng.uniform(0.0, span / 2)
     time.sleep(delay)
     sent = False
     for index, sig in enumerate(SIGNALS[signame]):
@@ -256,28 +293,29 @@ def killed_run(home: Path, rng: random.Random, tally: Tally, stub: Path | None,
                 pass
         if index == 0 and len(SIGNALS[signame]) > 1:
             time.sleep(rng.uniform(0.05, 0.6))
-    reader.join(timeout)
-    if reader.is_alive():
+    label = f"{signame}->{target} ({when})"
+    if not output.join(timeout):
         with tally.lock:
-            tally.hangs.append(f"{signame} to {target} after {delay:.2f}s")
+            tally.hangs.append(f"{label} after {delay:.2f}s")
         proc.kill()
-        reader.join(10)
+        output.join(10)
+    proc.wait(10)
     left = wait_gone(marker, 5.0)
-    stdout, stderr = (out_err + ["", ""])[:2]
+    stdout, stderr = "".join(output.out), "".join(output.err)
     with tally.lock:
         tally.invocations += 1
-        tally.kills[f"{signame}->{target}" + ("" if sent else " (after exit)")] += 1
+        tally.kills[label + ("" if sent else ", after it ended")] += 1
         tally.exits[proc.returncode] += 1
         if left:
-            tally.orphans.append(f"{signame}->{target} after {delay:.2f}s: {len(left)} left")
+            tally.orphans.append(f"{label} after {delay:.2f}s: {len(left)} left")
     kill_all(left)
     if proc.returncode != -signal.SIGKILL:  # the CLI itself was not killed outright
-        note_output(tally, f"run ({signame}->{target})", stdout + stderr)
+        note_output(tally, f"run ({label})", stdout + stderr)
     ids = _acknowledge(tally, home, stderr)
-    normal = set(ids) if proc.returncode in (0, 1, 2, 130) and target == "cli" \
-        and signame != "SIGKILL" else set()
     if target == "child":
         normal = set(ids) if proc.returncode is not None and proc.returncode >= 0 else set()
+    else:
+        normal = set(ids) if proc.returncode in (0, 1, 2, 130) else set()
     listed = check_home(home, tally, normal, others_live=shared)
     with tally.lock:
         for run_id in ids:
