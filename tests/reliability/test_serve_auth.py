@@ -42,7 +42,11 @@ class Served:
             stderr=subprocess.STDOUT, start_new_session=True)
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
-        self.url = self._wait_url()
+        try:
+            self.url = self._wait_url()
+        except BaseException:
+            self.stop()  # no server outlives a failed start
+            raise
         self.token = self.url.split("token=", 1)[1]
 
     def _read(self) -> None:
