@@ -72,7 +72,10 @@ def find_tool(name: str) -> str | None:
 
 def tool_version(path: str) -> str | None:
     try:
-        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=20)
+        from profilers.supervisor import child_environment  # (no secrets for a tool either)
+
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=20,
+                             env=child_environment(None))
     except (OSError, subprocess.TimeoutExpired):
         return None
     lines = [ln.strip() for ln in (out.stdout or out.stderr).splitlines() if ln.strip()]

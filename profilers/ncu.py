@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import cast
 
 from profilers.base import Capability, Wrapped, find_tool, tool_version
+from profilers.supervisor import child_environment
 from workloads.errors import WorkbenchError
 from workloads.spec import NCU_SCOPES, RunSpec
 
@@ -130,7 +131,8 @@ class NcuWrapper:
         path = self.check().path or "ncu"
         with open(csv_path, "wb") as out:
             proc = subprocess.run([path, "--import", str(rep), "--csv", "--page", "raw"],
-                                  stdout=out, stderr=subprocess.PIPE, timeout=600)
+                                  stdout=out, stderr=subprocess.PIPE, timeout=600,
+                                  env=child_environment(None))
         if proc.returncode != 0:
             raise WorkbenchError(
                 f"ncu --import failed: {proc.stderr.decode(errors='replace').strip()[:200]}")

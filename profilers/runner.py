@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ from profilers.base import ProfilerWrapper
 from profilers.ncu import NcuWrapper
 from profilers.nsys import NsysWrapper
 from profilers.nvml import TelemetrySampler
-from profilers.supervisor import run_supervised
+from profilers.supervisor import child_environment, run_supervised
 from profilers.timer import TimerWrapper
 from profilers.torch_profiler import TorchProfilerWrapper
 from sessions.store import RunRecord, SessionStore
@@ -91,7 +93,9 @@ def child_command(spec_path: Path, out_dir: Path) -> list[str]:
 
 
 def child_env() -> dict[str, str]:
-    env = dict(os.environ)
+    """The child's environment: ours, less the workbench's secrets (``SECRET_ENV``: the LLM
+    key is for `advise`, not for a workload, a --target or a profiler)."""
+    env = child_environment(None)
     env["PYTHONUNBUFFERED"] = "1"
     # A source checkout goes on the child's path; an installed distribution's site-packages
     # must not (another workload Python would pick up this interpreter's compiled packages).
@@ -155,18 +159,40 @@ def run(spec: RunSpec, store: SessionStore, on_event: EventSink | None = None,
         record.error = record.error or f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        if sampler is not None:
-            sampler.stop()
-            if sampler.samples:
-                sampler.write_csv(run_dir / "telemetry.csv")
-                record.artifacts["telemetry"] = "telemetry.csv"
-        record.telemetry = sampler.summary() if sampler is not None else {
-            "available": False, "reason": "telemetry off"}
-        record.finished_at = time.time()
-        store.save(record)
+        with signals_held():  # a second Ctrl-C / SIGTERM must not cut the record short
+            if sampler is not None:
+                sampler.stop()
+                if sampler.samples:
+                    try:
+                        sampler.write_csv(run_dir / "telemetry.csv")
+                        record.artifacts["telemetry"] = "telemetry.csv"
+                    except OSError as exc:  # a full disk: the summary below still holds
+                        record.artifacts.pop("telemetry", None)
+                        (record.extra or {}).setdefault("notes", []).append(
+                            f"telemetry.csv not written: {exc.strerror}")
+            record.telemetry = sampler.summary() if sampler is not None else {
+                "available": False, "reason": "telemetry off"}
+            record.finished_at = time.time()
+            store.save(record)
         emit({"event": "done", "status": record.status, "run_id": record.id,
               "error": record.error})
     return record
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Defer SIGINT/SIGTERM/SIGHUP (their handlers run after the block) while the final
+    record is written: Python's handlers run between any two bytecodes, so a signal mid-write
+    would otherwise leave the session `running` until the next start-up sweep."""
+    held = {signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", signal.SIGTERM)}
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _apply_result(record: RunRecord, run_dir: Path) -> None:

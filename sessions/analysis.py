@@ -5,20 +5,19 @@ home, else the spec sheet) and run the analyzers. I/O lives here; analyses are p
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 from typing import Any
 
 from analyzers.ceilings import resolve_ceilings
 from analyzers.kernel_costs import attach_kernel_costs
 from analyzers.run_analysis import RunAnalysis, analyze_tables, attach_advice
-from sessions.atomic import write_bytes_atomic, write_json_atomic
+from sessions import parsed_cache
+from sessions.atomic import write_json_atomic
 from sessions.distributed_hta import attach_hta_overlap
 from sessions.store import RunRecord, SessionStore
 
 # Artifact roles in the order we prefer them for the kernel table.
 ARTIFACT_ROLES = ("ncu_csv", "nsys_sqlite", "trace", "ncu_rep")
-_CACHE_VERSION = 2
 CEILINGS_FILE = "ceilings.json"
 
 
@@ -136,20 +135,23 @@ def load_run_analysis(store: SessionStore, record: RunRecord, top: int = 15) -> 
 
 
 def _parse_cached(run_dir: Path, artifact: Path) -> Any:
-    from profilers.parsers.detect import load_artifact
+    """The artifact's parse, from the run's cache when that is valid for this very file.
 
-    cache = run_dir / "cache" / f"{artifact.name}.parsed.pkl"
-    if cache.is_file() and cache.stat().st_mtime >= artifact.stat().st_mtime:
+    The cache is data only (``sessions.parsed_cache``: MessagePack, validated on load) — a
+    session folder from someone else can hold a crafted cache, and reading it must not run
+    anything. A stale, foreign or damaged cache is parsed again and rewritten, never trusted."""
+    from profilers.parsers.detect import ParsedArtifact, load_artifact
+
+    cache = parsed_cache.cache_path(run_dir, artifact)
+    parsed_cache.remove_legacy(run_dir, artifact)
+    if cache.is_file():
         try:
-            with open(cache, "rb") as fh:
-                version, parsed = pickle.load(fh)
-            if version == _CACHE_VERSION:
-                return parsed
-        except Exception:  # a stale or broken cache is rebuilt, never fatal
+            return parsed_cache.load(cache, artifact, ParsedArtifact)
+        except parsed_cache.CorruptCache:
             pass
     parsed = load_artifact(artifact)
     try:
-        write_bytes_atomic(cache, pickle.dumps((_CACHE_VERSION, parsed)))
-    except Exception:
+        parsed_cache.save(cache, artifact, parsed)
+    except (OSError, ValueError):  # a read-only or full home: analyses still work uncached
         pass
     return parsed

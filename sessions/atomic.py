@@ -1,35 +1,15 @@
-"""Atomic file writes: write to a temp file in the same folder, fsync, rename over the target."""
+"""Atomic file writes for the store and the exports: the project's one writer lives in
+``workloads.atomic`` (the child process uses it too and may not import ``sessions``)."""
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from pathlib import Path
-from typing import Any
+from workloads.atomic import (
+    UnsafeTargetError,
+    check_target,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    write_bytes_atomic(path, text.encode("utf-8"))
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+__all__ = ["UnsafeTargetError", "check_target", "write_bytes_atomic", "write_json_atomic",
+           "write_text_atomic"]

@@ -1,46 +1,38 @@
 """The session store: ``<home>/sessions.db`` (SQLite, WAL) indexes runs; ``<home>/runs/<id>/``
 holds spec.json, result.json, artifacts and logs.
 
-Every record write is one transaction; every file write is atomic (temp + rename). The index
-holds what lists and filters need; the run folder holds the whole record (record.json), so a
-lost index can be rebuilt from the folders.
+Every record write is one transaction; every file write is atomic (temp + rename, one writer:
+``workloads.atomic``). The index holds what lists and filters need; the run folder holds the
+whole record (record.json), so a lost index can be rebuilt from the folders. A new session's
+folder is filled under a staging name and renamed into place before its row is written, so a
+kill leaves either no session or a whole one. Each active run names its owner process; when
+a store opens, runs whose owner is gone are recorded as ``interrupted`` (``sessions.sweep``).
+A full or read-only home is a one-line ``StorageError``; a read-only home can still be listed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sessions import sweep as run_sweep
 from sessions.atomic import write_json_atomic
+from sessions.index_db import IndexDB, StorageError, describe_os_error, home_is_writable
 from workloads.errors import WorkbenchError
 
-STATUSES = ("pending", "running", "ok", "failed", "cancelled", "timeout")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    created_at REAL NOT NULL,
-    finished_at REAL,
-    kind TEXT NOT NULL DEFAULT 'run',
-    workload TEXT, preset TEXT, layers TEXT, profiler TEXT,
-    status TEXT NOT NULL,
-    label TEXT,
-    device TEXT,
-    headline REAL,
-    headline_unit TEXT,
-    error TEXT
-);
-CREATE INDEX IF NOT EXISTS runs_created ON runs(created_at);
-"""
+STATUSES = ("pending", "running", "ok", "failed", "cancelled", "timeout", "interrupted")
+# What an id or a prefix of one may look like: anything else cannot name a session (and a
+# 256-character name would reach the file system as ENAMETOOLONG).
+_ID_TEXT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 def default_home() -> Path:
@@ -71,6 +63,7 @@ class RunRecord:
     finished_at: float | None = None
     label: str = ""
     extra: dict[str, Any] = field(default_factory=dict)  # workload-specific (router health, ...)
+    owner: dict[str, Any] = field(default_factory=dict)  # pid, start, host of the process running it
 
     @property
     def workload(self) -> str:
@@ -95,9 +88,21 @@ class RunRecord:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+def _home_path(home: Path | str | None) -> Path:
+    if home is None:
+        return default_home()
+    if not str(home).strip():
+        raise WorkbenchError("the session home is empty (--home \"\" or AIPERF_HOME=\"\")",
+                             "pass --home DIR, or leave it out for the default")
+    return Path(home).expanduser()
+
+
 class SessionStore:
-    def __init__(self, home: Path | str | None = None) -> None:
-        self.home = Path(home).expanduser() if home else default_home()
+    def __init__(self, home: Path | str | None = None, sweep: bool = True) -> None:
+        self.home = _home_path(home)
+        if (self.home / "sessions.db").is_file() and not home_is_writable(self.home):
+            self.index = IndexDB(self.db_path, writable=False)  # read-only: list and show only
+            return
         try:
             self.runs_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -105,8 +110,12 @@ class SessionStore:
                 f"cannot create the session home {self.home}: {exc.strerror}",
                 "pass --home DIR or set AIPERF_HOME to a writable folder",
             ) from None
-        with self._connect() as db:
-            db.executescript(_SCHEMA)
+        self.index = IndexDB(self.db_path, writable=True)
+        if sweep and self.index.writable:
+            try:
+                run_sweep.sweep(self)
+            except (StorageError, OSError, sqlite3.Error):
+                pass  # a full disk: lists still show such runs as interrupted
 
     @property
     def runs_dir(self) -> Path:
@@ -116,26 +125,50 @@ class SessionStore:
     def db_path(self) -> Path:
         return self.home / "sessions.db"
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.db_path, timeout=30)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            with db:  # one transaction
-                yield db
-        finally:
-            db.close()
+    @property
+    def writable(self) -> bool:
+        return self.index.writable
 
     # ---- records -------------------------------------------------------------------------
     def new_run(self, spec: dict[str, Any], kind: str = "run", label: str = "") -> RunRecord:
+        """A pending session owned by this process (folder, spec.json, record.json, row)."""
+        record = self._new_record(spec, kind, label)
+        return self._publish(record, lambda folder, rec: None)
+
+    def add_complete(self, spec: dict[str, Any], fill: Callable[[Path, RunRecord], None],
+                     kind: str = "run", label: str = "") -> RunRecord:
+        """A finished session in one step: ``fill(folder, record)`` copies its files into a
+        staging folder and completes the record; only then does the session appear (folder
+        renamed into place, then its row). A failure or a kill before that leaves nothing
+        (the staging folder of a dead process is removed by the next sweep)."""
+        return self._publish(self._new_record(spec, kind, label), fill)
+
+    def _new_record(self, spec: dict[str, Any], kind: str, label: str) -> RunRecord:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_id = f"{stamp}-{uuid.uuid4().hex[:6]}"
-        record = RunRecord(id=run_id, created_at=time.time(), kind=kind, spec=dict(spec),
-                           label=label or str(spec.get("label") or ""))
-        self.run_dir(run_id).mkdir(parents=True, exist_ok=False)
-        write_json_atomic(self.run_dir(run_id) / "spec.json", spec)
-        self.save(record)
+        return RunRecord(id=run_id, created_at=time.time(), kind=kind, spec=dict(spec),
+                         label=label or str(spec.get("label") or ""),
+                         owner=run_sweep.current_owner())
+
+    def _publish(self, record: RunRecord, fill: Callable[[Path, RunRecord], None]) -> RunRecord:
+        if self.index.unwritable is not None:
+            raise StorageError(f"cannot add a session to {self.home}: "
+                               + self.index.unwritable.message.split(": ", 1)[-1],
+                               self.index.unwritable.hint)
+        staging = self.runs_dir / f"{run_sweep.STAGING_PREFIX}{record.id}"
+        try:
+            staging.mkdir(parents=True, exist_ok=False)
+            write_json_atomic(staging / "record.json", record.to_dict())  # owner first: sweepable
+            write_json_atomic(staging / "spec.json", record.spec)
+            fill(staging, record)
+            write_json_atomic(staging / "record.json", record.to_dict())
+            os.rename(staging, self.run_dir(record.id))
+        except BaseException as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            if isinstance(exc, OSError):
+                raise describe_os_error(exc, f"cannot create a session in {self.home}") from None
+            raise
+        self._index_row(record)
         return record
 
     def run_dir(self, run_id: str) -> Path:
@@ -143,26 +176,44 @@ class SessionStore:
 
     def save(self, record: RunRecord) -> None:
         """Write record.json atomically, then upsert the index row in one transaction."""
-        write_json_atomic(self.run_dir(record.id) / "record.json", record.to_dict())
+        try:
+            write_json_atomic(self.run_dir(record.id) / "record.json", record.to_dict())
+        except OSError as exc:
+            error = describe_os_error(exc, f"cannot write session {record.id}")
+            if record.status not in run_sweep.ACTIVE:  # the row is smaller: it may still fit
+                try:
+                    self._index_row(record)
+                except StorageError:
+                    pass
+            raise error from None
+        self._index_row(record)
+
+    def _index_row(self, record: RunRecord) -> None:
         value, unit = record.headline()
         spec = record.spec
+        owner = record.owner or {}
         row = (
             record.id, record.created_at, record.finished_at, record.kind,
             spec.get("workload"), spec.get("preset"), ",".join(spec.get("layers") or []),
             spec.get("profiler"), record.status, record.label,
             record.env.get("device_name"), value, unit, record.error,
+            owner.get("pid"), owner.get("start"), owner.get("host"),
         )
-        with self._connect() as db:
+        with self.index.connect(write=True) as db:
             db.execute(
                 "INSERT OR REPLACE INTO runs (id, created_at, finished_at, kind, workload, preset,"
-                " layers, profiler, status, label, device, headline, headline_unit, error)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " layers, profiler, status, label, device, headline, headline_unit, error,"
+                " owner_pid, owner_start, owner_host) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 row,
             )
 
     def get(self, run_id: str) -> RunRecord:
+        if not isinstance(run_id, str) or not _ID_TEXT.fullmatch(run_id):
+            raise WorkbenchError(f"no session {_shown(run_id)} in {self.home}",
+                                 "a session id is letters, digits, '-', '_' and '.'; "
+                                 "see `aiperf-workbench sessions list`")
         path = self.run_dir(run_id) / "record.json"
-        if not run_id or "/" in run_id or not path.is_file():
+        if not path.is_file():
             matches = self._prefix_matches(run_id)
             if len(matches) == 1:
                 path = self.run_dir(matches[0]) / "record.json"
@@ -171,16 +222,36 @@ class SessionStore:
                         else "see `aiperf-workbench sessions list`")
                 raise WorkbenchError(f"no session {run_id!r} in {self.home}", hint)
         try:
-            return RunRecord.from_dict(json.loads(path.read_text()))
-        except (OSError, json.JSONDecodeError) as exc:
+            record = RunRecord.from_dict(json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError) as exc:
             raise WorkbenchError(f"session record {path} is unreadable: {exc}") from None
+        if record.status in run_sweep.ACTIVE:
+            self._finish_from_index(record)
+        record.status = run_sweep.effective_status(record.status, record.owner,
+                                                   record.created_at, record.spec.get("timeout_s"))
+        return record
+
+    def _finish_from_index(self, record: RunRecord) -> None:
+        """A full disk can take the final record.json but not the (smaller) index row: then
+        the row has the last word on how the run ended."""
+        try:
+            with self.index.connect() as db:
+                row = db.execute("SELECT status, error, finished_at FROM runs WHERE id = ?",
+                                 (record.id,)).fetchone()
+        except StorageError:
+            return
+        if row is not None and row[0] not in run_sweep.ACTIVE:
+            record.status, record.error, record.finished_at = row[0], row[1], row[2]
 
     def _prefix_matches(self, prefix: str) -> list[str]:
         if not prefix:
             return []
-        with self._connect() as db:
-            rows = db.execute("SELECT id FROM runs WHERE id LIKE ? OR id LIKE ?",
-                              (prefix.replace("%", "") + "%", "%-" + prefix.replace("%", "") + "%")).fetchall()
+        # LIKE treats % and _ as wildcards: `show _` must not pick an arbitrary session
+        literal = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        with self.index.connect() as db:
+            rows = db.execute("SELECT id FROM runs WHERE id LIKE ? ESCAPE '\\' "
+                              "OR id LIKE ? ESCAPE '\\'",
+                              (literal + "%", "%-" + literal + "%")).fetchall()
         return [r[0] for r in rows]
 
     def list(self, workload: str | None = None, status: str | None = None,
@@ -199,13 +270,21 @@ class SessionStore:
         query += " ORDER BY created_at DESC"
         if limit:
             query += f" LIMIT {int(limit)}"
-        with self._connect() as db:
+        with self.index.connect() as db:
             db.row_factory = sqlite3.Row
-            return [dict(r) for r in db.execute(query, args).fetchall()]
+            rows = [dict(r) for r in db.execute(query, args).fetchall()]
+        for row in rows:
+            if row["status"] in run_sweep.ACTIVE:
+                owner = ({"pid": row.get("owner_pid"), "start": row.get("owner_start"),
+                          "host": row.get("owner_host")} if row.get("owner_pid") is not None
+                         else None)
+                row["status"] = run_sweep.effective_status(row["status"], owner,
+                                                           row["created_at"])
+        return rows
 
     def delete(self, run_id: str) -> None:
         record = self.get(run_id)
-        with self._connect() as db:
+        with self.index.connect(write=True) as db:
             db.execute("DELETE FROM runs WHERE id = ?", (record.id,))
         shutil.rmtree(self.run_dir(record.id), ignore_errors=True)
 
@@ -223,3 +302,9 @@ class SessionStore:
             except (OSError, json.JSONDecodeError):
                 continue
         return count
+
+
+def _shown(text: object) -> str:
+    """A bad id as the error shows it: bounded, one line."""
+    shown = repr(text)
+    return shown if len(shown) <= 60 else shown[:57] + "...'"

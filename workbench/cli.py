@@ -8,7 +8,10 @@ inside the commands that need them; torch is never imported in this process.
 from __future__ import annotations
 
 import argparse
+import signal
+import sqlite3
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -71,10 +74,16 @@ def _param(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def _home(text: str) -> Path:
+    if not text.strip():  # Path("") is the current folder: never a silent session home
+        raise argparse.ArgumentTypeError("--home must name a folder, got an empty string")
+    return Path(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="aiperf-workbench", description=DESCRIPTION,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--home", type=Path, default=None,
+    parser.add_argument("--home", type=_home, default=None,
                         help="session store folder (default: $AIPERF_HOME or the user data dir)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
@@ -126,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     ssub = sessions.add_subparsers(dest="sessions_command", metavar="ACTION", parser_class=_Parser)
     slist = ssub.add_parser("list", help="list sessions, newest first")
     slist.add_argument("--workload")
-    slist.add_argument("--status", choices=["ok", "failed", "cancelled", "timeout", "running"])
+    slist.add_argument("--status", choices=["ok", "failed", "cancelled", "timeout", "running",
+                                            "interrupted"])
     slist.add_argument("--limit", type=int, default=50)
     sdel = ssub.add_parser("delete", help="delete a session and its folder")
     sdel.add_argument("id")
@@ -186,15 +196,57 @@ def _size(text: str) -> int:
     return value
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _say(text: str) -> None:
+    """One line on stderr; after a SIGHUP the terminal may be gone, and that is no error."""
     try:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+# Set by Ctrl-C, SIGTERM and SIGHUP; commands pass it to the runner as its cancel event. The
+# KeyboardInterrupt the handler raises can be swallowed when it lands in a finalizer ("Exception
+# ignored in ... __del__"), which lost a SIGHUP in the fault-injection pass: the supervisor
+# also polls this event, so the stop is never lost.
+STOP = threading.Event()
+
+
+def stop_event() -> threading.Event:
+    return STOP
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    STOP.set()
+    raise KeyboardInterrupt
+
+
+def stop_signals_like_ctrl_c() -> dict[int, Any]:
+    """Ctrl-C, SIGTERM and SIGHUP (a closed terminal, a dropped SSH session) stop a command
+    alike: the child is stopped and the session recorded, not left `running`. Returns the
+    handlers it replaced."""
+    previous: dict[int, Any] = {}
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            try:
+                previous[sig] = signal.signal(sig, _interrupt)
+            except ValueError:  # not the main thread (tests calling main() from a thread)
+                break
+    return previous
+
+
+def main(argv: list[str] | None = None) -> int:
+    replaced: dict[int, Any] = {}
+    STOP.clear()
+    try:
+        args = build_parser().parse_args(argv)  # (a Ctrl-C while it imports: one line too)
         if args.command is None:
             from workbench.app import run_app
 
             run_app(args.home)
             return EXIT_OK
+        replaced = stop_signals_like_ctrl_c()
         handler = getattr(args, "handler", None)
         if handler is None:
             from workbench import commands
@@ -202,13 +254,32 @@ def main(argv: list[str] | None = None) -> int:
             handler = getattr(commands, f"cmd_{args.command}")
         return int(handler(args) or 0)
     except WorkbenchError as exc:
-        sys.stderr.write(f"aiperf-workbench: error: {exc.one_line()}\n")
+        _say(f"aiperf-workbench: error: {_terminal_safe(exc.one_line())}")
         return EXIT_USAGE
     except KeyboardInterrupt:
-        sys.stderr.write("aiperf-workbench: interrupted\n")
+        _say("aiperf-workbench: interrupted")
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except (OSError, sqlite3.Error) as exc:  # storage trouble nothing above named: one line
+        _say(f"aiperf-workbench: error: {_terminal_safe(_storage_line(exc))}")
+        return EXIT_USAGE
+    finally:
+        for sig, handler in replaced.items():  # main() called in-process (tests) leaves no trace
+            signal.signal(sig, handler)
+
+
+def _storage_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror or type(exc).__name__}{where}"
+    return f"the session index failed: {exc}"
+
+
+def _terminal_safe(text: str) -> str:
+    from workbench.export.escape import term_text
+
+    return term_text(text)
 
 
 def entry() -> None:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from workbench.export.escape import TermStream, term_line, term_text
 from workloads.errors import WorkbenchError
 
 
@@ -159,19 +160,21 @@ def _llm(args: argparse.Namespace, store: Any, record: Any, analysis: Any) -> tu
     endpoint = os.environ.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com"
     print(f"\nThe request below would be sent to {endpoint}; the API key goes in a header and "
           "is not shown.")
-    print(show_request(request))
+    print(term_text(show_request(request)))
     if not args.yes and not _confirm("Send it? [y/N] "):
         msg = "LLM advice not sent (not confirmed; pass --yes to send without asking)"
         print(msg, file=sys.stderr)
         return None, msg
-    print(f"\nLLM advice ({model}):", flush=True)
+    print(f"\nLLM advice ({term_line(model)}):", flush=True)
+    stream = TermStream()  # the answer is foreign text: no escape sequence reaches the terminal
 
     def show(chunk: str) -> None:
-        sys.stdout.write(chunk)
+        sys.stdout.write(stream.feed(chunk))
         sys.stdout.flush()
 
     answer, failure = llm_advice_for_session(store, record, analysis, request, on_text=show,
                                              timeout_s=args.timeout)
+    sys.stdout.write(stream.flush())
     if failure:
         print(f"\nLLM advice failed: {failure}; the rule-based advice is above", file=sys.stderr)
         return None, failure

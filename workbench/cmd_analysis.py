@@ -77,7 +77,11 @@ def _load_side(arg: str, home: Path | None) -> _Side:
     from sessions.store import SessionStore
 
     path = Path(arg)
-    if path.exists():
+    try:
+        is_artifact = path.exists()
+    except OSError:  # e.g. a 300-character "id": not a path, so a session id (one line below)
+        is_artifact = False
+    if is_artifact:
         from sessions.analysis import analyze_paths, device_name_of
 
         parsed, analysis = analyze_paths([path], home=home)
@@ -133,7 +137,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
         _write_output(args.json, dumps({"baseline": a.label, "candidate": b.label,
                                         "diff": result}))
     if not args.json or str(args.json) != "-":
-        sys.stdout.write(text)
+        from workbench.export.escape import term_text
+
+        sys.stdout.write(term_text(text))
     if args.fail_on_regression is not None and regression_exceeds(result, args.fail_on_regression):
         print(f"regression beyond {args.fail_on_regression:g}%: failing", file=sys.stderr)
         return EXIT_REGRESSED
@@ -196,9 +202,10 @@ def _log_tail(log: Path, lines: int = 1) -> str:
 
 
 def _print_ceilings(measurement: dict[str, Any], ceilings: Any, spec: Any) -> None:
+    from workbench.export.escape import term_line
     from workbench.export.fmt import fmt_rate
 
-    print(f"device {ceilings.device_name} ({measurement.get('device_kind')}), "
+    print(f"device {term_line(ceilings.device_name)} ({measurement.get('device_kind')}), "
           f"driver {ceilings.driver or 'n/a'}")
     print(f"{'ceiling':<14} {'measured':>16} {'spec sheet':>16} {'measured/spec':>14}")
     rows = [(f"{p} GEMM", ceilings.peak_flops.get(p), spec.peak_flops.get(p) if spec else None,

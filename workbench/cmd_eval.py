@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from workbench.cli import stop_event
 from workloads.errors import WorkbenchError
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -123,7 +123,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     record.status = "running"
     store.save(record)
     outcome = run_supervised(command, run_dir / "run.log", args.timeout, env=child_env(),
-                             on_event=progress.on_event, cancel=threading.Event())
+                             on_event=progress.on_event, cancel=stop_event())
     record.artifacts["log"] = "run.log"
     result: dict[str, Any] = {}
     result_path = run_dir / "eval.json"

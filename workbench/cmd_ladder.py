@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
+from workbench.cli import stop_event
 from workloads.errors import WorkbenchError
 
 
@@ -93,7 +93,7 @@ def run_ladder(workload: str, preset: str, layer_sets: list[list[str]], params: 
                        params={**params, "unmet_layers": "skip"}, repeat=repeat,
                        warmup=warmup, timeout_s=timeout_s, device=device,
                        label=f"ladder {','.join(layers)}")
-        records.append(run(spec, store, on_event=on_event, cancel=threading.Event()))
+        records.append(run(spec, store, on_event=on_event, cancel=stop_event()))
     return records
 
 
@@ -132,7 +132,9 @@ def cmd_ladder(args: argparse.Namespace) -> int:
     rows = build_ladder(records)
     text = render_ladder_markdown(rows, ladder_meta(records, args.workload, args.preset,
                                                     params, args.repeat))
-    sys.stdout.write(text)
+    from workbench.export.escape import term_text
+
+    sys.stdout.write(term_text(text))
     if args.export:
         from workbench.commands import _write_output
 

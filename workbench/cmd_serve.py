@@ -10,8 +10,9 @@ rate and the knee of the throughput curve. (`serve` is the name the app's browse
 from __future__ import annotations
 
 import argparse
-import threading
 from typing import Any
+
+from workbench.cli import stop_event
 
 
 def _param(text: str) -> tuple[str, Any]:
@@ -100,15 +101,17 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
                    device=args.device, label=args.label or "loadtest")
     store = SessionStore(args.home)
     record = run(spec, store, on_event=CliProgress(quiet=args.quiet).on_event,
-                 cancel=threading.Event())
+                 cancel=stop_event())
     extra = (record.extra or {}).get("extra") or {}
     loadtest = extra.get("loadtest")
     if args.json:
         print(json.dumps({"session": record.id, "status": record.status, "error": record.error,
                           "parity": record.parity, "loadtest": loadtest}, indent=2))
     else:
+        from workbench.export.escape import term_line
+
         print(f"session {record.id}: {record.status}"
-              + (f" — {record.error}" if record.error else ""))
+              + (f" — {term_line(record.error)}" if record.error else ""))
         parity = record.parity or {}
         if parity:
             print(f"parity (engine vs one-at-a-time greedy): "

@@ -27,10 +27,10 @@ import argparse
 import datetime as dt
 import json
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
+from workbench.cli import stop_event
 from workloads.errors import WorkbenchError
 
 DEFAULT_THRESHOLD_PCT = 10.0
@@ -167,7 +167,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")[:-3]
     entries, records = [], {}
     for entry, spec in specs:
-        record = run(spec, store, on_event=progress.on_event, cancel=threading.Event()).to_dict()
+        record = run(spec, store, on_event=progress.on_event, cancel=stop_event()).to_dict()
         records[entry["name"]] = record
         base = None if args.update_baseline else (baseline.get("entries") or {}).get(entry["name"])
         entries.append(compare_entry(entry["name"], record, base,
@@ -184,7 +184,9 @@ def cmd_suite(args: argparse.Namespace) -> int:
     if args.update_baseline and not failed:
         write_json_atomic(baseline_path, {"suite": suite["name"], "when": stamp,
                                           "entries": records})
-    sys.stdout.write(text)
+    from workbench.export.escape import term_text
+
+    sys.stdout.write(term_text(text))
     if args.export:
         from workbench.commands import _write_output
 

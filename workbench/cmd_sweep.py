@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
+from workbench.cli import stop_event
 from workloads.errors import WorkbenchError
 
 PRECISIONS = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16",
@@ -125,7 +125,7 @@ def run_point(args: argparse.Namespace, store: Any, params: dict[str, Any], laye
                    params=params, repeat=args.repeat, warmup=args.warmup,
                    timeout_s=args.timeout, device=args.device, label=label,
                    telemetry=False, nproc_per_node=nproc)
-    return run(spec, store, on_event=on_event, cancel=threading.Event())
+    return run(spec, store, on_event=on_event, cancel=stop_event())
 
 
 def _metrics(record: Any) -> tuple[float | None, float | None]:
@@ -134,7 +134,9 @@ def _metrics(record: Any) -> tuple[float | None, float | None]:
 
 
 def _emit(args: argparse.Namespace, text: str, what: str) -> None:
-    sys.stdout.write(text)
+    from workbench.export.escape import term_text
+
+    sys.stdout.write(term_text(text))
     if args.export:
         from workbench.commands import _write_output
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
+from workbench.cli import stop_event
+from workbench.export.escape import term_line, term_text
 from workloads.errors import WorkbenchError
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -21,16 +22,16 @@ def _store(args: argparse.Namespace):
 
 def _write_output(path: Path, text: str) -> None:
     if str(path) == "-":
-        sys.stdout.write(text)
+        sys.stdout.write(term_text(text))
         return
+    from sessions.atomic import write_text_atomic
+    from sessions.index_db import describe_os_error
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        from sessions.atomic import write_text_atomic
-
-        write_text_atomic(path, text)
+        write_text_atomic(path, text)  # never over a symlink, a FIFO or a device: one line
     except OSError as exc:
-        raise WorkbenchError(f"cannot write {path}: {exc.strerror}",
-                             "choose a writable path") from None
+        raise describe_os_error(exc, f"cannot write {path}") from None
 
 
 def _figures(report: Path, analysis: Any) -> dict[str, str]:
@@ -74,9 +75,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         from workloads.targets import parse_target
 
         spec.workload, spec.preset = parse_target(spec.target).display_name, ""
+    from sessions.index_db import StorageError
+
     store = _store(args)
     progress = CliProgress(quiet=args.quiet)
-    record = run(spec, store, on_event=progress.on_event, cancel=threading.Event())
+    started: list[str] = []
+
+    def on_event(event: dict[str, Any]) -> None:
+        if event.get("event") == "session":
+            started.append(str(event.get("run_id")))
+        progress.on_event(event)
+
+    try:
+        record = run(spec, store, on_event=on_event, cancel=stop_event())
+    except StorageError as exc:  # a full or read-only home: exit 2, or 1 once the run began
+        if not started:
+            raise
+        print(f"aiperf-workbench: error: session {started[0]}: {term_line(exc.one_line())}",
+              file=sys.stderr)
+        return EXIT_FAILED
     _print_run_summary(record)
     if args.export or args.json:
         analysis = load_run_analysis(store, record)
@@ -103,7 +120,8 @@ def _print_run_summary(record: Any) -> None:
 
     m = record.metrics or {}
     lat = m.get("latency_ms") or {}
-    print(f"session {record.id}: {record.status}" + (f" — {record.error}" if record.error else ""))
+    print(f"session {record.id}: {record.status}"
+          + (f" — {term_line(record.error)}" if record.error else ""))
     if lat:
         print(f"  {m.get('step') or 'step'} latency median {fmt_num(lat.get('median'), 4, 'ms')} "
               f"(p10 {fmt_num(lat.get('p10'), 4)}, p90 {fmt_num(lat.get('p90'), 4)}, "
@@ -117,7 +135,7 @@ def _print_run_summary(record: Any) -> None:
     parity = record.parity or {}
     scope = ((record.extra or {}).get("extra") or {}).get("profile_scope")
     if scope:
-        print(f"  profiled: {scope.get('what')}")
+        print(f"  profiled: {term_line(scope.get('what'))}")
     if parity.get("skipped"):
         print(f"  parity vs L0: skipped ({parity['skipped']})")
     elif parity:
@@ -150,9 +168,9 @@ def cmd_sessions(args: argparse.Namespace) -> int:
     print(header)
     for r in rows:
         result = f"{fmt_num(r['headline'], 4)} {r['headline_unit'] or ''}".strip()
-        print(f"{r['id']:<23} {r['status']:<9} {str(r['workload'] or r['kind']):<9} "
-              f"{str(r['preset'] or ''):<13} {str(r['layers'] or ''):<14} "
-              f"{str(r['profiler'] or ''):<8} {result:>14}")
+        print(term_line(f"{r['id']:<23} {r['status']:<9} {str(r['workload'] or r['kind']):<9} "
+                        f"{str(r['preset'] or ''):<13} {str(r['layers'] or ''):<14} "
+                        f"{str(r['profiler'] or ''):<8} {result:>14}"))
     return EXIT_OK
 
 
@@ -181,7 +199,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         _write_output(args.export, text)
         print(f"report written to {args.export}", file=sys.stderr)
     elif not args.json:
-        sys.stdout.write(render_run_report(record, analysis))
+        sys.stdout.write(term_text(render_run_report(record, analysis)))
     return EXIT_OK
 
 
@@ -214,7 +232,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.export:
         _write_output(args.export, text)
     if not args.json or str(args.json) != "-":
-        sys.stdout.write(text)
+        sys.stdout.write(term_text(text))
     if args.save:
         _save_analysis(args, paths, parsed, analysis)
     return EXIT_OK
@@ -237,34 +255,36 @@ _ROLE_OF_KIND = {"kineto": "trace", "kineto_dir": "trace", "ncu_csv": "ncu_csv",
 
 def _save_analysis(args: argparse.Namespace, paths: list[str], parsed: Any, analysis: Any) -> None:
     """Store the analyzed artifacts as a session (kind "analysis"): the files are copied into
-    the run folder, so the session opens again later without the originals."""
+    the run folder, so the session opens again later without the originals. All or nothing:
+    the copies go to a staging folder and the session appears only once they are complete."""
     import shutil
     import time
 
     store = _store(args)
-    record = store.new_run({"workload": "", "profiler": parsed.kind, "inputs": paths},
-                           kind="analysis")
-    run_dir = store.run_dir(record.id)
     role = _ROLE_OF_KIND.get(parsed.kind, "artifact")
     sources = [Path(p) for p in args.paths]
-    if len(sources) == 1 and sources[0].is_file():
-        shutil.copy2(sources[0], run_dir / sources[0].name)
-        record.artifacts[role] = sources[0].name
-    elif role == "trace":  # per-rank traces (a folder, or several files): one trace folder
-        inputs = run_dir / "inputs"
-        for src in sources:
-            if src.is_dir():
-                shutil.copytree(src, inputs, dirs_exist_ok=True)
-            else:
-                inputs.mkdir(exist_ok=True)
-                shutil.copy2(src, inputs / src.name)
-        record.artifacts[role] = "inputs"
-    else:  # several ncu / nsys files: keep the first as the session's artifact
-        shutil.copy2(sources[0], run_dir / sources[0].name)
-        record.artifacts[role] = sources[0].name
-    record.status = "ok"
-    record.finished_at = time.time()
-    store.save(record)
+
+    def fill(run_dir: Path, record: Any) -> None:
+        if len(sources) == 1 and sources[0].is_file():
+            shutil.copy2(sources[0], run_dir / sources[0].name)
+            record.artifacts[role] = sources[0].name
+        elif role == "trace":  # per-rank traces (a folder, or several files): one trace folder
+            inputs = run_dir / "inputs"
+            for src in sources:
+                if src.is_dir():
+                    shutil.copytree(src, inputs, dirs_exist_ok=True)
+                else:
+                    inputs.mkdir(exist_ok=True)
+                    shutil.copy2(src, inputs / src.name)
+            record.artifacts[role] = "inputs"
+        else:  # several ncu / nsys files: keep the first as the session's artifact
+            shutil.copy2(sources[0], run_dir / sources[0].name)
+            record.artifacts[role] = sources[0].name
+        record.status = "ok"
+        record.finished_at = time.time()
+
+    record = store.add_complete({"workload": "", "profiler": parsed.kind, "inputs": paths},
+                                fill, kind="analysis")
     print(f"saved as session {record.id}", file=sys.stderr)
 
 

@@ -8,6 +8,8 @@ import time
 from collections import deque
 from typing import Any, TextIO
 
+from workbench.export.escape import term_line
+
 
 class CliProgress:
     def __init__(self, quiet: bool = False, stream: TextIO | None = None) -> None:
@@ -21,6 +23,7 @@ class CliProgress:
     def _write(self, text: str, transient: bool = False) -> None:
         if self.quiet:
             return
+        text = term_line(text)  # the child's messages and errors are foreign text
         if self.tty and transient:
             self.stream.write("\r\033[K" + text[:200])
         else:

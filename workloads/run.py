@@ -20,6 +20,7 @@ always the last event.
 from __future__ import annotations
 
 import argparse
+import errno
 import gzip
 import importlib
 import json
@@ -28,7 +29,6 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -36,8 +36,9 @@ from typing import Any
 
 import torch
 
-from workloads import catalog, distributed, inventory, measure
+from workloads import catalog, distributed, inventory, measure, watchdog
 from workloads import memory_profile as memory_profiling
+from workloads.atomic import check_target, write_text_atomic
 from workloads.environment import collect_env, resolve_device
 from workloads.errors import WorkbenchError
 from workloads.interface import Workload
@@ -106,18 +107,10 @@ def finite_or_none(value: Any) -> Any:
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """result.json through the project's one atomic writer (``workloads.atomic``), strict JSON:
+    a metric that is not a finite number is written as null."""
     text = json.dumps(finite_or_none(payload), indent=2, allow_nan=False, default=str)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text + "\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temp_name, 0o644)  # mkstemp makes it owner-only; the result is not secret
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text + "\n")
 
 
 def load_workload(spec: RunSpec) -> tuple[Workload, dict[str, Any]]:
@@ -176,13 +169,33 @@ def profile_with_torch(step: Callable[[], Any], reset: Callable[[], None],
                 profiler.step()
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / name.removesuffix(".gz")
-    profiler.export_chrome_trace(str(json_path))
     temp_path = out_dir / f".{name}.tmp"
-    with open(json_path, "rb") as source, gzip.open(temp_path, "wb", compresslevel=6) as sink:
-        shutil.copyfileobj(source, sink)
-    os.replace(temp_path, out_dir / name)
-    json_path.unlink()
+    try:  # a full disk or a kill leaves neither the plain trace nor a partial .gz behind
+        profiler.export_chrome_trace(str(json_path))
+        if not json_path.is_file():  # Kineto logs a failed write and returns normally
+            free = shutil.disk_usage(out_dir).free
+            raise OSError(errno.ENOSPC if free < (1 << 20) else errno.EIO,
+                          "torch.profiler could not write its trace"
+                          + (" (no space left on the device)" if free < (1 << 20) else ""),
+                          str(json_path))
+        check_target(out_dir / name)
+        with open(json_path, "rb") as source, gzip.open(temp_path, "wb", compresslevel=6) as sink:
+            shutil.copyfileobj(source, sink)
+        os.replace(temp_path, out_dir / name)
+    finally:  # (Kineto itself writes NAME.tmp first and leaves it when the disk is full)
+        for leftover in (temp_path, json_path, json_path.with_name(json_path.name + ".tmp")):
+            _remove(leftover)
     return name
+
+
+def _remove(path: Path) -> None:
+    """Delete ``path`` and give its space back now: emptied first, because a writer that
+    failed may still hold it open (an unlinked open file keeps its blocks)."""
+    try:
+        os.truncate(path, 0)
+    except OSError:
+        pass
+    path.unlink(missing_ok=True)
 
 
 def ncu_sample(workload: Workload, spec: RunSpec) -> Any:
@@ -382,6 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     # Cancel is SIGINT (then SIGKILL); a child started from a background job inherits SIGINT
     # as ignored, so take it back to get a "failed: interrupted" result instead of a kill.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    # Under ncu, nsys or torchrun our parent is the tool, not the workbench: watch the
+    # workbench itself and take this process group down with it (workloads.watchdog).
+    watchdog.start_watchdog()
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     rank, world, _ = distributed.env_rank()

@@ -8,11 +8,15 @@ never logged, never stored, never part of an error message. Failures are one ``L
 
 Settings: model ``AIPERF_LLM_MODEL`` (default below), timeout ``AIPERF_LLM_TIMEOUT`` seconds,
 retries ``AIPERF_LLM_RETRIES``; the SDK's own ``ANTHROPIC_BASE_URL`` overrides the endpoint.
+The timeout is one deadline for the whole answer, retries included: the SDK's own retries are
+off (each would restart its timeout: `--timeout 2` took 8.9 s) and ours happen only while the
+deadline leaves room, before any text was shown.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,11 +79,23 @@ def api_key() -> str | None:
         return None
 
 
-def _client(key: str, settings: LLMSettings) -> Any:
+def _client(key: str, settings: LLMSettings, timeout_s: float | None = None) -> Any:
     import anthropic
 
     return anthropic.Anthropic(api_key=key, base_url=settings.base_url,
-                               timeout=settings.timeout_s, max_retries=settings.max_retries)
+                               timeout=settings.timeout_s if timeout_s is None else timeout_s,
+                               max_retries=0)
+
+
+def _retryable(exc: Exception) -> bool:
+    """Worth another attempt: the connection failed, the API is rate limiting or overloaded."""
+    import anthropic
+
+    if isinstance(exc, anthropic.APITimeoutError):
+        return False  # the deadline is what timed out
+    if isinstance(exc, (anthropic.APIConnectionError, anthropic.RateLimitError)):
+        return True
+    return isinstance(exc, anthropic.APIStatusError) and exc.status_code >= 500
 
 
 def _as_llm_error(exc: Exception, settings: LLMSettings) -> LLMError:
@@ -112,15 +128,34 @@ def iter_advice(request: dict[str, Any], settings: LLMSettings | None = None,
         raise LLMError("no_key", "no API key: set ANTHROPIC_API_KEY to use --llm")
     body = dict(request)
     body["model"] = settings.model
-    try:
-        client = _client(key, settings)
-        with client.messages.stream(**body) as stream:
-            yield from stream.text_stream
-            final = stream.get_final_message()
-    except LLMError:
-        raise
-    except Exception as exc:  # the SDK's errors, mapped to one line without the key
-        raise _as_llm_error(exc, settings) from None
+    import anthropic  # noqa: F401  (seconds on a busy machine: not part of the wait)
+
+    deadline = time.monotonic() + settings.timeout_s
+    attempt, shown = 0, False
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise LLMError("timeout", f"no answer within {settings.timeout_s:g} s (timeout)")
+        try:
+            client = _client(key, settings, timeout_s=remaining)
+            with client.messages.stream(**body) as stream:
+                for text in stream.text_stream:
+                    shown = True
+                    yield text
+                    if time.monotonic() > deadline:
+                        raise LLMError("timeout", f"the answer did not finish within "
+                                       f"{settings.timeout_s:g} s (timeout)")
+                final = stream.get_final_message()
+            break
+        except LLMError:
+            raise
+        except Exception as exc:  # the SDK's errors, mapped to one line without the key
+            backoff = min(0.5 * 2 ** attempt, 8.0)
+            if (shown or attempt >= settings.max_retries or not _retryable(exc)
+                    or time.monotonic() + backoff >= deadline):
+                raise _as_llm_error(exc, settings) from None
+            attempt += 1
+            time.sleep(backoff)
     text = "".join(b.text for b in final.content if getattr(b, "type", None) == "text")
     usage = getattr(final, "usage", None)
     if result is not None:

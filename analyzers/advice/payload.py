@@ -148,12 +148,15 @@ def redact(obj: Any, allow_paths: bool = False, scrub: tuple[str, ...] = ()) -> 
     if allow_paths:
         return obj
     needles = sorted({s for s in scrub if s and len(s) >= 3}, key=len, reverse=True)
+    # whole words only: the user "root" is scrubbed, the kernel "root_owned_gemm" is not
+    words = re.compile("|".join(rf"(?<![A-Za-z0-9_]){re.escape(n)}(?![A-Za-z0-9_])"
+                                for n in needles)) if needles else None
 
     def clean(value: Any) -> Any:
         if isinstance(value, str):
             value = _PATH_RE.sub("[path]", value)  # paths first: a scrubbed name inside one
-            for needle in needles:  # would otherwise split it
-                value = value.replace(needle, "[redacted]")
+            if words is not None:  # would otherwise split it
+                value = words.sub("[redacted]", value)
             return value
         if isinstance(value, dict):
             return {str(clean(k)): clean(v) for k, v in value.items()}

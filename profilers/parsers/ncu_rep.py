@@ -21,6 +21,7 @@ from profilers.base import find_tool
 from profilers.parsers._io import NCU_REP_MAGIC, head_bytes, require_file
 from profilers.parsers._ncu_common import build_ncu_tables
 from profilers.parsers.ncu_csv import NcuResult, parse_ncu_csv_text
+from profilers.supervisor import child_environment
 from workloads.errors import WorkbenchError
 
 _READER = Path(__file__).with_name("_ncu_rep_reader.py")
@@ -58,7 +59,7 @@ def _read_with_module(p: Path) -> tuple[dict[str, Any] | None, str]:
     dirs = [str(d) for d in ncu_python_dirs()]
     try:
         proc = subprocess.run([sys.executable, str(_READER), str(p), *dirs],
-                              capture_output=True, timeout=600)
+                              capture_output=True, timeout=600, env=child_environment(None))
     except subprocess.TimeoutExpired:
         return None, "ncu_report took over 10 minutes"
     if proc.returncode != 0:
@@ -82,7 +83,7 @@ def _read_with_ncu_cli(p: Path) -> tuple[NcuResult | None, str]:
         return None, "ncu is not on PATH"
     try:
         proc = subprocess.run([ncu, "--import", str(p), "--csv", "--page", "raw"],
-                              capture_output=True, timeout=600)
+                              capture_output=True, timeout=600, env=child_environment(None))
     except subprocess.TimeoutExpired:
         return None, "ncu --import took over 10 minutes"
     if proc.returncode != 0:

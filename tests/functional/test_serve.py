@@ -16,6 +16,7 @@ import os
 import re
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -65,6 +66,37 @@ def wait_http(url: str, timeout: float, server: subprocess.Popen) -> str:
         except OSError:
             time.sleep(0.2)
     raise AssertionError(f"{url} did not answer within {timeout:g}s")
+
+
+class ServerOutput:
+    """The server's output, read as it comes (a thread): the URL with this launch's token is
+    in it, and the test checks the whole of it for tracebacks at the end."""
+
+    def __init__(self, server: subprocess.Popen) -> None:
+        self.lines: list[str] = []
+        self.thread = threading.Thread(target=self._read, args=(server,), daemon=True)
+        self.thread.start()
+
+    def _read(self, server: subprocess.Popen) -> None:
+        assert server.stdout is not None
+        for raw in iter(server.stdout.readline, b""):
+            self.lines.append(raw.decode(errors="replace"))
+
+    def url(self, timeout: float, server: subprocess.Popen) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                found = re.search(r"http://127\.0\.0\.1:\d+/\?token=[\w-]+", line)
+                if found:
+                    return found.group(0)
+            if server.poll() is not None:
+                raise AssertionError(f"the server exited with {server.returncode}")
+            time.sleep(0.1)
+        raise AssertionError("the server printed no URL with a token:\n" + "".join(self.lines))
+
+    def text(self) -> str:
+        self.thread.join(timeout=10)
+        return "".join(self.lines)
 
 
 def terminal_text(frames: list[bytes]) -> str:
@@ -150,8 +182,10 @@ def test_serve_in_headless_chromium(chromium: str, tmp_path: Path) -> None:
          "--host", "127.0.0.1"], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, start_new_session=True)
     browser: subprocess.Popen | None = None
+    output = ServerOutput(server)
     try:
-        html = wait_http(f"http://127.0.0.1:{port}/", 30, server)
+        url = output.url(30, server)  # the token of this launch is in it, as Jupyter prints it
+        html = wait_http(url, 30, server)
         assert f"ws://127.0.0.1:{port}/ws" in html and "aiperf workbench" in html
         browser = subprocess.Popen(
             [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -164,7 +198,7 @@ def test_serve_in_headless_chromium(chromium: str, tmp_path: Path) -> None:
         wait_http(f"http://127.0.0.1:{devtools_port}/json/version", 30, browser)
         shot = Path(os.environ.get("AIPERF_SERVE_SCREENSHOT", tmp_path / "serve.png"))
         text, painted, requests = asyncio.run(
-            drive_browser(devtools_port, f"http://127.0.0.1:{port}/", shot))
+            drive_browser(devtools_port, url, shot))
         for expected in SETUP_TEXTS:
             assert expected in text, f"{expected!r} not sent to the page:\n{text[-3000:]}"
         assert painted, "the page did not show the terminal"
@@ -176,14 +210,15 @@ def test_serve_in_headless_chromium(chromium: str, tmp_path: Path) -> None:
         if browser is not None:
             stop(browser)
         stop(server)
-    output = server.stdout.read().decode(errors="replace") if server.stdout else ""
+    text = output.text()
+    assert url.split("token=")[1] not in text.replace(url, ""), "the token was logged"
     # Stopping textual-serve by signal can leave one known shutdown message from asyncio: a
     # subprocess transport collected after its loop closed ("Event loop is closed" raised in
     # BaseSubprocessTransport.__del__). It says nothing about our app; any other traceback does.
-    tracebacks = output.split("Traceback (most recent call last):")[1:]
+    tracebacks = text.split("Traceback (most recent call last):")[1:]
     ours = [t for t in tracebacks
             if not ("base_subprocess.py" in t and "Event loop is closed" in t)]
-    assert not ours, output
+    assert not ours, text
 
 
 def test_serve_rejects_a_busy_port(tmp_path: Path) -> None:

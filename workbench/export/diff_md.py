@@ -6,6 +6,7 @@ from typing import Any
 
 import pandas as pd
 
+from workbench.export.escape import md_text
 from workbench.export.fmt import fmt_num
 
 
@@ -32,14 +33,14 @@ def _pct(value: Any) -> str:
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
+    out += ["| " + " | ".join(md_text(c) for c in r) + " |" for r in rows]
     return out
 
 
 def render_diff_markdown(diff: Any, label_a: str, label_b: str, top: int = 15,
                          notes: list[str] | None = None) -> str:
     a, b = diff.baseline, diff.candidate
-    lines = [f"# Diff: {label_a} → {label_b}", "", headline(diff), ""]
+    lines = [f"# Diff: {md_text(label_a)} → {md_text(label_b)}", "", headline(diff), ""]
     lines += _table(["", "baseline", "candidate"], [
         ["run", str(a.run_id or label_a), str(b.run_id or label_b)],
         ["device", str(a.device_name or "n/a"), str(b.device_name or "n/a")],
@@ -49,7 +50,7 @@ def render_diff_markdown(diff: Any, label_a: str, label_b: str, top: int = 15,
         ["tokens/s", fmt_num(a.tokens_per_s, 4), fmt_num(b.tokens_per_s, 4)],
     ])
     if diff.warnings:
-        lines += ["", "## Warnings", ""] + [f"- {w}" for w in diff.warnings]
+        lines += ["", "## Warnings", ""] + [f"- {md_text(w)}" for w in diff.warnings]
     unit = "per step" if diff.per_step else "whole artifact"
     if diff.categories is not None and len(diff.categories):
         lines += ["", f"## GPU time by category ({unit})", ""]
@@ -68,14 +69,14 @@ def render_diff_markdown(diff: Any, label_a: str, label_b: str, top: int = 15,
     for title, names in (("Appeared", diff.appeared), ("Disappeared", diff.disappeared)):
         if names:
             lines += ["", f"## {title} kernels ({len(names)})", ""]
-            lines += [f"- {_short(n)}" for n in names[:top]]
+            lines += [f"- {md_text(_short(n))}" for n in names[:top]]
             if len(names) > top:
                 lines.append(f"- … and {len(names) - top} more")
     if notes:
-        lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
+        lines += ["", "## Notes", ""] + [f"- {md_text(n)}" for n in notes]
     return "\n".join(lines) + "\n"
 
 
 def _short(name: Any, width: int = 90) -> str:
-    text = str(name).replace("|", "\\|")
+    text = str(name)  # escaped where it is placed (a cell or a list item)
     return text if len(text) <= width else text[: width - 1] + "…"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from workbench.export.escape import md_text
 from workbench.export.fmt import NA, fmt_bytes, fmt_ns, fmt_num, fmt_pct, md_table
 
 
@@ -15,8 +16,8 @@ def ranks_section(record: Any) -> list[str]:
     if not ranks:
         return []
     out = ["## Ranks (torchrun)", "",
-           f"{dist.get('world_size')} ranks, backend {dist.get('backend') or NA}; "
-           f"{dist.get('plan') or 'no parallel plan recorded'}.", ""]
+           md_text(f"{dist.get('world_size')} ranks, backend {dist.get('backend') or NA}; "
+                   f"{dist.get('plan') or 'no parallel plan recorded'}."), ""]
     rows = []
     for r in ranks:
         sent = (r.get("dispatch") or {}).get("sent_rows")
@@ -38,7 +39,7 @@ def distributed_section(analysis: Any) -> list[str]:
     if d is None:
         return []
     out = ["## Multi-rank analysis", "",
-           f"{d.world_size} ranks, from {d.source}."]
+           f"{d.world_size} ranks, from {md_text(d.source)}."]
     frame = d.per_rank
     if d.source == "gpu kernels":
         rows = [[int(r.rank), int(r.kernels), fmt_ns(r.busy_ns), fmt_ns(r.compute_ns),
@@ -60,5 +61,5 @@ def distributed_section(analysis: Any) -> list[str]:
                 "for it inside the collectives)."]
     else:
         out += ["", f"No straggler (compute skew {skew})."]
-    out += [f"_{note}_" for note in d.notes]
+    out += [f"_{md_text(note)}_" for note in d.notes]
     return out

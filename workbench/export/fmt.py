@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from workbench.export.escape import md_text
+
 NA = "n/a"
 
 
@@ -74,8 +76,9 @@ def fmt_rate(per_s: Any, unit: str) -> str:
 
 
 def md_escape(text: Any) -> str:
-    """A cell for a Markdown table: pipes escaped, newlines flattened, kept literal."""
-    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    """A cell for a Markdown table, kept literal (``escape.md_text``: no row split, no HTML,
+    no link or image, no control characters)."""
+    return md_text(text)
 
 
 def md_table(headers: list[str], rows: list[list[Any]], align: str | None = None) -> str:

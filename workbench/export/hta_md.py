@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from workbench.export.escape import md_text
 from workbench.export.fmt import md_table, shorten
 
 
@@ -25,7 +26,7 @@ def _val(value: Any, unit: str) -> str:
 
 def render_hta_section(cmp: Any, top: int = 10) -> str:
     took = f", {cmp.hta_seconds:.1f} s" if cmp.hta_seconds is not None else ""
-    out = [f"## HTA {cmp.hta_version or ''} next to ours{took}".replace("  ", " "), ""]
+    out = [f"## HTA {md_text(cmp.hta_version or '')} next to ours{took}".replace("  ", " "), ""]
     rows = []
     for r in cmp.rows:
         if r.agree is None:
@@ -59,6 +60,6 @@ def render_hta_section(cmp: Any, top: int = 10) -> str:
         out.append(md_table(list(map(str, cmp.overlap.columns)),
                             [[fmt_num(v, 4) for v in row] for row in cmp.overlap.itertuples(index=False)]))
     for key, err in cmp.errors.items():
-        out.append(f"- HTA {key}: failed ({err})")
-    out += [f"- {n}" for n in cmp.notes]
+        out.append(f"- HTA {md_text(key)}: failed ({md_text(err)})")
+    out += [f"- {md_text(n)}" for n in cmp.notes]
     return "\n".join(out) + "\n"

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from workbench.export.escape import md_text
 from workbench.export.fmt import NA, fmt_bytes, fmt_num, md_table
 
 # Why a layer can make a step slower although it is applied (shown when it does).
@@ -183,7 +184,8 @@ def render_ladder_markdown(rows: list[LadderRow], meta: dict[str, Any]) -> str:
         lines += ["", "## Why some steps are not faster", ""]
         for row in explained:
             if row.error:
-                lines.append(f"- **{row.label}** {row.status}: {row.error}")
+                lines.append(f"- **{md_text(row.label)}** {md_text(row.status)}: "
+                             f"{md_text(row.error)}")
             elif row.parity_ok is False:
                 lines.append(f"- **{row.label}** breaks parity ({row.parity_text}): not "
                              "counted as a speedup.")

@@ -13,6 +13,7 @@ from analyzers.run_analysis import RunAnalysis
 from sessions.store import RunRecord
 from workbench.export.advice_md import advice_section
 from workbench.export.distributed_md import distributed_section, ranks_section
+from workbench.export.escape import md_text
 from workbench.export.fmt import (
     NA,
     fmt_bytes,
@@ -30,12 +31,21 @@ def _when(ts: float | None) -> str:
     return NA if ts is None else _dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _report_title(record: RunRecord) -> str:
+    spec = record.spec
+    if record.kind == "analysis":  # no workload, preset or layers: name what was analyzed
+        inputs = [str(p).rsplit("/", 1)[-1] for p in spec.get("inputs") or []]
+        return md_text(f"analysis of {', '.join(inputs) or 'artifacts'}"
+                       + (f" ({spec['profiler']})" if spec.get("profiler") else ""))
+    return md_text(f"{spec.get('workload', '?')}/{spec.get('preset', '?')} "
+                   f"[{','.join(spec.get('layers') or [])}]")
+
+
 def render_run_report(record: RunRecord, analysis: RunAnalysis | None,
                       figures: dict[str, str] | None = None) -> str:
     """``figures``: figure name (roofline, budget) -> the SVG's path relative to the report."""
     spec = record.spec
-    title = f"{spec.get('workload', '?')}/{spec.get('preset', '?')} [{','.join(spec.get('layers') or [])}]"
-    out = [f"# aiperf-workbench report — {title}", ""]
+    out = [f"# aiperf-workbench report — {_report_title(record)}", ""]
     out.append(md_table(["", ""], [
         ["session", record.id],
         ["status", record.status + (f" — {record.error}" if record.error else "")],
@@ -54,7 +64,9 @@ def render_run_report(record: RunRecord, analysis: RunAnalysis | None,
     ], align="ll"))
     out += ["", "## Environment", "", _env_table(record.env)]
     world = (((record.extra or {}).get("extra") or {}).get("distributed") or {}).get("world_size")
-    out += ["", "## Metrics", "", _metrics_table(record.metrics, int(world or 1))]
+    out += ["", "## Metrics", "", _metrics_table(record.metrics, int(world or 1))
+            if record.kind != "analysis" or record.metrics
+            else "n/a (an analysis of another program's artifacts: nothing was timed here)"]
     if spec.get("profiler") in ("ncu", "nsys"):
         out += ["", f"Timed under {spec.get('profiler')}, which serializes (and for ncu "
                 "replays) every kernel: the latency above is the profiler's, not the model's. "
@@ -74,7 +86,7 @@ def render_run_report(record: RunRecord, analysis: RunAnalysis | None,
             for li in layers], align="lll")]
     scope = ((record.extra or {}).get("extra") or {}).get("profile_scope")
     if scope:
-        out += ["", "## Profiled scope", "", scope.get("note") or scope.get("what") or NA]
+        out += ["", "## Profiled scope", "", md_text(scope.get("note") or scope.get("what") or NA)]
     ranks = ranks_section(record)
     out += ["", *ranks] if ranks else []
     out += ["", "## Telemetry (NVML)", "", _telemetry_text(record.telemetry)]
@@ -82,7 +94,8 @@ def render_run_report(record: RunRecord, analysis: RunAnalysis | None,
         out += ["", *_analysis_sections(analysis, figures)]
     out += ["", *advice_section(analysis.advice if analysis is not None else [],
                                 (record.extra or {}).get("llm_advice"))]
-    out += ["", "---", f"artifacts: {', '.join(f'{k}={v}' for k, v in record.artifacts.items()) or 'none'}", ""]
+    out += ["", "---", "artifacts: " + (md_text(", ".join(f"{k}={v}" for k, v in
+                                                          record.artifacts.items())) or "none"), ""]
     return "\n".join(out)
 
 
@@ -203,14 +216,14 @@ def _analysis_sections(a: RunAnalysis, figures: dict[str, str] | None = None) ->
     if a.kernels is None or a.kernel_count == 0:
         if a.kernels is None:
             out += ["## Kernels", ""]
-        out += [f"_{n}_" for n in a.notes] + [""]
+        out += [f"_{md_text(n)}_" for n in a.notes] + [""]
         return out
     kinds = a.kind_totals()
     kind_text = ", ".join(f"{k} {fmt_ns(v)}" for k, v in sorted(kinds.items()))
     out += ["## GPU time by category", "",
             f"{a.kernel_count} GPU activities, {fmt_ns(a.kernel_total_ns)} in total "
-            f"({kind_text}; source: {a.source}"
-            + (f", device: {a.device_name}" if a.device_name else "") + ").", ""]
+            f"({kind_text}; source: {md_text(a.source)}"
+            + (f", device: {md_text(a.device_name)}" if a.device_name else "") + ").", ""]
     if a.categories is not None and len(a.categories):
         out.append(md_table(["category", "count", "time", "share"], [
             [r.category, r.count, fmt_ns(r.total_ns), fmt_pct(r.share)]
@@ -234,7 +247,7 @@ def _analysis_sections(a: RunAnalysis, figures: dict[str, str] | None = None) ->
     if a.budget is not None:
         out += ["", *budget_section(a, figures)]
     for note in a.notes:
-        out += ["", f"_{note}_"]
+        out += ["", f"_{md_text(note)}_"]
     return out
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from analyzers.sol_budget import REMEDY_TEXT
+from workbench.export.escape import md_text
 from workbench.export.fmt import (
     NA,
     fmt_ns,
@@ -40,7 +41,7 @@ def roofline_section(a: Any, figures: dict[str, str] | None = None) -> list[str]
     out = ["## Roofline", ""]
     if c is not None:
         peaks = ", ".join(f"{k} {fmt_rate(v, 'FLOP/s')}" for k, v in c.peak_flops.items() if v)
-        out += [f"Ceilings ({c.source}, {c.device_name}): {peaks}; DRAM "
+        out += [f"Ceilings ({md_text(c.source)}, {md_text(c.device_name)}): {peaks}; DRAM "
                 f"{fmt_rate(c.dram_bw, 'B/s')}.", ""]
     out += _figure(figures, "roofline", "Roofline: one point per kernel, sized by its time")
     rows = kernels.head(ROOFLINE_ROWS)
@@ -79,7 +80,7 @@ def budget_summary(b: Any) -> str:
                 else "spec-sheet ceilings")
     return (f"Measured step {fmt_ns(b.step_ns)} ({steps}); at speed of light "
             f"{fmt_ns(b.sol_ns)}: every kernel at its roof ({ceilings}"
-            + (f", {b.device_name}" if b.device_name else "") + "), no idle or host time. "
+            + (f", {md_text(b.device_name)}" if b.device_name else "") + "), no idle or host time. "
             f"GPU busy {fmt_ns(b.kernel_ns)}, idle gaps {fmt_ns(b.idle_ns)}, host "
             f"{fmt_ns(b.host_ns)}. FLOPs and bytes known for {fmt_pct(b.coverage)} of kernel "
             "time.")
@@ -100,5 +101,5 @@ def budget_section(a: Any, figures: dict[str, str] | None = None) -> list[str]:
     out += ["", "All figures per step. Lost = measured - at roof; a line of unknown FLOPs or "
             "bytes claims nothing. A remedy without a layer: the run already has its layer, or "
             "no layer of its workload provides it (an artifact from elsewhere gets none)."]
-    out += [f"_{note}_" for note in b.notes]
+    out += [f"_{md_text(note)}_" for note in b.notes]
     return out

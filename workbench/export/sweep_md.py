@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from workbench.export.escape import md_text
 from workbench.export.fmt import NA, fmt_num, md_table
 
 PLOT_HEIGHT = 10
@@ -54,8 +55,8 @@ def render_sweep(title: str, axes: list[str], rows: list[dict[str, Any]],
                  series: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     """``rows``: one per point (point, status, latency_ms, tokens_per_s, run_id, knee flag);
     ``series``: plots to draw (title, labels, throughput, latency, knee)."""
-    out = [f"# {title}", ""]
-    out.append(", ".join(f"{k}: {v}" for k, v in meta.items() if v not in (None, "")))
+    out = [f"# {md_text(title)}", ""]
+    out.append(md_text(", ".join(f"{k}: {v}" for k, v in meta.items() if v not in (None, ""))))
     out += ["", md_table([*axes, "status", "latency median", "tokens/s", "speedup", "knee",
                           "session"], [
         [*[point_label({a: r["point"][a]}).split("=", 1)[1] for a in axes], r["status"],
@@ -74,7 +75,8 @@ def render_sweep(title: str, axes: list[str], rows: list[dict[str, Any]],
 
 def render_scale(title: str, rows: list[dict[str, Any]], meta: dict[str, Any],
                  knee: int | None) -> str:
-    out = [f"# {title}", "", ", ".join(f"{k}: {v}" for k, v in meta.items() if v not in (None, "")),
+    out = [f"# {md_text(title)}", "",
+           md_text(", ".join(f"{k}: {v}" for k, v in meta.items() if v not in (None, ""))),
            "", md_table(["GPUs", "status", "latency median", "tokens/s", "speedup",
                          "efficiency per GPU", "session"], [
                [r["gpus"], r["status"], fmt_num(r["latency_ms"], 4, "ms"),
