@@ -23,9 +23,9 @@ D="--workload dense --preset llama-3.1-8b"
 run ncu_L0 70 $D --layers L0
 run ncu_L0-L4 70 $D --layers L0-L4
 run ncu_L0-L3_L5 130 $D --layers L0-L3,L5
-run ncu_best 130 $D --layers L0-L4,L5,L5-gemv
 run ncu_fp8 130 $D --layers L0-L4,L5,L5-fp8
 run ncu_moe 130 --workload moe --preset full --layers L0,L1,L5-moe-fp8,L6-moe-grouped
 run ncu_gptoss 130 --workload gptoss --preset 20b --layers L0,L1,L6-moe-grouped
+run ncu_best 130 $D --layers L0-L4,L5,L5-gemv
 TAIL=14 step decode_attention 70 python3 benchmarks/decode_attention.py --contexts 128,2048,8192,32768 --batches 1 --fp8-contexts 8192
 echo "total $(( $(date +%s) - START )) s" | tee -a $L
