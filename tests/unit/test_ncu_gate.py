@@ -65,3 +65,31 @@ def test_gate_installed_before_compile_fires_in_compiled_code_without_recompilin
     assert calls == ["start", "stop"], "the range calls must run inside the compiled step"
     assert len(compilations) == compiled_once, "opening the gate must not recompile"
     torch._dynamo.reset()
+
+
+def test_gate_fires_on_the_fused_norm_decoder(monkeypatch):
+    """L5-gemv / L5-fp8 run each block's fused forward; it must still be a module call, or
+    the sampled block's gate never opens (the FP8 stack's ncu run on an H200 failed so)."""
+    from workloads import catalog, dense
+    from workloads.layers.attention import apply_attention
+    from workloads.layers.lowbit import apply_gemv
+    from workloads.layers.memory import apply_memory
+
+    cpu = torch.device("cpu")
+    workload = dense.DenseWorkload()
+    workload.build(cpu, torch.bfloat16, {**catalog.get_preset("dense", "tiny"), "layers": 4},
+                   seed=0)
+    apply_memory(workload, cpu)
+    apply_attention(workload, cpu)
+    apply_gemv(workload, cpu)
+    assert workload.model.fused_norms
+    sample = workload.profile_sample()
+    calls: list[str] = []
+    gate = ProfilerGate(sample.spans, start=lambda: calls.append("start"),
+                        stop=lambda: calls.append("stop"))
+    inputs = workload.make_inputs(0)
+    workload.prepare(inputs)
+    with torch.inference_mode(), gate.open():
+        workload.step(inputs)
+    gate.remove()
+    assert gate.opened == 1 and calls == ["start", "stop"]

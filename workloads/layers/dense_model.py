@@ -181,7 +181,12 @@ class DecoderBlock(nn.Module):
         self.mlp = SwiGLU(hidden, shape["mlp"], linear, residual_linear)
 
     def forward(self, x: torch.Tensor, start: int | torch.Tensor, layer: int, cache: Any,
-                cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+                cos: torch.Tensor, sin: torch.Tensor, fused: bool = False) -> torch.Tensor:
+        # The fused path goes through the module call too, so module hooks (ncu's sampled
+        # block gate) fire on it: calling forward_fused directly skipped them, and the FP8
+        # stack's ncu run on an H200 failed with "the profiled sample's modules never ran".
+        if fused:
+            return self.forward_fused(x, start, layer, cache, cos, sin)
         x = x + self.attn(self.attn_norm(x), start, layer, cache, cos, sin)
         return x + self.mlp(self.mlp_norm(x))
 
@@ -250,8 +255,7 @@ class DenseDecoder(nn.Module):
         x = F.embedding(tokens, self.embed)
         if self.fused_norms:
             for index, block in enumerate(self.blocks):
-                x = cast(DecoderBlock, block).forward_fused(x, start, index, self.cache, cos,
-                                                            sin)
+                x = block(x, start, index, self.cache, cos, sin, fused=True)
             logits = self.lm_head(x if all_logits else x[:, -1:], rms_eps=self.norm.eps)
         else:
             for index, block in enumerate(self.blocks):
