@@ -111,9 +111,11 @@ class NcuWrapper:
         if opts.get("launch_count") is not None:
             cmd += ["--launch-count", str(int(opts["launch_count"]))]
         cmd += ["-o", str(run_dir / "ncu"), "-f"]
-        # Compile in the workload's process (no worker pool): nothing for ncu to attach to,
-        # and the kernels are compiled in the warm-up, before the profiled range opens.
-        env: dict[str, str] = {"TORCHINDUCTOR_COMPILE_THREADS": "1"}
+        # Compile workers keep their pool: with --target-processes application-only ncu does
+        # not profile them. (Compiling serially instead, TORCHINDUCTOR_COMPILE_THREADS=1, made
+        # the compiled 8B step's warm-up under ncu outlast 2 minutes on an H200, and gpt-oss's
+        # compiled attention too.) Compilation happens in the warm-up, before the range opens.
+        env: dict[str, str] = {}
         if str(opts.get("caching_allocator", "on")).lower() in ("off", "0", "false", "no"):
             # Tried on an H100 (8B eager decode): 0.48 s per profiled kernel with PyTorch's
             # caching allocator and without it alike, so it stays on unless asked.
