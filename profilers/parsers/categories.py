@@ -25,7 +25,7 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
     ("communication", re.compile(r"nccl|all_?reduce|all_?gather|reduce_?scatter|alltoall|all_to_all|cross_device|ncclDevKernel")),
     ("memcpy", re.compile(r"^memcpy|\bmemcpy|CUDA memcpy|copy_kernel_DtoD")),
     ("memset", re.compile(r"^memset|\bmemset|CUDA memset")),
-    ("attention", re.compile(r"flash|fmha|sdpa|attention|attn|xformers|paged_?attention|flex_?attention|mha_")),
+    ("attention", re.compile(r"flash|fmha|sdpa|attention|attn|split_?kv|xformers|paged_?attention|flex_?attention|mha_")),
     ("moe_dispatch", re.compile(r"gather|scatter|index_?select|indexSelect|index_put|index_kernel|indexing_backward|moe_?align|permute_?tokens|topk|sort|radix|bitonic|histogram|bincount|nonzero|masked_?select|unique")),
     ("gemm", re.compile(r"nvjet|gemm|cutlass|xmma|cublas|sgemm|hgemm|wgmma|matmul|_mm_|splitKreduce|scaled_mm|grouped_mm|bmm|dot_kernel|gemv|triton_tem_fused_mm|mm_kernel")),
     # "norm" but not "normal" (random-number kernels: distribution_..._normal_and_transform)

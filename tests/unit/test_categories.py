@@ -17,6 +17,10 @@ REAL_NAMES = [
     ("sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64_warpgroupsize1x1x1", "gemm"),
     ("cudnn_generated_fort_native_sdpa_sm90_flash_fprop_wgmma_f16_knob_7_64x128x128_4x1x1_cga1x1x1_kernel0_0", "attention"),
     ("void flash_fwd_kernel<Flash_fwd_kernel_traits<128, 128, 64, 4, false, false, cutlass::bfloat16_t>>", "attention"),
+    # our L3 split-KV decode attention (Triton), as the H200 trace of the FP8 stack named it
+    # before the kernels were renamed, and as they are named now
+    ("split_kv_kernel", "attention"),
+    ("decode_attention_combine_kernel", "attention"),
     ("void at::native::vectorized_elementwise_kernel<8, at::native::GeluCUDAKernelImpl(at::TensorIteratorBase&)>", "elementwise"),
     ("triton_poi_fused_add_mul_0", "elementwise"),
     ("triton_red_fused__to_copy_add_mean_mul_pow_rsqrt_1", "reduction"),

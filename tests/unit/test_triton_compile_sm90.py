@@ -65,7 +65,7 @@ def test_split_kv_kernel_compiles_to_wide_loads_and_mma(tmp_path, group, fp8, pa
     if fp8:
         types.update(k_ptr="*fp8e4nv", v_ptr="*fp8e4nv")
     resources, sass = compile_sm90(
-        decode_attention.split_kv_kernel, types,
+        decode_attention.decode_attention_split_kv_kernel, types,
         {"GROUP": group, "GROUP_PAD": 16, "HEAD_DIM": 128, "BLOCK_D": 128, "BLOCK_N": 64,
          "PAGE": page, "FP8": fp8, "SPLIT": split, "DOT_F32": False}, 4, 2, tmp_path)
     assert resources["LOCAL"] == 0 and resources["STACK"] == 0  # nothing spilled
@@ -78,7 +78,7 @@ def test_fused_and_combine_kernels_compile(tmp_path):
     from workloads.layers.kernels import decode_attention, fused
 
     cases = [
-        (decode_attention.combine_kernel, {"part_ptr": "*fp32", "lse_ptr": "*fp32",
+        (decode_attention.decode_attention_combine_kernel, {"part_ptr": "*fp32", "lse_ptr": "*fp32",
                                            "out_ptr": "*bf16"},
          {"HEAD_DIM": 128, "BLOCK_D": 128, "BLOCK_S": 64}, 4),
         (fused.rope_kv_write_kernel, {"q_ptr": "*bf16", "k_ptr": "*bf16", "v_ptr": "*bf16",

@@ -108,7 +108,7 @@ def _kernels() -> Any:
 
     from workloads.layers.kernels import decode_attention as kernels
 
-    return triton, kernels.split_kv_kernel, kernels.combine_kernel, interpreter_active()
+    return triton, kernels.decode_attention_split_kv_kernel, kernels.decode_attention_combine_kernel, interpreter_active()
 
 
 def decode_attention_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
@@ -118,7 +118,7 @@ def decode_attention_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: tor
     """Launch the split-KV kernel (+ combine). ``num_splits`` 0 = choose from the cache's
     capacity and the SM count. Under Triton's interpreter (CPU tensors), as for fp32
     models, the dots run in IEEE fp32 (see triton_support.interpreter_active)."""
-    triton, split_kv_kernel, combine_kernel, interpret = _kernels()
+    triton, decode_attention_split_kv_kernel, decode_attention_combine_kernel, interpret = _kernels()
     batch, heads, dim = q.shape
     paged = block_table is not None
     kv_heads = _kv_heads(k_cache, paged)
@@ -142,7 +142,7 @@ def decode_attention_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: tor
     table, scale = block_table if block_table is not None else positions, kv_scale
     table_stride = block_table.stride(0) if block_table is not None else 0
     pos_stride = positions.stride(0) if positions.numel() > 1 else 0
-    split_kv_kernel[(batch * kv_heads, num_splits)](
+    decode_attention_split_kv_kernel[(batch * kv_heads, num_splits)](
         q, k_cache, v_cache, positions, table, scale if scale is not None else part, out, part,
         lse, (1.0 / math.sqrt(dim)) * math.log2(math.e), int(window), num_splits, kv_heads,
         q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
@@ -153,7 +153,7 @@ def decode_attention_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: tor
         FP8=fp8, SPLIT=split, DOT_F32=interpret or q.dtype == torch.float32,
         num_warps=config.num_warps, num_stages=config.num_stages)
     if split:
-        combine_kernel[(batch * heads,)](
+        decode_attention_combine_kernel[(batch * heads,)](
             part, lse, out, num_splits, heads, part.stride(0), part.stride(1), part.stride(2),
             out.stride(0), out.stride(1), HEAD_DIM=dim, BLOCK_D=block_d,
             BLOCK_S=triton.next_power_of_2(num_splits), num_warps=4)

@@ -12,7 +12,7 @@ def _dot(a, b, F32: tl.constexpr):
     return tl.dot(a, b)
 
 @triton.jit
-def split_kv_kernel(
+def decode_attention_split_kv_kernel(
         q_ptr, k_ptr, v_ptr, pos_ptr, table_ptr, scale_ptr, out_ptr, part_ptr, lse_ptr,
         qk_scale, window, num_splits, kv_heads,
         stride_qb, stride_qh, stride_k0, stride_k1, stride_k2,
@@ -88,7 +88,7 @@ def split_kv_kernel(
                  out.to(out_ptr.dtype.element_ty), mask=mask)
 
 @triton.jit
-def combine_kernel(part_ptr, lse_ptr, out_ptr, num_splits, heads,
+def decode_attention_combine_kernel(part_ptr, lse_ptr, out_ptr, num_splits, heads,
                    stride_pb, stride_ph, stride_ps, stride_ob, stride_oh,
                    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_S: tl.constexpr):
     row = tl.program_id(0)
