@@ -219,6 +219,9 @@ def manifest(folder: Path = EXTERNAL) -> str:
              "from its source at the pinned commit and checks its sha256. "
              "`tests/unit/test_corpus.py` checks our parsers against every truth below. Larger "
              "inputs: `benchmarks/corpus_inputs.toml`.", "",
+             "Not found in the public repositories searched: an `nsys export --type json` file "
+             "and an ncu CSV in the `--page raw` layout (this repository's own "
+             "`tests/data/h100/ncu_raw.csv`, captured on an H100, covers that layout).", "",
              "| file | kind | source (repo @ commit: path) | licence | what | truth (independent) | in git |",
              "| :--- | :--- | :--- | :--- | :--- | :--- | :--- |"]
     for file, meta in sidecars(folder):
