@@ -250,6 +250,12 @@ def e2e(trace: Path, repeats: int, hta_repeats: int, ref: dict[str, Any] | None)
             "median": h / statistics.median(r["wall_s"] for r in plain), "unit": "x"}
         metrics["speedup_analyze_json_vs_hta"] = {
             "median": h / statistics.median(r["wall_s"] for r in with_json), "unit": "x"}
+        # CPU seconds of each process tree: steadier than wall clock on a shared box
+        hc = statistics.median(r["cpu_s"] for r in hta)
+        metrics["cpu_ratio_analyze_vs_hta"] = {
+            "median": hc / statistics.median(r["cpu_s"] for r in plain), "unit": "x"}
+        metrics["cpu_ratio_analyze_json_vs_hta"] = {
+            "median": hc / statistics.median(r["cpu_s"] for r in with_json), "unit": "x"}
         if ref:
             metrics["hta_total_err_pct"] = {
                 "median": (hta[0]["total_us"] * 1000 - ref["total_ns"]) / ref["total_ns"] * 100,
@@ -281,16 +287,19 @@ def _merge(out: Path, label: str, result: dict[str, Any]) -> dict[str, Any]:
     """One results object per machine (BENCHMARKS.md); each trace's figures under its label.
     Figures of older runs without a kind prefix were component figures: labelled so."""
     previous = json.loads(out.read_text()) if out.is_file() else {}
-    kept = {}
+    kept, relabelled = {}, set()
     for key, value in (previous.get("metrics") or {}).items():
         name, _, rest = key.partition(".")
         if name == label:
             continue
-        if rest.split(".", 1)[0] not in ("e2e", "component", "split"):
-            key = f"{name}.component.{rest}"
+        if rest.split(".", 1)[0] not in ("e2e", "component", "split", "file_mb", "rss_bound_mb"):
+            key, _ = f"{name}.component.{rest}", relabelled.add(name)
         kept[key] = value
     result["metrics"] = {**kept, **result["metrics"]}
     notes = [n for n in (previous.get("notes") or "").split(" | ") if n and not n.startswith(f"{label}:")]
+    notes = [n.replace(": ", ": COMPONENT figures only (load_kineto + breakdowns in a child, not "
+                       "the analyze command); ", 1)
+             if n.split(":", 1)[0] in relabelled else n for n in notes]
     result["notes"] = " | ".join(notes + [result["notes"]])
     refs = {k: v for k, v in (previous.get("reference") or {}).items() if k != label}
     result["reference"] = {**refs, label: result["reference"]}
