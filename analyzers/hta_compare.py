@@ -31,6 +31,7 @@ from analyzers.hta_replay import (
 )
 
 AGREE_PCT = 0.1  # within this relative difference the two are said to agree
+NEAR_PCT = 0.1  # a replay this close to HTA's figure (and closer than ours) still explains it
 ROUNDING_US_PER_EVENT = 1.0  # HTA's inward rounding loses ~1 us per event (at most 2)
 UNEXPLAINED = "unexplained"
 _NOTHING_BUILT = ("hta", "staging", "trace_analysis")  # errors after which HTA has no figures
@@ -43,14 +44,15 @@ def _tolerance(predicted: float) -> float:
     return 0.5 + 1e-6 * abs(predicted)
 
 
-def _replayed_why(replay: HtaReplay, what: str, value: float, unit: str) -> str:
+def _replayed_why(replay: HtaReplay, what: str, value: float, unit: str, exact: bool) -> str:
     shown = f"{value:,.0f} {unit}" if unit == "us" else f"{value:,.4g}{unit}"
+    match = "HTA's figure" if exact else f"within {NEAR_PCT}% of HTA's figure"
     if replay.variant == ROUNDING:
         return (f"HTA rounds each event inward to whole us: our {what}, so rounded, "
-                f"is {shown}, HTA's figure")
+                f"is {shown}, {match}")
     return (f"HTA drops the last ProfilerStep (keeps the {replay.kept:,} of {replay.total:,} "
             f"GPU activities launched before it) and rounds inward to whole us: our {what}, "
-            f"so reduced, is {shown}, HTA's figure")
+            f"so reduced, is {shown}, {match}")
 
 
 def _idle_pct(replay: HtaReplay) -> float | None:
@@ -65,11 +67,18 @@ def explain(field_name: str, ours: float | None, hta: float | None, replays: lis
     given allows the ~1 us-per-event rounding bound where no replay matches exactly."""
     if ours is None or hta is None:
         return ""
-    for replay in replays:
-        predicted = _idle_pct(replay) if field_name == "idle_pct" else getattr(replay, field_name)
+    predictions = [(r, _idle_pct(r) if field_name == "idle_pct" else getattr(r, field_name))
+                   for r in replays]
+    for replay, predicted in predictions:
         tol = 0.011 if field_name == "idle_pct" else _tolerance(predicted or 0.0)
         if predicted is not None and abs(hta - predicted) <= tol:
-            return _replayed_why(replay, _WHAT[field_name], float(predicted), unit)
+            return _replayed_why(replay, _WHAT[field_name], float(predicted), unit, exact=True)
+    # Near: the replay lands within NEAR_PCT of HTA's figure (the direction and size of the
+    # cause), where an event or two are treated differently (e.g. a launch HTA does not link).
+    for replay, predicted in predictions:
+        if predicted and abs(hta - predicted) <= abs(predicted) * NEAR_PCT / 100.0 \
+                and abs(ours - predicted) > abs(hta - predicted):
+            return _replayed_why(replay, _WHAT[field_name], float(predicted), unit, exact=False)
     if events and hta < ours and ours - hta <= ROUNDING_US_PER_EVENT * events:
         return (f"HTA rounds each event inward to whole us: lower by "
                 f"{(ours - hta) / events:.2f} us per event (at most ~1), as that rounding loses")

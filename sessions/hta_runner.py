@@ -202,10 +202,16 @@ def _collect(analysis: Any, result: HtaResult) -> None:
             result.errors[key] = _failure(exc)
             return None
 
+    # HTA's idle breakdown and launch statistics default to the first rank only; ask for all,
+    # as its temporal and kernel breakdowns (and ours) cover every rank.
+    try:
+        every_rank = {"ranks": sorted(analysis.t.traces)}
+    except AttributeError:
+        every_rank = {}
     result.temporal = attempt("temporal", analysis.get_temporal_breakdown)
-    idle = attempt("idle", analysis.get_idle_time_breakdown)
+    idle = attempt("idle", analysis.get_idle_time_breakdown, **every_rank)
     result.idle = idle[0] if isinstance(idle, tuple) else idle
-    stats = attempt("launch_stats", analysis.get_cuda_kernel_launch_stats)
+    stats = attempt("launch_stats", analysis.get_cuda_kernel_launch_stats, **every_rank)
     if isinstance(stats, dict) and stats:
         result.launch_stats = pd.concat(
             [frame.assign(rank=rank) for rank, frame in stats.items()], ignore_index=True)
