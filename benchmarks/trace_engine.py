@@ -1,17 +1,27 @@
-"""Trace engine vs HTA on the same Kineto trace, in one run (each in its own process).
+"""Trace engine vs HTA on the same Kineto trace, in one run, as the user meets it.
 
-    python benchmarks/trace_engine.py TRACE.json [--repeats 3] [--hta-repeats 1] [--no-hta]
-        [--name hf_moe_100mb] [--out benchmarks/results/trace_engine-cpu2.json]
+    python benchmarks/trace_engine.py TRACE.json [--name hf_moe_100mb] [--repeats 5]
+        [--hta-repeats 3] [--no-hta] [--mode e2e|component|both] [--split]
+        [--out benchmarks/results/trace_engine-cpu2.json]
 
-Ours: ``load_kineto`` + the kernel and category breakdowns. HTA: ``TraceAnalysis`` on a folder
-holding the trace + ``get_gpu_kernel_breakdown``. Both are timed as whole processes (wall
-clock, interpreter start and imports included); peak memory is the process's own peak RSS plus
-its largest worker's (getrusage; an upper bound: pages a forked worker shares with its parent
-count twice; nothing samples memory while the engines run); the largest single-process peak
-RSS is recorded too. The reference total
-(sum of every kernel / gpu_memcpy / gpu_memset ``dur``) comes from a third process decoding the
-file event by event with the standard-library json decoder, and both engines' totals
-are checked against it. Prints a short table last and writes the results JSON.
+Figures (the results file names each one's kind under "figures"):
+- e2e (the headline): the whole ``aiperf-workbench analyze TRACE`` process, and the same with
+  ``--json FILE``, exactly as a user runs it (the installed console script, a fresh home; the
+  report goes to a pipe). Wall clock from spawn to exit, CPU seconds of the process tree (wait4),
+  peak RSS of the tree (the sum of every live process's VmRSS, sampled every 10 ms from /proc:
+  an upper bound, pages a forked worker shares with its parent count twice) and of its largest
+  process. Totals: the ``--json`` run's ``kernel_total_ns`` / ``kernel_count`` against the
+  reference below, exactly.
+- HTA (the reference, same run, interleaved with ours): a fresh process running HTA's
+  ``TraceAnalysis`` on a folder holding the trace + ``get_gpu_kernel_breakdown``; same meters.
+- component (kept for continuity, NOT what a user runs): a child doing ``load_kineto`` + the
+  kernel and category breakdowns only.
+- split (``--split``): one more ``analyze --json`` run in a child that times each stage of the
+  command (parse, every analyzer ``analyze_tables`` calls, advice, markdown, JSON) by wrapping
+  the functions: where the whole-process time goes.
+The reference total (every kernel / gpu_memcpy / gpu_memset ``dur`` in integer ns, decimal
+exact) comes from a separate process decoding the file event by event with the standard
+library, independent of our parser. Prints a short table last and writes the results JSON.
 """
 
 from __future__ import annotations
@@ -21,24 +31,35 @@ import datetime
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
-OURS = """
+FIGURES = {
+    "e2e": "whole `aiperf-workbench analyze FILE` process (and with `--json FILE`): spawn to "
+           "exit, interpreter start, imports, parse, full analysis, report and JSON written",
+    "hta": "whole process: HTA TraceAnalysis(trace_dir) + get_gpu_kernel_breakdown, same file, "
+           "same run, interleaved with ours",
+    "component": "NOT the user's path: a child running load_kineto + kernel/category breakdown "
+                 "only (no roofline, temporal, advice, report, JSON)",
+    "split": "one `analyze --json` run in a child with each stage's functions wrapped by timers "
+             "(seconds per stage; 'other' = interpreter start, imports, CLI glue)",
+}
+
+COMPONENT = """
 import json, sys
 from profilers.parsers.kineto import load_kineto
 from analyzers.breakdown import category_breakdown, kernel_breakdown
 t = load_kineto(sys.argv[1])
 kb, cb = kernel_breakdown(t.kernels), category_breakdown(t.kernels)
-RESULT = {"total_us": int(t.kernels["dur_ns"].sum()) / 1000.0, "kernels": len(t.kernels),
-          "names": len(kb)}
+print(json.dumps({"total_ns": int(t.kernels["dur_ns"].sum()), "kernels": len(t.kernels)}))
 """
 
 HTA = """
@@ -46,167 +67,319 @@ import json, logging, os, sys, tempfile, warnings
 warnings.simplefilter("ignore"); logging.disable(logging.WARNING)
 from hta.trace_analysis import TraceAnalysis
 d = tempfile.mkdtemp()
-os.symlink(os.path.abspath(sys.argv[1]), os.path.join(d, "rank-0.json"))
+suffix = ".json.gz" if open(sys.argv[1], "rb").read(2) == b"\\x1f\\x8b" else ".json"
+os.symlink(os.path.abspath(sys.argv[1]), os.path.join(d, "rank-0" + suffix))
 a = TraceAnalysis(trace_dir=d)
 types, kernels = a.get_gpu_kernel_breakdown(visualize=False)
-RESULT = {"total_us": float(types["sum"].sum()), "kernels": None, "names": len(kernels)}
+print(json.dumps({"total_us": float(types["sum"].sum())}))
 """
 
 REFERENCE = """
-import json, sys
-# Independent of our parser: the standard library's decoder, one event at a time.
-dec, total, n, buf, pos = json.JSONDecoder(), 0.0, 0, "", 0
-with open(sys.argv[1], encoding="utf-8") as fh:
-    while '"traceEvents"' not in buf:
-        buf += fh.read(1 << 20)
-    pos = buf.index("[", buf.index('"traceEvents"')) + 1
-    done = False
-    while not done:
-        while True:
-            while pos < len(buf) and buf[pos] in " \\t\\r\\n,":
-                pos += 1
-            if pos < len(buf) and buf[pos] == "]":
-                done = True
-                break
-            try:
-                ev, end = dec.raw_decode(buf, pos)
-            except json.JSONDecodeError:
-                break
-            pos = end
-            if ev.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset"):
-                total += ev.get("dur", 0)
-                n += 1
-        if not done:
-            more = fh.read(8 << 20)
-            if not more:
-                raise SystemExit("truncated trace")
-            buf, pos = buf[pos:] + more, 0
-RESULT = {"total_us": total, "kernels": n}
+import gzip, json, sys
+from decimal import ROUND_HALF_EVEN, Decimal
+# Independent of our parser: the standard library's decoder, one event at a time, durations
+# as exact decimals.
+dec = json.JSONDecoder(parse_float=Decimal)
+total, n, buf, pos = 0, 0, "", 0
+raw = open(sys.argv[1], "rb")
+fh = gzip.open(raw, "rt", encoding="utf-8") if raw.read(2) == b"\\x1f\\x8b" else open(sys.argv[1], encoding="utf-8")
+raw.seek(0)
+while '"traceEvents"' not in buf:
+    buf += fh.read(1 << 20)
+pos = buf.index("[", buf.index('"traceEvents"')) + 1
+done = False
+while not done:
+    while True:
+        while pos < len(buf) and buf[pos] in " \\t\\r\\n,":
+            pos += 1
+        if pos < len(buf) and buf[pos] == "]":
+            done = True
+            break
+        try:
+            ev, end = dec.raw_decode(buf, pos)
+        except json.JSONDecodeError:
+            break
+        pos = end
+        if isinstance(ev, dict) and ev.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset"):
+            total += int((Decimal(ev.get("dur", 0)) * 1000).quantize(Decimal(1), ROUND_HALF_EVEN))
+            n += 1
+    if not done:
+        more = fh.read(8 << 20)
+        if not more:
+            raise SystemExit("truncated trace")
+        buf, pos = buf[pos:] + more, 0
+print(json.dumps({"total_ns": total, "kernels": n}))
+"""
+
+SPLIT = """
+import io, json, sys, time, contextlib
+T, t0 = {}, time.perf_counter()
+import analyzers.run_analysis as ra
+import profilers.parsers.detect as detect
+import workbench.export.json_export as jx
+import workbench.export.markdown as md
+from workbench.cli import main
+T["imports (cli, analyzers, exporters)"] = time.perf_counter() - t0
+
+def timed(mod, name, key):
+    fn = getattr(mod, name, None)
+    if not callable(fn):
+        return
+    def wrapper(*a, **k):
+        t = time.perf_counter()
+        try:
+            return fn(*a, **k)
+        finally:
+            T[key] = T.get(key, 0.0) + time.perf_counter() - t
+    setattr(mod, name, wrapper)
+
+timed(detect, "load_artifacts", "parse (load_artifacts)")
+# every analysis analyze_tables calls, whatever the roofline / budget code is called today
+for name, obj in list(vars(ra).items()):
+    if callable(obj) and getattr(obj, "__module__", "").startswith("analyzers.") \\
+            and name not in ("analyze_tables", "RunAnalysis") and not isinstance(obj, type):
+        timed(ra, name, "analyzers: " + name)
+timed(md, "render_artifact_report", "markdown report")
+timed(jx, "analysis_to_dict", "json: sections")
+timed(jx, "dumps", "json: serialize")
+with contextlib.redirect_stdout(io.StringIO()):
+    rc = main(sys.argv[1:])
+T["total in process"] = time.perf_counter() - t0
+print(json.dumps({"rc": rc, "stages_s": T}), file=sys.stderr)
 """
 
 
-_RUSAGE = """
-import resource
-_s, _c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-print(json.dumps({**RESULT, "maxrss_self_kb": _s.ru_maxrss, "maxrss_children_kb": _c.ru_maxrss}))
-"""
+def _tree_rss(pid: int) -> tuple[int, int]:
+    """(sum, max) VmRSS in bytes over ``pid`` and its descendants, now."""
+    total = largest = 0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/statm") as fh:
+                rss = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as fh:
+                    todo += [int(c) for c in fh.read().split()]
+        except (OSError, ValueError):
+            continue
+        total += rss
+        largest = max(largest, rss)
+    return total, largest
 
 
-def run_measured(code: str, trace: Path) -> dict:
-    """Run ``code`` in a fresh interpreter; wall seconds, peak tree RSS (bytes), its JSON line."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+def run_measured(argv: list[str], stdout: Any = subprocess.DEVNULL, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``argv``; wall seconds, CPU seconds of the tree, peak tree / single-process RSS."""
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", code + _RUSAGE, str(trace)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    proc.wait()
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=stdout, stderr=subprocess.PIPE, env=env)
+    peak = [0, 0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            total, largest = _tree_rss(proc.pid)
+            peak[0], peak[1] = max(peak[0], total), max(peak[1], largest)
+            done.wait(0.01)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
-    out, err = proc.communicate()
+    done.set()
+    sampler.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode("utf-8", "replace") if proc.stderr else ""
     if proc.returncode != 0:
-        raise SystemExit(f"benchmark child failed ({proc.returncode}): {err[-2000:]}")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # includes the child's own workers
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    data = json.loads(out.strip().splitlines()[-1])
-    # Peak of the tree, bounded from above: the process's own peak plus its largest worker's
-    # (pages a forked worker shares with its parent are counted twice).
-    self_kb, workers_kb = data.pop("maxrss_self_kb"), data.pop("maxrss_children_kb")
-    return {"wall_s": wall, "cpu_s": cpu, "peak_rss": (self_kb + workers_kb) * 1024,
-            "peak_rss_one": max(self_kb, workers_kb) * 1024, **data}
+        raise SystemExit(f"benchmark child failed ({proc.returncode}): {' '.join(argv)}\n{err[-2000:]}")
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
+            "peak_rss_tree": peak[0], "peak_rss_one": max(peak[1], usage.ru_maxrss * 1024),
+            "stderr": err}
 
 
-def _stats(values: list[float], unit: str) -> dict:
+def _stdout_json(code: str, trace: Path) -> dict[str, Any]:
+    with tempfile.TemporaryFile() as out:
+        r = run_measured([sys.executable, "-c", code, str(trace)], stdout=out)
+        out.seek(0)
+        r.update(json.loads(out.read().decode().strip().splitlines()[-1]))
+    return r
+
+
+def _cli() -> list[str]:
+    script = Path(sys.executable).parent / "aiperf-workbench"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "workbench.cli"]
+
+
+def _stats(values: list[float], unit: str) -> dict[str, Any]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values),
             "n": len(values), "unit": unit}
+
+
+def _meters(prefix: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {f"{prefix}_wall_s": _stats([r["wall_s"] for r in runs], "s"),
+            f"{prefix}_cpu_s": _stats([r["cpu_s"] for r in runs], "s"),
+            f"{prefix}_peak_rss_tree_mb": _stats([r["peak_rss_tree"] / 1e6 for r in runs], "MB"),
+            f"{prefix}_peak_rss_one_process_mb": _stats([r["peak_rss_one"] / 1e6 for r in runs], "MB")}
+
+
+def e2e(trace: Path, repeats: int, hta_repeats: int, ref: dict[str, Any] | None) -> tuple[dict, list[str]]:
+    """Whole-process figures for ours (plain, --json) and HTA, interleaved run by run."""
+    cli, plain, with_json, hta = _cli(), [], [], []
+    lines = []
+    with tempfile.TemporaryDirectory(prefix="trace-engine-") as tmp:
+        home, out = Path(tmp) / "home", Path(tmp) / "analysis.json"
+        base = cli + ["--home", str(home), "analyze", str(trace)]
+        run_measured(base)  # warm-up: page cache, .pyc files
+        for i in range(repeats):
+            plain.append(run_measured(base))
+            with_json.append(run_measured(base + ["--json", str(out)]))
+            if i < hta_repeats:
+                hta.append(_stdout_json(HTA, trace))
+        doc = json.loads(out.read_text())
+    metrics = {**_meters("ours_analyze", plain), **_meters("ours_analyze_json", with_json)}
+    metrics["ours_kernel_total_ns"] = {"median": doc["kernel_total_ns"], "unit": "ns"}
+    metrics["ours_kernel_count"] = {"median": doc["kernel_count"], "unit": "rows"}
+    if ref:
+        metrics["ours_total_exact"] = {"median": doc["kernel_total_ns"] == ref["total_ns"]
+                                       and doc["kernel_count"] == ref["kernels"], "unit": "bool"}
+    lines.append(f"{'ours: analyze':<24} {_row(plain)}")
+    lines.append(f"{'ours: analyze --json':<24} {_row(with_json)}")
+    if hta:
+        metrics.update(_meters("hta", hta))
+        h = statistics.median(r["wall_s"] for r in hta)
+        metrics["speedup_analyze_vs_hta"] = {
+            "median": h / statistics.median(r["wall_s"] for r in plain), "unit": "x"}
+        metrics["speedup_analyze_json_vs_hta"] = {
+            "median": h / statistics.median(r["wall_s"] for r in with_json), "unit": "x"}
+        # CPU seconds of each process tree: steadier than wall clock on a shared box
+        hc = statistics.median(r["cpu_s"] for r in hta)
+        metrics["cpu_ratio_analyze_vs_hta"] = {
+            "median": hc / statistics.median(r["cpu_s"] for r in plain), "unit": "x"}
+        metrics["cpu_ratio_analyze_json_vs_hta"] = {
+            "median": hc / statistics.median(r["cpu_s"] for r in with_json), "unit": "x"}
+        if ref:
+            metrics["hta_total_err_pct"] = {
+                "median": (hta[0]["total_us"] * 1000 - ref["total_ns"]) / ref["total_ns"] * 100,
+                "unit": "%"}
+        lines.append(f"{'HTA':<24} {_row(hta)}")
+    return metrics, lines
+
+
+def _row(runs: list[dict[str, Any]]) -> str:
+    wall = [r["wall_s"] for r in runs]
+    return (f"{statistics.median(wall):8.2f} s ({min(wall):.2f}-{max(wall):.2f}, n={len(runs)})"
+            f" {statistics.median(r['cpu_s'] for r in runs):7.2f} s CPU"
+            f" {max(r['peak_rss_tree'] for r in runs) / 1e6:8.0f} MB tree"
+            f" {max(r['peak_rss_one'] for r in runs) / 1e6:7.0f} MB one")
+
+
+def split(trace: Path) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="trace-engine-") as tmp:
+        r = run_measured([sys.executable, "-c", SPLIT, "--home", str(Path(tmp) / "home"),
+                          "analyze", str(trace), "--json", str(Path(tmp) / "a.json")])
+    stages = json.loads(r["stderr"].strip().splitlines()[-1])["stages_s"]
+    stages.pop("total in process")
+    stages["other (interpreter start, CLI glue)"] = r["wall_s"] - sum(stages.values())
+    stages["whole process"] = r["wall_s"]
+    return {k: round(v, 4) for k, v in stages.items()}
+
+
+def _merge(out: Path, label: str, result: dict[str, Any]) -> dict[str, Any]:
+    """One results object per machine (BENCHMARKS.md); each trace's figures under its label.
+    Figures of older runs without a kind prefix were component figures: labelled so."""
+    previous = json.loads(out.read_text()) if out.is_file() else {}
+    kept, relabelled = {}, set()
+    for key, value in (previous.get("metrics") or {}).items():
+        name, _, rest = key.partition(".")
+        if name == label:
+            continue
+        if rest.split(".", 1)[0] not in ("e2e", "component", "split", "file_mb", "rss_bound_mb"):
+            key, _ = f"{name}.component.{rest}", relabelled.add(name)
+        kept[key] = value
+    result["metrics"] = {**kept, **result["metrics"]}
+    notes = [n for n in (previous.get("notes") or "").split(" | ") if n and not n.startswith(f"{label}:")]
+    notes = [n.replace(": ", ": COMPONENT figures only (load_kineto + breakdowns in a child, not "
+                       "the analyze command); ", 1)
+             if n.split(":", 1)[0] in relabelled else n for n in notes]
+    result["notes"] = " | ".join(notes + [result["notes"]])
+    refs = {k: v for k, v in (previous.get("reference") or {}).items() if k != label}
+    result["reference"] = {**refs, label: result["reference"]}
+    return result
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("trace", type=Path)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--hta-repeats", type=int, default=1)
+    ap.add_argument("--name", default=None, help="label of this trace in the results file")
+    ap.add_argument("--mode", choices=("e2e", "component", "both"), default="e2e")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--hta-repeats", type=int, default=3)
     ap.add_argument("--no-hta", action="store_true")
+    ap.add_argument("--split", action="store_true", help="also time each stage of analyze")
     ap.add_argument("--no-reference", action="store_true", help="skip the stdlib-json total")
-    ap.add_argument("--name", default=None, help="what the trace is (for the notes)")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results"
-                    / "trace_engine-cpu2.json")
+    ap.add_argument("--what", default="", help="what the trace is, for the notes")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "trace_engine-cpu2.json")
     args = ap.parse_args()
-    size = args.trace.stat().st_size
+    label, size = args.name or args.trace.stem, args.trace.stat().st_size
     bound = 1.5 * size + 150e6
-    ours = [run_measured(OURS, args.trace) for _ in range(args.repeats)]
-    hta = [] if args.no_hta else [run_measured(HTA, args.trace) for _ in range(args.hta_repeats)]
-    ref = None if args.no_reference else run_measured(REFERENCE, args.trace)
-
-    def err_pct(total: float) -> float | None:
-        return (total - ref["total_us"]) / ref["total_us"] * 100.0 if ref else None
-
-    o_wall = statistics.median(r["wall_s"] for r in ours)
-    o_rss = max(r["peak_rss"] for r in ours)
-    h_wall = statistics.median(r["wall_s"] for r in hta) if hta else None
-    metrics = {
-        "ours_wall_s": _stats([r["wall_s"] for r in ours], "s"),
-        "ours_cpu_s": _stats([r["cpu_s"] for r in ours], "s"),
-        "ours_peak_rss_mb": _stats([r["peak_rss"] / 1e6 for r in ours], "MB"),
-        "ours_peak_rss_one_process_mb": _stats([r["peak_rss_one"] / 1e6 for r in ours], "MB"),
-        "ours_total_err_pct": {"median": err_pct(ours[0]["total_us"]), "unit": "%"},
-        "rss_bound_mb": {"median": bound / 1e6, "unit": "MB"},
-        "ours_within_rss_bound": {"median": o_rss <= bound, "unit": "bool"},
-        "file_mb": {"median": size / 1e6, "unit": "MB"},
-        "gpu_activities": {"median": ours[0]["kernels"], "unit": "rows"},
-    }
-    if hta:
-        metrics["speedup_vs_hta"] = {"median": h_wall / o_wall, "unit": "x"}
-        metrics["hta_wall_s"] = _stats([r["wall_s"] for r in hta], "s")
-        metrics["hta_cpu_s"] = _stats([r["cpu_s"] for r in hta], "s")
-        metrics["cpu_time_ratio_vs_hta"] = {
-            "median": statistics.median(r["cpu_s"] for r in hta)
-            / statistics.median(r["cpu_s"] for r in ours), "unit": "x"}
-        metrics["hta_peak_rss_mb"] = _stats([r["peak_rss"] / 1e6 for r in hta], "MB")
-        metrics["hta_total_err_pct"] = {"median": err_pct(hta[0]["total_us"]), "unit": "%"}
+    ref = None if args.no_reference else _stdout_json(REFERENCE, args.trace)
+    metrics: dict[str, Any] = {"file_mb": {"median": size / 1e6, "unit": "MB"},
+                               "rss_bound_mb": {"median": bound / 1e6, "unit": "MB"}}
+    lines = []
+    if args.mode in ("e2e", "both"):
+        m, lines = e2e(args.trace, args.repeats, 0 if args.no_hta else args.hta_repeats, ref)
+        for key in ("ours_analyze", "ours_analyze_json"):
+            m[f"{key}_within_rss_bound"] = {
+                "median": m[f"{key}_peak_rss_tree_mb"]["max"] <= bound / 1e6, "unit": "bool"}
+        metrics.update({f"e2e.{k}": v for k, v in m.items()})
+    if args.mode in ("component", "both"):
+        runs = [_stdout_json(COMPONENT, args.trace) for _ in range(args.repeats)]
+        metrics.update({f"component.{k}": v for k, v in _meters("ours", runs).items()})
+        if ref:
+            metrics["component.ours_total_exact"] = {"median": runs[0]["total_ns"] == ref["total_ns"],
+                                                     "unit": "bool"}
+        lines.append(f"{'component (not e2e)':<24} {_row(runs)}")
+    if args.split:
+        metrics.update({f"split.{k}_s": {"median": v, "unit": "s"} for k, v in split(args.trace).items()})
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "profilers/parsers"], cwd=ROOT,
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
                            capture_output=True, text=True).stdout.strip()
+    import importlib.metadata as md
+
     result = {
         "benchmark": "trace_engine",
         "command": "python " + " ".join([str(Path(sys.argv[0]))] + sys.argv[1:]),
         "device": f"CPU {os.cpu_count()} cores (CI box)",
         "driver": None, "torch": None, "python": platform.python_version(),
-        "commit": commit + ("+uncommitted parser changes" if dirty else ""),
+        "commit": commit + ("+uncommitted changes" if dirty else ""),
         "date": datetime.date.today().isoformat(),
         "clocks": None,
-        "metrics": metrics,
-        "reference": {"what": "HTA 0.5 TraceAnalysis + get_gpu_kernel_breakdown, same file, "
-                      "same run; totals vs stdlib-json sum of kernel/memcpy/memset dur",
-                      "median": h_wall, "reference_total_us": ref["total_us"] if ref else None},
-        "notes": f"trace {args.name or args.trace.name} ({size / 1e6:.0f} MB); whole-process "
-                 "wall clock incl. interpreter start and imports; peak RSS summed over the "
-                 f"process tree (self + worker maxrss, an upper bound); load average {os.getloadavg()[0]:.1f} at the end "
-                 "(other jobs on the box inflate wall times; CPU seconds are steadier)",
+        "figures": FIGURES,
+        "metrics": {f"{label}.{k}": v for k, v in metrics.items()},
+        "reference": {"what": f"HTA {md.version('HolisticTraceAnalysis')} (pandas "
+                      f"{md.version('pandas')}) TraceAnalysis + get_gpu_kernel_breakdown, same "
+                      "file, same run; totals vs a stdlib-json decimal sum of kernel/memcpy/memset dur",
+                      "reference_total_ns": ref["total_ns"] if ref else None,
+                      "reference_kernels": ref["kernels"] if ref else None},
+        "notes": f"{label}: {args.what or args.trace.name} ({size / 1e6:.0f} MB); load average "
+                 f"{os.getloadavg()[0]:.1f} at the end (other jobs share the box: ratios of the "
+                 "same run hold better than absolute times)",
     }
-    # One results object per machine (BENCHMARKS.md); each trace's metrics under its --name.
-    label = args.name or args.trace.stem
-    previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    kept = {k: v for k, v in (previous.get("metrics") or {}).items()
-            if not k.startswith(label + ".")}
-    result["metrics"] = {**kept, **{f"{label}.{k}": v for k, v in metrics.items()}}
-    notes = [n for n in (previous.get("notes") or "").split(" | ")
-             if n and not n.startswith(f"{label}:")]
-    result["notes"] = " | ".join(notes + [f"{label}: {result['notes']}"])
-    refs = {k: v for k, v in (previous.get("reference") or {}).items() if k != label}
-    result["reference"] = {**refs, label: result["reference"]}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\ntrace {args.trace} ({size / 1e6:.0f} MB), RSS bound {bound / 1e6:.0f} MB")
-    print(f"{'engine':<6} {'wall s (median)':>16} {'CPU s':>8} {'peak RSS MB':>12} {'total err %':>12}")
-    for name, runs_, wall in (("ours", ours, o_wall), ("HTA", hta, h_wall)):
-        if runs_:
-            e = err_pct(runs_[0]["total_us"])
-            cpu = statistics.median(r["cpu_s"] for r in runs_)
-            print(f"{name:<6} {wall:>16.2f} {cpu:>8.2f} {max(r['peak_rss'] for r in runs_) / 1e6:>12.0f} "
-                  f"{'n/a' if e is None else f'{e:+.4f}':>12}")
-    if hta:
-        print(f"speedup vs HTA: {h_wall / o_wall:.1f}x  (results: {args.out})")
+    args.out.write_text(json.dumps(_merge(args.out, label, result), indent=2) + "\n")
+    print(f"\ntrace {args.trace} ({size / 1e6:.0f} MB), RSS bound {bound / 1e6:.0f} MB, "
+          f"reference {ref['kernels'] if ref else '?'} activities, {ref['total_ns'] if ref else '?'} ns")
+    for line in lines:
+        print(line)
+    if "e2e.speedup_analyze_vs_hta" in metrics:
+        print(f"speedup vs HTA (whole process): analyze {metrics['e2e.speedup_analyze_vs_hta']['median']:.1f}x,"
+              f" analyze --json {metrics['e2e.speedup_analyze_json_vs_hta']['median']:.1f}x")
+    if args.split:
+        for k, v in metrics.items():
+            if k.startswith("split."):
+                print(f"  {k[6:-2]:<48} {v['median']:7.3f} s")
+    print(f"(results: {args.out})")
 
 
 if __name__ == "__main__":
-    with tempfile.TemporaryDirectory():
-        main()
+    main()

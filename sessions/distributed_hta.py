@@ -12,7 +12,7 @@ def attach_hta_overlap(analysis: Any, trace_path: Path) -> Any:
     dist = getattr(analysis, "distributed", None)
     if dist is None or dist.source != "gpu kernels" or not trace_path.is_dir():
         return analysis
-    from sessions.hta_runner import hta_available, run_hta
+    from sessions.hta_runner import failed_to_build, hta_available, run_hta
 
     if not hta_available():
         dist.notes.append("HTA (holistictraceanalysis) not installed: overlap is ours only")
@@ -21,6 +21,11 @@ def attach_hta_overlap(analysis: Any, trace_path: Path) -> Any:
         result = run_hta(sorted(p for p in trace_path.iterdir() if p.is_file()))
     except Exception as exc:  # HTA is a cross-check, never a reason to fail a report
         dist.notes.append(f"HTA overlap failed: {type(exc).__name__}: {exc}"[:200])
+        return analysis
+    if failed_to_build(result):
+        error = next(iter(result.errors.values()))
+        dist.notes.append(f"HTA {result.version} (pandas {result.pandas_version}) failed: "
+                          f"{error}"[:300] + "; overlap is ours only")
         return analysis
     frame = result.overlap
     if frame is None or not len(frame):

@@ -18,6 +18,10 @@ def fmt_num(value: Any, _digits: int = 0) -> str:
     return f"{v:,.1f}" if abs(v) >= 1000 else f"{v:.4g}"
 
 
+_EXPLAINED = {"rounding": "ours rounded inward to whole us",
+              "last step dropped": "ours without the last ProfilerStep, rounded"}
+
+
 def _val(value: Any, unit: str) -> str:
     if value is None:
         return "n/a"
@@ -26,7 +30,14 @@ def _val(value: Any, unit: str) -> str:
 
 def render_hta_section(cmp: Any, top: int = 10) -> str:
     took = f", {cmp.hta_seconds:.1f} s" if cmp.hta_seconds is not None else ""
-    out = [f"## HTA {md_text(cmp.hta_version or '')} next to ours{took}".replace("  ", " "), ""]
+    pandas = f", pandas {md_text(cmp.pandas_version)}" if getattr(cmp, "pandas_version", None) else ""
+    out = [f"## HTA {md_text(cmp.hta_version or '')} next to ours{took}{pandas}".replace("  ", " "),
+           ""]
+    if not cmp.rows:  # HTA produced nothing: say so and why, nothing else
+        out += [f"- {md_text(n)}" for n in cmp.notes]
+        out += [f"- HTA {md_text(key)}: failed ({md_text(err)})" for key, err in cmp.errors.items()
+                if not any(err in n for n in cmp.notes)]
+        return "\n".join(out) + "\n"
     rows = []
     for r in cmp.rows:
         if r.agree is None:
@@ -41,10 +52,11 @@ def render_hta_section(cmp: Any, top: int = 10) -> str:
     off = cmp.kernel_disagreements
     if off is not None and len(off):
         out += ["", f"Kernels whose totals differ by more than 0.1% ({len(off)}):", ""]
-        out.append(md_table(["kernel", "ours us", "HTA us", "delta %"], [
+        out.append(md_table(["kernel", "ours us", "HTA us", "delta %", "HTA's figure is"], [
             [shorten(str(r.name), 70), fmt_num(r.ours_us, 6), fmt_num(r.hta_us, 6),
-             "n/a" if r.delta_pct != r.delta_pct else f"{r.delta_pct:+.2f}%"]
-            for r in off.head(top).itertuples()], align="lrrr"))
+             "n/a" if r.delta_pct != r.delta_pct else f"{r.delta_pct:+.2f}%",
+             _EXPLAINED.get(str(getattr(r, "explained_by", "")), "unexplained")]
+            for r in off.head(top).itertuples()], align="lrrrl"))
     if cmp.idle_by_category is not None and len(cmp.idle_by_category):
         out += ["", "HTA idle-time breakdown (all streams):", ""]
         out.append(md_table(["category", "idle us", "share"], [
