@@ -1,6 +1,11 @@
 """Other projects' real profiler artifacts (tests/data/external, each with a ``.source.json``
 naming its repository, commit and licence, and a truth computed with the standard library
-only): ROCm and MTIA Kineto traces, an epoch-timestamp CUDA trace, ncu's default CSV layout."""
+only): ROCm and MTIA Kineto traces, an epoch-timestamp CUDA trace, ncu's default CSV layout.
+
+Public data other projects wrote is not kept in this repository (the workplace's rule for
+fetched data): `python benchmarks/corpus.py fetch` brings each file back at its pinned commit and
+checks its sha256; a test whose file is absent skips and says so. The behaviour each checks is
+also covered on self-made inputs (tests/unit/test_analyzers_temporal.py, test_parsers_ncu.py)."""
 
 from __future__ import annotations
 
@@ -21,6 +26,8 @@ def _artifact(name: str) -> tuple[Path, dict]:
     path = EXTERNAL / name
     source = json.loads((EXTERNAL / f"{name}.source.json").read_text())
     assert {"repo", "path", "commit", "licence", "kind", "truth", "truth_method"} <= set(source)
+    if not path.is_file():
+        pytest.skip(f"{name} not fetched: python benchmarks/corpus.py fetch")
     return path, source["truth"]
 
 
@@ -97,10 +104,9 @@ def test_epoch_microsecond_trace_is_exact():
 
 @pytest.mark.parametrize("name", sorted(p.name[: -len(".source.json")]
                                         for p in EXTERNAL.glob("*.source.json")))
-def test_every_external_artifact_has_its_file_and_licence(name):
-    path, _ = _artifact(name)
-    assert path.is_file() and path.stat().st_size < 1_000_000
+def test_every_external_artifact_names_its_source_and_licence(name):
     source = json.loads((EXTERNAL / f"{name}.source.json").read_text())
+    assert {"repo", "path", "commit", "licence", "kind", "truth", "truth_method"} <= set(source)
     assert len(source["commit"]) == 40 and source["licence"]
 
 
