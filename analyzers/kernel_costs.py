@@ -185,6 +185,8 @@ def _kernel_op_rows(kernels: pd.DataFrame, ops: pd.DataFrame, runtime: pd.DataFr
         dtype="float64", na_value=np.nan)[op_ok].astype("int64"))
     op_row = op_row[~op_row.index.duplicated(keep="last")]
     rows = np.full(len(kernels), -1, dtype=np.int64)
+    if rt_ext.empty or op_row.empty:  # e.g. MTIA's runtime calls carry no External id
+        return rows
     ok = ~np.isnan(corr)
     pos = rt_ext.index.get_indexer(corr[ok].astype("int64"))
     ext = np.where(pos >= 0, rt_ext.to_numpy()[np.maximum(pos, 0)], -1)

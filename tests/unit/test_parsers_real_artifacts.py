@@ -35,7 +35,7 @@ def test_rocm_trace_counts_hip_launches_and_syncs():
     """MI250 / ROCm 6.2 trace: hipLaunchKernel and friends under cuda_runtime. launch_count and
     sync_count were 0 (CUDA names only) while a host-bound verdict printed beside them; and
     every runtime call lost its correlation id because ROCm writes its stream as "0x0"."""
-    path, truth = _artifact("hta_mi250_rocm6_2_kineto.json.gz")
+    path, truth = _artifact("hta_rocm6.2_mi250_train.json.gz")
     parsed = load_artifact(path)
     kinds = parsed.kernels.groupby(parsed.kernels["kind"].astype(str))["dur_ns"].agg(["count", "sum"])
     assert (kinds.loc["kernel", "count"], kinds.loc["kernel", "sum"]) == (
@@ -59,7 +59,7 @@ def test_rocm_trace_counts_hip_launches_and_syncs():
 def test_mtia_trace_keeps_its_device_activity():
     """MTIA inference trace: device activity is in mtia_ccp_events, runtime in mtia_runtime.
     It read as "holds no GPU kernels (a CPU run)"."""
-    path, truth = _artifact("hta_mtia_inference_rank_0.json.gz")
+    path, truth = _artifact("hta_mtia_inference_rank0.json.gz")
     by_name = truth["mtia_ccp_events_by_name"]
     work = {n: v for n, v in by_name.items() if n not in ("event_wait", "event_record")}
     parsed = load_artifact(path)
@@ -88,7 +88,7 @@ def test_mtia_trace_keeps_its_device_activity():
 def test_epoch_microsecond_trace_is_exact():
     """An older CUDA trace with integer microseconds since the epoch: busy was 248 ns short and
     the window 104 ns long when temporal went through float64."""
-    path, truth = _artifact("hta_alexnet_epoch_us_trace.json.gz")
+    path, truth = _artifact("hta_alexnet_2023.json.gz")
     parsed = load_artifact(path)
     cats = truth["device_events_by_cat"]
     assert len(parsed.kernels) == sum(v["count"] for v in cats.values())
