@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from analyzers.diff import RunDiff, diff_runs
+from analyzers.profiled_steps import profiled_steps
 from sessions.store import RunRecord, SessionStore
-
-DEFAULT_TORCH_PROFILE_STEPS = 3  # workloads/run.py DEFAULT_PROFILE_STEPS (no torch import here)
 
 
 @dataclass
@@ -25,22 +24,6 @@ class DiffSide:
     kernels: Any = None  # KernelTable or None
     steps: float | None = None  # profiled steps the kernel artifact covers, where known
     notes: list[str] = field(default_factory=list)
-
-
-def profiled_steps(record: dict[str, Any]) -> float | None:
-    """How many steps the run's kernel-level artifact covers, where the spec says."""
-    if record.get("kind", "run") != "run":
-        return None
-    spec = record.get("spec") or {}
-    profiler = spec.get("profiler")
-    options = spec.get("profiler_options") or {}
-    if profiler == "torch":
-        steps = options.get("steps", DEFAULT_TORCH_PROFILE_STEPS)
-        return float(steps) if isinstance(steps, (int, float)) and steps > 0 else None
-    if profiler in ("ncu", "nsys"):
-        repeat = spec.get("repeat")
-        return float(repeat) if isinstance(repeat, int) and repeat > 0 else None
-    return None
 
 
 def side_from_record(store: SessionStore, record: RunRecord) -> DiffSide:
