@@ -99,8 +99,16 @@ def _period(codes: np.ndarray) -> tuple[int, int, list[int]] | None:
             if k * period < MIN_COVERAGE * n:  # a repeat inside the steps, not the steps
                 continue
             lo, hi = max(int(pos[0]) - period + 1, 0), min(int(pos[0]), n - k * period)
-            starts = [s for s in range(lo, hi + 1)
-                      if (codes[s:s + k * period].reshape(k, period) == codes[s:s + period]).all()]
+            if hi < lo:
+                continue
+            # same[t]: position t repeats every period for k blocks; a block start s is valid
+            # when same holds on all of [s, s + period) (O(k x n), not O(n^2))
+            t = np.arange(lo, hi + period)
+            same = np.ones(len(t), dtype=bool)
+            for i in range(1, k):
+                same &= codes[t + i * period] == codes[t]
+            bad = np.concatenate(([0], np.cumsum(~same)))
+            starts = [int(x) + lo for x in np.flatnonzero(bad[period:] - bad[:-period] == 0)]
             if starts:
                 return k, period, starts
     return None

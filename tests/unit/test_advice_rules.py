@@ -365,3 +365,31 @@ def test_every_rule_fires_on_its_case(rule: str, h200_home: Path) -> None:
     analysis, rec = FIRES_ON[rule](h200_home)
     found = advise(analysis, rec)
     assert rule in {f.rule for f in found}
+
+
+def test_steps_found_in_bounded_time_on_a_long_trace() -> None:
+    """The step finder checks block starts in O(kernels x steps): 3 steps of 40k kernels with
+    a 20% prefix (no quadratic scan), and a sequence that never repeats gives no steps."""
+    import time
+
+    import numpy as np
+
+    from analyzers.advice.steps import step_timeline
+    from profilers.parsers.kernel_table import make_kernel_table
+
+    rng = np.random.default_rng(0)
+    # a decode step: the embedding and the LM head once, 40k kernels of a few hundred kinds
+    step = (["embedding"] + [f"k{int(i)}" for i in rng.integers(0, 500, 39_998)]
+            + ["lm_head"])
+    names = [f"warm{i}" for i in range(24_000)] + step * 3
+    start = np.arange(len(names), dtype="int64") * 2_000
+    kt = make_kernel_table({"name": names, "dur_ns": [1_000] * len(names), "start_ns": start,
+                            "stream": [7] * len(names), "device": [0] * len(names)},
+                           source="torch")
+    t0 = time.process_time()
+    found = step_timeline(kt)
+    assert time.process_time() - t0 < 20  # seconds of CPU, generous for a loaded 2-core box
+    assert found is not None and found.steps == 3 and found.kernels_per_step == 40_000
+    one = make_kernel_table({"name": [f"k{i}" for i in range(5_000)], "dur_ns": [1_000] * 5_000,
+                             "start_ns": np.arange(5_000) * 2_000}, source="torch")
+    assert step_timeline(one) is None
