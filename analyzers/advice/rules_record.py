@@ -43,7 +43,9 @@ def throttling(f: Facts) -> Finding | None:
         action="Re-measure with the GPU cool and idle beforehand, check the power limit "
                "(nvidia-smi -q -d POWER) and cooling; compare runs only under the same clocks.",
         expected_effect="Stable, comparable timings; throttled runs understate the hardware.",
-        confidence="high", impact=0.3)
+        confidence="high", impact=0.3,
+        recoverable="n/a per step: a measurement condition, not time a fix wins back (throttled "
+                    "timings understate the hardware)")
 
 
 def parity_failure(f: Facts) -> Finding | None:
@@ -64,7 +66,8 @@ def parity_failure(f: Facts) -> Finding | None:
                "the one that breaks parity; check its precision (TF32/FP8 need their own "
                "tolerance) and its correctness (masks, KV-cache positions).",
         expected_effect="A layer stack whose speedup counts.",
-        confidence="high", impact=1.0)
+        confidence="high", impact=1.0,
+        recoverable="n/a: no speedup counts until parity holds")
 
 
 def noisy_measurement(f: Facts) -> Finding | None:
@@ -93,7 +96,8 @@ def noisy_measurement(f: Facts) -> Finding | None:
         action="Use more repeats and warm-up steps (--repeat 20 --warmup 5), keep other work off "
                "the GPU/CPU, fix clocks where allowed; compare runs with the noise-aware diff.",
         expected_effect="Confidence intervals narrow enough to see a real speedup.",
-        confidence="high" if cv is not None and cv >= 2 * NOISY_CV else "medium", impact=0.15)
+        confidence="high" if cv is not None and cv >= 2 * NOISY_CV else "medium", impact=0.15,
+        recoverable="n/a: a measurement finding; it bounds the changes a diff can see")
 
 
 def gini(values: list[float]) -> float | None:
@@ -151,7 +155,9 @@ def expert_imbalance(f: Facts) -> Finding | None:
                "balancing, capacity factor / token dropping, or expert replication for hot "
                "experts under expert parallelism.",
         expected_effect="The MoE layer time approaches the mean expert load instead of the max.",
-        confidence="medium", impact=min(max(g or 0, (cv or 0) / 2) * 0.5, 0.4))
+        confidence="medium", impact=min(max(g or 0, (cv or 0) / 2) * 0.5, 0.4),
+        recoverable="n/a per step from the trace: the expert GEMMs are not told apart from the "
+                    "others; balanced, the MoE layer takes the mean expert load instead of the max")
 
 
 RECORD_RULES = (parity_failure, throttling, noisy_measurement, expert_imbalance)
