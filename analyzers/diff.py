@@ -61,6 +61,7 @@ class RunDiff:
     disappeared: list[str] = field(default_factory=list)
     per_step: bool = False
     warnings: list[str] = field(default_factory=list)
+    same_capture: bool = False  # the same run or artifact on both sides
 
 
 def bootstrap_speedup_ci(baseline: list[float], candidate: list[float], n_boot: int = 4000,
@@ -248,8 +249,7 @@ def diff_runs(baseline: Any, candidate: Any, kt_baseline: pd.DataFrame | None = 
                       ci_high=None, ci_method="none", noise_floor_pct=None,
                       verdict="not comparable", figure=fig.name, baseline_ms=fig.baseline_ms,
                       candidate_ms=fig.candidate_ms, comparability=comp, warnings=warnings,
-                      verdict_reason="; ".join(d.text() for d in comp.differences)
-                      + " (--force compares anyway)")
+                      verdict_reason="; ".join(d.text() for d in comp.differences))
     if comp.differences and not force:
         return refused
 
@@ -264,12 +264,13 @@ def diff_runs(baseline: Any, candidate: Any, kt_baseline: pd.DataFrame | None = 
     if fig.reason and speedup is not None:
         warnings.append(fig.reason)
     reason: str | None = None
+    same = _same_capture(da, db, kt_baseline, kt_candidate)
     if speedup is None:
         verdict, reason = "inconclusive", fig.reason or "the figure is missing on one side"
     elif not comp.comparable and not force:
         verdict, reason = "inconclusive", comp.summary()
     elif floor is None:
-        if _same_capture(da, db, kt_baseline, kt_candidate):
+        if same:
             verdict, reason = "identical", "the same capture on both sides"
         else:
             verdict = "inconclusive"
@@ -297,7 +298,7 @@ def diff_runs(baseline: Any, candidate: Any, kt_baseline: pd.DataFrame | None = 
         ci_method="bootstrap" if ci else "none", noise_floor_pct=floor,
         verdict=verdict, verdict_reason=reason, categories=categories, kernels=kernels,
         appeared=appeared, disappeared=disappeared,
-        per_step=bool(steps_baseline and steps_candidate))
+        per_step=bool(steps_baseline and steps_candidate), same_capture=same)
 
 
 def regression_exceeds(diff: RunDiff, pct: float, require_significant: bool = True) -> bool:
@@ -326,17 +327,32 @@ class GateDecision:
 
 def gate(diff: RunDiff, pct: float) -> GateDecision:
     """The CI gate over a diff, failing closed: it passes only when it can show the candidate
-    is not slower than ``pct`` percent beyond the noise (nsys-ai: "a comparison that could not
-    be made has not shown the absence of a regression")."""
+    is not slower than ``pct`` percent (nsys-ai: "a comparison that could not be made has not
+    shown the absence of a regression"). A change inside noise wider than ``pct`` cannot show
+    that either."""
+    if diff.same_capture or diff.verdict == "identical":
+        return GateDecision(EXIT_OK, "gate passed: the same run on both sides")
     if diff.verdict == "not comparable":
         return GateDecision(EXIT_NOT_COMPARABLE, f"gate: not comparable: {diff.verdict_reason}; "
-                            "failing")
-    if diff.verdict == "inconclusive":
+                            "failing (--force compares anyway)")
+    if diff.verdict == "inconclusive" or diff.speedup is None:
         return GateDecision(EXIT_UNDECIDED, f"gate cannot decide ({diff.verdict_reason}); "
                             "failing: a comparison that could not be made has not shown the "
                             "absence of a regression")
+    slower = (1.0 / diff.speedup - 1.0) * 100.0
     if regression_exceeds(diff, pct):
-        slower = (1.0 / diff.speedup - 1.0) * 100.0 if diff.speedup else float("nan")
         return GateDecision(EXIT_REGRESSED, f"regression beyond {pct:g}%: {diff.figure} "
                             f"{slower:.1f}% slower ({diff.verdict}): failing")
-    return GateDecision(EXIT_OK, f"gate passed: {diff.verdict} (threshold {pct:g}%)")
+    # The worst slowdown the measurement allows: the CI's far end, else the point plus the floor.
+    if diff.ci_low:
+        worst, how, by = (1.0 / diff.ci_low - 1.0) * 100.0, "the 95% CI reaches", "95% CI"
+    else:
+        worst = slower + (diff.noise_floor_pct or 0.0)
+        how, by = "the change plus the noise floor is", "change + noise floor"
+    if worst > pct:
+        return GateDecision(EXIT_UNDECIDED, f"gate cannot decide: {diff.verdict}, but {how} "
+                            f"{worst:.1f}% slower, beyond the {pct:g}% threshold (noise floor "
+                            f"{diff.noise_floor_pct or 0:.1f}%): failing; measure with more "
+                            "repeats or on a quieter machine")
+    return GateDecision(EXIT_OK, f"gate passed: {diff.verdict}, at worst {worst:.1f}% slower "
+                        f"({by}), within {pct:g}%")

@@ -142,3 +142,17 @@ def test_kernel_and_category_deltas_per_step():
     assert diff.disappeared == ["triton_poi_fused_0"]
     cats = diff.categories.set_index("category")
     assert cats.loc["gemm", "delta_ns"] == -20
+
+
+def test_gate_cannot_pass_inside_noise_wider_than_its_threshold():
+    """Within noise is no pass when the noise is wider than the gate: a 10% gate over runs
+    with a 50% CV cannot show that B is not 10% slower."""
+    base = _record(_samples(10.0, n=8, cv=0.01, seed=7), "a")
+    noisy = _record([5.0, 15.0, 6.0, 14.0, 10.0, 9.5, 10.5, 10.0], "b")  # CV ~34%
+    diff = diff_runs(base, noisy)
+    assert diff.verdict == "within noise"
+    decision = gate(diff, 10.0)
+    assert decision.exit_code == EXIT_UNDECIDED and "beyond the 10% threshold" in decision.message
+    steady = _record(_samples(10.1, n=20, cv=0.01, seed=9), "c")  # ~1% slower, tight CI
+    assert gate(diff_runs(base, steady), 10.0).exit_code == 0
+    assert gate(diff_runs(base, base), 0.0).exit_code == 0  # the same run on both sides

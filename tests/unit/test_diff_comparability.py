@@ -89,6 +89,7 @@ def test_ncu_block_against_whole_steps_withholds_the_verdict(best: dict) -> None
     from profilers.parsers.kernel_table import make_kernel_table
 
     ncu = copy.deepcopy(best)
+    ncu["id"] = "20261201-030458-2ae4ae"  # the real ncu run of the preset
     ncu["spec"]["profiler"] = "ncu"
     # as the real ncu run of the same preset recorded it
     ncu["extra"]["extra"]["profile_scope"] = {"blocks_profiled": 1, "blocks_total": 32,
@@ -114,3 +115,17 @@ def test_artifacts_of_different_scope_score_low(h100_fixtures: Path) -> None:
     assert score is not None and score < 0.5
     assert any("kernel launches differ" in r for r in reasons)
     assert kernel_score(trace, trace) == (1.0, [])
+
+
+def test_suite_entry_regresses_and_fails_closed(eager: dict, best: dict) -> None:
+    """The suite's gate on real runs: the eager step as the candidate of the best stack's
+    baseline is a regression far beyond 150%; a changed shape is not judged."""
+    from workbench.cmd_suite import compare_entry
+
+    row = compare_entry("decode", eager, best, 150.0)
+    assert row["regression"] and row["verdict"] == "regressed" and row["undecided"] is None
+    other = copy.deepcopy(eager)
+    other["extra"]["extra"]["shape"]["batch"] = 8
+    row = compare_entry("decode", other, best, 150.0)
+    assert not row["regression"] and row["undecided"] == \
+        "not comparable: batch 1 vs 8"

@@ -13,7 +13,7 @@ def headline(diff: Any) -> str:
     """One line: the verdict, the compared figure's ratio, its 95% CI and noise floor."""
     reason = getattr(diff, "verdict_reason", None)
     if diff.verdict == "not comparable":
-        return f"verdict: not comparable: {reason}"
+        return f"verdict: not comparable: {reason} (--force compares anyway)"
     if diff.speedup is None:
         return f"verdict: {diff.verdict} — {reason or 'no figure both runs have'}"
     figure = getattr(diff, "figure", "latency median")
