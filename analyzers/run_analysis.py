@@ -47,6 +47,7 @@ class RunAnalysis:
     advice: list[Any] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     distributed: Any = None  # analyzers.overlap.DistributedAnalysis for multi-rank traces
+    runtime: pd.DataFrame | None = None  # CUDA runtime calls (advice: syncs inside the steps)
 
     @property
     def kernel_total_ns(self) -> int | None:
@@ -77,7 +78,7 @@ def analyze_tables(source: str, kernels: pd.DataFrame, kernel_metrics: pd.DataFr
     ``layers``, ``device_kind``: the run's, so the budget names only layers this run can add
     (None for an artifact from elsewhere: no layer is named)."""
     analysis = RunAnalysis(source=source, device_name=device_name, kernels=kernels,
-                           kernel_metrics=kernel_metrics, ceilings=ceilings)
+                           kernel_metrics=kernel_metrics, ceilings=ceilings, runtime=runtime)
     if ops is not None and len(ops):
         analysis.cpu_ops = cpu_op_breakdown(ops, top=top)
     analysis.distributed = distributed_analysis(kernels, ops)

@@ -19,6 +19,30 @@ def h100_fixtures() -> Path:
     return FIXTURES
 
 
+H200_DATA = ROOT / "tests" / "data" / "h200"
+H200_RUNS = {"L0": "20261201-025931-8662cd", "L0-L4": "20261201-030402-d166c4",
+             "best": "20261201-030001-be9dc0", "fp8": "20261201-030148-ef767c"}
+
+
+@pytest.fixture(scope="session")
+def h200_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A session home holding the real H200 torch-profiler runs of tests/data/h200 (dense
+    llama-3.1-8b: L0, L0-L4, the best bf16 stack, FP8) and the H200's calibrated ceilings."""
+    import json
+    import shutil
+
+    from sessions.store import RunRecord, SessionStore
+
+    home = tmp_path_factory.mktemp("h200-home")
+    store = SessionStore(home)
+    for run_id in H200_RUNS.values():
+        shutil.copytree(H200_DATA / "runs" / run_id, store.run_dir(run_id))
+        store.save(RunRecord.from_dict(json.loads(
+            (store.run_dir(run_id) / "record.json").read_text())))
+    shutil.copy2(H200_DATA / "ceilings.json", home / "ceilings.json")
+    return home
+
+
 def _has_cuda_device() -> bool:
     # Cheap and torch-free: the driver's device nodes exist only where a GPU is attached.
     return os.path.exists("/dev/nvidiactl") or os.path.exists("/dev/nvidia0")

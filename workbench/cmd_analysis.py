@@ -7,28 +7,34 @@ import argparse
 import json
 import sys
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from workloads.errors import WorkbenchError
 
-EXIT_OK, EXIT_REGRESSED = 0, 1
-DEFAULT_TORCH_PROFILE_STEPS = 3  # workloads/run.py DEFAULT_PROFILE_STEPS (no torch import here)
+EXIT_OK = 0
 
 
 def register(sub: Any) -> None:
     diff = sub.add_parser(
         "diff", help="compare two sessions or two artifacts (speedup with a CI, kernel deltas)",
         description="Compare a baseline A with a candidate B: session ids (or unique prefixes) "
-        "or artifact paths (Kineto traces, ncu CSV/.ncu-rep, nsys SQLite). Speedup = A median "
-        "latency / B median latency with a bootstrap 95%% CI over the repeats; verdict improved "
-        "/ regressed / within noise; per-category and per-kernel deltas per profiled step.")
+        "or artifact paths (Kineto traces, ncu CSV/.ncu-rep, nsys SQLite). Runs of a different "
+        "workload, preset, shape, dtype, step or device are not comparable (--force compares "
+        "them anyway). Speedup = A median latency / B median latency with a bootstrap 95%% CI "
+        "over the repeats (artifacts: their total GPU time, no CI); verdict improved / "
+        "regressed / within noise / inconclusive; per-category and per-kernel deltas per "
+        "profiled step.")
     diff.add_argument("baseline", metavar="A")
     diff.add_argument("candidate", metavar="B")
     diff.add_argument("--fail-on-regression", type=float, metavar="PCT", default=None,
-                      help="exit 1 when B is slower than A by more than PCT percent "
-                      "(and beyond the noise)")
+                      help="CI gate, failing closed: exit 1 when B is slower than A by more "
+                      "than PCT percent beyond the noise, 2 when the runs are not comparable "
+                      "(workload, preset, shape, dtype, step or device differ), 3 when the "
+                      "gate cannot decide (no repeats, no common figure)")
+    diff.add_argument("--force", action="store_true",
+                      help="compare runs that are not comparable anyway (the differences are "
+                      "still listed)")
     diff.add_argument("--top", type=int, default=15, help="kernels to list (default 15)")
     diff.add_argument("--export", type=Path, metavar="FILE", help="write the diff as Markdown")
     diff.add_argument("--json", type=Path, metavar="FILE", help="the diff as JSON ('-' = stdout)")
@@ -51,79 +57,17 @@ def register(sub: Any) -> None:
 # ---------------------------------------------------------------- diff
 
 
-@dataclass
-class _Side:
-    label: str
-    record: dict[str, Any]
-    kernels: Any = None  # KernelTable or None
-    steps: float | None = None
-    notes: list[str] = field(default_factory=list)
-
-
-def profiled_steps(record: dict[str, Any]) -> float | None:
-    """How many steps the run's kernel-level artifact covers, where the spec says."""
-    spec = record.get("spec") or {}
-    profiler = spec.get("profiler")
-    options = spec.get("profiler_options") or {}
-    if profiler == "torch":
-        return float(options.get("steps", DEFAULT_TORCH_PROFILE_STEPS))
-    if profiler in ("ncu", "nsys"):
-        repeat = spec.get("repeat")
-        return float(repeat) if isinstance(repeat, int) and repeat > 0 else None
-    return None
-
-
-def _load_side(arg: str, home: Path | None) -> _Side:
-    from sessions.store import SessionStore
-
-    path = Path(arg)
-    try:
-        is_artifact = path.exists()
-    except OSError:  # e.g. a 300-character "id": not a path, so a session id (one line below)
-        is_artifact = False
-    if is_artifact:
-        from sessions.analysis import analyze_paths, device_name_of
-
-        parsed, analysis = analyze_paths([path], home=home)
-        kernels = analysis.kernels
-        total = analysis.kernel_total_ns
-        record: dict[str, Any] = {"id": None, "label": path.name, "status": "ok",
-                  "env": {"device_name": device_name_of(parsed)}, "spec": {}, "metrics": {}}
-        if total:
-            # No repeats in an artifact: the "latency" compared is its total GPU time.
-            record["metrics"] = {"step": "artifact GPU time",
-                                 "latency_ms": {"median": total / 1e6, "n": 1}}
-        return _Side(str(path), record, kernels if kernels is not None and len(kernels) else None,
-                     None, [f"{path.name}: an artifact, compared by total GPU kernel time "
-                            "(no repeats, so no confidence interval)"])
-    from sessions.analysis import load_run_analysis
-
-    store = SessionStore(home)
-    rec = store.get(arg)
-    analysis = load_run_analysis(store, rec)
-    kernels = analysis.kernels if analysis.kernels is not None and len(analysis.kernels) else None
-    data = rec.to_dict()
-    notes = []
-    if kernels is None:
-        notes.append(f"{rec.id}: no GPU kernels in the run's artifacts (profiler "
-                     f"{rec.spec.get('profiler', '?')!r}): latency only")
-    return _Side(rec.id, data, kernels, profiled_steps(data), notes)
-
-
 def cmd_diff(args: argparse.Namespace) -> int:
-    from analyzers.diff import diff_runs, regression_exceeds
+    from analyzers.diff import gate
+    from sessions.diff_sides import diff_sides, load_side
     from sessions.store import default_home
     from workbench.export.diff_md import render_diff_markdown
 
     if args.fail_on_regression is not None and args.fail_on_regression < 0:
         raise WorkbenchError("--fail-on-regression must be >= 0", "e.g. --fail-on-regression 5")
     home = args.home or default_home()
-    a, b = _load_side(args.baseline, home), _load_side(args.candidate, home)
-    both = a.kernels is not None and b.kernels is not None
-    result = diff_runs(a.record, b.record,
-                       kt_baseline=a.kernels if both else None,
-                       kt_candidate=b.kernels if both else None,
-                       steps_baseline=a.steps, steps_candidate=b.steps)
+    a, b = load_side(args.baseline, home), load_side(args.candidate, home)
+    result = diff_sides(a, b, force=args.force)
     text = render_diff_markdown(result, a.label, b.label, top=args.top, notes=a.notes + b.notes)
     if args.export:
         from workbench.commands import _write_output
@@ -140,10 +84,11 @@ def cmd_diff(args: argparse.Namespace) -> int:
         from workbench.export.escape import term_text
 
         sys.stdout.write(term_text(text))
-    if args.fail_on_regression is not None and regression_exceeds(result, args.fail_on_regression):
-        print(f"regression beyond {args.fail_on_regression:g}%: failing", file=sys.stderr)
-        return EXIT_REGRESSED
-    return EXIT_OK
+    if args.fail_on_regression is None:
+        return EXIT_OK
+    decision = gate(result, args.fail_on_regression)
+    print(decision.message, file=sys.stderr)
+    return decision.exit_code
 
 
 # ---------------------------------------------------------------- calibrate

@@ -16,8 +16,9 @@ FILE (TOML or JSON) lists the runs::
 
 Each run is a session. The summary (JSON + Markdown, timestamped) goes to the suite's folder;
 each run is compared with the stored baseline of the same name (analyzers.diff: speedup, its
-bootstrap CI and the verdict). Exit 1 when a run failed or regressed beyond its threshold
-(the entries are named on stderr), else 0. ``--update-baseline`` stores this pass as the new
+bootstrap CI and the verdict). Exit 1 when a run failed, regressed beyond its threshold, or
+could not be judged (not comparable with its baseline, or no noise estimate: the gate fails
+closed), the entries named on stderr with the reason; else 0. ``--update-baseline`` stores this pass as the new
 baseline (exit 1 only when a run failed).
 """
 
@@ -88,14 +89,14 @@ def suite_dir(home: Path, name: str) -> Path:
 
 def compare_entry(name: str, record: dict[str, Any], baseline: dict[str, Any] | None,
                   threshold: float) -> dict[str, Any]:
-    from analyzers.diff import diff_runs, regression_exceeds
+    from analyzers.diff import EXIT_OK, EXIT_REGRESSED, diff_runs, gate
 
     latency = ((record.get("metrics") or {}).get("latency_ms") or {}).get("median")
     row: dict[str, Any] = {"name": name, "status": record.get("status"), "run_id":
                            record.get("id"), "latency_ms": latency, "baseline_ms": None,
                            "speedup": None, "ci": None, "verdict": None,
                            "threshold_pct": threshold, "regression": False,
-                           "error": record.get("error"), "warnings": []}
+                           "undecided": None, "error": record.get("error"), "warnings": []}
     if record.get("status") != "ok":
         row["verdict"] = "failed"
         return row
@@ -103,10 +104,13 @@ def compare_entry(name: str, record: dict[str, Any], baseline: dict[str, Any] | 
         row["verdict"] = "no baseline"
         return row
     diff = diff_runs(baseline, record)
+    decision = gate(diff, threshold)  # fails closed: not comparable / undecidable is no pass
     row.update(baseline_ms=diff.baseline.latency_median_ms, speedup=diff.speedup,
                ci=[diff.ci_low, diff.ci_high] if diff.ci_low is not None else None,
                verdict=diff.verdict, warnings=diff.warnings,
-               regression=regression_exceeds(diff, threshold))
+               regression=decision.exit_code == EXIT_REGRESSED,
+               undecided=None if decision.exit_code in (EXIT_OK, EXIT_REGRESSED)
+               else f"{diff.verdict}: {diff.verdict_reason}")
     return row
 
 
@@ -120,7 +124,8 @@ def render_summary(summary: dict[str, Any]) -> str:
                      fmt_num(r["baseline_ms"], 4, "ms"),
                      fmt_num(change, 3, "%") if change is not None else "n/a",
                      r["verdict"] or "n/a", f"{r['threshold_pct']:g}%",
-                     "**REGRESSION**" if r["regression"] else "", r["run_id"]])
+                     "**REGRESSION**" if r["regression"] else
+                     "**NOT JUDGED**" if r.get("undecided") else "", r["run_id"]])
     out = [f"# Benchmark suite — {summary['suite']}", "",
            f"{summary['when']}; baseline: {summary['baseline'] or 'none'}"
            + ("; this pass is the new baseline" if summary["updated_baseline"] else ""), "",
@@ -128,6 +133,10 @@ def render_summary(summary: dict[str, Any]) -> str:
                      "verdict", "threshold", "gate", "session"], rows, align="llrrrllll")]
     if summary["regressions"]:
         out += ["", f"Regressions: {', '.join(summary['regressions'])}."]
+    if summary.get("undecided"):
+        out += ["", "Not judged (the gate fails closed): " + "; ".join(
+            f"{r['name']}: {r['undecided']}" for r in summary["entries"] if r.get("undecided"))
+            + ". Run with --update-baseline when the change is intended."]
     if summary["failed"]:
         out += ["", f"Failed: {', '.join(summary['failed'])}."]
     return "\n".join(out) + "\n"
@@ -174,10 +183,12 @@ def cmd_suite(args: argparse.Namespace) -> int:
                                      float(entry.get("threshold_pct", threshold))))
     failed = [e["name"] for e in entries if e["status"] != "ok"]
     regressions = [e["name"] for e in entries if e["regression"]]
+    undecided = [e["name"] for e in entries if e.get("undecided")]
     summary = {"suite": suite["name"], "file": str(args.file), "when": stamp,
                "baseline": None if args.update_baseline else baseline.get("when"),
                "updated_baseline": bool(args.update_baseline), "threshold_pct": threshold,
-               "entries": entries, "regressions": regressions, "failed": failed}
+               "entries": entries, "regressions": regressions, "undecided": undecided,
+               "failed": failed}
     text = render_summary(summary)
     write_json_atomic(folder / f"{stamp}.json", summary)
     write_text_atomic(folder / f"{stamp}.md", text)
@@ -197,6 +208,10 @@ def cmd_suite(args: argparse.Namespace) -> int:
                              f"updated: {baseline_path}"), file=sys.stderr)
     if regressions:
         print(f"REGRESSION beyond threshold: {', '.join(regressions)}", file=sys.stderr)
+    for entry in entries:
+        if entry.get("undecided"):
+            print(f"NOT JUDGED (gate fails closed): {entry['name']}: {entry['undecided']}",
+                  file=sys.stderr)
     if failed:
         print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
-    return 1 if regressions or failed else 0
+    return 1 if regressions or failed or undecided else 0

@@ -168,6 +168,15 @@ class DiffView:
     category_deltas: Any = None
     kernel_deltas: Any = None
     warnings: list[str] = field(default_factory=list)
+    figure: str = "latency median"  # what the speedup compares
+    baseline_ms: float | None = None
+    candidate_ms: float | None = None
+    noise_floor_pct: float | None = None  # None: no repeats, no noise estimate
+    baseline_cv_pct: float | None = None
+    candidate_cv_pct: float | None = None
+    verdict_reason: str | None = None
+    comparability: str | None = None  # analyzers.diff_comparability.Comparability.summary()
+    per_step: bool = False
 
 
 def _pick(obj: Any, name: str, default: Any = None) -> Any:
@@ -232,6 +241,8 @@ def to_analysis_view(analysis: Any) -> AnalysisView:
 
 
 def to_diff_view(diff: Any) -> DiffView:
+    comparability = _pick(diff, "comparability")
+    summary = getattr(comparability, "summary", None)
     return DiffView(
         speedup=_pick(diff, "speedup"),
         ci_low=_pick(diff, "ci_low"),
@@ -240,6 +251,15 @@ def to_diff_view(diff: Any) -> DiffView:
         category_deltas=_pick(diff, "categories", _pick(diff, "category_deltas")),
         kernel_deltas=_pick(diff, "kernels", _pick(diff, "kernel_deltas")),
         warnings=[str(w) for w in (_pick(diff, "warnings") or [])],
+        figure=str(_pick(diff, "figure") or "latency median"),
+        baseline_ms=_pick(diff, "baseline_ms"),
+        candidate_ms=_pick(diff, "candidate_ms"),
+        noise_floor_pct=_pick(diff, "noise_floor_pct"),
+        baseline_cv_pct=_pick(_pick(diff, "baseline"), "latency_cv_pct"),
+        candidate_cv_pct=_pick(_pick(diff, "candidate"), "latency_cv_pct"),
+        verdict_reason=_pick(diff, "verdict_reason"),
+        comparability=summary() if callable(summary) else None,
+        per_step=bool(_pick(diff, "per_step")),
     )
 
 
@@ -257,11 +277,11 @@ def _core_load_run_analysis(store, record):  # type: ignore[no-untyped-def]
 
 
 def _core_diff_runs(store, baseline, candidate):  # type: ignore[no-untyped-def]
-    """analyzers.diff.diff_runs over the two records and their kernel tables (when parsed)."""
-    from analyzers.diff import diff_runs
+    """The CLI's diff (sessions.diff_sides): same sides, per-step kernel deltas and
+    comparability, so Compare shows what `aiperf-workbench diff A B` prints."""
+    from sessions.diff_sides import diff_records
 
-    kernels = [_pick(_core_load_run_analysis(store, r), "kernels") for r in (baseline, candidate)]
-    return diff_runs(baseline, candidate, kt_baseline=kernels[0], kt_candidate=kernels[1])
+    return diff_records(store, baseline, candidate)
 
 
 class Services:

@@ -1,6 +1,7 @@
 """The rule engine: run every rule over the facts of one run, rank what fires.
 
-Ranking is by ``impact`` (the rough share of the step a fix addresses) weighted by confidence;
+Ranking is by ``impact`` (the share of the measured step a fix can recover, from its
+microseconds where known, else a rough share) weighted by confidence;
 a parity failure always comes first (a run that broke parity has no speedup to improve), and a
 fix that another one needs goes before it (syncs before CUDA graphs). A rule
 that raises on odd data is skipped with a note, never fatal."""
@@ -14,10 +15,14 @@ from typing import Any
 from analyzers.advice.facts import Facts, build_facts
 from analyzers.advice.findings import Finding
 from analyzers.advice.rules_kernels import KERNEL_RULES
+from analyzers.advice.rules_record import RECORD_RULES
+from analyzers.advice.rules_roof import ROOF_RULES
 from analyzers.advice.rules_run import RUN_RULES
+from analyzers.advice.rules_utilization import UTILIZATION_RULES
 
 Rule = Callable[[Facts], "Finding | None"]
-RULES: tuple[Rule, ...] = (*RUN_RULES, *KERNEL_RULES)
+RULES: tuple[Rule, ...] = (*RECORD_RULES, *RUN_RULES, *KERNEL_RULES, *ROOF_RULES,
+                           *UTILIZATION_RULES)
 
 
 def rule_ids() -> list[str]:

@@ -1,6 +1,11 @@
 """The facts the advice rules read, gathered once from a RunAnalysis and (optionally) the run
-record: GPU time by category, the kernel table, the timeline, the roofline, the device, and the
-record's metrics with spread, parity, telemetry, layers and MoE router health. Pure."""
+record: GPU time by category, the kernel table, the timeline and its profiled steps, the
+roofline and the speed-of-light budget, the device and its ceilings, and the record's workload,
+shape, layers, metrics with spread, parity, telemetry and MoE router health. Pure.
+
+Per-step figures divide by the profiled steps the record names (or the steps found in the
+trace); the measured step is the budget's, else the timed latency, else the median step's GPU
+window."""
 
 from __future__ import annotations
 
@@ -10,7 +15,12 @@ from typing import Any
 
 import pandas as pd
 
+from analyzers.advice.steps import StepTimeline, step_timeline
 from analyzers.ceilings import Ceilings, spec_ceilings
+from analyzers.layer_choice import has_remedy, layer_for
+from analyzers.profiled_steps import profiled_steps
+
+REPLAYING_PROFILERS = ("ncu", "nsys")  # their latency is no timing (kernels serialized, replayed)
 
 # Compute capability by device family, for artifacts that do not carry it (env.cc wins).
 _CC_BY_NAME = [
@@ -46,13 +56,49 @@ class Facts:
     telemetry: dict[str, Any] = field(default_factory=dict)
     env: dict[str, Any] = field(default_factory=dict)
     router: dict[str, Any] = field(default_factory=dict)
+    workload: str | None = None
+    profiler: str | None = None
+    shape: dict[str, Any] = field(default_factory=dict)  # the child's resolved model shape
+    steps: float | None = None  # profiled steps the kernel artifact covers
+    timeline: StepTimeline | None = None  # the steps found in the trace
+    budget: Any = None  # analyzers.sol_budget.SolBudget, when the analysis has one
+    step_ns: float | None = None  # the measured step (wall), see step_source
+    step_source: str = ""
+    scope: str | None = None  # what the kernel artifact covers when not whole steps (ncu)
+
+    @property
+    def per(self) -> str:
+        """What a per-step figure is per: a step, or the profiled scope (ncu's one block)."""
+        return f"profiled {self.scope}" if self.scope else "step"
 
     @property
     def has_kernels(self) -> bool:
         return self.kernels is not None and len(self.kernels) > 0 and bool(self.total_ns)
 
-    def share_of(self, ns: float) -> float | None:
-        return float(ns) / self.total_ns if self.total_ns else None
+    @property
+    def timed(self) -> bool:
+        """The record's latency is a timing (not measured under kernel replay)."""
+        median = (self.metrics.get("latency_ms") or {}).get("median")
+        return isinstance(median, (int, float)) and self.profiler not in REPLAYING_PROFILERS
+
+    def layer(self, remedy: str) -> str | None:
+        """The layer to name for ``remedy`` on this run (analyzers.layer_choice); None for an
+        artifact from elsewhere, whose model the workbench's layers do not build."""
+        if not self.workload:
+            return None
+        return layer_for(remedy, self.workload, self.layers, self.device_kind)
+
+    def has(self, remedy: str) -> bool:
+        return has_remedy(remedy, self.layers)
+
+    def per_step_ns(self, total_ns: float) -> float | None:
+        """A kernel-table total per profiled step; None when the step count is unknown."""
+        return total_ns / self.steps if self.steps else None
+
+    def us(self, total_ns: float) -> float | None:
+        """A kernel-table total as microseconds per step (None: unknown step count)."""
+        per = self.per_step_ns(total_ns)
+        return None if per is None else per / 1e3
 
 
 def _record_dict(record: Any) -> dict[str, Any]:
@@ -104,6 +150,7 @@ def build_facts(analysis: Any, record: Any = None, source: str | None = None) ->
             source = getattr(analysis, "source", None) or "analysis"
     kt = getattr(analysis, "kernels", None)
     device_name = getattr(analysis, "device_name", None) or env.get("device_name")
+    shape = workload_extra.get("shape")
     facts = Facts(
         source=source, kernels=kt if kt is not None and len(kt) else None,
         top_kernels=getattr(analysis, "top_kernels", None),
@@ -116,11 +163,15 @@ def build_facts(analysis: Any, record: Any = None, source: str | None = None) ->
         device_kind=env.get("device_kind") or ("cuda" if kt is not None and len(kt) else None),
         cc=compute_capability(env, device_name),
         step=(data.get("metrics") or {}).get("step"),
-        dtype=(workload_extra.get("shape") or {}).get("dtype") or (spec.get("params") or {}).get("dtype"),
+        dtype=(shape or {}).get("dtype") or (spec.get("params") or {}).get("dtype"),
         layers=tuple(spec.get("layers") or ()),
         metrics=data.get("metrics") or {}, parity=data.get("parity") or {},
         telemetry=data.get("telemetry") or {}, env=env,
         router=router if isinstance(router, dict) else {},
+        workload=spec.get("workload") or None, profiler=spec.get("profiler") or None,
+        shape=shape if isinstance(shape, dict) else {},
+        budget=getattr(analysis, "budget", None),
+        scope=_scope(workload_extra),
     )
     if facts.kernels is not None:
         facts.total_ns = int(facts.kernels["dur_ns"].sum())
@@ -132,4 +183,28 @@ def build_facts(analysis: Any, record: Any = None, source: str | None = None) ->
                     facts.category_share[str(row.category)] = float(row.share)
         ranks = facts.kernels["rank"].dropna()
         facts.ranks = max(int(ranks.nunique()), 1) if len(ranks) else 1
+        facts.timeline = step_timeline(facts.kernels, getattr(analysis, "runtime", None))
+    facts.steps = profiled_steps(data) if data else None
+    if facts.steps is None and facts.timeline is not None:
+        facts.steps = float(facts.timeline.steps)
+    _measured_step(facts)
     return facts
+
+
+def _scope(workload_extra: dict[str, Any]) -> str | None:
+    scope = workload_extra.get("profile_scope")
+    if isinstance(scope, dict) and scope.get("what") and scope.get("scope") != "step":
+        return str(scope["what"])
+    return None
+
+
+def _measured_step(f: Facts) -> None:
+    budget_step = getattr(f.budget, "step_ns", None)
+    if isinstance(budget_step, (int, float)) and budget_step > 0:
+        f.step_ns, f.step_source = float(budget_step), "the speed-of-light budget's step"
+    elif f.timed:
+        f.step_ns = float(f.metrics["latency_ms"]["median"]) * 1e6
+        f.step_source = "median step latency"
+    elif f.timeline is not None:
+        f.step_ns = float(f.timeline.wall_ns[f.timeline.median_step])
+        f.step_source = "GPU window of the median profiled step"

@@ -39,6 +39,10 @@ class Finding:
     impact: float  # rough share of the step the fix addresses (0..1), for ranking
     layer: str | None = None  # the workbench layer that applies the fix, when one does
     kernels: tuple[str, ...] = field(default_factory=tuple)  # the kernels the finding names
+    # What the fix can recover, in microseconds per step (None: not a time finding, or the
+    # step is unknown); ``recoverable`` says it with the measurement it rests on.
+    recoverable_us: float | None = None
+    recoverable: str = ""
 
     @property
     def score(self) -> float:

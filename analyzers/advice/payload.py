@@ -138,6 +138,7 @@ def _analysis_part(a: Any) -> dict[str, Any]:
 def _finding(f: Finding) -> dict[str, Any]:
     return {"rule": f.rule, "finding": f.finding, "confidence": f.confidence,
             "action": f.action, "layer": f.layer, "expected_effect": f.expected_effect,
+            "recoverable_us": _num(f.recoverable_us), "recoverable": f.recoverable,
             "evidence": [{"metric": e.metric, "value": _num(e.value), "threshold": _num(e.threshold),
                           "unit": e.unit, "source": e.source} for e in f.evidence]}
 

@@ -1,7 +1,9 @@
 """Advice rules over the kernel table: which kernels take the GPU time, and on what path.
 
 Each rule takes the Facts and returns a Finding or None. Thresholds are module constants so the
-evidence can quote them."""
+evidence can quote them. A rule names a layer only through analyzers.layer_choice (applicable
+to the workload and device, never one the run has), quotes this device's ceilings, and says
+the microseconds per step its fix can recover."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from analyzers.advice.effect import impact, recoverable_text
 from analyzers.advice.facts import Facts
 from analyzers.advice.findings import Evidence, Finding
 
@@ -19,9 +22,6 @@ ELEMENTWISE_CHAIN_SHARE = 0.15
 ELEMENTWISE_CHAIN_MIN_LEN = 3
 MATH_ATTENTION_SHARE = 0.05
 MOE_DISPATCH_SHARE = 0.10
-LOW_OCCUPANCY = 0.25
-LOW_OCCUPANCY_SHARE = 0.05
-NCCL_EXPOSED_SHARE = 0.05
 
 # FP32 GEMMs on the CUDA cores (SIMT): cuBLAS/CUTLASS sgemm, xmma f32 in and out, f32 gemv.
 FP32_GEMM_RE = re.compile(r"sgemm|gemm_f32f32_f32f32|simt_s|_s\d{3,4}gemm|gemmSN_|"
@@ -44,13 +44,6 @@ MOE_DISPATCH_OPS = re.compile(r"^aten::(index_add_?|index_select|index|index_put
                               r"topk|bincount|histc|masked_select|masked_scatter_?|unique\w*)$")
 MOE_WORKLOAD_RE = re.compile(r"moe|mixtral|gptoss|expert|deepseek|qwen.*moe", re.I)
 MEMORY_BOUND_CATEGORIES = ("elementwise", "norm", "reduction")
-
-# Per-SM limits by compute capability major.minor: threads, registers, shared memory, blocks.
-_SM_LIMITS = {9.0: (2048, 65536, 233472, 32), 8.0: (2048, 65536, 167936, 32),
-              8.6: (1536, 65536, 102400, 16), 8.9: (1536, 65536, 102400, 24),
-              10.0: (2048, 65536, 233472, 32), 7.0: (2048, 65536, 98304, 32),
-              7.5: (1024, 65536, 65536, 16)}
-
 
 def _ns(kt: pd.DataFrame, mask: np.ndarray) -> int:
     return int(kt["dur_ns"].to_numpy(dtype="int64", na_value=0)[mask].sum())
@@ -90,29 +83,55 @@ def fp32_gemm_off_tensor_cores(f: Facts) -> Finding | None:
     if share < FP32_GEMM_SHARE:
         return None
     top = _top_names(kt, simt, total)
+    layer = f.layer("precision")
+    ceil = f.ceilings
+    fp32, tf32 = (ceil.peak("fp32"), ceil.peak("tf32")) if ceil else (None, None)
+    gain = fp32 / tf32 if fp32 and tf32 else None
+    us = f.us(_ns(kt, simt) * (1 - gain)) if gain is not None else None
+    rates = (f"FP32 {fp32 / 1e12:,.0f} vs TF32 {tf32 / 1e12:,.0f} TFLOP/s, {ceil.source} "
+             f"ceilings of the {ceil.device_name}" if fp32 and tf32 and ceil else
+             "no FP32/TF32 ceilings known for this device")
     return Finding(
         rule="fp32_gemm_off_tensor_cores",
         finding=f"FP32 GEMMs run on the CUDA cores, not the tensor cores: {share:.0%} of GPU time "
                 f"(found by {how}).",
         evidence=(Evidence("fp32 GEMM share of GPU time", share, FP32_GEMM_SHARE, f.source, "share"),
                   Evidence("fp32 GEMM kernels", int(simt.sum()), 1, f.source)),
-        action="Enable TF32 (layer L1: torch.backends.cuda.matmul.allow_tf32 / "
-               "set_float32_matmul_precision('high')) or run the model in bf16.",
-        expected_effect="GEMM time down by up to ~8x on H100 (FP32 51 vs TF32 398 TFLOP/s "
-                        "measured), within the TF32 parity tolerance.",
-        confidence="high" if share >= 0.3 else "medium", impact=share, layer="L1",
-        kernels=tuple(n for n, _, _ in top))
+        action="Enable TF32 (torch.backends.cuda.matmul.allow_tf32 / "
+               "set_float32_matmul_precision('high')"
+               + (f", layer {layer})" if layer else ")") + " or run the model in bf16.",
+        expected_effect=f"Compute-bound GEMM time down by up to {1 / gain:.1f}x ({rates}), "
+                        "within the TF32 parity tolerance." if gain else
+                        f"GEMMs on the tensor cores ({rates}).",
+        confidence="high" if share >= 0.3 else "medium", impact=impact(f, us, share),
+        layer=layer, kernels=tuple(n for n, _, _ in top), recoverable_us=us,
+        recoverable=recoverable_text(f, us, "the FP32 GEMMs' time at the TF32/FP32 ratio of "
+                                     "this device's ceilings",
+                                     _ns(kt, simt) * (1 - gain) if gain is not None else None))
+
+
+def _gemms_memory_bound(f: Facts) -> bool:
+    """Decode GEMMs at small batch move weights, not FLOPs (M = batch tokens)."""
+    lines = [ln for ln in getattr(f.budget, "lines", ()) or () if ln.category == "gemm" and ln.bound]
+    if lines:
+        heavy = max(lines, key=lambda ln: ln.measured_ns)
+        return heavy.bound == "memory"
+    batch = f.shape.get("batch")
+    return f.step == "decode" and (not isinstance(batch, int) or batch <= 64)
 
 
 def fp8_eligible_gemms(f: Facts) -> Finding | None:
-    if not f.has_kernels or f.cc is None or f.cc < 8.9:
+    if not f.has_kernels or f.cc is None or f.cc < 8.9 or f.has("fp8_weights"):
         return None
     kt, total = f.kernels, f.total_ns
     assert kt is not None and total
     gemm = _cat_mask(kt, "gemm")
     fp8 = _name_mask(kt, FP8_RE)
-    if (gemm & fp8).any() or any(layer.startswith("L5") and "fp8" in layer.lower() for layer in f.layers):
+    if (gemm & fp8).any():
         return None  # already on FP8
+    layer = f.layer("fp8_weights")
+    if f.workload and layer is None:
+        return None  # no FP8 layer for this workload on this device
     eligible = gemm & ~_name_mask(kt, FP32_GEMM_RE) & ~_name_mask(kt, TF32_RE)
     if str(f.dtype) == "float32":
         return None  # first move to bf16 (see the FP32 rule)
@@ -120,18 +139,38 @@ def fp8_eligible_gemms(f: Facts) -> Finding | None:
     if share < FP8_GEMM_SHARE:
         return None
     top = _top_names(kt, eligible, total)
+    ceil = f.ceilings
+    bf16, fp8_peak = (ceil.peak("bf16"), ceil.peak("fp8")) if ceil else (None, None)
+    rates = (f"FP8 {fp8_peak / 1e12:,.0f} vs bf16 {bf16 / 1e12:,.0f} TFLOP/s, {ceil.source} "
+             f"ceilings of the {ceil.device_name}" if bf16 and fp8_peak and ceil else
+             "no FP8 ceiling known for this device")
+    memory_bound = _gemms_memory_bound(f)
+    if memory_bound:
+        saving, why = 0.5, "memory-bound decode GEMMs read half the weight bytes"
+    elif bf16 and fp8_peak:
+        saving, why = 1 - bf16 / fp8_peak, f"compute-bound GEMMs at the FP8 roof ({rates})"
+    else:
+        saving, why = 0.0, rates
+    us = f.us(_ns(kt, eligible) * saving) if saving else None
     return Finding(
         rule="fp8_eligible_gemms",
         finding=f"bf16/fp16 GEMMs take {share:.0%} of GPU time on a device with FP8 tensor cores "
                 f"(sm_{int(f.cc * 10)}), and none run in FP8.",
         evidence=(Evidence("bf16/fp16 GEMM share of GPU time", share, FP8_GEMM_SHARE, f.source, "share"),
                   Evidence("compute capability", f.cc, 8.9, f.device_name or f.source)),
-        action="Try FP8 weight GEMMs (layer L5: torch._scaled_mm with per-row or per-tensor "
-               "scales) and check parity against the FP8 tolerance.",
-        expected_effect="Compute-bound GEMMs up to ~1.8x faster (FP8 1423 vs bf16 783 TFLOP/s "
-                        "measured on H100); memory-bound decode GEMMs read half the weight bytes.",
-        confidence="medium", impact=share * 0.45, layer="L5",
-        kernels=tuple(n for n, _, _ in top))
+        action="Try FP8 weight GEMMs"
+               + (f" (layer {layer}: e4m3 weights with per-row scales)" if layer else
+                  " (torch._scaled_mm with per-row or per-tensor scales)")
+               + " and check parity against the FP8 tolerance.",
+        expected_effect=("Memory-bound decode GEMMs read half the weight bytes: up to 2x on "
+                         "them" if memory_bound else
+                         f"Compute-bound GEMMs up to {fp8_peak / bf16:.2f}x faster ({rates})"
+                         if bf16 and fp8_peak else f"GEMMs on FP8 tensor cores ({rates})")
+                        + (f"; the device's roofs: {rates}." if memory_bound else "."),
+        confidence="medium", impact=impact(f, us, share * 0.45), layer=layer,
+        kernels=tuple(n for n, _, _ in top), recoverable_us=us,
+        recoverable=recoverable_text(f, us, f"{saving:.0%} of the bf16 GEMMs' time ({why})",
+                                     _ns(kt, eligible) * saving))
 
 
 def elementwise_chains(f: Facts) -> Finding | None:
@@ -161,6 +200,9 @@ def elementwise_chains(f: Facts) -> Finding | None:
         return None
     mean_len = float(np.mean(lengths))
     top = _top_names(kt, _cat_mask(kt, *MEMORY_BOUND_CATEGORIES), total)
+    saved = 1 - 1 / max(mean_len, 1)
+    us = f.us(chain_ns * saved)
+    layer = f.layer("compile_fusion")
     return Finding(
         rule="elementwise_chains",
         finding=f"Chains of {ELEMENTWISE_CHAIN_MIN_LEN}+ back-to-back memory-bound kernels "
@@ -170,12 +212,17 @@ def elementwise_chains(f: Facts) -> Finding | None:
                            f.source, "share"),
                   Evidence("chains", chains, 1, f.source),
                   Evidence("mean chain length", round(mean_len, 2), ELEMENTWISE_CHAIN_MIN_LEN, f.source)),
-        action="Fuse them: torch.compile (layer L5) turns a pointwise chain into one Triton kernel; "
-               "or use fused ops (fused RMSNorm, fused SwiGLU, fused RoPE).",
+        action=("Fuse them: torch.compile turns a pointwise chain into one Triton kernel"
+                + (f" (layer {layer})" if layer else
+                   f" (no workbench layer for the {f.workload} workload: compile its blocks by "
+                   "hand)" if f.workload and not f.has("compile_fusion") else "")
+                + "; or use fused ops (fused RMSNorm, fused SwiGLU, fused RoPE)."),
         expected_effect=f"Each chain reads and writes memory once instead of {mean_len:.0f} times: "
-                        f"up to {1 - 1 / max(mean_len, 1):.0%} of that time saved.",
-        confidence="medium", impact=share * (1 - 1 / max(mean_len, 1)), layer="L5",
-        kernels=tuple(n for n, _, _ in top))
+                        f"up to {saved:.0%} of that time saved.",
+        confidence="medium", impact=impact(f, us, share * saved), layer=layer,
+        kernels=tuple(n for n, _, _ in top), recoverable_us=us,
+        recoverable=recoverable_text(f, us, f"the chains' time x (1 - 1/{mean_len:.1f} kernels "
+                                     "per chain)", chain_ns * saved))
 
 
 def attention_not_flash(f: Facts) -> Finding | None:
@@ -196,6 +243,8 @@ def attention_not_flash(f: Facts) -> Finding | None:
     if share < MATH_ATTENTION_SHARE:
         return None
     top = _top_names(kt, math, total)
+    layer = f.layer("attention_kernel")
+    us = f.us(_ns(kt, math) * 0.6)
     return Finding(
         rule="attention_not_flash",
         finding=f"Attention runs on the unfused math path (bmm + softmax kernels, no flash / "
@@ -203,12 +252,18 @@ def attention_not_flash(f: Facts) -> Finding | None:
         evidence=(Evidence("math-path attention share of GPU time", share, MATH_ATTENTION_SHARE,
                            f.source, "share"),
                   Evidence("flash / cuDNN attention kernels", 0, 1, f.source, comparison="<")),
-        action="Use SDPA with the flash or cuDNN backend (layer L3): bf16/fp16 inputs, no "
-               "explicit mask where is_causal=True does, head_dim a multiple of 8.",
+        action="Use SDPA with the flash or cuDNN backend"
+               + (f" (layer {layer})" if layer else
+                  f" in the {f.workload} workload's attention (it has no attention layer)"
+                  if f.workload and not f.has("attention_kernel") else "")
+               + ": bf16/fp16 inputs, no explicit mask where is_causal=True does, head_dim a "
+               "multiple of 8.",
         expected_effect="Attention time down several-fold at long context and O(N) instead of "
                         "O(N^2) memory for the scores.",
-        confidence="medium", impact=share * 0.6, layer="L3",
-        kernels=tuple(n for n, _, _ in top))
+        confidence="medium", impact=impact(f, us, share * 0.6), layer=layer,
+        kernels=tuple(n for n, _, _ in top), recoverable_us=us,
+        recoverable=recoverable_text(f, us, "60% of the math path's time (one fused kernel "
+                                     "instead of bmm, scale, softmax, bmm)", _ns(kt, math) * 0.6))
 
 
 def moe_dispatch(f: Facts) -> Finding | None:
@@ -235,17 +290,21 @@ def moe_dispatch(f: Facts) -> Finding | None:
                 Evidence("MoE dispatch kernel launches", launches, None, f.source, comparison="")]
     evidence += [Evidence(f"share of GPU time: {_short(n)}", s, None, f.source, "share", "")
                  for n, _, s in top]
+    layer = f.layer("grouped_experts")
+    us = f.us(_ns(kt, mask))
     return Finding(
         rule="moe_dispatch",
         finding=f"MoE dispatch kernels take {share:.0%} of GPU time ({launches} launches): {names}.",
         evidence=tuple(evidence),
         action="Sort tokens by expert once (argsort of the routing, one permute in, one "
                "un-permute out) and run the experts as one grouped GEMM (torch._grouped_mm or "
-               "a fused MoE kernel) instead of a per-expert index/gather/index_add loop.",
+               "a fused MoE kernel) instead of a per-expert index/gather/index_add loop"
+               + (f" (layer {layer})." if layer else "."),
         expected_effect=f"Most of the {share:.0%} dispatch time and its per-expert launches go "
                         "away; the expert GEMMs become one launch per layer.",
-        confidence="high" if share >= 0.2 else "medium", impact=share,
-        kernels=tuple(n for n, _, _ in top))
+        confidence="high" if share >= 0.2 else "medium", impact=impact(f, us, share),
+        layer=layer, kernels=tuple(n for n, _, _ in top), recoverable_us=us,
+        recoverable=recoverable_text(f, us, "the dispatch kernels' time", _ns(kt, mask)))
 
 
 def _short(name: str, width: int = 60) -> str:
@@ -266,139 +325,5 @@ def _short(name: str, width: int = 60) -> str:
     return short if len(short) <= width else short[: width - 3] + "..."
 
 
-def _occupancy(regs: np.ndarray, smem: np.ndarray, threads: np.ndarray, cc: float | None
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """Theoretical occupancy (fraction of max warps) and its limiter per kernel."""
-    max_threads, max_regs, max_smem, max_blocks = _SM_LIMITS.get(cc or 9.0, _SM_LIMITS[9.0])
-    warps = np.ceil(threads / 32.0)
-    regs_per_warp = np.ceil(regs * 32 / 256.0) * 256
-    with np.errstate(divide="ignore", invalid="ignore"):
-        by_regs = np.where(regs > 0, np.floor(max_regs / (regs_per_warp * warps)), np.inf)
-        by_smem = np.where(smem > 0, np.floor(max_smem / (smem + 1024.0)), np.inf)
-        by_threads = np.floor(max_threads / threads)
-    limits = np.vstack([by_regs, by_smem, by_threads, np.full(len(regs), float(max_blocks))])
-    blocks = limits.min(axis=0)
-    occ = blocks * warps / (max_threads / 32.0)
-    limiter = np.array(["registers", "shared memory", "threads", "blocks"])[limits.argmin(axis=0)]
-    return occ, limiter
-
-
-def low_occupancy(f: Facts) -> Finding | None:
-    if not f.has_kernels:
-        return None
-    kt, total = f.kernels, f.total_ns
-    assert kt is not None and total
-    km = f.kernel_metrics
-    theo_col = "sm__maximum_warps_per_active_cycle_pct"
-    if km is not None and theo_col in km.columns and len(km) == len(kt):
-        occ = pd.to_numeric(km[theo_col], errors="coerce").to_numpy(dtype="float64") / 100.0
-        lim_cols = {"registers": "launch__occupancy_limit_registers",
-                    "shared memory": "launch__occupancy_limit_shared_mem",
-                    "threads": "launch__occupancy_limit_warps", "blocks": "launch__occupancy_limit_blocks"}
-        lims = np.vstack([pd.to_numeric(km.get(c, pd.Series([np.nan] * len(km))), errors="coerce")
-                          .to_numpy(dtype="float64") for c in lim_cols.values()])
-        limiter = np.array(list(lim_cols))[np.nan_to_num(lims, nan=np.inf).argmin(axis=0)]
-        how = "ncu theoretical occupancy"
-    else:
-        regs = kt["registers"].to_numpy(dtype="float64", na_value=np.nan)
-        smem = kt["shared_mem"].to_numpy(dtype="float64", na_value=np.nan)
-        threads = np.array([float(np.prod(b)) if isinstance(b, (tuple, list)) and len(b) else np.nan
-                            for b in kt["block"]], dtype="float64")
-        known = ~np.isnan(regs) & ~np.isnan(threads) & (threads > 0)
-        if not known.any():
-            return None
-        occ = np.full(len(kt), np.nan)
-        limiter = np.array([""] * len(kt), dtype=object)
-        o, lim = _occupancy(regs[known], np.nan_to_num(smem[known]), threads[known], f.cc)
-        occ[known], limiter[known] = o, lim
-        how = "occupancy computed from registers/thread, shared memory and block size"
-    # Tensor-core GEMM and attention kernels run at low occupancy by design (TMA, warp
-    # specialization); the rule is about the rest.
-    low = (~np.isnan(occ) & (occ <= LOW_OCCUPANCY) & np.isin(limiter, ["registers", "shared memory"])
-           & ~_cat_mask(kt, "gemm", "attention", "communication"))
-    share = _ns(kt, low) / total
-    if share < LOW_OCCUPANCY_SHARE:
-        return None
-    top = _top_names(kt, low, total)
-    worst = float(np.nanmin(occ[low]))
-    lim_counts = pd.Series(limiter[low]).value_counts()
-    main_limiter = str(lim_counts.index[0])
-    return Finding(
-        rule="low_occupancy",
-        finding=f"Kernels at <= {LOW_OCCUPANCY:.0%} theoretical occupancy, limited by "
-                f"{main_limiter}, take {share:.0%} of GPU time (lowest {worst:.0%}; {how}).",
-        evidence=(Evidence("low-occupancy kernel share of GPU time", share, LOW_OCCUPANCY_SHARE,
-                           f.source, "share"),
-                  Evidence("lowest theoretical occupancy", worst, LOW_OCCUPANCY, f.source, "share", "<="),
-                  Evidence("limiter", main_limiter, "registers or shared memory", f.source, comparison="in")),
-        action=("Cut registers per thread (smaller tiles, __launch_bounds__ / maxrregcount, "
-                "Triton num_warps / smaller BLOCK)" if main_limiter == "registers" else
-                "Use less shared memory per block (smaller tiles, fewer pipeline stages)")
-               + " so more blocks fit on an SM; or let torch.compile autotune the kernel (L5).",
-        expected_effect="More resident warps hide memory latency: memory-bound kernels get "
-                        "closer to the bandwidth roof.",
-        confidence="low", impact=share * 0.3, kernels=tuple(n for n, _, _ in top))
-
-
-def _merge(s: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Union of intervals as sorted, disjoint (starts, ends)."""
-    if not len(s):
-        return s, e
-    order = np.argsort(s, kind="stable")
-    s, e = s[order], np.maximum.accumulate(e[order])
-    new = np.ones(len(s), dtype=bool)
-    new[1:] = s[1:] > e[:-1]
-    first = np.flatnonzero(new)
-    last = np.append(first[1:] - 1, len(s) - 1)
-    return s[first], e[last]
-
-
-def nccl_not_overlapped(f: Facts) -> Finding | None:
-    if not f.has_kernels:
-        return None
-    kt, total = f.kernels, f.total_ns
-    assert kt is not None and total
-    comm = _cat_mask(kt, "communication")
-    if not comm.any() or kt["start_ns"].isna().any():
-        return None
-    start = kt["start_ns"].to_numpy(dtype="int64")
-    end = start + kt["dur_ns"].to_numpy(dtype="int64", na_value=0)
-    dev = kt["device"].to_numpy(dtype="int64", na_value=-1) * 100_000 + kt["rank"].to_numpy(
-        dtype="int64", na_value=-1)
-    comm_ns, exposed = 0, 0
-    for d in np.unique(dev[comm]):
-        on = dev == d
-        cs, ce = start[on & comm], end[on & comm]
-        ks, ke = start[on & ~comm], end[on & ~comm]
-        comm_ns += int((ce - cs).sum())
-        ms, me = _merge(ks, ke)
-        covered = 0
-        for s, e in zip(cs, ce, strict=True):
-            lo = np.searchsorted(me, s, side="right")  # first merged interval ending after s
-            hi = np.searchsorted(ms, e, side="left")  # past the last one starting before e
-            if hi > lo:
-                covered += int((np.minimum(me[lo:hi], e) - np.maximum(ms[lo:hi], s)).sum())
-        exposed += int((ce - cs).sum()) - covered
-    exposed_share = exposed / total
-    if exposed_share < NCCL_EXPOSED_SHARE:
-        return None
-    overlap = 1 - exposed / comm_ns if comm_ns else None
-    top = _top_names(kt, comm, total)
-    return Finding(
-        rule="nccl_not_overlapped",
-        finding=f"Collective communication is not hidden behind compute: {exposed_share:.0%} of "
-                f"GPU time is NCCL with no kernel running beside it ({f.ranks} rank(s); "
-                f"{overlap:.0%} of NCCL time overlapped).",
-        evidence=(Evidence("exposed NCCL share of GPU time", exposed_share, NCCL_EXPOSED_SHARE,
-                           f.source, "share"),
-                  Evidence("NCCL time overlapped with compute", overlap, 0.5, f.source, "share", "<"),
-                  Evidence("ranks", f.ranks, None, f.source, comparison="")),
-        action="Overlap communication with compute: bucketed async all-reduce (DDP buckets, "
-               "FSDP prefetch), async_op=True collectives on a side stream, or tensor-parallel "
-               "matmuls that overlap the all-gather / reduce-scatter.",
-        expected_effect=f"Up to {exposed_share:.0%} of step time hidden.",
-        confidence="medium", impact=exposed_share, kernels=tuple(n for n, _, _ in top))
-
-
 KERNEL_RULES = (moe_dispatch, fp32_gemm_off_tensor_cores, attention_not_flash, elementwise_chains,
-                fp8_eligible_gemms, low_occupancy, nccl_not_overlapped)
+                fp8_eligible_gemms)

@@ -1,13 +1,19 @@
-"""Advice rules over the timeline and the run record: idle GPU, copies and syncs in the step,
-distance from the bandwidth roof, throttling, parity, noisy measurements, router balance."""
+"""Advice rules over the timeline of the profiled steps: idle GPU waiting for launches,
+synchronizations and host copies inside the steps, and decode's distance from the memory roof.
+
+The steps are those found in the trace (analyzers.advice.steps): time between profiled steps
+(the harness's synchronize and timing, a cold first step) is not the step's. Without steps the
+rules fall back to the whole window and say so."""
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from typing import Any
 
 import numpy as np
 
+from analyzers.advice.effect import fmt_us, impact, layer_list, recoverable_text
 from analyzers.advice.facts import Facts
 from analyzers.advice.findings import Evidence, Finding
 
@@ -16,93 +22,156 @@ SHORT_KERNEL_SHARE = 0.50
 DECODE_ROOF_FRACTION = 0.50
 HOST_COPY_SHARE = 0.03
 SYNC_MIN_COUNT = 2
-THROTTLE_REASONS = ("sw_power_cap", "hw_slowdown", "sw_thermal", "hw_thermal", "hw_power_brake")
-NOISY_CV = 0.05
-MIN_REPEATS = 3
-GINI_MAX = 0.20  # the seed's router target
-LOAD_CV_MAX = 0.10  # std / mean of the expert load (the seed's "variance < 10% of mean")
 
 _HOST_COPY_RE = re.compile(r"HtoD|DtoH|Host.?to.?Device|Device.?to.?Host|Pageable|Pinned", re.I)
 _PAGEABLE_RE = re.compile(r"Pageable", re.I)
-# A lone cudaDeviceSynchronize is the measurement fence, not a sync in the step.
+# Without steps found in the trace, a lone cudaDeviceSynchronize is the measurement fence.
 _FENCE = "cudaDeviceSynchronize"
 
 
-def _num(value: Any) -> float | None:
+def num(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     value = float(value)
     return value if value == value else None
 
 
-def launch_bound(f: Facts) -> Finding | None:
-    t = f.temporal
+def _window_idle(f: Facts) -> dict[str, Any] | None:
+    """Idle figures of the median profiled step, else of the whole window (no steps found)."""
+    tl, t = f.timeline, f.temporal
+    if tl is not None:
+        i = tl.median_step
+        wall, idle, wait = tl.wall_ns[i], tl.idle_ns[i], tl.launch_wait_ns[i]
+        where = (f"the median of {tl.steps} profiled steps ({tl.method}"
+                 + (f"; step {tl.cold_steps[0] + 1} is cold, "
+                    f"{tl.wall_ns[tl.cold_steps[0]] / 1e6:.3g} ms" if tl.cold_steps else "") + ")")
+        return {"idle_share": idle / wall if wall else None,
+                "wait_share": wait / idle if idle and tl.host_spans is not None else None,
+                "busy_ns": tl.busy_ns[i], "wall_ns": wall, "where": where, "of": "the step",
+                "idle_ns": idle}
     if t is None or t.idle_share is None:
         return None
     gap_share = (t.launch_bound_gap_ns / t.gaps.total_ns
                  if t.launch_bound_gap_ns is not None and t.gaps.total_ns else None)
-    if t.host_bound is True:
-        how = "idle gaps end with work the CPU issued only after the GPU went idle"
-    elif (t.host_bound is None and t.idle_share >= LAUNCH_BOUND_IDLE_SHARE
-          and (t.short_kernel_share or 0) >= SHORT_KERNEL_SHARE):
-        how = "no runtime events; many short kernels with the GPU mostly idle"
+    busy = t.busy_ns / f.steps if f.steps else None
+    return {"idle_share": t.idle_share, "wait_share": gap_share, "busy_ns": busy,
+            "wall_ns": t.window_ns, "where": "the whole profiled window (no repeating steps "
+            "found in the trace, so gaps between steps count too)",
+            "of": "the profiled window", "idle_ns": t.idle_ns}
+
+
+def launch_bound(f: Facts) -> Finding | None:
+    w, t = _window_idle(f), f.temporal
+    if w is None or w["idle_share"] is None:
+        return None
+    idle_share, wait_share = w["idle_share"], w["wait_share"]
+    short = t.short_kernel_share if t is not None else None
+    if idle_share < LAUNCH_BOUND_IDLE_SHARE:
+        return None
+    if wait_share is not None and wait_share >= 0.5:
+        how, sure = "idle gaps end with work the CPU issued only after the GPU went idle", "high"
+    elif wait_share is None and (short or 0) >= SHORT_KERNEL_SHARE:
+        how, sure = "no runtime events; many short kernels with the GPU mostly idle", "medium"
     else:
         return None
-    mean_kernel_ns = (f.total_ns / t.kernel_count) if f.total_ns and t.kernel_count else None
-    evidence = [Evidence("GPU idle share of the window", t.idle_share, LAUNCH_BOUND_IDLE_SHARE,
-                         f.source, "share"),
-                Evidence(f"kernels shorter than {t.short_threshold_ns / 1000:.0f} us",
-                         t.short_kernel_share, SHORT_KERNEL_SHARE, f.source, "share",
-                         ">=" if (t.short_kernel_share or 0) >= SHORT_KERNEL_SHARE else "<"),
-                Evidence("kernel launches", t.kernel_count, None, f.source, comparison="")]
-    if gap_share is not None:
-        evidence.insert(1, Evidence("idle time waiting for the next launch", gap_share, 0.5,
-                                    f.source, "share"))
-    if mean_kernel_ns is not None:
-        evidence.append(Evidence("mean GPU activity duration", round(mean_kernel_ns / 1000, 2), None,
+    evidence = [Evidence(f"GPU idle share of {w['of']}", idle_share, LAUNCH_BOUND_IDLE_SHARE,
+                         f"{f.source}, {w['where']}", "share")]
+    if wait_share is not None:
+        evidence.append(Evidence("idle time waiting for the next launch", wait_share, 0.5,
+                                 f.source, "share"))
+    if short is not None and t is not None:
+        evidence.append(Evidence(f"kernels shorter than {t.short_threshold_ns / 1000:.0f} us",
+                                 short, SHORT_KERNEL_SHARE, f.source, "share",
+                                 ">=" if short >= SHORT_KERNEL_SHARE else "<"))
+    us = None
+    if w["busy_ns"] is not None and f.step_ns:
+        # the step could shrink to the GPU's busy time, less the part not waiting on launches
+        us = max(f.step_ns - w["busy_ns"], 0.0) * (wait_share if wait_share is not None else 0.7) / 1e3
+        evidence.append(Evidence("GPU busy per step", round(w["busy_ns"] / 1e3, 1), None,
                                  f.source, "us", ""))
-    decode = f.step == "decode"
-    impact = t.idle_share * (gap_share if gap_share is not None else 0.7)
+    layers = layer_list(f, [("cuda_graphs", "capture the step in a CUDA graph, one launch "
+                             "replays every kernel"),
+                            ("compile_fusion", "torch.compile fuses kernels, so fewer launches"),
+                            ("grouped_experts", "one grouped GEMM per MoE layer instead of a "
+                             "launch per expert")])
+    by_hand = ("capture the step in a CUDA graph (torch.cuda.CUDAGraph, or torch.compile(mode="
+               "'reduce-overhead')), so one launch replays every kernel, and cut launches by "
+               "fusing small kernels.")
+    if layers:
+        action = "; ".join(f"{what} (layer {name})" for name, what in layers) + "."
+    elif not f.workload:
+        action = by_hand[0].upper() + by_hand[1:]
+    else:
+        action = (f"No workbench layer left for this ({', '.join(f.layers) or 'this stack'}"
+                  f"{'; the ' + f.workload + ' workload has no CUDA-graph layer' if f.workload != 'dense' else ''}): "
+                  + by_hand)
     return Finding(
         rule="launch_bound",
-        finding=f"The GPU is idle {t.idle_share:.0%} of the time waiting for the CPU to launch "
+        finding=f"The GPU is idle {idle_share:.0%} of {w['of']} waiting for the CPU to launch "
                 f"work ({how}).",
-        evidence=tuple(evidence),
-        action="Capture the step in a CUDA graph (layer L4) or torch.compile(mode="
-               "'reduce-overhead') (layer L5), so one launch replays all kernels; fewer, larger "
-               "kernels (fusion) help too.",
-        expected_effect=f"Up to {impact:.0%} of the step's wall time recovered"
-                        + (" (decode steps gain most)" if decode else "") + ".",
-        confidence="high" if t.host_bound is True else "medium", impact=impact, layer="L4")
+        evidence=tuple(evidence), action=action,
+        expected_effect="One launch per step instead of one per kernel; decode steps gain most.",
+        confidence=sure, impact=impact(f, us, idle_share * (wait_share or 0.7)),
+        layer=layers[0][0] if layers else None, recoverable_us=us,
+        recoverable=recoverable_text(f, us, "the step less the GPU's busy time, times the share "
+                                     "of idle time spent waiting for a launch",
+                                     w["idle_ns"] * (wait_share if wait_share is not None else 0.7)))
 
 
-def decode_below_bandwidth_roof(f: Facts) -> Finding | None:
-    if f.step != "decode" or f.device_kind != "cuda" or f.ceilings is None or not f.ceilings.dram_bw:
+def _step_syncs(f: Facts) -> tuple[int, int, list[str], str] | None:
+    """(syncs in the steps, blocked ns, names, how they were told apart) or None."""
+    tl, t = f.timeline, f.temporal
+    if tl is not None and tl.host_spans is not None:
+        calls = tl.in_step_syncs()
+        names = Counter(c.name for c in calls)
+        fences = len(tl.syncs) - len(calls)
+        how = (f"inside the host spans of {tl.steps} profiled steps"
+               + (f"; {fences} between steps (the harness's synchronize) left out" if fences else ""))
+        return (len(calls), sum(c.dur_ns for c in calls),
+                [f"{n} x{c}" for n, c in names.most_common(4)], how)
+    if t is None or not t.syncs:
         return None
-    achieved = _num(f.metrics.get("achieved_gb_s"))
-    how = "bytes per step / step latency"
-    if achieved is None:
-        agg = f.roofline_aggregate
-        if agg is None or agg.achieved_bytes_per_s is None or (agg.bytes_time_coverage or 0) < 0.5:
-            return None
-        achieved, how = agg.achieved_bytes_per_s / 1e9, "roofline step placement"
-    roof = f.ceilings.dram_bw / 1e9
-    frac = achieved / roof
-    if frac >= DECODE_ROOF_FRACTION:
+    step_syncs = [s for s in t.syncs if s.name != _FENCE]
+    fences = sum(s.count for s in t.syncs if s.name == _FENCE)
+    count = sum(s.count for s in step_syncs) + max(fences - 1, 0)
+    return (count, sum(s.total_ns for s in step_syncs),
+            [f"{s.name} x{s.count}" for s in t.syncs[:4]],
+            "in the profiled window (no steps found; one cudaDeviceSynchronize taken as the fence)")
+
+
+def syncs_in_step(f: Facts) -> Finding | None:
+    found = _step_syncs(f)
+    if found is None:
         return None
+    count, blocked_ns, names, how = found
+    if count < SYNC_MIN_COUNT:
+        return None
+    us = f.us(blocked_ns)
+    per_step = count / f.steps if f.steps else None
+    evidence = [Evidence("blocking synchronizations in the steps", count, SYNC_MIN_COUNT,
+                         f"{f.source}, {how}")]
+    if per_step is not None:
+        evidence.append(Evidence("per step", round(per_step, 1), None, f.source, comparison=""))
+    evidence.append(Evidence("host time blocked in them per step",
+                             round(us, 1) if us is not None else None, None, f.source, "us", ""))
+    moe = f.layer("grouped_experts")
+    graphs = f.layer("cuda_graphs")
     return Finding(
-        rule="decode_below_bandwidth_roof",
-        finding=f"Decode reaches {achieved:,.0f} GB/s, {frac:.0%} of the {roof:,.0f} GB/s memory "
-                f"roof ({f.ceilings.source} ceiling; achieved from {how}).",
-        evidence=(Evidence("achieved bandwidth", round(achieved, 1), None, f.source, "GB/s", ""),
-                  Evidence("share of the DRAM roof", frac, DECODE_ROOF_FRACTION, f.source, "share", "<"),
-                  Evidence("DRAM roof", round(roof, 1), None,
-                           f"{f.ceilings.source} ceilings ({f.ceilings.device_name})", "GB/s", "")),
-        action="Decode reads every weight once per token: remove the gaps (CUDA graphs, L4), "
-               "fuse the small kernels (torch.compile, L5), use a static KV cache (L2), and "
-               "bandwidth-tuned M=1 GEMMs; FP8 weights (L5) halve the bytes.",
-        expected_effect=f"Up to {1 / max(frac, 1e-3):.1f}x decode throughput at the roof.",
-        confidence="medium", impact=min(1 - frac, 0.9) * 0.5, layer="L4")
+        rule="syncs_in_step",
+        finding=f"The host waits for the GPU {count} times inside the profiled steps "
+                f"({', '.join(names)}).",
+        evidence=tuple(evidence),
+        action="Remove .item(), .cpu(), .tolist(), torch.nonzero / boolean-mask indexing and "
+               "prints from the step; keep decisions on the device. "
+               "torch.cuda.set_sync_debug_mode('warn') points at each one."
+               + (f" The MoE per-expert loop syncs on every expert: layer {moe} dispatches "
+                  "without them." if moe else ""),
+        expected_effect="The CPU runs ahead and keeps the launch queue full"
+                        + (f"; a prerequisite for CUDA graphs ({graphs})." if graphs else "."),
+        confidence="high" if count >= 10 else "medium",
+        impact=impact(f, us, min(0.05 + count / 1000, 0.6)), layer=moe, recoverable_us=us,
+        recoverable=recoverable_text(f, us, "at least the host time blocked in them (each also "
+                                     "drains the launch queue)", blocked_ns))
 
 
 def host_device_copies(f: Facts) -> Finding | None:
@@ -122,6 +191,8 @@ def host_device_copies(f: Facts) -> Finding | None:
     share = host_ns / activity if activity else 0.0
     if share < HOST_COPY_SHARE:
         return None
+    us = f.us(host_ns)
+    layer = f.layer("memory_layout")
     return Finding(
         rule="host_device_copies",
         finding=f"Host-device copies inside the profiled steps take {share:.0%} of GPU activity "
@@ -130,173 +201,75 @@ def host_device_copies(f: Facts) -> Finding | None:
                            f.source, "share"),
                   Evidence("pageable copies", pageable, 0, f.source, comparison=">")),
         action="Keep inputs and the KV cache on the device; where a copy is needed, copy from "
-               "pinned memory with .to(device, non_blocking=True) (layer L2: pinned host "
-               "buffers) so it overlaps compute.",
+               "pinned memory with .to(device, non_blocking=True) so it overlaps compute"
+               + (f" (layer {layer}: pinned host buffers)." if layer else "."),
         expected_effect="Pageable copies stage through a bounce buffer and block the host; pinned "
                         "async copies run at full PCIe/NVLink rate and overlap kernels.",
-        confidence="high" if pageable else "medium", impact=share, layer="L2")
+        confidence="high" if pageable else "medium", impact=impact(f, us, share), layer=layer,
+        recoverable_us=us, recoverable=recoverable_text(f, us, "the copies' GPU time", host_ns))
 
 
-def syncs_in_step(f: Facts) -> Finding | None:
-    t = f.temporal
-    if t is None or not t.syncs:
+_DECODE_REMEDIES = [("cuda_graphs", "remove the launch gaps"),
+                    ("compile_fusion", "fuse the small kernels"),
+                    ("memory_layout", "a static KV cache and fused projections"),
+                    ("gemv", "a bandwidth-tuned M=1 GEMV"),
+                    ("fp8_weights", "FP8 weights halve the bytes")]
+
+
+def decode_below_bandwidth_roof(f: Facts) -> Finding | None:
+    if f.step != "decode" or f.device_kind != "cuda" or f.ceilings is None or not f.ceilings.dram_bw:
         return None
-    step_syncs = [s for s in t.syncs if s.name != _FENCE]
-    fences = sum(s.count for s in t.syncs if s.name == _FENCE)
-    count = sum(s.count for s in step_syncs) + max(fences - 1, 0)
-    if count < SYNC_MIN_COUNT:
+    achieved = num(f.metrics.get("achieved_gb_s")) if f.timed else None
+    how, kernels_only = "bytes per step / step latency", False
+    if achieved is None:
+        agg = f.roofline_aggregate
+        if agg is None or agg.achieved_bytes_per_s is None or (agg.bytes_time_coverage or 0) < 0.5:
+            return None  # under ncu/nsys the latency is no timing: no achieved bandwidth
+        achieved, how = agg.achieved_bytes_per_s / 1e9, "the kernels' bytes / their run time"
+        kernels_only = True  # the gaps between kernels do not count here
+    roof = f.ceilings.dram_bw / 1e9
+    frac = achieved / roof
+    if frac >= DECODE_ROOF_FRACTION:
         return None
-    sync_ns = sum(s.total_ns for s in step_syncs)
-    share = sync_ns / t.window_ns if t.window_ns else None
-    names = ", ".join(f"{s.name} x{s.count}" for s in t.syncs[:4])
+    bytes_per_step = num(f.metrics.get("bytes_per_step"))
+    us, total_ns, basis = None, None, "the step less its time at the memory roof (bytes / roof)"
+    if kernels_only:
+        total_ns = (f.total_ns or 0) * (1 - frac)
+        us, basis = f.us(total_ns), "the kernels' time less their bytes at the memory roof"
+    elif bytes_per_step and f.step_ns:
+        at_roof_ns = bytes_per_step / f.ceilings.dram_bw * 1e9
+        us = max(f.step_ns - at_roof_ns, 0.0) / 1e3
+        basis = f"the step less its {fmt_us(at_roof_ns / 1e3)} at the memory roof (bytes / roof)"
+    remedies = [(r, w) for r, w in _DECODE_REMEDIES
+                if not (r == "gemv" and f.has("fp8_weights"))  # the FP8 layer has its GEMV
+                and not (r == "cuda_graphs" and kernels_only)]  # launch gaps are not counted
+    layers = layer_list(f, remedies)
+    if layers:
+        action = ("Decode reads every weight once per token: "
+                  + "; ".join(f"{what} (layer {name})" for name, what in layers) + ".")
+    else:
+        w = _window_idle(f)
+        idle = w["idle_share"] if w is not None else None
+        action = ("Every workbench layer for this is on (" + ", ".join(f.layers) + "); "
+                  + (f"the GPU waits for launches {idle:.0%} of the step: see the launch-bound "
+                     "finding." if idle is not None and idle >= LAUNCH_BOUND_IDLE_SHARE else
+                     "the rest is in the kernels themselves: see the kernels far below their "
+                     "roof and the speed-of-light budget."))
     return Finding(
-        rule="syncs_in_step",
-        finding=f"The host waits for the GPU {count} times inside the profiled steps ({names}).",
-        evidence=(Evidence("blocking synchronizations", count, SYNC_MIN_COUNT, f.source),
-                  Evidence("host time blocked in them, share of the window", share, None, f.source,
-                           "share", "")),
-        action="Remove .item(), .cpu(), .tolist(), torch.nonzero / boolean-mask indexing and "
-               "prints from the step; keep decisions on the device. "
-               "torch.cuda.set_sync_debug_mode('warn') points at each one.",
-        expected_effect="The CPU runs ahead and keeps the launch queue full; a prerequisite for "
-                        "CUDA graphs (L4).",
-        confidence="high" if count >= 10 else "medium",
-        impact=min(0.05 + (share or 0), 0.6), layer="L4")
+        rule="decode_below_bandwidth_roof",
+        finding=(f"Decode's kernels move {achieved:,.0f} GB/s while they run" if kernels_only
+                 else f"Decode reaches {achieved:,.0f} GB/s")
+                + f", {frac:.0%} of the {roof:,.0f} GB/s memory roof ({f.ceilings.source} "
+                f"ceiling; achieved from {how}).",
+        evidence=(Evidence("achieved bandwidth", round(achieved, 1), None, f.source, "GB/s", ""),
+                  Evidence("share of the DRAM roof", frac, DECODE_ROOF_FRACTION, f.source, "share", "<"),
+                  Evidence("DRAM roof", round(roof, 1), None,
+                           f"{f.ceilings.source} ceilings ({f.ceilings.device_name})", "GB/s", "")),
+        action=action,
+        expected_effect=f"Up to {1 / max(frac, 1e-3):.1f}x decode throughput at the roof.",
+        confidence="medium", impact=impact(f, us, min(1 - frac, 0.9) * 0.5),
+        layer=layers[0][0] if layers else None, recoverable_us=us,
+        recoverable=recoverable_text(f, us, basis, total_ns))
 
 
-def throttling(f: Facts) -> Finding | None:
-    tel = f.telemetry
-    if not tel or not tel.get("available"):
-        return None
-    reasons = [r for r in tel.get("throttle_reasons") or [] if r in THROTTLE_REASONS]
-    if not reasons:
-        return None
-    sm_min, sm_max = _num(tel.get("sm_mhz_min")), _num(tel.get("sm_mhz_max"))
-    evidence = [Evidence("throttle reasons seen (NVML)", ", ".join(reasons), "none", f.source, "", "not")]
-    if sm_min is not None and sm_max is not None:
-        evidence.append(Evidence("SM clock range", f"{sm_min:.0f}-{sm_max:.0f} MHz", None, f.source,
-                                 comparison=""))
-    for key, label, unit in (("power_w_max", "max power", "W"), ("power_limit_w", "power limit", "W"),
-                             ("temp_c_max", "max temperature", "C")):
-        if _num(tel.get(key)) is not None:
-            evidence.append(Evidence(label, _num(tel.get(key)), None, f.source, unit, ""))
-    kind = "thermal" if any("thermal" in r for r in reasons) else "power"
-    return Finding(
-        rule="throttling",
-        finding=f"The GPU was {kind}-throttled during the run ({', '.join(reasons)}): clocks and "
-                "timings are not at their steady state.",
-        evidence=tuple(evidence),
-        action="Re-measure with the GPU cool and idle beforehand, check the power limit "
-               "(nvidia-smi -q -d POWER) and cooling; compare runs only under the same clocks.",
-        expected_effect="Stable, comparable timings; throttled runs understate the hardware.",
-        confidence="high", impact=0.3)
-
-
-def parity_failure(f: Facts) -> Finding | None:
-    if f.parity.get("ok") is not False:
-        return None
-    tol = f.parity.get("tolerance")
-    tol = tol if isinstance(tol, dict) else {"max_rel_err": tol}
-    evidence = (Evidence("max relative error vs L0", _num(f.parity.get("max_rel_err")),
-                         _num(tol.get("max_rel_err")), f.source, comparison=">"),
-                Evidence("top-1 token agreement vs L0", _num(f.parity.get("top1_agreement")),
-                         _num(tol.get("min_top1_agreement")), f.source, "share", "<"))
-    return Finding(
-        rule="parity_failure",
-        finding="The output differs from the L0 reference beyond the precision's tolerance: this "
-                "run's timings are not a valid speedup.",
-        evidence=evidence,
-        action=f"Run each layer of {'+'.join(f.layers) or 'the stack'} alone against L0 to find "
-               "the one that breaks parity; check its precision (TF32/FP8 need their own "
-               "tolerance) and its correctness (masks, KV-cache positions).",
-        expected_effect="A layer stack whose speedup counts.",
-        confidence="high", impact=1.0)
-
-
-def noisy_measurement(f: Facts) -> Finding | None:
-    lat = f.metrics.get("latency_ms") or {}
-    mean, stdev, n = _num(lat.get("mean")), _num(lat.get("stdev")), _num(lat.get("n"))
-    cv = stdev / mean if stdev is not None and mean else None
-    few = n is not None and n < MIN_REPEATS
-    if not few and (cv is None or cv < NOISY_CV):
-        return None
-    p10, p90, med = _num(lat.get("p10")), _num(lat.get("p90")), _num(lat.get("median"))
-    evidence = [Evidence("latency CV (stdev / mean)", cv, NOISY_CV, f.source, "share",
-                         ">=" if cv is not None and cv >= NOISY_CV else "<"),
-                Evidence("measured repeats", int(n) if n is not None else None, MIN_REPEATS,
-                         f.source, comparison="<" if few else ">=")]
-    if p10 is not None and p90 is not None and med:
-        evidence.append(Evidence("p90-p10 spread / median", (p90 - p10) / med, None, f.source, "share", ""))
-    return Finding(
-        rule="noisy_measurement",
-        finding=("Run-to-run spread is high" if cv is not None and cv >= NOISY_CV else
-                 "Too few repeats to trust the spread")
-                + (f": CV {cv:.1%} over {int(n) if n else '?'} repeats" if cv is not None else "")
-                + "; differences smaller than that are noise.",
-        evidence=tuple(evidence),
-        action="Use more repeats and warm-up steps (--repeat 20 --warmup 5), keep other work off "
-               "the GPU/CPU, fix clocks where allowed; compare runs with the noise-aware diff.",
-        expected_effect="Confidence intervals narrow enough to see a real speedup.",
-        confidence="high" if cv is not None and cv >= 2 * NOISY_CV else "medium", impact=0.15)
-
-
-def gini(values: list[float]) -> float | None:
-    """Gini coefficient of non-negative loads (0 = equal, 1 = one expert takes all)."""
-    x = np.sort(np.asarray([v for v in values if v is not None], dtype="float64"))
-    if len(x) == 0 or x.sum() <= 0:
-        return None
-    n = len(x)
-    return float((2 * np.arange(1, n + 1) - n - 1).dot(x) / (n * x.sum()))
-
-
-def _first_num(d: dict[str, Any], *keys: str) -> float | None:
-    for key in keys:
-        value = _num(d.get(key))
-        if value is not None:
-            return value
-    return None
-
-
-def expert_imbalance(f: Facts) -> Finding | None:
-    """Router health from ``extra.router`` (workloads.router_health: gini / gini_max, load_cv /
-    load_cv_max over MoE layers; worst layer preferred) or a raw ``tokens_per_expert`` list."""
-    r = f.router
-    if not r or r.get("available") is False:
-        return None
-    tokens = r.get("tokens_per_expert") if isinstance(r.get("tokens_per_expert"), list) else None
-    g = _first_num(r, "gini_max", "gini")
-    cv = _first_num(r, "load_cv_max", "load_cv")
-    if tokens:
-        arr = np.asarray([float(v) for v in tokens], dtype="float64")
-        g = g if g is not None else gini(list(arr))
-        cv = cv if cv is not None else (float(arr.std() / arr.mean()) if arr.mean() > 0 else None)
-    over_gini = g is not None and g >= GINI_MAX
-    over_cv = cv is not None and cv >= LOAD_CV_MAX
-    if not over_gini and not over_cv:
-        return None
-    evidence = [Evidence("Gini coefficient of expert load (worst layer)", g, GINI_MAX, f.source,
-                         comparison=">=" if over_gini else "<"),
-                Evidence("load CV (std / mean tokens per expert)", cv, LOAD_CV_MAX, f.source,
-                         comparison=">=" if over_cv else "<")]
-    lo = _first_num(r, "tokens_per_expert_min")
-    hi = _first_num(r, "tokens_per_expert_max")
-    if tokens:
-        lo, hi = float(min(tokens)), float(max(tokens))
-    if lo is not None and hi is not None:
-        evidence.append(Evidence("tokens per expert (min / max)", f"{lo:.0f} / {hi:.0f}", None,
-                                 f.source, comparison=""))
-    parts = ([f"Gini {g:.2f}"] if g is not None else []) + ([f"load CV {cv:.0%}"] if cv is not None else [])
-    return Finding(
-        rule="expert_imbalance",
-        finding=f"Expert load is imbalanced ({', '.join(parts)}; targets Gini < {GINI_MAX}, "
-                f"CV < {LOAD_CV_MAX:.0%}): the busiest experts set the MoE layer's time.",
-        evidence=tuple(evidence),
-        action="Balance the router: auxiliary load-balancing loss or bias-based (aux-loss-free) "
-               "balancing, capacity factor / token dropping, or expert replication for hot "
-               "experts under expert parallelism.",
-        expected_effect="The MoE layer time approaches the mean expert load instead of the max.",
-        confidence="medium", impact=min(max(g or 0, (cv or 0) / 2) * 0.5, 0.4))
-
-
-RUN_RULES = (parity_failure, launch_bound, syncs_in_step, host_device_copies,
-             decode_below_bandwidth_roof, throttling, noisy_measurement, expert_imbalance)
+RUN_RULES = (launch_bound, syncs_in_step, host_device_copies, decode_below_bandwidth_roof)

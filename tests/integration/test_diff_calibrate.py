@@ -17,8 +17,8 @@ def cli(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedPro
                           cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
-def _run(home: Path, *extra: str) -> str:
-    proc = cli(home, "run", "--workload", "dense", "--preset", "tiny", "--profiler", "timer",
+def _run(home: Path, *extra: str, workload: str = "dense") -> str:
+    proc = cli(home, "run", "--workload", workload, "--preset", "tiny", "--profiler", "timer",
                "--repeat", "8", "--quiet", "--no-telemetry", *extra)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     return proc.stdout.split()[1].rstrip(":")  # "session <id>: ok"
@@ -41,13 +41,36 @@ def test_run_against_itself_is_within_noise(two_runs: tuple[Path, str, str]) -> 
     assert "verdict: within noise — speedup 1.000x" in proc.stdout
 
 
+def test_other_shape_is_not_comparable_unless_forced(two_runs: tuple[Path, str, str]) -> None:
+    home, fast, slow = two_runs
+    proc = cli(home, "diff", fast, slow, "--fail-on-regression", "10")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert ("verdict: not comparable: heads 4 vs 8; hidden 128 vs 768; kv_heads 2 vs 4; "
+            "layers 2 vs 6; mlp 384 vs 3072 (--force compares anyway)") in proc.stdout
+    assert "gate: not comparable" in proc.stderr
+
+
+def test_moe_against_dense_is_not_comparable(two_runs: tuple[Path, str, str]) -> None:
+    home, fast, _ = two_runs
+    moe = _run(home, workload="moe")
+    proc = cli(home, "diff", moe, fast, "--fail-on-regression", "5")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "not comparable: workload moe vs dense" in proc.stdout
+    assert "speedup" not in proc.stdout.splitlines()[2]  # no ratio of apples to oranges
+    plain = cli(home, "diff", moe, fast)  # without a gate: printed, exit 0
+    assert plain.returncode == 0 and "not comparable: workload moe vs dense" in plain.stdout
+
+
 def test_slower_run_regresses_and_fails_the_gate(two_runs: tuple[Path, str, str],
                                                  tmp_path: Path) -> None:
+    """A bigger model on the same preset is another shape: compared with --force, which keeps
+    the differences listed."""
     home, fast, slow = two_runs
     out = tmp_path / "d.json"
-    proc = cli(home, "diff", fast, slow, "--fail-on-regression", "10", "--json", str(out),
-               "--export", str(tmp_path / "d.md"))
+    proc = cli(home, "diff", fast, slow, "--force", "--fail-on-regression", "10", "--json",
+               str(out), "--export", str(tmp_path / "d.md"))
     assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "compared anyway (--force)" in proc.stdout
     assert "verdict: regressed" in proc.stdout and "regression beyond 10%" in proc.stderr
     data = json.loads(out.read_text())["diff"]
     assert data["verdict"] == "regressed"
@@ -56,10 +79,10 @@ def test_slower_run_regresses_and_fails_the_gate(two_runs: tuple[Path, str, str]
     assert data["speedup"] == pytest.approx(ratio)
     assert "verdict: regressed" in (tmp_path / "d.md").read_text()
     # The same slowdown under a looser gate passes.
-    loose = cli(home, "diff", fast, slow, "--fail-on-regression", "1000000")
+    loose = cli(home, "diff", fast, slow, "--force", "--fail-on-regression", "1000000")
     assert loose.returncode == 0, loose.stderr
     # And the other way round it is an improvement, with the inverse ratio.
-    back = cli(home, "diff", slow, fast, "--fail-on-regression", "10")
+    back = cli(home, "diff", slow, fast, "--force", "--fail-on-regression", "10")
     assert back.returncode == 0, back.stderr
     assert "verdict: improved" in back.stdout
     assert f"speedup {1.0 / data['speedup']:.3f}x" in back.stdout

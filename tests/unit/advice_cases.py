@@ -43,6 +43,17 @@ def table_analysis(rows: list[dict[str, Any]], runtime: list[dict[str, Any]] | N
     return analyze_tables("kineto", kt, runtime=rt, ceilings=spec_ceilings(device), device_name=device)
 
 
+def session_analysis(home: Path, run_id: str) -> tuple[RunAnalysis, dict[str, Any]]:
+    """A stored session's analysis (through the real loader, as the CLI and app get it) and its
+    record as a dict."""
+    from sessions.analysis import load_run_analysis
+    from sessions.store import SessionStore
+
+    store = SessionStore(home)
+    rec = store.get(run_id)
+    return load_run_analysis(store, rec), rec.to_dict()
+
+
 def record(**parts: Any) -> dict[str, Any]:
     base: dict[str, Any] = {"id": "20260101-000000-abcdef", "spec": {"workload": "dense",
                             "preset": "small", "layers": ["L0"]},

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analyzers.diff import bootstrap_speedup_ci, diff_runs, regression_exceeds
+from analyzers.diff import (
+    EXIT_NOT_COMPARABLE,
+    EXIT_UNDECIDED,
+    bootstrap_speedup_ci,
+    diff_runs,
+    gate,
+    regression_exceeds,
+)
 from analyzers.summary import run_summary
 from profilers.parsers.kernel_table import make_kernel_table
 from sessions.store import RunRecord
@@ -84,24 +91,38 @@ def test_noise_floor_from_cv():
     assert diff.verdict == "within noise"
 
 
-def test_no_samples_gives_no_ci():
+def test_no_repeats_gives_no_ci_no_noise_floor_and_no_verdict():
     a = {"metrics": {"latency_ms": {"median": 10.0}}}
     b = {"metrics": {"latency_ms": {"median": 5.0}}}
     diff = diff_runs(a, b)
-    assert diff.speedup == 2.0 and diff.ci_low is None and diff.verdict == "improved"
-    assert any("confidence interval" in w for w in diff.warnings)
+    assert diff.speedup == 2.0 and diff.ci_low is None and diff.noise_floor_pct is None
+    # one figure per side: a 2x change cannot be told from noise, and the gate must not pass
+    assert diff.verdict == "inconclusive" and "no repeats" in diff.verdict_reason
+    decision = gate(diff, 5.0)
+    assert decision.exit_code == EXIT_UNDECIDED and "cannot decide" in decision.message
     assert bootstrap_speedup_ci([1.0], [1.0]) is None
 
 
 def test_comparability_warnings():
     a = _record(_samples(10.0), "a")
-    b = _record(_samples(10.0), "b", device_name="NVIDIA H200", driver="590.1")
+    b = _record(_samples(10.0), "b", driver="590.1")
     a["telemetry"] = {"sm_mhz_max": 1980.0, "power_limit_w": 700.0}
     b["telemetry"] = {"sm_mhz_max": 1500.0, "power_limit_w": 500.0, "throttle_seen": True,
                       "throttle_reasons": ["sw_power_cap"]}
-    text = " | ".join(diff_runs(a, b).warnings)
-    for word in ("device differs", "driver differs", "SM clock", "power limit", "throttled"):
+    diff = diff_runs(a, b)
+    text = " | ".join(diff.warnings)
+    for word in ("driver differs", "SM clock", "power limit", "throttled"):
         assert word in text
+    assert diff.verdict == "within noise"  # warnings, not a reason to refuse
+
+
+def test_another_device_is_not_comparable():
+    a = _record(_samples(10.0), "a")
+    b = _record(_samples(10.0), "b", device_name="NVIDIA H200")
+    diff = diff_runs(a, b)
+    assert diff.verdict == "not comparable" and diff.speedup is None
+    assert "device NVIDIA H100 80GB HBM3 vs NVIDIA H200" in diff.verdict_reason
+    assert gate(diff, 5.0).exit_code == EXIT_NOT_COMPARABLE
 
 
 def test_kernel_and_category_deltas_per_step():
@@ -121,3 +142,17 @@ def test_kernel_and_category_deltas_per_step():
     assert diff.disappeared == ["triton_poi_fused_0"]
     cats = diff.categories.set_index("category")
     assert cats.loc["gemm", "delta_ns"] == -20
+
+
+def test_gate_cannot_pass_inside_noise_wider_than_its_threshold():
+    """Within noise is no pass when the noise is wider than the gate: a 10% gate over runs
+    with a 50% CV cannot show that B is not 10% slower."""
+    base = _record(_samples(10.0, n=8, cv=0.01, seed=7), "a")
+    noisy = _record([5.0, 15.0, 6.0, 14.0, 10.0, 9.5, 10.5, 10.0], "b")  # CV ~34%
+    diff = diff_runs(base, noisy)
+    assert diff.verdict == "within noise"
+    decision = gate(diff, 10.0)
+    assert decision.exit_code == EXIT_UNDECIDED and "beyond the 10% threshold" in decision.message
+    steady = _record(_samples(10.1, n=20, cv=0.01, seed=9), "c")  # ~1% slower, tight CI
+    assert gate(diff_runs(base, steady), 10.0).exit_code == 0
+    assert gate(diff_runs(base, base), 0.0).exit_code == 0  # the same run on both sides

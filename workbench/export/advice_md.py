@@ -32,17 +32,21 @@ def finding_lines(i: int, f: Any, markdown: bool = True) -> list[str]:
     pad = "   "
     for e in _get(f, "evidence") or ():
         out.append(f"{pad}- evidence: {safe(_evidence_text(e))}")
-    out.append(f"{pad}- action: {safe(_get(f, 'action'))}"
-               + (f" (layer {safe(layer)})" if layer else ""))
+    action = str(_get(f, "action"))
+    named = layer and f"layer {layer}" in action  # the action names its layer in place
+    out.append(f"{pad}- action: {safe(action)}"
+               + (f" (layer {safe(layer)})" if layer and not named else ""))
     out.append(f"{pad}- expected effect: {safe(_get(f, 'expected_effect'))}")
+    if _get(f, "recoverable"):
+        out.append(f"{pad}- recoverable: {safe(_get(f, 'recoverable'))}")
     return out
 
 
 def advice_section(findings: list[Any], llm_advice: dict[str, Any] | None = None) -> list[str]:
     out = ["## Advice", ""]
     if findings:
-        out.append("Rule-based, ranked by the share of the step each fix addresses; each line "
-                   "cites the measurement behind it.")
+        out.append("Rule-based, ranked by the share of the step each fix can recover; each line "
+                   "cites the measurement behind it, and says the time per step it can win back.")
         out.append("")
         for i, f in enumerate(findings, 1):
             out += finding_lines(i, f)

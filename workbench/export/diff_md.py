@@ -11,16 +11,40 @@ from workbench.export.fmt import fmt_num
 
 
 def headline(diff: Any) -> str:
-    """One line: the verdict with the ratio and its 95% CI."""
+    """One line: the verdict, the compared figure's ratio, its 95% CI and noise floor."""
+    reason = getattr(diff, "verdict_reason", None)
+    if diff.verdict == "not comparable":
+        return f"verdict: not comparable: {reason} (--force compares anyway)"
     if diff.speedup is None:
-        return "verdict: n/a (median latency missing in one run)"
+        return f"verdict: {diff.verdict} — {reason or 'no figure both runs have'}"
+    figure = getattr(diff, "figure", "latency median")
     slower = (1.0 / diff.speedup - 1.0) * 100.0
     direction = (f"candidate {abs(diff.change_pct):.1f}% faster" if diff.speedup >= 1.0
                  else f"candidate {slower:.1f}% slower")
     ci = (f", 95% CI {diff.ci_low:.3f}x..{diff.ci_high:.3f}x" if diff.ci_low is not None
           else ", no CI")
-    return (f"verdict: {diff.verdict} — speedup {diff.speedup:.3f}x ({direction}{ci}; "
-            f"noise floor {diff.noise_floor_pct:.1f}%)")
+    floor = (f"noise floor {diff.noise_floor_pct:.1f}%" if diff.noise_floor_pct is not None
+             else "no noise floor: no repeats")
+    text = (f"verdict: {diff.verdict} — speedup {diff.speedup:.3f}x by {figure} "
+            f"({direction}{ci}; {floor})")
+    if reason and diff.verdict in ("inconclusive", "identical"):
+        text += f"; {reason}"
+    return text
+
+
+def comparability_lines(diff: Any) -> list[str]:
+    """The "Comparability" section: what was checked, what differs, what may differ."""
+    comp = getattr(diff, "comparability", None)
+    if comp is None:
+        return []
+    out = ["## Comparability", "", f"- {md_text(comp.summary())}"]
+    if comp.score is not None:
+        out.append(f"- kernel score {comp.score:.2f}: launch ratio x share of kernel names in "
+                   "common (nsys-ai's comparability score); below 0.50 no verdict is given")
+    out += [f"- {md_text(r)}" for r in comp.reasons]
+    if comp.allowed:
+        out.append("- differs, as a diff may: " + "; ".join(comp.allowed))
+    return out
 
 
 def _ms(ns: Any) -> str:
@@ -41,14 +65,24 @@ def render_diff_markdown(diff: Any, label_a: str, label_b: str, top: int = 15,
                          notes: list[str] | None = None) -> str:
     a, b = diff.baseline, diff.candidate
     lines = [f"# Diff: {md_text(label_a)} → {md_text(label_b)}", "", headline(diff), ""]
-    lines += _table(["", "baseline", "candidate"], [
-        ["run", str(a.run_id or label_a), str(b.run_id or label_b)],
-        ["device", str(a.device_name or "n/a"), str(b.device_name or "n/a")],
-        ["latency median", fmt_num(a.latency_median_ms, 4, "ms"), fmt_num(b.latency_median_ms, 4, "ms")],
-        ["latency CV", fmt_num(a.latency_cv_pct, 3, "%"), fmt_num(b.latency_cv_pct, 3, "%")],
-        ["repeats", str(a.n if a.n is not None else "n/a"), str(b.n if b.n is not None else "n/a")],
-        ["tokens/s", fmt_num(a.tokens_per_s, 4), fmt_num(b.tokens_per_s, 4)],
-    ])
+    rows = [["run", str(a.run_id or label_a), str(b.run_id or label_b)],
+            ["device", str(a.device_name or "n/a"), str(b.device_name or "n/a")]]
+    figure = getattr(diff, "figure", "latency median")
+    if figure not in ("latency median", "none"):  # label the figure as what it is
+        rows.append([f"{figure} (compared)", fmt_num(diff.baseline_ms, 4, "ms"),
+                     fmt_num(diff.candidate_ms, 4, "ms")])
+    if a.latency_median_ms is not None or b.latency_median_ms is not None:
+        rows += [
+            ["latency median", fmt_num(a.latency_median_ms, 4, "ms"),
+             fmt_num(b.latency_median_ms, 4, "ms")],
+            ["latency CV", fmt_num(a.latency_cv_pct, 3, "%"), fmt_num(b.latency_cv_pct, 3, "%")],
+            ["repeats", str(a.n if a.n is not None else "n/a"),
+             str(b.n if b.n is not None else "n/a")],
+            ["tokens/s", fmt_num(a.tokens_per_s, 4), fmt_num(b.tokens_per_s, 4)]]
+    lines += _table(["", "baseline", "candidate"], rows)
+    comparability = comparability_lines(diff)
+    if comparability:
+        lines += ["", *comparability]
     if diff.warnings:
         lines += ["", "## Warnings", ""] + [f"- {md_text(w)}" for w in diff.warnings]
     unit = "per step" if diff.per_step else "whole artifact"

@@ -24,6 +24,7 @@ from workbench.export.fmt import (
     md_table,
     shorten,
 )
+from workbench.export.ops_md import cpu_ops_by_gpu_time_section
 from workbench.export.roofline_md import budget_section, roofline_section
 
 
@@ -234,12 +235,7 @@ def _analysis_sections(a: RunAnalysis, figures: dict[str, str] | None = None) ->
                     [shorten(str(r.name)), r.category, r.count, fmt_ns(r.total_ns),
                      fmt_ns(r.mean_ns), fmt_ns(r.p99_ns), fmt_pct(r.share)]
                     for r in a.top_kernels.itertuples()])]
-    if a.ops is not None and len(a.ops):
-        ops = a.ops.head(10)
-        out += ["", "## Top CPU ops by GPU time", "",
-                md_table(["op", "kernels", "GPU time", "share"], [
-                    [shorten(str(r.op_name)) if isinstance(r.op_name, str) else "(no parent op)",
-                     r.count, fmt_ns(r.total_ns), fmt_pct(r.share)] for r in ops.itertuples()])]
+    out += cpu_ops_by_gpu_time_section(a)
     if a.temporal is not None:
         out += ["", *_temporal_section(a.temporal)]
     if a.roofline is not None and len(a.roofline):

@@ -272,10 +272,14 @@ def advice_renderable(advice: list[Any]) -> RenderableType:
             parts.append(Text("   evidence: " + text))
         action, layer = _field(item, "action"), _field(item, "layer")
         if action:
-            parts.append(Text("   do: " + str(action) + (f" (layer {layer})" if layer else "")))
+            named = layer and f"layer {layer}" in str(action)  # named in place already
+            parts.append(Text("   do: " + str(action)
+                              + (f" (layer {layer})" if layer and not named else "")))
         effect = _field(item, "expected_effect") or _field(item, "detail")
         if effect:
             parts.append(Text("   expect: " + str(effect)))
+        if _field(item, "recoverable"):
+            parts.append(Text("   recover: " + str(_field(item, "recoverable"))))
     return Group(*parts)
 
 

@@ -1,0 +1,166 @@
+"""Advice rules on how well kernels use the machine: theoretical occupancy (registers and
+shared memory per block) and collective communication left exposed beside compute."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analyzers.advice.effect import impact, recoverable_text
+from analyzers.advice.facts import Facts
+from analyzers.advice.findings import Evidence, Finding
+from analyzers.advice.rules_kernels import _cat_mask, _ns, _top_names
+
+LOW_OCCUPANCY = 0.25
+LOW_OCCUPANCY_SHARE = 0.05
+NCCL_EXPOSED_SHARE = 0.05
+
+# Per-SM limits by compute capability major.minor: threads, registers, shared memory, blocks.
+_SM_LIMITS = {9.0: (2048, 65536, 233472, 32), 8.0: (2048, 65536, 167936, 32),
+              8.6: (1536, 65536, 102400, 16), 8.9: (1536, 65536, 102400, 24),
+              10.0: (2048, 65536, 233472, 32), 7.0: (2048, 65536, 98304, 32),
+              7.5: (1024, 65536, 65536, 16)}
+
+
+def _occupancy(regs: np.ndarray, smem: np.ndarray, threads: np.ndarray, cc: float | None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Theoretical occupancy (fraction of max warps) and its limiter per kernel."""
+    max_threads, max_regs, max_smem, max_blocks = _SM_LIMITS.get(cc or 9.0, _SM_LIMITS[9.0])
+    warps = np.ceil(threads / 32.0)
+    regs_per_warp = np.ceil(regs * 32 / 256.0) * 256
+    with np.errstate(divide="ignore", invalid="ignore"):
+        by_regs = np.where(regs > 0, np.floor(max_regs / (regs_per_warp * warps)), np.inf)
+        by_smem = np.where(smem > 0, np.floor(max_smem / (smem + 1024.0)), np.inf)
+        by_threads = np.floor(max_threads / threads)
+    limits = np.vstack([by_regs, by_smem, by_threads, np.full(len(regs), float(max_blocks))])
+    blocks = limits.min(axis=0)
+    occ = blocks * warps / (max_threads / 32.0)
+    limiter = np.array(["registers", "shared memory", "threads", "blocks"])[limits.argmin(axis=0)]
+    return occ, limiter
+
+
+def low_occupancy(f: Facts) -> Finding | None:
+    if not f.has_kernels:
+        return None
+    kt, total = f.kernels, f.total_ns
+    assert kt is not None and total
+    km = f.kernel_metrics
+    theo_col = "sm__maximum_warps_per_active_cycle_pct"
+    if km is not None and theo_col in km.columns and len(km) == len(kt):
+        occ = pd.to_numeric(km[theo_col], errors="coerce").to_numpy(dtype="float64") / 100.0
+        lim_cols = {"registers": "launch__occupancy_limit_registers",
+                    "shared memory": "launch__occupancy_limit_shared_mem",
+                    "threads": "launch__occupancy_limit_warps", "blocks": "launch__occupancy_limit_blocks"}
+        lims = np.vstack([pd.to_numeric(km.get(c, pd.Series([np.nan] * len(km))), errors="coerce")
+                          .to_numpy(dtype="float64") for c in lim_cols.values()])
+        limiter = np.array(list(lim_cols))[np.nan_to_num(lims, nan=np.inf).argmin(axis=0)]
+        how = "ncu theoretical occupancy"
+    else:
+        regs = kt["registers"].to_numpy(dtype="float64", na_value=np.nan)
+        smem = kt["shared_mem"].to_numpy(dtype="float64", na_value=np.nan)
+        threads = np.array([float(np.prod(b)) if isinstance(b, (tuple, list)) and len(b) else np.nan
+                            for b in kt["block"]], dtype="float64")
+        known = ~np.isnan(regs) & ~np.isnan(threads) & (threads > 0)
+        if not known.any():
+            return None
+        occ = np.full(len(kt), np.nan)
+        limiter = np.array([""] * len(kt), dtype=object)
+        o, lim = _occupancy(regs[known], np.nan_to_num(smem[known]), threads[known], f.cc)
+        occ[known], limiter[known] = o, lim
+        how = "occupancy computed from registers/thread, shared memory and block size"
+    # Tensor-core GEMM and attention kernels run at low occupancy by design (TMA, warp
+    # specialization); the rule is about the rest.
+    low = (~np.isnan(occ) & (occ <= LOW_OCCUPANCY) & np.isin(limiter, ["registers", "shared memory"])
+           & ~_cat_mask(kt, "gemm", "attention", "communication"))
+    share = _ns(kt, low) / total
+    if share < LOW_OCCUPANCY_SHARE:
+        return None
+    top = _top_names(kt, low, total)
+    worst = float(np.nanmin(occ[low]))
+    lim_counts = pd.Series(limiter[low]).value_counts()
+    main_limiter = str(lim_counts.index[0])
+    return Finding(
+        rule="low_occupancy",
+        finding=f"Kernels at <= {LOW_OCCUPANCY:.0%} theoretical occupancy, limited by "
+                f"{main_limiter}, take {share:.0%} of GPU time (lowest {worst:.0%}; {how}).",
+        evidence=(Evidence("low-occupancy kernel share of GPU time", share, LOW_OCCUPANCY_SHARE,
+                           f.source, "share"),
+                  Evidence("lowest theoretical occupancy", worst, LOW_OCCUPANCY, f.source, "share", "<="),
+                  Evidence("limiter", main_limiter, "registers or shared memory", f.source, comparison="in")),
+        action=("Cut registers per thread (smaller tiles, __launch_bounds__ / maxrregcount, "
+                "Triton num_warps / smaller BLOCK)" if main_limiter == "registers" else
+                "Use less shared memory per block (smaller tiles, fewer pipeline stages)")
+               + " so more blocks fit on an SM; or let torch.compile autotune the kernel (L5).",
+        expected_effect="More resident warps hide memory latency: memory-bound kernels get "
+                        "closer to the bandwidth roof.",
+        confidence="low", impact=impact(f, f.us(_ns(kt, low) * 0.3), share * 0.3),
+        kernels=tuple(n for n, _, _ in top), recoverable_us=f.us(_ns(kt, low) * 0.3),
+        recoverable=recoverable_text(f, f.us(_ns(kt, low) * 0.3), "30% of the low-occupancy "
+                                     "kernels' time (a rough guess: occupancy hides latency, "
+                                     "it does not remove work)", _ns(kt, low) * 0.3))
+
+
+def _merge(s: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Union of intervals as sorted, disjoint (starts, ends)."""
+    if not len(s):
+        return s, e
+    order = np.argsort(s, kind="stable")
+    s, e = s[order], np.maximum.accumulate(e[order])
+    new = np.ones(len(s), dtype=bool)
+    new[1:] = s[1:] > e[:-1]
+    first = np.flatnonzero(new)
+    last = np.append(first[1:] - 1, len(s) - 1)
+    return s[first], e[last]
+
+
+def nccl_not_overlapped(f: Facts) -> Finding | None:
+    if not f.has_kernels:
+        return None
+    kt, total = f.kernels, f.total_ns
+    assert kt is not None and total
+    comm = _cat_mask(kt, "communication")
+    if not comm.any() or kt["start_ns"].isna().any():
+        return None
+    start = kt["start_ns"].to_numpy(dtype="int64")
+    end = start + kt["dur_ns"].to_numpy(dtype="int64", na_value=0)
+    dev = kt["device"].to_numpy(dtype="int64", na_value=-1) * 100_000 + kt["rank"].to_numpy(
+        dtype="int64", na_value=-1)
+    comm_ns, exposed = 0, 0
+    for d in np.unique(dev[comm]):
+        on = dev == d
+        cs, ce = start[on & comm], end[on & comm]
+        ks, ke = start[on & ~comm], end[on & ~comm]
+        comm_ns += int((ce - cs).sum())
+        ms, me = _merge(ks, ke)
+        covered = 0
+        for s, e in zip(cs, ce, strict=True):
+            lo = np.searchsorted(me, s, side="right")  # first merged interval ending after s
+            hi = np.searchsorted(ms, e, side="left")  # past the last one starting before e
+            if hi > lo:
+                covered += int((np.minimum(me[lo:hi], e) - np.maximum(ms[lo:hi], s)).sum())
+        exposed += int((ce - cs).sum()) - covered
+    exposed_share = exposed / total
+    if exposed_share < NCCL_EXPOSED_SHARE:
+        return None
+    overlap = 1 - exposed / comm_ns if comm_ns else None
+    top = _top_names(kt, comm, total)
+    return Finding(
+        rule="nccl_not_overlapped",
+        finding=f"Collective communication is not hidden behind compute: {exposed_share:.0%} of "
+                f"GPU time is NCCL with no kernel running beside it ({f.ranks} rank(s); "
+                f"{overlap:.0%} of NCCL time overlapped).",
+        evidence=(Evidence("exposed NCCL share of GPU time", exposed_share, NCCL_EXPOSED_SHARE,
+                           f.source, "share"),
+                  Evidence("NCCL time overlapped with compute", overlap, 0.5, f.source, "share", "<"),
+                  Evidence("ranks", f.ranks, None, f.source, comparison="")),
+        action="Overlap communication with compute: bucketed async all-reduce (DDP buckets, "
+               "FSDP prefetch), async_op=True collectives on a side stream, or tensor-parallel "
+               "matmuls that overlap the all-gather / reduce-scatter.",
+        expected_effect=f"Up to {exposed_share:.0%} of step time hidden.",
+        confidence="medium", impact=impact(f, f.us(exposed), exposed_share),
+        kernels=tuple(n for n, _, _ in top), recoverable_us=f.us(exposed),
+        recoverable=recoverable_text(f, f.us(exposed), "the NCCL time with no kernel beside "
+                                     "it", exposed))
+
+
+UTILIZATION_RULES = (low_occupancy, nccl_not_overlapped)
