@@ -68,7 +68,8 @@ def test_kernels_copies_runtime_and_nvtx(tmp_path):
     assert set(k["source"]) == {"nsys"}
     assert t.runtime["name"].astype(str).tolist() == ["cudaLaunchKernel"] * 2
     assert t.runtime["correlation"].tolist() == [100, 101]
-    assert t.nvtx["text"].tolist() == ["step", "layer0"]
+    assert t.nvtx["name"].astype(str).tolist() == ["step", "layer0"]
+    assert t.nvtx["end_ns"].tolist() == [20000, 900]
 
 
 def test_not_sqlite_or_not_nsys(tmp_path):
