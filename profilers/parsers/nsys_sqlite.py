@@ -42,6 +42,7 @@ from profilers.parsers._sqlite_columns import (
     unpack,
 )
 from profilers.parsers.kernel_table import make_kernel_table
+from profilers.parsers.ranges import empty_ranges, ranges_frame
 from workloads.errors import WorkbenchError
 
 KERNELS = "CUPTI_ACTIVITY_KIND_KERNEL"
@@ -67,7 +68,7 @@ _GPU_TABLES = ("TARGET_INFO_GPU", "TARGET_INFO_CUDA_GPU")
 class NsysTrace:
     kernels: pd.DataFrame  # KernelTable (source "nsys")
     runtime: pd.DataFrame  # name, start_ns, dur_ns, correlation, thread
-    nvtx: pd.DataFrame  # NVTX ranges in the analyzers.regions ranges schema
+    nvtx: pd.DataFrame  # NVTX ranges (profilers.parsers.ranges frame)
     meta: dict[str, Any] = field(default_factory=dict)
 
 
@@ -277,16 +278,6 @@ def _runtime(con: sqlite3.Connection, r: dict[str, np.ndarray] | None, with_thre
     return frame
 
 
-def empty_ranges() -> pd.DataFrame:
-    """The ranges schema (see analyzers.regions) with no rows."""
-    return pd.DataFrame({"name": pd.Categorical([]), "start_ns": pd.array([], dtype="Int64"),
-                         "end_ns": pd.array([], dtype="Int64"),
-                         "thread": pd.array([], dtype="Int64"),
-                         "device": pd.array([], dtype="Int64"),
-                         "kind": pd.Categorical([], categories=["cpu", "gpu"]),
-                         "source": pd.Categorical([])})
-
-
 def _nvtx_read(con: sqlite3.Connection, tables: set[str], max_ranges: int,
                notes: list[str]) -> ColumnRead | None:
     """What to read of NVTX_EVENTS (None: nothing, with the reason in ``notes``)."""
@@ -317,13 +308,8 @@ def _nvtx(con: sqlite3.Connection, read: ColumnRead, r: dict[str, np.ndarray]) -
     strings = strings_for(con, r["text_id"])
     labels = [t if isinstance(t, str) else strings.get(int(i), "<unnamed>")
               for t, i in zip(texts, r["text_id"].tolist(), strict=True)]
-    n = len(labels)
-    return pd.DataFrame({
-        "name": pd.Categorical(labels), "start_ns": _masked(r["start"]),
-        "end_ns": _masked(r["end"]), "thread": _masked(r["thread"]),
-        "device": pd.array([None] * n, dtype="Int64"),
-        "kind": pd.Categorical(["cpu"] * n, categories=["cpu", "gpu"]),
-        "source": pd.Categorical(["nvtx"] * n)})
+    return ranges_frame(pd.Categorical(labels), _masked(r["start"]), _masked(r["end"]), "nvtx",
+                        thread=_masked(r["thread"]))
 
 
 def _row_dicts(con: sqlite3.Connection, table: str) -> list[dict[str, Any]]:
