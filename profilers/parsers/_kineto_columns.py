@@ -26,7 +26,17 @@ _GPU_KINDS = {"kernel": 0, "Kernel": 0, "gpu_memcpy": 1, "Memcpy": 1, "gpu_memse
 _KIND_NAMES = np.array(["kernel", "memcpy", "memset"], dtype=object)
 _OP_CATS = {"cpu_op", "Operator"}
 _RUNTIME_CATS = {"cuda_runtime", "cuda_driver", "Runtime"}
+_ANNOTATION_KINDS = {"user_annotation": 0, "gpu_user_annotation": 1, "overhead": 2}  # regions
+ANNOTATION_KIND_NAMES = ["user_annotation", "gpu_user_annotation", "overhead"]
 _NOARGS = Args()
+
+def _thread(e: Event) -> int | None:
+    """One integer per (process, thread): pid * 2**32 + tid (Kineto's ids are OS ids)."""
+    pid, tid = getattr(e, "pid", None), e.tid
+    if type(tid) is not int or not 0 <= tid < 2**32:
+        return None
+    return pid * 2**32 + tid if type(pid) is int and 0 <= pid < 2**30 else tid
+
 
 def _ints(values: Any) -> np.ndarray:
     try:
@@ -60,7 +70,8 @@ class _Collector:
         self.k_grid: list[Any] = []
         self.k_block: list[Any] = []
         self.o: dict[str, list[Any]] = {c: [] for c in ("name", "ts", "dur", "ext", "flops", "dims")}
-        self.r: dict[str, list[Any]] = {c: [] for c in ("name", "ts", "dur", "corr", "ext")}
+        self.r: dict[str, list[Any]] = {c: [] for c in ("name", "ts", "dur", "corr", "ext", "thread")}
+        self.a: dict[str, list[Any]] = {c: [] for c in ("name", "ts", "dur", "kind", "pid", "thread")}
         self.n_events = 0
 
     def _intern(self, names: Any) -> np.ndarray:
@@ -74,7 +85,7 @@ class _Collector:
 
     def compact(self) -> _Collector:
         """One array per column (what a worker sends back: a few big arrays pickle fast)."""
-        for cols in (self.k, self.o, self.r):
+        for cols in (self.k, self.o, self.r, self.a):
             for key, parts in cols.items():
                 if len(parts) > 1:
                     cols[key] = [np.concatenate(parts)]
@@ -90,7 +101,8 @@ class _Collector:
         # One extra slot: remap[-1] keeps "no dims" (-1) at -1.
         dim_ids = np.array([dims.setdefault(d, len(dims)) for d in other.dims] + [-1],
                            dtype=np.int32)
-        for mine, theirs in ((self.k, other.k), (self.o, other.o), (self.r, other.r)):
+        for mine, theirs in ((self.k, other.k), (self.o, other.o), (self.r, other.r),
+                             (self.a, other.a)):
             for key, parts in theirs.items():
                 if key == "name":
                     mine[key].extend(name_ids[part] for part in parts)
@@ -106,6 +118,7 @@ class _Collector:
         kern: list[Event] = []
         ops: list[Event] = []
         rt: list[Event] = []
+        ann: list[Event] = []
         for e in events:
             c = e.cat
             if c in _GPU_KINDS:
@@ -114,6 +127,8 @@ class _Collector:
                 ops.append(e)
             elif c in _RUNTIME_CATS:
                 rt.append(e)
+            elif c in _ANNOTATION_KINDS:
+                ann.append(e)
         if kern:
             a = [e.args or _NOARGS for e in kern]
             k = self.k
@@ -149,6 +164,15 @@ class _Collector:
             r["dur"].append(_floats([e.dur for e in rt]))
             r["corr"].append(_ints([x.correlation for x in a]))
             r["ext"].append(_ints([x.external_id for x in a]))
+            r["thread"].append(_ints([_thread(e) for e in rt]))
+        if ann:  # annotation ranges (ProfilerStep#N, record_function, their GPU copies)
+            an = self.a
+            an["name"].append(self._intern([e.name for e in ann]))
+            an["ts"].append(_floats([e.ts for e in ann]))
+            an["dur"].append(_floats([e.dur for e in ann]))
+            an["kind"].append(np.array([_ANNOTATION_KINDS[e.cat] for e in ann], dtype=np.int8))  # type: ignore[index]
+            an["pid"].append(_ints([getattr(e, "pid", None) for e in ann]))
+            an["thread"].append(_ints([_thread(e) for e in ann]))
 
 
 def _parse_stream(path: Path, raw: Any, bare: bool = False) -> tuple[_Collector, TraceStream]:
