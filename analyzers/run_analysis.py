@@ -46,6 +46,7 @@ class RunAnalysis:
     advice: list[Any] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     distributed: Any = None  # analyzers.overlap.DistributedAnalysis for multi-rank traces
+    regions: Any = None  # analyzers.regions.RegionAnalysis: GPU time by NVTX / annotation range
 
     @property
     def kernel_total_ns(self) -> int | None:

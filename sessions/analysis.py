@@ -65,9 +65,23 @@ def analyze_parsed(parsed: Any, top: int = 15, home: Path | None = None,
                    precision: str | None = None) -> RunAnalysis:
     device = device_name or device_name_of(parsed)
     ceilings = resolve_ceilings(device, driver, load_ceilings_cache(home)) if device else None
-    return analyze_tables(parsed.kind, parsed.kernels, kernel_metrics=parsed.metrics,
-                          runtime=parsed.runtime, ops=parsed.ops, top=top, ceilings=ceilings,
-                          device_name=device, precision=precision)
+    analysis = analyze_tables(parsed.kind, parsed.kernels, kernel_metrics=parsed.metrics,
+                              runtime=parsed.runtime, ops=parsed.ops, top=top, ceilings=ceilings,
+                              device_name=device, precision=precision)
+    return attach_regions(analysis, parsed)
+
+
+def attach_regions(analysis: RunAnalysis, parsed: Any) -> RunAnalysis:
+    """GPU time by NVTX / annotation range, and what the parser could not read (its notes)."""
+    from analyzers.regions import region_analysis
+
+    analysis.regions = region_analysis(getattr(parsed, "annotations", None), parsed.kernels,
+                                       parsed.runtime)
+    if analysis.regions is not None:
+        analysis.notes += [n for n in analysis.regions.notes if n not in analysis.notes]
+    parse_notes = (parsed.meta or {}).get("notes") or []
+    analysis.notes += [n for n in parse_notes if isinstance(n, str) and n not in analysis.notes]
+    return analysis
 
 
 def analyze_paths(paths: list[Path], top: int = 15, home: Path | None = None) -> tuple[Any, RunAnalysis]:

@@ -48,6 +48,7 @@ def analysis_to_dict(analysis: RunAnalysis) -> dict[str, Any]:
         "roofline_aggregate": _clean(analysis.roofline_aggregate),
         "ceilings": _clean(analysis.ceilings),
         "advice": _clean(analysis.advice),
+        "regions": _clean(analysis.regions),
         "notes": list(analysis.notes),
     }
 

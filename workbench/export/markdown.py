@@ -13,6 +13,7 @@ from analyzers.run_analysis import RunAnalysis
 from sessions.store import RunRecord
 from workbench.export.advice_md import advice_section
 from workbench.export.distributed_md import distributed_section, ranks_section
+from workbench.export.regions_md import regions_section
 from workbench.export.fmt import (
     NA,
     fmt_bytes,
@@ -225,6 +226,7 @@ def _analysis_sections(a: RunAnalysis) -> list[str]:
                      r.count, fmt_ns(r.total_ns), fmt_pct(r.share)] for r in ops.itertuples()])]
     if a.temporal is not None:
         out += ["", *_temporal_section(a.temporal)]
+    out += ["", *regions_section(a)] if a.regions is not None else []
     if a.roofline is not None and len(a.roofline):
         out += ["", *_roofline_section(a)]
     for note in a.notes:
