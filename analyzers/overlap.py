@@ -7,6 +7,10 @@ the other kernels' intervals; their intersection is the overlapped communication
 the communication is exposed (the GPU did nothing else meanwhile). Intervals are unions, so
 kernels on several streams are not double counted.
 
+One process driving several GPUs (an nsys export of a 2-GPU run, a single-process Kineto
+trace) has no ranks to tell apart: the same per-rank figures are computed per device instead
+(``unit`` "device"; the ``rank`` column then holds the device id).
+
 CPU traces (gloo: no kernels) have only CPU ops: collectives (``c10d::*``, ``gloo:*``) block
 the calling thread, so there is no overlap to measure; the share of each rank's traced wall
 time spent inside collectives is reported instead.
@@ -38,6 +42,7 @@ class DistributedAnalysis:
     compute_skew_pct: float | None
     notes: list[str] = field(default_factory=list)
     hta: dict[str, Any] | None = None  # HTA's comm/comp overlap per rank, where installed
+    unit: str = "rank"  # what a row of per_rank is: "rank", or "device" (one process, n GPUs)
 
     @property
     def world_size(self) -> int:
@@ -88,11 +93,12 @@ def _intervals(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return start, start + frame.loc[valid, "dur_ns"].to_numpy(dtype=np.int64)
 
 
-def rank_overlap(kernels: pd.DataFrame) -> pd.DataFrame:
-    """Per rank: kernels, busy_ns, compute_ns, comm_ns, overlap_ns, exposed_comm_ns,
-    comm_share (comm / busy), overlap_share (overlapped / comm; None without comm)."""
+def rank_overlap(kernels: pd.DataFrame, by: str = "rank") -> pd.DataFrame:
+    """Per rank (or per ``by`` column, e.g. device): kernels, busy_ns, compute_ns, comm_ns,
+    overlap_ns, exposed_comm_ns, comm_share (comm / busy), overlap_share (overlapped / comm;
+    None without comm). The key is in the ``rank`` column either way."""
     rows = []
-    for rank, group in kernels.groupby("rank", sort=True):
+    for rank, group in kernels.groupby(by, sort=True):
         comm_mask = group["category"].astype(str) == COMM_CATEGORY
         comm = merge_intervals(*_intervals(group[comm_mask]))
         compute = merge_intervals(*_intervals(group[~comm_mask]))
@@ -140,9 +146,16 @@ def straggler(per_rank: pd.DataFrame, skew_pct: float = STRAGGLER_SKEW_PCT
 def distributed_analysis(kernels: pd.DataFrame | None, ops: pd.DataFrame | None
                          ) -> DistributedAnalysis | None:
     """The multi-rank view of a merged trace; None when it holds one rank."""
+    unit = "rank"
     if kernels is not None and len(kernels) and kernels["rank"].nunique() > 1:
         per_rank = rank_overlap(kernels)
         source, notes = "gpu kernels", []
+        if not per_rank["comm_ns"].any():
+            notes.append("no communication kernels found (nccl*, all-reduce, all-to-all)")
+    elif kernels is not None and len(kernels) and kernels["device"].nunique() > 1:
+        per_rank = rank_overlap(kernels[kernels["device"].notna()], by="device")
+        source, unit = "gpu kernels", "device"
+        notes = ["one trace of several GPUs: figures per device"]
         if not per_rank["comm_ns"].any():
             notes.append("no communication kernels found (nccl*, all-reduce, all-to-all)")
     elif ops is not None and len(ops) and "rank" in ops and ops["rank"].nunique() > 1:
@@ -156,4 +169,4 @@ def distributed_analysis(kernels: pd.DataFrame | None, ops: pd.DataFrame | None
     slowest, skew = straggler(per_rank)
     return DistributedAnalysis(source=source, ranks=[int(r) for r in per_rank["rank"]],
                                per_rank=per_rank, straggler_rank=slowest,
-                               compute_skew_pct=skew, notes=notes)
+                               compute_skew_pct=skew, notes=notes, unit=unit)
