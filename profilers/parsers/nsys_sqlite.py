@@ -343,7 +343,7 @@ def gpu_properties(con: sqlite3.Connection, tables: set[str]) -> list[dict[str, 
                         row.get("busLocation"), str) else None,
                     "source": table})
             if out:
-                return out
+                return sorted(out, key=lambda g: (g["id"] is None, g["id"] or 0))
     if "TARGET_INFO_CUDA_DEVICE" in tables:
         return [{"id": _int(row.get("gpuId")), "name": None,
                  "numSms": _int(row.get("numMultiprocessors")),
