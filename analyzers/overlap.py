@@ -71,20 +71,26 @@ def union_ns(starts: np.ndarray, ends: np.ndarray) -> int:
     return int((e - s).sum())
 
 
+def _covered_below(starts: np.ndarray, ends: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Measure of the merged intervals (starts, ends) below each time in ``t``."""
+    lengths = ends - starts
+    before = np.concatenate([[0], np.cumsum(lengths)])  # before[k]: intervals 0..k-1
+    k = np.searchsorted(starts, t, side="right")  # intervals starting at or before t
+    last = np.maximum(k - 1, 0)
+    partial = np.where(k > 0, np.clip(np.minimum(t, ends[last]) - starts[last], 0, None), 0)
+    return before[np.maximum(k - 1, 0)] * (k > 0) + partial
+
+
 def intersection_ns(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> int:
-    """Total length of the intersection of two merged interval sets (two-pointer sweep)."""
+    """Total length of the intersection of two merged interval sets: for each interval of
+    ``a``, the part of ``b`` covered below its end minus below its start (vectorized — a
+    Python sweep took a second on 265k kernels)."""
     (a_s, a_e), (b_s, b_e) = a, b
-    i = j = 0
-    total = 0
-    while i < len(a_s) and j < len(b_s):
-        lo, hi = max(a_s[i], b_s[j]), min(a_e[i], b_e[j])
-        if hi > lo:
-            total += int(hi - lo)
-        if a_e[i] < b_e[j]:
-            i += 1
-        else:
-            j += 1
-    return total
+    if not len(a_s) or not len(b_s):
+        return 0
+    b_s, b_e = b_s.astype(np.int64), b_e.astype(np.int64)
+    return int((_covered_below(b_s, b_e, a_e.astype(np.int64))
+                - _covered_below(b_s, b_e, a_s.astype(np.int64))).sum())
 
 
 def _intervals(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
