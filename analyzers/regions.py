@@ -78,9 +78,10 @@ def _stem(name: str) -> tuple[str, int | None]:
 
 def _side(kinds: pd.Series) -> np.ndarray:
     """Per range: "gpu" (on the GPU timeline), "cpu", or "" (profiler overhead: no region)."""
-    text = kinds.astype("object").astype(str)
-    return np.where(text.str.contains("gpu").to_numpy(dtype=bool), "gpu",
-                    np.where(text.to_numpy() == "overhead", "", "cpu"))
+    codes, labels = pd.factorize(kinds.astype("object"))
+    side = np.array(["gpu" if "gpu" in str(k) else "" if str(k) == "overhead" else "cpu"
+                     for k in labels] + ["cpu"], dtype=object)
+    return side[codes]  # code -1 (missing kind): the last entry
 
 
 def _ints(series: pd.Series) -> np.ndarray:
@@ -218,8 +219,17 @@ def _owners(ranges: pd.DataFrame, kernels: pd.DataFrame, runtime: pd.DataFrame |
 
 # ---------------------------------------------------------------- aggregation
 
+def _name_codes(names: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(code per range, normalised name per code): names are normalised once per distinct
+    name, not per range (a torch emit_nvtx run has a million ranges)."""
+    codes, labels = pd.factorize(names.astype("object"))
+    norm = [normalize_name(str(x)) for x in labels]
+    norm_codes, uniq = pd.factorize(np.array(norm + ["<unnamed>"], dtype=object))
+    return norm_codes[codes], np.asarray(uniq, dtype=object)  # code -1 -> "<unnamed>"
+
+
 def _collapsed(names: np.ndarray) -> np.ndarray:
-    """Numbered names whose stem has several numbers become stem + '*'."""
+    """Numbered names whose stem has several numbers become stem + '*' (per distinct name)."""
     stems = [_stem(n) for n in names]
     numbers: dict[str, set[int]] = {}
     for stem, num in stems:
@@ -229,16 +239,19 @@ def _collapsed(names: np.ndarray) -> np.ndarray:
                      for (stem, num), name in zip(stems, names, strict=True)], dtype=object)
 
 
-def _paths(nest: _Nest, node_names: np.ndarray) -> np.ndarray:
-    """Path code per range (nesting order): same path = same node of the tree."""
-    codes = pd.factorize(node_names)[0].astype(np.int64)
+def _paths(nest: _Nest, node_codes: np.ndarray) -> np.ndarray:
+    """Path code per range (nesting order): same path = same node of the tree. One vectorized
+    step per depth: (parent's path, node) pairs numbered after the paths already taken."""
+    codes = node_codes.astype(np.int64)
     path = np.full(len(codes), -1, dtype=np.int64)
-    labels: dict[tuple[int, int], int] = {}
+    taken = 0
+    width = int(codes.max(initial=0)) + 1
     for d in range(int(nest.depth.max(initial=-1)) + 1):
         here = np.flatnonzero(nest.depth == d)
         parents = np.where(nest.parent[here] >= 0, path[np.maximum(nest.parent[here], 0)], -1)
-        keys = list(zip(parents.tolist(), codes[here].tolist(), strict=True))
-        path[here] = [labels.setdefault(k, len(labels)) for k in keys]
+        _, local = np.unique((parents + 1) * width + codes[here], return_inverse=True)
+        path[here] = taken + local
+        taken += int(local.max(initial=-1)) + 1
     return path
 
 
@@ -269,15 +282,17 @@ def region_analysis(ranges: pd.DataFrame | None, kernels: pd.DataFrame | None,
     dur = np.where(np.isnan(dur), 0, dur).astype(np.int64)
     n = len(nest.order)
     own = owner >= 0
-    self_gpu = np.bincount(owner[own], weights=dur[own], minlength=n).astype(np.int64)
+    self_gpu = np.zeros(n, dtype=np.int64)
+    np.add.at(self_gpu, owner[own], dur[own])  # integer sums: exact ns
     self_k = np.bincount(owner[own], minlength=n).astype(np.int64)
     incl, incl_k = self_gpu.copy(), self_k.copy()
     for d in range(int(nest.depth.max(initial=0)), 0, -1):
         here = np.flatnonzero((nest.depth == d) & (nest.parent >= 0))
         np.add.at(incl, nest.parent[here], incl[here])
         np.add.at(incl_k, nest.parent[here], incl_k[here])
-    raw_names = sel["name"].astype(str).to_numpy(dtype=object)[nest.order]
-    names = np.array([normalize_name(x) for x in raw_names], dtype=object)
+    row_codes, uniq_names = _name_codes(sel["name"])
+    name_code = row_codes[nest.order]
+    names = pd.Categorical.from_codes(name_code, categories=pd.Index(uniq_names, dtype=object))
     wall = (_ints(sel["end_ns"]) - _ints(sel["start_ns"]))[nest.order].astype(np.int64)
     total = int(dur.sum())
     attributed = int(dur[own].sum())
@@ -286,21 +301,26 @@ def region_analysis(ranges: pd.DataFrame | None, kernels: pd.DataFrame | None,
                      "(start/end ranges across threads): their nesting is approximate")
     frame = pd.DataFrame({"name": names, "wall_ns": wall, "gpu_ns": incl, "self_gpu_ns": self_gpu,
                           "kernels": incl_k, "depth": nest.depth})
-    by_name = (frame.groupby("name", sort=False)
+    by_name = (frame.groupby("name", sort=False, observed=True)
                .agg(count=("wall_ns", "size"), wall_ns=("wall_ns", "sum"), gpu_ns=("gpu_ns", "sum"),
                     self_gpu_ns=("self_gpu_ns", "sum"), kernels=("kernels", "sum"),
                     depth=("depth", "min"))
                .reset_index().sort_values(["gpu_ns", "wall_ns"], ascending=False, kind="stable",
                                           ignore_index=True))
+    by_name["name"] = by_name["name"].astype(object)
     by_name["share"] = by_name["gpu_ns"] / total if total else None
-    node = _collapsed(names)
-    path = _paths(nest, node)
+    node_names = _collapsed(uniq_names)
+    node_codes, node_labels = pd.factorize(node_names)
+    path = _paths(nest, node_codes[name_code])
+    node = pd.Categorical.from_codes(node_codes[name_code], categories=pd.Index(node_labels,
+                                                                                 dtype=object))
     tree = _tree(frame.assign(node=node, path=path), nest, path, total)
     return RegionAnalysis(
-        source=source or ", ".join(sorted(set(sel["kind"].astype(str)))) or "ranges",
+        source=source or ", ".join(sorted(str(k) for k in pd.unique(sel["kind"].astype(object))))
+        or "ranges",
         attribution=label, range_count=n, total_gpu_ns=total, attributed_gpu_ns=attributed,
         tree=tree, by_name=by_name,
-        iterations=_iterations(frame, names, nest, sel, ranges, attributed),
+        iterations=_iterations(frame, name_code, uniq_names, nest, sel, ranges, attributed),
         notes=notes)
 
 
@@ -332,41 +352,44 @@ def _tree(frame: pd.DataFrame, nest: _Nest, path: np.ndarray, total: int) -> pd.
     return out.drop(columns=["parent"])
 
 
-def _iteration_frame(idx: np.ndarray, frame: pd.DataFrame, raw: np.ndarray,
-                     starts: np.ndarray) -> pd.DataFrame:
+def _iteration_frame(idx: np.ndarray, frame: pd.DataFrame, starts: np.ndarray) -> pd.DataFrame:
     order = idx[np.argsort(starts[idx], kind="stable")]
-    return pd.DataFrame({"index": np.arange(1, len(order) + 1), "name": raw[order],
+    return pd.DataFrame({"index": np.arange(1, len(order) + 1),
+                         "name": frame["name"].to_numpy()[order].astype(object),
                          "start_ns": starts[order], "wall_ns": frame["wall_ns"].to_numpy()[order],
                          "gpu_ns": frame["gpu_ns"].to_numpy()[order],
                          "kernels": frame["kernels"].to_numpy()[order]})
 
 
-def _iterations(frame: pd.DataFrame, names: np.ndarray, nest: _Nest, sel: pd.DataFrame,
-                ranges: pd.DataFrame, attributed: int) -> list[IterationSet]:
+def _iterations(frame: pd.DataFrame, name_code: np.ndarray, uniq_names: np.ndarray,
+                nest: _Nest, sel: pd.DataFrame, ranges: pd.DataFrame,
+                attributed: int) -> list[IterationSet]:
     starts = _ints(sel["start_ns"])[nest.order].astype(np.int64)
     ends = _ints(sel["end_ns"])[nest.order].astype(np.int64)
-    groups: dict[str, list[int]] = {}
-    numbered: set[str] = set()
-    for i, name in enumerate(names):
-        stem, num = _stem(name)
-        key = f"{stem}*" if num is not None else name
-        if num is not None:
-            numbered.add(key)
-        groups.setdefault(key, []).append(i)
+    # Group key per distinct name: the stem for numbered names ("ProfilerStep#*"), else the
+    # name; then the rows of each key with at least two copies.
+    stems = [_stem(str(n)) for n in uniq_names]
+    keys = [f"{stem}*" if num is not None else str(n) for (stem, num), n in
+            zip(stems, uniq_names, strict=True)]
+    numbered = {k for k, (_, num) in zip(keys, stems, strict=True) if num is not None}
+    key_codes, key_labels = pd.factorize(np.array(keys, dtype=object))
+    row_key = key_codes[name_code]
+    counts = np.bincount(row_key, minlength=len(key_labels))
+    order = np.argsort(row_key, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    gpu_all = frame["gpu_ns"].to_numpy()
     candidates: list[tuple[int, str, np.ndarray, float | None]] = []
-    for key, members in groups.items():
-        idx = np.array(members, dtype=np.int64)
-        if len(idx) < 2:
-            continue
+    for k in np.flatnonzero(counts >= 2):
+        key = str(key_labels[k])
+        idx = order[bounds[k]: bounds[k + 1]]
         top = int(nest.depth[idx].min())
         idx = idx[nest.depth[idx] == top]
-        if len(idx) < 2 or (key in numbered and len({names[i] for i in idx}) < 2):
+        if len(idx) < 2 or (key in numbered and len(np.unique(name_code[idx])) < 2):
             continue
         o = idx[np.argsort(starts[idx], kind="stable")]
         if (starts[o][1:] < ends[o][:-1]).any():
             continue  # copies overlap: not a loop
-        gpu = frame["gpu_ns"].to_numpy()[idx]
-        coverage = float(gpu.sum()) / attributed if attributed else None
+        coverage = float(gpu_all[idx].sum()) / attributed if attributed else None
         steppy = key in numbered or bool(_STEP_WORDS.search(key))
         if not steppy and (coverage or 0) < ITERATION_MIN_COVERAGE:
             continue
@@ -379,7 +402,7 @@ def _iterations(frame: pd.DataFrame, names: np.ndarray, nest: _Nest, sel: pd.Dat
         if all(_has_ancestor_in(int(i), nest.parent, taken) for i in idx):
             continue
         taken.update(int(i) for i in idx)
-        sets.append(_summarize(key, _iteration_frame(idx, frame, names, starts), coverage, ranges))
+        sets.append(_summarize(key, _iteration_frame(idx, frame, starts), coverage, ranges))
     sets.sort(key=lambda s: -(s.coverage or 0))
     return sets[:MAX_ITERATION_SETS]
 
