@@ -17,7 +17,7 @@ from sessions.store import RunRecord, SessionStore
 
 # Artifact roles in the order we prefer them for the kernel table.
 ARTIFACT_ROLES = ("ncu_csv", "nsys_sqlite", "trace", "ncu_rep")
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3  # 3: ParsedArtifact.annotations (regions), nsys meta notes
 CEILINGS_FILE = "ceilings.json"
 
 

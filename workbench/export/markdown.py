@@ -13,7 +13,6 @@ from analyzers.run_analysis import RunAnalysis
 from sessions.store import RunRecord
 from workbench.export.advice_md import advice_section
 from workbench.export.distributed_md import distributed_section, ranks_section
-from workbench.export.regions_md import regions_section
 from workbench.export.fmt import (
     NA,
     fmt_bytes,
@@ -24,6 +23,7 @@ from workbench.export.fmt import (
     md_table,
     shorten,
 )
+from workbench.export.regions_md import regions_section
 
 
 def _when(ts: float | None) -> str:
