@@ -16,7 +16,9 @@ process from os.wait4), each --repeats times, interleaved:
 - ours_with_regions: the same with AIPERF_NVTX_MAX_RANGES lifted so the 955,900 NVTX events
   are read (by default they are over the bound and the report says so);
 - nsys_ai: `nsys-ai summary FILE` (its per-GPU summary, kernels only, no NVTX);
-- component (labelled as such): load_nsys_sqlite alone, in this process.
+- baseline (with --baseline COMMIT): the same `analyze` of that commit's code (a `git archive`
+  of it run with this checkout's editable install bypassed) — before/after in one run;
+- component (labelled as such): load_nsys_sqlite alone, in a fresh process.
 Totals: ours (from --json) against sum(end - start) over the three activity tables with the
 standard library's sqlite3. The box is shared: load averages before and after are recorded.
 """
@@ -71,6 +73,17 @@ def stats(values: list[float], unit: str) -> dict[str, float | int | str]:
             "n": len(values), "unit": unit}
 
 
+def _baseline_cmd(commit: str, home: Path, path: Path) -> list[str]:
+    """`analyze` of another commit: its tree from git archive, imported ahead of this one."""
+    tree = Path(tempfile.mkdtemp(prefix=f"nsys-bench-{commit[:8]}-"))
+    archive = subprocess.run(["git", "archive", commit], capture_output=True, cwd=ROOT, check=True)
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    code = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in "
+            f"repr(f)]; sys.path.insert(0, {str(tree)!r}); from workbench.cli import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    return [sys.executable, "-c", code, "--home", str(home), "analyze", str(path)]
+
+
 def component_parse(path: Path) -> float:
     code = ("import time,sys; t=time.perf_counter(); "
             "from profilers.parsers.nsys_sqlite import load_nsys_sqlite; "
@@ -87,6 +100,7 @@ def main() -> None:
     ap.add_argument("--copies", type=int, default=50)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--nsys-ai", default=str(ROOT.parent / "venv-nsys-ai" / "bin" / "nsys-ai"))
+    ap.add_argument("--baseline", metavar="COMMIT", help="also time this commit's analyze")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results"
                     / "nsys_engine-cpu2.json")
     args = ap.parse_args()
@@ -111,9 +125,14 @@ def main() -> None:
         "ours_json": (cli + ["--json", str(json_out)], None),
         "ours_with_regions": (cli, {"AIPERF_NVTX_MAX_RANGES": "10000000"}),
     }
+    if args.baseline:
+        runs["baseline"] = (_baseline_cmd(args.baseline, home, path), None)
     have_peer = Path(args.nsys_ai).is_file()
+    tiny = DEFAULT_SOURCE.with_name("mock.sqlite")
     if have_peer:
         runs["nsys_ai"] = ([args.nsys_ai, "summary", str(path)], None)
+        if tiny.is_file():  # its fixed start-up stall here: see the notes
+            runs["nsys_ai_tiny"] = ([args.nsys_ai, "summary", str(tiny)], None)
     load_before = os.getloadavg()
     for cmd, env in runs.values():  # warm-up: page cache, .pyc
         run_once(cmd, env)
@@ -133,6 +152,13 @@ def main() -> None:
     metrics["file_mb"] = {"median": path.stat().st_size / 1e6, "unit": "MB"}
     metrics["gpu_activities"] = {"median": count, "unit": "rows"}
     metrics["ours_total_exact"] = {"median": ours_total == total, "unit": "bool"}
+    if "nsys_ai_tiny" in samples:
+        stall = metrics["nsys_ai_tiny.wall_s"]["median"] - metrics["nsys_ai_tiny.cpu_s"]["median"]
+        metrics["nsys_ai.wall_minus_stall_s"] = {
+            "median": metrics["nsys_ai.wall_s"]["median"] - stall, "unit": "s",
+            "note": "nsys-ai's wall time less its idle start-up stall measured on a 3-activity "
+                    "file in the same run (DuckDB trying to download its SQLite extension "
+                    "with no network, then the sqlite3 fallback)"}
     if have_peer:
         for key in ("wall_s", "cpu_s", "rss_mb"):
             metrics[f"ours_over_nsys_ai.{key}"] = {
@@ -149,7 +175,9 @@ def main() -> None:
         "input": {"path": str(path), "built": how_built, "total_ns": total, "activities": count},
         "metrics": metrics,
         "reference": {"what": "nsys-ai 0.3.0 `summary FILE` in the same run (its sqlite3 "
-                              "fallback: DuckDB's sqlite extension cannot be downloaded here)"
+                              "fallback: DuckDB's sqlite extension cannot be downloaded here, "
+                              "and trying costs it a fixed ~12 s idle stall per run; compare "
+                              "cpu_s, rss_mb and wall_minus_stall_s)"
                       if have_peer else "nsys-ai not installed",
                       "median": metrics.get("nsys_ai.wall_s", {}).get("median")},
         "notes": (f"Headline: ours.wall_s = the whole `aiperf-workbench analyze FILE` process. "
