@@ -347,3 +347,25 @@ def test_two_gpus_of_one_process_get_overlap_per_device(tmp_path):
     rows = {r.rank: r for r in d.per_rank.itertuples()}
     assert (rows[0].comm_ns, rows[0].overlap_ns) == (1235, 0)
     assert (rows[1].comm_ns, rows[1].overlap_ns, rows[1].compute_ns) == (1237, 500, 5500)
+
+
+def test_nsys_rep_export_failure_is_one_line(tmp_path, monkeypatch, capsys):
+    import profilers.base
+    import profilers.nsys
+    from workbench.cli import main
+
+    rep = tmp_path / "bad.qdrep"
+    rep.write_bytes(b"not a report")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    nsys = bindir / "nsys"  # a stand-in that fails the way nsys does on a damaged report
+    nsys.write_text("#!/bin/sh\necho 'Importing...' ; echo 'Error: file is corrupted' >&2; exit 1\n")
+    nsys.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
+    monkeypatch.delenv("AIPERF_NSYS", raising=False)
+    monkeypatch.setattr(profilers.base, "_SEARCH", {})
+    monkeypatch.setattr(profilers.nsys, "export_cache_dir", lambda: tmp_path / "cache")
+    assert main(["--home", str(tmp_path / "h"), "analyze", str(rep)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "nsys export failed (exit 1): Error: file is corrupted" in err
+    assert not list((tmp_path / "cache").glob("*.sqlite"))  # no half-written export kept
