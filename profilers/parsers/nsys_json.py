@@ -29,7 +29,14 @@ import pandas as pd
 from profilers.parsers._io import open_maybe_gzip, require_file
 from profilers.parsers._sqlite_columns import MISSING
 from profilers.parsers.kernel_table import make_kernel_table
-from profilers.parsers.nsys_sqlite import COPY_KINDS, NVTX_RANGE_TYPES, NsysTrace
+from profilers.parsers.nsys_sqlite import (
+    COPY_KINDS,
+    CORR_MASK,
+    NVTX_RANGE_TYPES,
+    PID_MASK,
+    NsysTrace,
+    _unique_correlations,
+)
 from profilers.parsers.ranges import empty_ranges, ranges_frame
 from workloads.errors import WorkbenchError
 
@@ -61,6 +68,7 @@ class CudaEvent(msgspec.Struct, gc=False):
     correlationId: Num = None  # noqa: N815
     deviceId: Num = None  # noqa: N815
     streamId: Num = None  # noqa: N815
+    globalPid: Num = None  # noqa: N815
     kernel: Kernel | None = None
     memcpy: Copy | None = None
     memset: dict[str, Any] | None = None
@@ -109,12 +117,30 @@ def _int(v: Num) -> int:
     return MISSING
 
 
+def _pid(global_id: Num) -> int:
+    """The process part (bits 24-47) of nsys's serialized globalPid / globalTid, or 0."""
+    v = _int(global_id)
+    return 0 if v == MISSING or v < 0 else (v >> 24) & PID_MASK
+
+
+def _correlations(cols: _Columns) -> tuple[np.ndarray, np.ndarray]:
+    """Kernel and runtime correlation ids, unique per process as in the SQLite reader."""
+    packed = []
+    for corr, pid in ((cols.k["corr"], cols.k["pid"]), (cols.r["corr"], cols.r["pid"])):
+        c, p = _arr(corr), _arr(pid)
+        ok = (c != MISSING) & (c >= 0) & (c <= CORR_MASK)
+        packed.append(np.where(ok, p * (CORR_MASK + 1) + np.where(ok, c, 0), MISSING))
+    _unique_correlations(*packed)
+    return packed[0], packed[1]
+
+
 class _Columns:
     def __init__(self) -> None:
         self.k: dict[str, list[int]] = {c: [] for c in (
-            "start", "end", "corr", "device", "stream", "name", "short", "kind", "copy",
+            "start", "end", "corr", "pid", "device", "stream", "name", "short", "kind", "copy",
             "gx", "gy", "gz", "bx", "by", "bz", "regs", "ssmem", "dsmem")}
-        self.r: dict[str, list[int]] = {c: [] for c in ("start", "end", "corr", "name", "thread")}
+        self.r: dict[str, list[int]] = {c: [] for c in ("start", "end", "corr", "name", "thread",
+                                                        "pid")}
         self.n: dict[str, list[Any]] = {c: [] for c in ("start", "end", "thread", "text", "text_id")}
         self.strings: dict[int, str] = {}
         self.bad_lines = 0
@@ -130,6 +156,7 @@ class _Columns:
             r["corr"].append(_int(e.correlationId))
             r["name"].append(_int(e.name))
             r["thread"].append(_int(e.globalTid))
+            r["pid"].append(_pid(e.globalTid))
         elif line.NvtxEvent is not None:
             v = line.NvtxEvent
             end = _int(v.EndTimestamp)
@@ -159,6 +186,7 @@ class _Columns:
         k["start"].append(_int(e.startNs))
         k["end"].append(_int(e.endNs))
         k["corr"].append(_int(e.correlationId))
+        k["pid"].append(_pid(e.globalPid))
         k["device"].append(_int(e.deviceId))
         k["stream"].append(_int(e.streamId))
         k["kind"].append(kind)
@@ -221,8 +249,9 @@ def _dims(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> list[tuple[int, int, i
             for a, b, c in zip(x.tolist(), y.tolist(), z.tolist(), strict=True)]
 
 
-def _kernels(cols: _Columns, notes: list[str]) -> pd.DataFrame:
+def _kernels(cols: _Columns, notes: list[str], corr: np.ndarray) -> pd.DataFrame:
     k = {key: _arr(v) for key, v in cols.k.items()}
+    k["corr"] = corr
     if not len(k["start"]):
         return make_kernel_table({}, source="nsys")
     strings = cols.strings
@@ -260,8 +289,9 @@ def _kernels(cols: _Columns, notes: list[str]) -> pd.DataFrame:
     }, source="nsys")
 
 
-def _runtime(cols: _Columns) -> pd.DataFrame:
+def _runtime(cols: _Columns, corr: np.ndarray) -> pd.DataFrame:
     r = {key: _arr(v) for key, v in cols.r.items()}
+    r["corr"] = corr
     ok = (r["start"] != MISSING) & (r["end"] != MISSING) & (r["end"] >= r["start"])
     names = [cols.strings.get(i, "<unnamed>") for i in r["name"].tolist()]
     return pd.DataFrame({
@@ -292,8 +322,9 @@ def load_nsys_json(path: str | os.PathLike[str]) -> NsysTrace:
     if cols.bad_lines:
         notes.append(f"{cols.bad_lines:,} lines of the JSON export could not be read and were "
                      "skipped")
-    kernels = _kernels(cols, notes)
+    k_corr, r_corr = _correlations(cols)
+    kernels = _kernels(cols, notes, k_corr)
     notes.append("an nsys JSON export names no GPU model: export to SQLite "
                  "(nsys export --type sqlite) for the device name and roofline ceilings")
-    return NsysTrace(kernels, _runtime(cols), _nvtx(cols), {
+    return NsysTrace(kernels, _runtime(cols, r_corr), _nvtx(cols), {
         "path": str(p), "size": os.path.getsize(p), "device_properties": [], "notes": notes})

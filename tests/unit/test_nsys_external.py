@@ -69,3 +69,23 @@ def test_analyze_names_the_device_and_finds_ceilings(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "device: NVIDIA A100-SXM4-40GB" in text and "## Roofline" in text
     assert "**saxpy**: 5 iterations" in text
+
+
+def test_json_export_of_a_two_process_run_reads_like_its_sqlite(tmp_path):
+    """The same 2-process export written in nsys's JSON layout (no public JSON export was
+    found; see test_parsers_nsys.write_nsys_json): identical kernels, launch matching (its
+    correlation ids repeat across the two processes) and regions."""
+    from analyzers.regions import region_analysis
+    from tests.unit.test_parsers_nsys import write_nsys_json
+
+    db = external("nsys", "mfu_2gpu_before.sqlite")
+    js = write_nsys_json(db, tmp_path / "mfu.json")
+    a, b = load_artifact(js), load_artifact(db)
+    assert a.kind == "nsys_json"
+    cols = ["name", "kind", "start_ns", "dur_ns", "device", "stream", "correlation", "grid",
+            "block", "registers", "shared_mem"]
+    assert a.kernels[cols].astype(object).equals(b.kernels[cols].astype(object))
+    ra = region_analysis(a.annotations, a.kernels, a.runtime)
+    rb = region_analysis(b.annotations, b.kernels, b.runtime)
+    assert ra.attributed_gpu_ns == rb.attributed_gpu_ns == truth(
+        "nsys", "mfu_2gpu_before.sqlite")["regions"]["attributed_ns"]

@@ -197,24 +197,26 @@ def write_nsys_json(sqlite_path: Path, out: Path, separate_strings: bool = False
     kernel_fields = ("demangledName", "shortName", "gridX", "gridY", "gridZ", "blockX",
                      "blockY", "blockZ", "registersPerThread", "staticSharedMemory",
                      "dynamicSharedMemory")
-    for row in con.execute('SELECT start, "end", correlationId, deviceId, streamId, '
+    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    for row in con.execute('SELECT start, "end", correlationId, deviceId, streamId, globalPid, '
                            + ", ".join(kernel_fields) + " FROM CUPTI_ACTIVITY_KIND_KERNEL"):
         lines.append({"Type": 79, "CudaEvent": {
             "startNs": str(row[0]), "endNs": str(row[1]), "correlationId": row[2],
-            "deviceId": row[3], "streamId": str(row[4]),
-            "kernel": {f: str(v) for f, v in zip(kernel_fields, row[5:], strict=True)}}})
-    for s, e, corr, dev, stream, kind in con.execute(
-            'SELECT start, "end", correlationId, deviceId, streamId, copyKind '
-            "FROM CUPTI_ACTIVITY_KIND_MEMCPY"):
+            "deviceId": row[3], "streamId": str(row[4]), "globalPid": str(row[5]),
+            "kernel": {f: str(v) for f, v in zip(kernel_fields, row[6:], strict=True)}}})
+    for s, e, corr, dev, stream, pid, kind in con.execute(
+            'SELECT start, "end", correlationId, deviceId, streamId, globalPid, copyKind '
+            "FROM CUPTI_ACTIVITY_KIND_MEMCPY") if "CUPTI_ACTIVITY_KIND_MEMCPY" in tables else ():
         lines.append({"Type": 80, "CudaEvent": {
             "startNs": str(s), "endNs": str(e), "correlationId": corr, "deviceId": dev,
-            "streamId": str(stream), "memcpy": {"copyKind": str(kind), "sizebytes": "0"}}})
-    for s, e, corr, dev, stream in con.execute(
-            'SELECT start, "end", correlationId, deviceId, streamId FROM '
-            "CUPTI_ACTIVITY_KIND_MEMSET"):
+            "streamId": str(stream), "globalPid": str(pid),
+            "memcpy": {"copyKind": str(kind), "sizebytes": "0"}}})
+    for s, e, corr, dev, stream, pid in con.execute(
+            'SELECT start, "end", correlationId, deviceId, streamId, globalPid FROM '
+            "CUPTI_ACTIVITY_KIND_MEMSET") if "CUPTI_ACTIVITY_KIND_MEMSET" in tables else ():
         lines.append({"Type": 81, "CudaEvent": {
             "startNs": str(s), "endNs": str(e), "correlationId": corr, "deviceId": dev,
-            "streamId": str(stream), "memset": {"sizebytes": "0"}}})
+            "streamId": str(stream), "globalPid": str(pid), "memset": {"sizebytes": "0"}}})
     for s, e, corr, name, tid in con.execute(
             'SELECT start, "end", correlationId, nameId, globalTid FROM '
             "CUPTI_ACTIVITY_KIND_RUNTIME"):
