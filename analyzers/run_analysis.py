@@ -48,6 +48,7 @@ class RunAnalysis:
     notes: list[str] = field(default_factory=list)
     distributed: Any = None  # analyzers.overlap.DistributedAnalysis for multi-rank traces
     runtime: pd.DataFrame | None = None  # CUDA runtime calls (advice: syncs inside the steps)
+    regions: Any = None  # analyzers.regions.RegionAnalysis: GPU time by NVTX / annotation range
 
     @property
     def kernel_total_ns(self) -> int | None:

@@ -90,6 +90,19 @@ def analyze_parsed(parsed: Any, top: int = 15, home: Path | None = None,
                               layers=layers, device_kind=device_kind)
     analysis.notes[:0] = (parsed.meta or {}).get("notes") or []  # what the parser left out
     analysis.notes += cost_notes
+    return attach_regions(analysis, parsed)
+
+
+def attach_regions(analysis: RunAnalysis, parsed: Any) -> RunAnalysis:
+    """GPU time by NVTX / annotation range, and what the parser could not read (its notes)."""
+    from analyzers.regions import region_analysis
+
+    analysis.regions = region_analysis(getattr(parsed, "annotations", None), parsed.kernels,
+                                       parsed.runtime)
+    if analysis.regions is not None:
+        analysis.notes += [n for n in analysis.regions.notes if n not in analysis.notes]
+    parse_notes = (parsed.meta or {}).get("notes") or []
+    analysis.notes += [n for n in parse_notes if isinstance(n, str) and n not in analysis.notes]
     return analysis
 
 

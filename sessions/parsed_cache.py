@@ -29,7 +29,7 @@ import pandas as pd
 from sessions.atomic import write_bytes_atomic
 
 FORMAT = "aiperf-parsed-artifact"
-VERSION = 3
+VERSION = 4  # 4: ParsedArtifact.annotations, runtime thread ids (regions)
 SUFFIX = ".parsed.msgpack"
 _NUMPY_KINDS = "biuf"  # bool, signed, unsigned, float: fixed-size buffers only
 _MASKED = {

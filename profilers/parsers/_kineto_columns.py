@@ -64,6 +64,17 @@ def _device(e: Event, x: Args) -> int | None:
         return x.device
     return e.pid if type(e.pid) is int else None
 
+_ANNOTATION_KINDS = {"user_annotation": 0, "gpu_user_annotation": 1, "overhead": 2}  # regions
+ANNOTATION_KIND_NAMES = ["user_annotation", "gpu_user_annotation", "overhead"]
+
+def _thread(e: Event) -> int | None:
+    """One integer per (process, thread): pid * 2**32 + tid (Kineto's ids are OS ids)."""
+    pid, tid = getattr(e, "pid", None), e.tid
+    if type(tid) is not int or not 0 <= tid < 2**32:
+        return None
+    return pid * 2**32 + tid if type(pid) is int and 0 <= pid < 2**30 else tid
+
+
 def _ints(values: Any) -> np.ndarray:
     try:
         return np.array(values, dtype=np.int64)  # C fast path: no None in the column
@@ -99,7 +110,9 @@ class _Collector:
         self.k_block: list[Any] = []
         self.o: dict[str, list[Any]] = {c: [] for c in ("name", "ts", "dur", "ext", "flops", "dims",
                                                         "types", "concrete")}
-        self.r: dict[str, list[Any]] = {c: [] for c in ("name", "ts", "dur", "corr", "ext", "pid")}
+        self.r: dict[str, list[Any]] = {c: [] for c in ("name", "ts", "dur", "corr", "ext", "pid",
+                                                        "thread")}
+        self.a: dict[str, list[Any]] = {c: [] for c in ("name", "ts", "dur", "kind", "pid", "thread")}
         self.n_events = 0
 
     def check_events(self) -> None:
@@ -117,7 +130,7 @@ class _Collector:
 
     def compact(self) -> _Collector:
         """One array per column (what a worker sends back: a few big arrays pickle fast)."""
-        for cols in (self.k, self.o, self.r):
+        for cols in (self.k, self.o, self.r, self.a):
             for key, parts in cols.items():
                 if len(parts) > 1:
                     cols[key] = [np.concatenate(parts)]
@@ -133,7 +146,8 @@ class _Collector:
         # One extra slot: remap[-1] keeps "no dims" (-1) at -1.
         dim_ids = np.array([dims.setdefault(d, len(dims)) for d in other.dims] + [-1],
                            dtype=np.int32)
-        for mine, theirs in ((self.k, other.k), (self.o, other.o), (self.r, other.r)):
+        for mine, theirs in ((self.k, other.k), (self.o, other.o), (self.r, other.r),
+                             (self.a, other.a)):
             for key, parts in theirs.items():
                 if key == "name":
                     mine[key].extend(name_ids[part] for part in parts)
@@ -150,6 +164,7 @@ class _Collector:
         kern: list[Event] = []
         ops: list[Event] = []
         rt: list[Event] = []
+        ann: list[Event] = []
         for e in events:
             c = e.cat
             if c in _GPU_KINDS:
@@ -159,6 +174,8 @@ class _Collector:
                 ops.append(e)
             elif c in _RUNTIME_CATS:
                 rt.append(e)
+            elif c in _ANNOTATION_KINDS:
+                ann.append(e)
         if kern:
             a = [e.args or _NOARGS for e in kern]
             k = self.k
@@ -202,6 +219,15 @@ class _Collector:
             r["corr"].append(_ints([x.correlation for x in a]))
             r["ext"].append(_ints([x.external_id for x in a]))
             r["pid"].append(_ints([e.pid if type(e.pid) is int else None for e in rt]))
+            r["thread"].append(_ints([_thread(e) for e in rt]))
+        if ann:  # annotation ranges (ProfilerStep#N, record_function, their GPU copies)
+            an = self.a
+            an["name"].append(self._intern([e.name for e in ann]))
+            an["ts"].append(_floats([e.ts for e in ann]))
+            an["dur"].append(_floats([e.dur for e in ann]))
+            an["kind"].append(np.array([_ANNOTATION_KINDS[e.cat] for e in ann], dtype=np.int8))  # type: ignore[index]
+            an["pid"].append(_ints([getattr(e, "pid", None) for e in ann]))
+            an["thread"].append(_ints([_thread(e) for e in ann]))
 
 
 def _parse_stream(path: Path, raw: Any, bare: bool = False) -> tuple[_Collector, TraceStream]:

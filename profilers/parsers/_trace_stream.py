@@ -63,6 +63,7 @@ class Event(msgspec.Struct, gc=False):
     ts: float | None = None
     dur: float | None = None
     args: Args | None = None
+    tid: int | str | None = None  # the CPU thread: annotation ranges nest per thread
 
 
 _DECODER = msgspec.json.Decoder(list[Event])

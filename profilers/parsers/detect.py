@@ -5,6 +5,7 @@ not by extension; and one front door, ``load_artifact``, from any artifact to a 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +26,13 @@ from profilers.parsers.ncu_rep import load_ncu_rep
 from profilers.parsers.nsys_sqlite import load_nsys_sqlite
 from workloads.errors import WorkbenchError
 
-ArtifactKind = Literal["kineto", "kineto_dir", "ncu_csv", "ncu_rep", "nsys_sqlite"]
+ArtifactKind = Literal["kineto", "kineto_dir", "ncu_csv", "ncu_rep", "nsys_sqlite", "nsys_json",
+                       "nsys_rep"]
+_PROF_LINE = re.compile(rb"^==[A-Z]+==")
+# nsys export --type json: one protobuf message per line ({"Type":79,"CudaEvent":{...}}, the
+# string table as {"data":[...]} or {"type":"String",...} lines)
+_NSYS_JSON_LINE = re.compile(rb'^\{\s*"(?:Type"\s*:\s*\d+\s*,\s*"[A-Za-z]+Event"|data"\s*:\s*\[|'
+                             rb'type"\s*:\s*"(?:String|ThreadName|Stream)")')
 
 
 @dataclass
@@ -36,6 +43,7 @@ class ParsedArtifact:
     ops: pd.DataFrame | None = None
     runtime: pd.DataFrame | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    annotations: pd.DataFrame | None = None  # NVTX / annotation ranges (parsers.ranges frame)
 
 
 def _looks_like_ncu_csv(head: bytes) -> bool:
@@ -46,6 +54,11 @@ def _looks_like_ncu_csv(head: bytes) -> bool:
         if s.startswith(b'"ID","Process ID"') or s.startswith(b"ID,Process ID"):
             return True
     return False
+
+
+def _looks_like_nsys_json(head: bytes) -> bool:
+    lines = [ln for ln in head.lstrip(b"\xef\xbb\xbf").splitlines()[:8] if ln.strip()]
+    return bool(lines) and all(_NSYS_JSON_LINE.match(ln.strip()) for ln in lines[:-1] or lines)
 
 
 def _looks_like_trace(head: bytes) -> bool:
@@ -72,19 +85,25 @@ def detect_format(path: str | os.PathLike[str]) -> ArtifactKind:
         inner = gunzipped_head(p, 64 * 1024)
         if not inner:
             raise WorkbenchError(f"{p}: corrupt or truncated gzip file")
+        if _looks_like_nsys_json(inner):
+            return "nsys_json"
         if _looks_like_trace(inner):
             return "kineto"
         raise WorkbenchError(f"{p}: gzip file does not hold a Kineto/Chrome trace")
     if _looks_like_ncu_csv(head):
         return "ncu_csv"
+    if _looks_like_nsys_json(head):
+        return "nsys_json"
     if _looks_like_trace(head):
         return "kineto"
+    if p.name.lower().endswith((".nsys-rep", ".qdrep")):
+        return "nsys_rep"  # a binary format only nsys reads (load_artifact exports it)
     if head.lstrip().startswith(b"==") or b"==PROF==" in head or b"==ERROR==" in head:
         return "ncu_csv"  # ncu messages without a table: the CSV parser explains the failure
     raise WorkbenchError(
         f"{p}: unknown artifact format",
         "expected a Kineto trace (.json/.json.gz), ncu --csv output (either layout), an "
-        ".ncu-rep, or an nsys SQLite export",
+        ".ncu-rep, an nsys report (.nsys-rep) or its SQLite / JSON export",
     )
 
 
@@ -94,15 +113,26 @@ def load_artifact(path: str | os.PathLike[str]) -> ParsedArtifact:
     if kind in ("kineto", "kineto_dir"):
         t = load_kineto(path)
         return ParsedArtifact(kind, t.kernels, None, t.ops, t.runtime,
-                              {**t.meta, "device_properties": t.device_properties})
+                              {**t.meta, "device_properties": t.device_properties},
+                              annotations=t.annotations)
     if kind == "ncu_csv":
         r = load_ncu_csv(path)
         return ParsedArtifact(kind, r.kernels, r.metrics, None, None, r.meta)
     if kind == "ncu_rep":
         r = load_ncu_rep(path)
         return ParsedArtifact(kind, r.kernels, r.metrics, None, None, r.meta)
-    n = load_nsys_sqlite(path)
-    return ParsedArtifact(kind, n.kernels, None, None, n.runtime, {**n.meta, "nvtx": n.nvtx})
+    if kind == "nsys_json":
+        from profilers.parsers.nsys_json import load_nsys_json
+
+        n = load_nsys_json(path)
+    elif kind == "nsys_rep":
+        from profilers.nsys import export_sqlite
+
+        n = load_nsys_sqlite(export_sqlite(Path(path)))
+        n.meta["report"] = str(path)
+    else:
+        n = load_nsys_sqlite(path)
+    return ParsedArtifact(kind, n.kernels, None, None, n.runtime, n.meta, annotations=n.nvtx)
 
 
 def load_artifacts(paths: list[str | os.PathLike[str]]) -> ParsedArtifact:
@@ -125,7 +155,8 @@ def load_artifacts(paths: list[str | os.PathLike[str]]) -> ParsedArtifact:
         t = merge_traces([_load_file(Path(p), rank_default=i) for i, p in enumerate(paths)],
                          Path(paths[0]).parent)
         return ParsedArtifact("kineto", t.kernels, None, t.ops, t.runtime,
-                              {**t.meta, "device_properties": t.device_properties})
+                              {**t.meta, "device_properties": t.device_properties},
+                              annotations=t.annotations)
     parts = [load_artifact(p) for p in paths]
     from profilers.parsers.kernel_table import concat_kernel_tables
 

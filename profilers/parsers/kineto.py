@@ -51,6 +51,7 @@ class KinetoTrace:
     runtime: pd.DataFrame  # cuda_runtime / cuda_driver events
     device_properties: list[dict[str, Any]] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    annotations: pd.DataFrame | None = None  # user/gpu annotation + overhead ranges (parsers.ranges)
 
     def kernel_total_ns(self, kind: str | None = "kernel") -> int:
         return kernel_total_ns(self.kernels, kind)
@@ -180,7 +181,8 @@ def _build(path: Path, col: _Collector, header: dict[str, Any], rank_default: in
     k = {key: _cat(v, np.int64) for key, v in col.k.items()}
     o = {key: _cat(v, np.int64) for key, v in col.o.items()}
     r = {key: _cat(v, np.int64) for key, v in col.r.items()}
-    for d in (k, o, r):
+    an = {key: _cat(v, np.int64) for key, v in col.a.items()}
+    for d in (k, o, r, an):
         for key in ("ts", "dur", "flops"):
             if key in d:
                 d[key] = d[key].astype(np.float64)
@@ -258,7 +260,9 @@ def _build(path: Path, col: _Collector, header: dict[str, Any], rank_default: in
         "external_id": _masked_int(r["ext"]),
         "pid": _masked_int(r["pid"]),
         "rank": pd.array([rank] * len(r["ext"]), dtype="Int64"),
+        "thread": _masked_int(r["thread"]),  # pid * 2**32 + tid: annotation ranges' key
     })
+    annotations = _annotations(an, names, rank)
     props = header.get("deviceProperties")
     props = [p for p in props if isinstance(p, dict)] if isinstance(props, list) else []
     meta = {
@@ -275,7 +279,27 @@ def _build(path: Path, col: _Collector, header: dict[str, Any], rank_default: in
                            **{f"{key}_bad_duration": n for key, n in invalid.items()}},
         "notes": _invalid_notes(counts, invalid),
     }
-    return KinetoTrace(kernels, ops, runtime, props, meta)
+    return KinetoTrace(kernels, ops, runtime, props, meta, annotations)
+
+
+def _annotations(an: dict[str, np.ndarray], names: np.ndarray, rank: int) -> pd.DataFrame:
+    """The annotation ranges: a CPU range's thread is pid * 2**32 + tid (as the runtime
+    frame's), a GPU range's device its track's pid (Kineto puts the device id there)."""
+    import pandas as pd
+
+    from profilers.parsers._kineto_columns import ANNOTATION_KIND_NAMES
+    from profilers.parsers.ranges import ranges_frame
+
+    start = _ns(an["ts"])
+    kinds = pd.Categorical.from_codes(an["kind"].astype(np.int8), categories=ANNOTATION_KIND_NAMES)
+    pid = _masked_int(an["pid"])
+    gpu = np.asarray(kinds == "gpu_user_annotation")
+    frame = ranges_frame(_names_cat(an["name"], names), start, start + _ns(an["dur"]), kinds,
+                         thread=pd.array(np.where(gpu, None, _masked_int(an["thread"])),
+                                         dtype="Int64"),
+                         device=pd.array(np.where(gpu, pid, None), dtype="Int64"))
+    frame["rank"] = pd.array([rank] * len(frame), dtype="Int64")
+    return frame
 
 
 def _load_file(path: Path, rank_default: int = 0) -> KinetoTrace:
@@ -313,6 +337,7 @@ def merge_traces(traces: list[KinetoTrace], path: Path) -> KinetoTrace:
         kernels=concat_kernel_tables([t.kernels for t in traces]),
         ops=_concat_frames([t.ops for t in traces]),
         runtime=_concat_frames([t.runtime for t in traces]),
+        annotations=_concat_frames([t.annotations for t in traces if t.annotations is not None]),
         device_properties=traces[0].device_properties,
         meta={"path": str(p), "size": sum(t.meta["size"] for t in traces), "ranks": ranks,
               "files": [t.meta for t in traces],
@@ -328,6 +353,8 @@ def _concat_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
     out = pd.concat([f.astype({"name": object}) for f in frames], ignore_index=True)
     out["name"] = pd.Categorical(out["name"])
+    if "kind" in out:  # annotation ranges
+        out["kind"] = pd.Categorical(out["kind"].astype(object))
     for column in ("input_dims", "input_types", "concrete_inputs"):
         if column in out:
             out[column] = pd.Categorical(out[column].astype(object))

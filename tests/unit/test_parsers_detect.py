@@ -41,7 +41,7 @@ def test_load_artifact_each_kind(h100_fixtures, tmp_path):
     b = load_artifact(h100_fixtures / "ncu_raw.csv")
     assert b.kind == "ncu_csv" and b.metrics is not None and len(b.kernels) == 6
     c = load_artifact(make_db(tmp_path / "n.sqlite"))
-    assert c.kind == "nsys_sqlite" and len(c.kernels) == 4 and len(c.meta["nvtx"]) == 2
+    assert c.kind == "nsys_sqlite" and len(c.kernels) == 4 and len(c.annotations) == 2
 
 
 @pytest.mark.parametrize("content", [

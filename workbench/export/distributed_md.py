@@ -38,8 +38,9 @@ def distributed_section(analysis: Any) -> list[str]:
     d = getattr(analysis, "distributed", None)
     if d is None:
         return []
-    out = ["## Multi-rank analysis", "",
-           f"{d.world_size} ranks, from {md_text(d.source)}."]
+    unit = getattr(d, "unit", "rank")
+    out = ["## Multi-rank analysis" if unit == "rank" else "## Multi-GPU analysis", "",
+           f"{d.world_size} {unit}s, from {md_text(d.source)}."]
     frame = d.per_rank
     if d.source == "gpu kernels":
         rows = [[int(r.rank), int(r.kernels), fmt_ns(r.busy_ns), fmt_ns(r.compute_ns),
@@ -47,7 +48,7 @@ def distributed_section(analysis: Any) -> list[str]:
                  fmt_ns(r.exposed_comm_ns), fmt_pct(r.overlap_share),
                  fmt_num((d.hta or {}).get(int(r.rank)), 3, "%")]
                 for r in frame.itertuples()]
-        out += ["", md_table(["rank", "kernels", "GPU busy", "compute", "communication",
+        out += ["", md_table([unit, "kernels", "GPU busy", "compute", "communication",
                               "comm share", "overlapped", "exposed comm", "comm overlapped",
                               "HTA overlap"], rows, align="rrrrrrrrrr")]
     else:
@@ -57,7 +58,7 @@ def distributed_section(analysis: Any) -> list[str]:
                               "in collectives", "comm share"], rows, align="rrrrrr")]
     skew = fmt_num(d.compute_skew_pct, 3, "%")
     if d.straggler_rank is not None:
-        out += ["", f"Straggler: rank {d.straggler_rank} (compute skew {skew}: its peers wait "
+        out += ["", f"Straggler: {unit} {d.straggler_rank} (compute skew {skew}: its peers wait "
                 "for it inside the collectives)."]
     else:
         out += ["", f"No straggler (compute skew {skew})."]

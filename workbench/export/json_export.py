@@ -94,6 +94,7 @@ def analysis_to_dict(analysis: RunAnalysis) -> dict[str, Any]:
         "budget": _clean(analysis.budget),
         "ceilings": _clean(analysis.ceilings),
         "advice": _clean(analysis.advice),
+        "regions": _clean(analysis.regions),
         "notes": list(analysis.notes),
     }
 

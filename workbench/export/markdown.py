@@ -25,6 +25,7 @@ from workbench.export.fmt import (
     shorten,
 )
 from workbench.export.ops_md import cpu_ops_by_gpu_time_section
+from workbench.export.regions_md import regions_section
 from workbench.export.roofline_md import budget_section, roofline_section
 
 
@@ -238,6 +239,7 @@ def _analysis_sections(a: RunAnalysis, figures: dict[str, str] | None = None) ->
     out += cpu_ops_by_gpu_time_section(a)
     if a.temporal is not None:
         out += ["", *_temporal_section(a.temporal)]
+    out += ["", *regions_section(a)] if a.regions is not None else []
     if a.roofline is not None and len(a.roofline):
         out += ["", *roofline_section(a, figures)]
     if a.budget is not None:
