@@ -46,21 +46,30 @@ def _moe_layer_as_on_the_gpu(workload: Any, name: str) -> None:
 
 
 def fake_inventory(workload_name: str, preset: str, layers: list[str],
-                   params: dict[str, Any] | None = None) -> dict[str, Any]:
+                   params: dict[str, Any] | None = None, legacy: bool = False
+                   ) -> dict[str, Any]:
+    """``legacy``: the dense decode path as it was when the session-15 H200 traces were
+    captured (commit d560b78), before the decode kernels: SDPA decode attention (param
+    decode_kernel=sdpa, no fused RoPE + KV write) and separate RMSNorm / residual-add ops
+    around the GEMVs (fused norms off — the folded norm weights of the random model are ones,
+    so the numbers are those of the old path too)."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     from workloads import catalog, inventory
     from workloads.layers import APPLY_FUNCTIONS, lowbit
     from workloads.run import load_workload
 
-    spec = mock.Mock(target=None, workload=workload_name, preset=preset, params=params or {})
+    params = dict(params or {})
+    if legacy and workload_name == "dense":
+        params.setdefault("decode_kernel", "sdpa")
+    spec = mock.Mock(target=None, workload=workload_name, preset=preset, params=params)
     workload, merged = load_workload(spec)
     device = torch.device("cpu")
     dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16,
              "float32": torch.float32}[merged.get("dtype", "float32")]
     with FakeTensorMode(allow_non_fake_inputs=True), torch.inference_mode(), \
             mock.patch.object(lowbit, "gemv_reference",
-                              lambda x, w, scale: torch.ops.aiperf.gemv(x, w, scale)):
+                              lambda *args: torch.ops.aiperf.gemv(*args)):
         workload.build(device, dtype, merged, seed=0)
         for name in catalog.parse_layers(layers):
             if name in MOE_LAYERS:
@@ -70,6 +79,8 @@ def fake_inventory(workload_name: str, preset: str, layers: list[str],
         runtime = getattr(workload, "runtime", None)
         if runtime is not None:
             runtime.pinned = False
+        if legacy and hasattr(workload, "set_fused_norms"):
+            workload.set_fused_norms(False)
         shape = workload.shape
         inputs = torch.zeros((shape["batch"], shape["prompt_len"]), dtype=torch.long)
         with inventory.eager_runtimes(workload):  # compiled code would run on fake data

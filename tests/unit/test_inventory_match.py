@@ -33,7 +33,8 @@ DENSE = {  # trace -> the layers it was run with (dense llama-3.1-8b, decode, ba
 def fake_inventory(workload: str, preset: str, layers: str):
     from tests.support.fake_inventory import fake_inventory as record
 
-    inv, why = decode(record(workload, preset, layers.split(",")))
+    # The traces of tests/data/h200 predate the decode kernels: record the path they ran.
+    inv, why = decode(record(workload, preset, layers.split(","), legacy=True))
     assert inv is not None, why
     return inv
 
@@ -137,9 +138,11 @@ def test_the_wrong_inventory_is_refused_not_forced():
     kernels = trace("dense_8b_best_bf16.trace.json.gz").kernels
     match = match_inventory(kernels, fake_inventory("dense", "llama-3.1-8b", "L0"))
     assert match.steps_matched == 0 and np.isnan(match.flops).all()
-    assert "do not repeat the inventory's 289 GEMM + 0 attention ops" in match.notes[0]
+    assert any("do not repeat the inventory's 289 GEMM + 0 attention ops" in n
+               for n in match.notes), match.notes
     assert match.class_totals["gemm"]["flops"] > 1.5e10  # the step's totals are still known
-    assert match.notes[1].startswith("the inventory's step totals: gemm 15.1 GFLOP / 15 GB;")
+    assert any(n.startswith("the inventory's step totals: gemm 15.1 GFLOP / 15 GB;")
+               for n in match.notes)
 
 
 def _synthetic(names: list[str], inventory_rows: list[tuple[str, int]]):

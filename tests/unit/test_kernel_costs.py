@@ -62,7 +62,7 @@ def test_ops_frame_keeps_input_types_and_concrete_inputs(h100_fixtures):
 def _fake_payload(layers: str) -> dict:
     from tests.support.fake_inventory import fake_inventory
 
-    return fake_inventory("dense", "llama-3.1-8b", layers.split(","))
+    return fake_inventory("dense", "llama-3.1-8b", layers.split(","), legacy=True)  # old traces
 
 
 def test_inventory_first_then_op_shapes_where_it_does_not_fit():
