@@ -184,6 +184,15 @@ def match_inventory(kernels: pd.DataFrame, inventory: Inventory,
     order = order[~np.isnan(start[order])]
     classes = anchor_classes(kernels)[order]
     names = kernels["name"].astype("object").to_numpy()[order]
+    inv_has_attention = any(inventory.op(int(i)).get("kind") == "attention" for i in inv_anchor_pos)
+    if not inv_has_attention and (classes == "attention").any():
+        # An inventory that recorded no attention op (one written before it knew a custom
+        # decode attention): the attention kernels are not anchors; they share the in-between
+        # ops' traffic like the other non-anchor kernels, and the note says so.
+        classes = np.where(np.isin(classes, ("attention", "aux")) & (classes == "attention"),
+                           None, classes)
+        notes.append("the inventory holds no attention op: the trace's attention kernels share "
+                     "the traffic of the ops between the GEMMs instead of an attention op's own")
     is_anchor = np.isin(classes, ANCHOR_KINDS)
     anchor_idx = np.flatnonzero(is_anchor)  # positions (in ``order``) of the trace's anchors
     if len(anchor_idx) > _MAX_ANCHORS:

@@ -129,6 +129,8 @@ class OpRecorder(TorchDispatchMode):
         extra: dict[str, float] = {}
         if name in _GROUPED:
             extra = _active_groups(arguments, values)
+        elif name in _DECODE_ATTENTION:
+            extra = _live_keys(arguments, values)
         cost = op_cost(name, [_describe(v) for v in values],
                        [_tensor_arg(t) for t in outputs] or None, extra)
         self.calls.append((name, cost))
@@ -141,6 +143,19 @@ def _active_groups(arguments: list[Any], values: list[Any]) -> dict[str, float]:
             ends = value.detach().to("cpu", torch.int64).tolist()
             counts = [b - a for a, b in zip([0, *ends[:-1]], ends, strict=True)]
             return {"active_groups": float(sum(1 for c in counts if c > 0))}
+    return {}
+
+
+_DECODE_ATTENTION = {"aiperf.decode_attention.default", "aiperf::decode_attention"}
+
+
+def _live_keys(arguments: list[Any], values: list[Any]) -> dict[str, float]:
+    """The keys a decode attention call reads: the longest live sequence (positions + 1) — the
+    cache's capacity is an upper bound the kernel never reads (8,448 slots for 129 live keys)."""
+    for argument, value in zip(arguments, values, strict=False):
+        if argument.name == "positions" and isinstance(value, torch.Tensor) \
+                and not _is_fake(value) and value.numel():
+            return {"kv_len": float(int(value.detach().max().item()) + 1)}
     return {}
 
 

@@ -313,6 +313,35 @@ def _attention(name: str, args: list[Arg], outputs: list[TensorArg] | None) -> O
                   kv_bytes=kv_bytes, dtype=short_dtype(q.dtype))
 
 
+def _decode_attention(args: list[Arg], outputs: list[TensorArg] | None,
+                      extra: dict[str, float]) -> OpCost | None:
+    """L3's split-KV decode (``aiperf::decode_attention(q [B, H, D], k_cache, v_cache,
+    positions, block_table, kv_scale, window)``): each query head attends to the live keys of
+    its sequence. The live length comes from the call (``extra["kv_len"]``, read from the
+    positions in the child); without it (fake tensors) the cache's capacity bounds it."""
+    q, k = _tensor(args, 0), _tensor(args, 1)
+    block_table = _tensor(args, 4)
+    if q is None or k is None or len(q.shape) != 3:
+        return None
+    batch, heads, d = q.shape
+    paged = block_table is not None
+    if paged:  # [blocks, block_size, kv_heads, D] behind a [B, blocks_per_seq] table
+        kv_heads, capacity = k.shape[2], block_table.shape[1] * k.shape[1]
+    else:  # [B, kv_heads, max_seq, D]
+        kv_heads, capacity = k.shape[1], k.shape[2]
+    kv_len = int(extra.get("kv_len") or capacity)
+    window = _arg(args, 6)
+    if isinstance(window, (int, float)) and window and window > 0:
+        kv_len = min(kv_len, int(window))
+    elem = dtype_bytes(k.dtype) or 2
+    kv_bytes = float(2 * batch * kv_heads * kv_len * d * elem)
+    q_out = float(2 * batch * heads * d * (dtype_bytes(q.dtype) or 2))
+    flops = 2.0 * batch * heads * kv_len * (d + d)
+    return OpCost("attention", flops, kv_bytes + q_out, batch=batch, heads=heads,
+                  kv_heads=kv_heads, q_len=1, kv_len=kv_len, head_dim=d, causal=None,
+                  kv_bytes=kv_bytes, dtype=short_dtype(q.dtype))
+
+
 def op_cost(name: str, args: list[Arg], outputs: list[TensorArg] | None = None,
             extra: dict[str, float] | None = None) -> OpCost:
     """The cost of one call of ``name`` (any spelling, see ``canonical_name``).
@@ -330,6 +359,8 @@ def op_cost(name: str, args: list[Arg], outputs: list[TensorArg] | None = None,
             return gemm or OpCost("gemm", None, None)
         if op in _ATTENTION:
             return _attention(op, args, outputs) or OpCost("attention", None, None)
+        if op == "aiperf::decode_attention":
+            return _decode_attention(args, outputs, extra) or OpCost("attention", None, None)
         return _data_op(op, args, outputs)
     except (TypeError, ValueError, IndexError, OverflowError):
         return OpCost("other", None, None)
