@@ -17,7 +17,7 @@ import numpy as np
 
 from analyzers.ceilings import Ceilings
 from analyzers.grouping import group_mode
-from analyzers.layer_choice import layer_for
+from analyzers.layer_choice import has_remedy, layer_for
 
 if TYPE_CHECKING:  # readers of the types (the app, the advice) need not load pandas
     import pandas as pd
@@ -68,6 +68,7 @@ REMEDY_TEXT = {
     "attention_kernel": "a better attention kernel (for decode: split-KV flash decoding)",
     "cuda_graphs": "CUDA graphs (one launch per step)",
     "compile_fusion": "torch.compile fusion",
+    "fewer_kernels": "fewer, larger kernels (fusion): each kernel boundary costs even in a graph",
     "gemv": "a bandwidth-tuned GEMV",
     "fp8_weights": "FP8 weights (half the bytes, twice the tensor roof)",
     "fp8_kv": "an FP8 KV cache (half the KV bytes)",
@@ -75,6 +76,9 @@ REMEDY_TEXT = {
     "speculative": "speculative decoding",
     "grouped_experts": "grouped-GEMM experts",
 }
+# Remedies that can still help with their layer on (a better kernel, more fusion); the others
+# are switches: once on, they have nothing more to give.
+_OPEN_ENDED = frozenset({"attention_kernel", "compile_fusion", "fewer_kernels"})
 NEAR_ROOF_PCT = 70.0  # a kernel at this share of its roof gains little from a better kernel
 UNKNOWN_NAME = "unknown FLOPs/bytes"
 
@@ -120,7 +124,9 @@ def _choose(remedies: Iterable[str], workload: str | None, layers: Sequence[str]
     remedy with no layer. An artifact from elsewhere (no workload) gets no layer: our layers
     apply to our workloads only."""
     remedies = list(remedies)
-    if workload:
+    if workload:  # a switch the run already has is no remedy (an FP8 run told "FP8 weights");
+        # a better kernel or more fusion can still help where its layer is on
+        remedies = [r for r in remedies if r in _OPEN_ENDED or not has_remedy(r, layers)]
         for remedy in remedies:
             layer = layer_for(remedy, workload, layers, device_kind)
             if layer is not None:
@@ -248,15 +254,16 @@ def sol_budget(launches: pd.DataFrame, timeline: StepTimeline, ceilings: Ceiling
     if launch_gap is not None and launch_gap > 0:
         lines.append(line("idle", "launch gaps", None, 0, launch_gap, 0.0, None, None, "trace",
                           "the GPU waits for launches the host issued only after it went idle "
-                          f"({_dur(launch_gap / steps)} per step)", ("cuda_graphs",)))
+                          f"({_dur(launch_gap / steps)} per step)",
+                          ("cuda_graphs", "fewer_kernels")))
         gap_ns -= launch_gap
     if gap_ns > 0:
         per_gap = gap_ns / max(timeline.gap_count, 1)
         lines.append(line("idle", "idle gaps", None, 0, gap_ns, 0.0, None, None, "trace",
                           f"{timeline.gap_count / steps:.0f} gaps between GPU activities per "
                           f"step, {_dur(per_gap)} on average"
-                          + ("" if launch_gap is None else ", work already issued")
-                          , ("cuda_graphs",)))
+                          + ("" if launch_gap is None else ", work already issued"),
+                          ("cuda_graphs", "fewer_kernels")))
     if timeline.host_ns > 0:
         lines.append(line("host", "host", None, 0, timeline.host_ns, 0.0, None, None, "trace",
                           "the GPU has no work before the step's first and after its last "
@@ -294,10 +301,14 @@ def sol_budget(launches: pd.DataFrame, timeline: StepTimeline, ceilings: Ceiling
     sol_total = (float(np.minimum(k_sol, k_measured).sum()) + u_total) / steps
     # Summed serially; kernels overlapping on streams would make that exceed the busy time.
     sol_total = min(sol_total, timeline.busy_ns / steps)
+    # Rounded per step so that the printed parts add up: step = GPU busy + idle + host.
+    step_i, kernel_i = int(round(step_ns)), int(round(timeline.busy_ns / steps))
+    idle_i = int(round(timeline.gap_ns / steps))
+    host_i = max(step_i - kernel_i - idle_i, 0)
     return SolBudget(
-        step_ns=int(round(step_ns)), steps=timeline.steps,
-        kernel_ns=int(round(timeline.busy_ns / steps)), sol_ns=int(round(sol_total)),
-        idle_ns=int(round(timeline.gap_ns / steps)), host_ns=int(round(timeline.host_ns / steps)),
+        step_ns=kernel_i + idle_i + host_i, steps=timeline.steps,
+        kernel_ns=kernel_i, sol_ns=int(round(sol_total)),
+        idle_ns=idle_i, host_ns=host_i,
         coverage=float(k_measured.sum()) / activity if activity > 0 else None,
         ceilings_source=ceilings.source, device_name=device_name or ceilings.device_name,
         lines=tuple(lines), notes=tuple(notes))

@@ -169,10 +169,13 @@ def test_without_step_ranges_long_idle_stretches_are_not_the_step(h100_fixtures)
     budget = analysis.budget
     kt = parsed.kernels
     assert (kt["start_ns"] + kt["dur_ns"]).max() - kt["start_ns"].min() > 1e9
-    assert budget.steps == 1 and budget.step_ns < 25e6
+    # the steps are the repeats of the kernel sequence (the advice's step finder): two of
+    # ~1.68 ms, as the advice's own steps; the 1.06 s before them is no part of a step
+    assert budget.steps == 2 and 1.5e6 < budget.step_ns < 1.9e6
     assert budget.step_ns == budget.kernel_ns + budget.idle_ns + budget.host_ns
-    assert budget.kernel_ns == pytest.approx(kt["dur_ns"].sum(), abs=1000)  # ~all activity
-    assert any("no step ranges" in n for n in budget.notes)
+    assert 2 * budget.kernel_ns < kt["dur_ns"].sum()  # the two memsets are outside the steps
+    assert any("no step ranges" in n and "repeats of its kernel sequence" in n
+               for n in budget.notes)
 
 
 def test_steps_from_profiler_step_ops_and_between_steps_excluded():
