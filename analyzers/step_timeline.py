@@ -186,6 +186,11 @@ def step_timeline(kt: pd.DataFrame, annotations: pd.DataFrame | None = None,
 
     found = step_ranges(annotations, ops, rank)
     if found is None:
+        found = _repeated_steps(kt, runtime)
+        if found is not None:
+            notes.append("no step ranges in the trace: the steps are the repeats of its kernel "
+                         "sequence (analyzers.advice.steps)")
+    if found is None:
         w0, marker = _span_segments(s, e), None
         cpu_end = w0
         skipped = len(w0) - 1
@@ -207,6 +212,19 @@ def step_timeline(kt: pd.DataFrame, annotations: pd.DataFrame | None = None,
         timeline = _decompose(kt, rows, s, e, w0[1:], cpu_end[1:], marker, annotations,
                               runtime, device, rank, notes)
     return timeline
+
+
+def _repeated_steps(kt: pd.DataFrame, runtime: pd.DataFrame | None
+                    ) -> tuple[np.ndarray, np.ndarray, str] | None:
+    """Without step ranges, the steps the advice finds as the repeating block of the kernel
+    sequence (one step finder for the budget and the advice): (starts, ends, marker)."""
+    from analyzers.advice.steps import step_timeline as repeated
+
+    found = repeated(kt, runtime)
+    if found is None or found.steps < 2:
+        return None
+    windows = np.asarray(found.windows, dtype=np.int64).reshape(-1, 2)
+    return windows[:, 0], windows[:, 1], "repeating kernel sequence"
 
 
 def _decompose(kt: pd.DataFrame, rows: np.ndarray, s: np.ndarray, e: np.ndarray,

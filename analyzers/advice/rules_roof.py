@@ -143,9 +143,13 @@ def _decode_attention(f: Facts) -> Finding | None:
 
 
 def kernel_far_below_roof(f: Facts) -> Finding | None:
-    if f.budget is not None:
-        return _from_budget(f)
-    return _decode_attention(f)
+    # The budget's lines where it costed the kernels; where it could not (a graphed or
+    # compiled trace without an inventory), the run's shape still settles decode attention.
+    if f.budget is None:
+        return _decode_attention(f)
+    found = _from_budget(f)
+    uncosted = any(ln.kind == "unknown" for ln in getattr(f.budget, "lines", ()) or ())
+    return found or (_decode_attention(f) if uncosted else None)
 
 
 ROOF_RULES = (kernel_far_below_roof,)

@@ -18,7 +18,7 @@ from profilers.parsers.detect import load_artifact
 from profilers.parsers.kernel_table import make_kernel_table
 from tests.unit import h200_budget_data as h200
 from workbench.cli import main
-from workbench.export.json_export import analysis_to_dict
+from workbench.export.json_export import analysis_to_dict, dumps
 from workbench.export.markdown import render_artifact_report
 from workbench.export.svg_figures import budget_svg, roofline_svg, write_figures
 
@@ -115,7 +115,7 @@ def test_markdown_report_one_row_per_kernel_and_the_budget(analysis):
 
 
 def test_json_export_roofline_per_kernel_and_budget(analysis):
-    data = json.loads(json.dumps(analysis_to_dict(analysis)))
+    data = json.loads(dumps(analysis_to_dict(analysis)))
     names = [row["name"] for row in data["roofline"]]
     assert len(names) == len(set(names)) == analysis.kernels["name"].nunique()
     gemv = next(row for row in data["roofline"] if row["name"] == "gemv_m1_kernel")
