@@ -164,3 +164,21 @@ def test_reduction_outputs_from_a_traces_dim_arguments():
 def test_a_bool_mask_does_not_set_the_output_type():
     where = op_cost("aten::where", [t(32000, dtype="bool"), float("-inf"), t(1, 32000, dtype="float")])
     assert where.kind == "elementwise" and where.bytes == 32000 + 32000 * 4 + 32000 * 4
+
+
+def test_split_kv_decode_attention_reads_only_the_live_keys():
+    """L3's aiperf::decode_attention on the 8B preset's static cache (8 KV heads of 128, 8,448
+    slots): at position 128 it reads 129 keys and values per KV head, not the whole cache."""
+    q = t(1, 32, 128)
+    cache = t(1, 8, 8448, 128)
+    pos = t(1, dtype=I64)
+    live = op_cost("aiperf::decode_attention", [q, cache, cache, pos, None, None, 0],
+                   extra={"kv_len": 129.0})
+    assert live.kind == "attention" and live.kv_len == 129
+    assert live.kv_bytes == 2 * 8 * 129 * 128 * 2  # K and V of the live keys, bf16
+    assert live.flops == 2.0 * 32 * 129 * (128 + 128)
+    bound = op_cost("aiperf.decode_attention.default", [q, cache, cache, pos, None, None, 0])
+    assert bound.kv_len == 8448  # no live length known (fake tensors): the capacity bounds it
+    windowed = op_cost("aiperf::decode_attention", [q, cache, cache, pos, None, None, 128],
+                       extra={"kv_len": 4096.0})
+    assert windowed.kv_len == 128  # a sliding window reads its window
