@@ -37,7 +37,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from profilers.runner import run
     from sessions.analysis import load_run_analysis
     from workbench.progress import CliProgress
-    from workloads.catalog import parse_layers
+    from workloads.catalog import select_layers
     from workloads.spec import RunSpec
 
     params: dict[str, Any] = dict(args.param)
@@ -45,8 +45,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         value = getattr(args, key)
         if value is not None:
             params[key] = value
-    spec = RunSpec(workload=args.workload, preset=args.preset, layers=parse_layers(args.layers, args.workload),
-                   profiler=args.profiler, params=params,
+    layers = select_layers(args.layers, args.workload)
+    for name, why in layers.skipped.items():  # a range never drops a layer without a word
+        print(f"layer {name} skipped: {why}", file=sys.stderr)
+    spec = RunSpec(workload=args.workload, preset=args.preset, layers=layers.names,
+                   skipped_layers=layers.skipped, profiler=args.profiler, params=params,
                    repeat=args.repeat if args.repeat is not None
                    else (1 if args.profiler in ("ncu", "nsys") else 5),
                    warmup=args.warmup if args.warmup is not None
