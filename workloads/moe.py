@@ -54,8 +54,10 @@ DEFAULTS: dict[str, Any] = {
 RUN_DEFAULTS: dict[str, Any] = {
     "mode": "decode",
     "unmet_layers": "fail",  # "skip": record a layer whose requirement is unmet, run the rest
-    "compile_mode": "max-autotune-no-cudagraphs",  # L5 decode step
-    "compile_prefill_mode": "default",  # L5 prefill
+    # L5 decode step: "default" — the experts are grouped GEMMs or Triton custom ops either
+    # way, and max-autotune's GEMM search would add minutes to every compiled MoE run.
+    "compile_mode": "default",
+    "compile_prefill_mode": "default",  # L5 prefill (compiled in prefill mode only)
 }
 POSITIVE = ("hidden", "layers", "heads", "kv_heads", "vocab", "batch", "prompt_len",
             "new_tokens", "max_seq", "experts", "top_k", "moe_inter")
@@ -212,7 +214,9 @@ class MoEWorkload(Workload):
                     block.replay_idx[:recorded.shape[0]].copy_(recorded)
                 block.replay_on.fill_(on)
             logits = self._forward_last(tokens, start)
-            flips.add_(sum(block.replay_flips for block in blocks))
+            rows = tokens.numel()
+            flips.add_(sum(block.replay_flips[:rows].sum() for block in blocks
+                           if block.replay_flips is not None))
             calls["n"] += 1
             self._routing_parity = {
                 "replayed": "the candidate used the reference's experts (weights its own)",
@@ -295,8 +299,8 @@ class MoEWorkload(Workload):
         # Native FP8 experts (L5-moe-fp8): one byte per weight plus a fp32 scale per row.
         expert_bytes = counts["expert"] + 4 * (2 * s["moe_inter"] + s["hidden"]) if fp8 \
             else size * counts["expert"]
-        per_layer = (size * (counts["attention_per_layer"] + counts["router_per_layer"]
-                             + counts["shared_per_layer"]) + touched * expert_bytes)
+        per_layer = (size * (counts["attention_per_layer"] + counts["shared_per_layer"])
+                     + 4 * counts["router_per_layer"] + touched * expert_bytes)  # fp32 router
         kv = 2 * s["batch"] * s["kv_heads"] * s["head_dim"] * self._attention_context(
             s["prompt_len"] + 1)
         return float(s["layers"] * per_layer + size * (s["vocab"] * s["hidden"] + kv))

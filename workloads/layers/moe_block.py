@@ -22,8 +22,8 @@ being wrong. The flips are reported beside the parity result.
 
 The replay lives on the device so a CUDA-graphed (L4) or compiled (L5) step replays too: the
 workload copies each call's recorded choice into ``replay_idx`` before the call, and the step
-picks ``where(replay_on, replay_idx, own choice)`` and writes how many tokens' own choice
-differed into ``replay_flips`` (overwritten per call, so graph warm-ups do not count twice).
+picks ``where(replay_on, replay_idx, own choice)`` and marks the tokens whose own choice
+differed in ``replay_flips`` (overwritten per call, so graph warm-ups do not count twice).
 With ``replay_on`` false (the timed steps) the same graph runs the model's own routing.
 """
 
@@ -51,13 +51,18 @@ class MoEFeedForward(nn.Module):
         super().__init__()
         self.experts, self.top_k, self.gating, self.norm_topk = experts, top_k, gating, norm_topk
         in_std = 1.0 / math.sqrt(hidden)
-        self.router_w = nn.Parameter(init((experts, hidden), in_std), requires_grad=False)
-        self.router_b = nn.Parameter(init((experts,), 0.0), requires_grad=False) if bias else None
+        # The router is drawn in the model dtype and kept in fp32, the precision it runs in:
+        # the same values, and no weight conversion kernel per layer in every decode step.
+        self.router_w = nn.Parameter(init((experts, hidden), in_std).float(),
+                                     requires_grad=False)
+        self.router_b = nn.Parameter(init((experts,), 0.0).float(), requires_grad=False) \
+            if bias else None
         self.weights = ExpertWeights(
             w13=init((experts, 2 * inter, hidden), in_std),
             w2=init((experts, hidden, inter), residual_std / math.sqrt(inter)),
             b13=init((experts, 2 * inter), 0.02) if bias else None,
             b2=init((experts, hidden), 0.02) if bias else None, activation=activation)
+        self.compute_dtype = self.weights.w13.dtype  # type: ignore[union-attr]  # the model's
         self.shared_w13 = self.shared_w2 = None
         if shared_inter:
             self.shared_w13 = nn.Parameter(init((2 * shared_inter, hidden), in_std),
@@ -76,7 +81,7 @@ class MoEFeedForward(nn.Module):
         # Device-side route replay (see the module docstring); None until a parity run needs it.
         self.replay_idx: torch.Tensor | None = None  # [rows, k] long
         self.replay_on: torch.Tensor | None = None  # bool [1]
-        self.replay_flips: torch.Tensor | None = None  # long [], flips of the last call
+        self.replay_flips: torch.Tensor | None = None  # bool [rows]: this call's flipped tokens
 
     def route(self, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """flat [T, H] -> (topk_idx [T, k], topk_w [T, k] fp32, probs [T, E] fp32)."""
@@ -105,8 +110,8 @@ class MoEFeedForward(nn.Module):
             forced = self.replay_idx[:idx.shape[0]]
             # k distinct experts each: the same set iff every forced one is among ours
             same = (forced[:, :, None] == idx[:, None, :]).any(-1).all(-1)
-            differs = (~same & self.replay_on).sum()
-            self.replay_flips.copy_(differs)
+            # per token, not summed: a store fuses into the routing kernel, a sum would not
+            self.replay_flips[:idx.shape[0]].copy_(~same & self.replay_on)
             idx = torch.where(self.replay_on, forced, idx)
         return idx
 
@@ -118,7 +123,7 @@ class MoEFeedForward(nn.Module):
         device = self.router_w.device
         self.replay_idx = torch.zeros(rows, self.top_k, dtype=torch.long, device=device)
         self.replay_on = torch.zeros(1, dtype=torch.bool, device=device)
-        self.replay_flips = torch.zeros((), dtype=torch.long, device=device)
+        self.replay_flips = torch.zeros(rows, dtype=torch.bool, device=device)
 
     def _record(self, idx: torch.Tensor, probs: torch.Tensor) -> None:
         counts = torch.zeros(self.experts, dtype=torch.float64, device=idx.device)

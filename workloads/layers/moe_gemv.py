@@ -60,7 +60,7 @@ def gemv_unavailable(block: Any, device: torch.device) -> str | None:
         return "the Triton expert GEMV needs CUDA"
     if importlib.util.find_spec("triton") is None:
         return "triton is not installed"
-    dtype = block.router_w.dtype
+    dtype = block.compute_dtype
     if dtype not in (torch.bfloat16, torch.float16):
         return f"the Triton expert GEMV is for bf16/fp16 models, this one runs in {dtype}"
     return None
@@ -162,8 +162,9 @@ def experts_gemv_op() -> Any:
 
 def experts_gemv(x: torch.Tensor, topk_idx: torch.Tensor, topk_w: torch.Tensor,
                  ew: ExpertWeights) -> torch.Tensor:
-    """The decode path of a MoE block: bf16/fp16 weights, or native FP8 ones with scales."""
-    experts_gemv_op()  # registers the op
+    """The decode path of a MoE block: bf16/fp16 weights, or native FP8 ones with scales.
+    Calls the registered op, never ``experts_gemv_op()``: dynamo would trace into that
+    functools.cache wrapper and break the compiled step there."""
     fp8 = ew.w13_q is not None
     w13 = ew.w13_q if fp8 else ew.w13
     w2 = ew.w2_q if fp8 else ew.w2
@@ -171,3 +172,6 @@ def experts_gemv(x: torch.Tensor, topk_idx: torch.Tensor, topk_w: torch.Tensor,
     return torch.ops.aiperf_moe.experts_gemv(
         x, topk_idx, topk_w, w13, w2, ew.b13, ew.b2, ew.w13_s if fp8 else None,
         ew.w2_s if fp8 else None, ew.activation)
+
+
+experts_gemv_op()  # registered at import (no triton needed), before anything is compiled
