@@ -265,6 +265,10 @@ def cmd_workloads(args: argparse.Namespace) -> int:
         print(f"{info.name:<10} {info.title}")
         print(f"{'':<10} {info.description}")
         print(f"{'':<10} presets: {', '.join(info.presets)} (default {info.default_preset})")
+        if info.kind == "model":  # the layers a range like L0-L6 takes for this workload
+            layers = [n for n, li in LAYERS.items() if not li.applies_to
+                      or info.name in li.applies_to]
+            print(f"{'':<10} layers: {', '.join(layers)}")
     from workloads.targets import ENTRY_POINT_GROUP, list_entry_points
 
     plugins = list_entry_points()
@@ -277,6 +281,7 @@ def cmd_workloads(args: argparse.Namespace) -> int:
     print("\nlayers:")
     for layer in LAYERS.values():
         req = f"  [needs {', '.join(layer.requires)}]" if layer.requires else ""
-        print(f"  {layer.name:<8} {layer.title}{req}")
+        only = f"  [{', '.join(layer.applies_to)}]" if layer.applies_to else ""
+        print(f"  {layer.name:<8} {layer.title}{req}{only}")
         print(f"  {'':<8} {layer.description}")
     return EXIT_OK

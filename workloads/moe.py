@@ -334,7 +334,8 @@ class MoEWorkload(Workload):
         blocks = moe_blocks(self.model)
         if blocks:
             facts["moe_impl"] = {"dispatch": blocks[0].dispatch, "backend": blocks[0].backend,
-                                 "fp8": blocks[0].weights.w13_q is not None}
+                                 "fp8": blocks[0].weights.w13_q is not None,
+                                 "decode_gemv": blocks[0].decode_gemv}
         if self._router is not None:
             facts["router"] = self._router
         if self._routing_parity is not None:

@@ -96,6 +96,19 @@ def test_skipped_layers_are_recorded_in_stack_order():
     assert merged[2].reason == "left out of L0-L6: dense only"
 
 
+def test_the_workloads_command_says_which_layers_apply(capsys):
+    import argparse
+
+    from workbench.commands import cmd_workloads
+
+    assert cmd_workloads(argparse.Namespace()) == 0
+    out = capsys.readouterr().out
+    gptoss = out[out.index("\ngptoss "):out.index("\nattention ")]
+    assert "layers: L0, L1, L2, L3, L4, L5, L5-moe-fp8, L6-moe-grouped" in gptoss
+    assert "  L4       CUDA graphs  [needs cuda]  [dense, moe, gptoss]" in out
+    assert "  L6-paged Paged KV cache  [dense]" in out
+
+
 def test_the_ladder_reads_the_catalog_for_the_moe_decoders():
     from workbench.cmd_ladder import default_layer_sets, select_layer_sets
 
