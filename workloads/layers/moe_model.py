@@ -10,7 +10,7 @@ sliced to the valid prefix: L0) or a long tensor [1] (L2's static shapes: K/V wr
 or one compiled step (L5) serves every position).
 
 The KV cache is ``layers.kv_cache.KVCache`` (the dense model's, [B, kv_heads, capacity, D]
-per layer), with one extra never-written slot when the model has sinks (see
+per layer), with a never-written slot at max_seq when the model has sinks (see
 ``moe_attention``: SDPA takes the sink through it).
 """
 
@@ -100,8 +100,11 @@ class MoEDecoder(nn.Module):
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
         # With sinks, slot max_seq of every layer's cache is never written: K = V = 0 there.
+        # The capacity is rounded up to a multiple of 8 slots (the mask's rows then stay
+        # 16-byte aligned, which SDPA's memory-efficient kernel wants; it copies a padded mask
+        # otherwise); the extra slots are never written either and always masked.
         self.sink_slot = shape["max_seq"] if shape["sinks"] else None
-        capacity = shape["max_seq"] + (1 if shape["sinks"] else 0)
+        capacity = -(-(shape["max_seq"] + 1) // 8) * 8 if shape["sinks"] else shape["max_seq"]
         self.cache = KVCache(shape["layers"], shape["batch"], shape["kv_heads"], capacity,
                              shape["head_dim"], device, dtype)
 
