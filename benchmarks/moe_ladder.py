@@ -1,279 +1,297 @@
-"""MoE decode ladder and grouped-GEMM experts vs the loop over experts (H100 targets).
+"""The MoE ladders of issue 20 through the CLI's own front door, in one go.
 
-    python benchmarks/moe_ladder.py                      # H100: preset "full", ~1-2 minutes
-    python benchmarks/moe_ladder.py --device cpu --preset tiny --repeat 3   # smoke test
+    python benchmarks/moe_ladder.py                        # H200: moe/full + gptoss/20b rows
+    python benchmarks/moe_ladder.py --parts moe --moe-sets "L0;L0-L4,L6-moe-grouped;L0-L6"
+    python benchmarks/moe_ladder.py --device cpu --moe-preset tiny --gptoss-preset tiny \\
+        --prefill-len 32 --repeat 2                        # a smoke test
 
-Two sub-benchmarks, each in its own try/except (a failure is recorded, the rest still runs):
+Every row is a stored session run by ``workbench.cmd_ladder.run_ladder`` — the function behind
+`aiperf-workbench ladder` — so each goes through profilers.runner.run, the child process, the
+layers as the catalog applies them and the parity guard against L0, exactly as a user's
+ladder does (``unmet_layers=skip``: a layer the machine cannot run is a row note, not a
+failure). Parts (``--parts``, comma list):
 
-  experts   the routed-experts half of one MoE layer at 64 experts top-6 (the preset's hidden
-            and expert width, bf16), T tokens in {8, 64, 512}: L0 masked loop over experts vs
-            sorted dispatch + torch._grouped_mm vs sorted dispatch + padded bmm.
-            Target: grouped vs loop >= 3x.
-  ladder    one decode step (batch B, after a prefill of prompt_len) of the whole MoE model,
-            one build, implementations switched in place, cumulative:
-              L0 eager (masked loop)  ->  + L6 grouped experts  ->  + CUDA graph of the step
-              ->  + L5 FP8 experts (native FP8 grouped GEMMs where the probe passes).
-            Target: all layers on vs L0 eager >= 6x. L1 (TF32) changes nothing in bf16.
-            The last-token logits of each rung are compared with L0 (max rel err), routing
-            not replayed, so a bf16 expert flip shows up here as a larger error.
+  moe             `ladder --workload moe --preset full`: the default layer sets (L0, +L1, ...,
+                  all on) or ``--moe-sets``. Target: all-on vs L0 >= 15x (tokens/s).
+  gptoss-decode   gpt-oss 20b decode at batch 1: L0, all-on in bf16 (every layer but FP8) and
+                  all-on. Each row's share of its weight-bytes limit: the workload's bytes per
+                  step (the 4 routed experts, attention, router, LM head and the KV read; FP8
+                  experts at one byte per weight) over the median step, against the copy
+                  bandwidth measured at the start of this run. Target: all-on >= 70%.
+  gptoss-prefill  gpt-oss 20b prefill of --prefill-len (8,192) tokens at batch 1: L0 and the
+                  bf16 all-on stack; model TFLOP/s against a bf16 GEMM measured in this run.
 
-Timing: CUDA events around each step (perf_counter on CPU), warm-up first, median of
-``--repeat``; min/max reported. Writes benchmarks/results/moe_ladder-<device>.json in the
-/work/shared/BENCHMARKS.md format and prints a short table last.
+Ceilings are measured in this process before the children start (1 GiB device copy, read +
+write bytes; an 8192^3 bf16 GEMM), with ``workloads.calibrate``. Results go to
+benchmarks/results/moe_ladder-<gpu>.json and .md, rewritten after every row ("partial": true
+until the end), so a run cut short keeps what it measured; a short table is printed last.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
+import datetime
 import json
+import os
 import re
-import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
+from sessions.store import SessionStore  # noqa: E402
+from workbench.cmd_ladder import (  # noqa: E402
+    default_layer_sets,
+    ladder_meta,
+    run_ladder,
+    select_layer_sets,
+)
+from workbench.export.ladder_md import build_ladder, render_ladder_markdown  # noqa: E402
 
-from workloads import catalog  # noqa: E402
-from workloads.layers import moe_experts as mx  # noqa: E402
-from workloads.layers.moe_apply import apply_fp8_experts  # noqa: E402
-from workloads.layers.moe_block import moe_blocks  # noqa: E402
-from workloads.moe import DTYPES, MoEWorkload  # noqa: E402
-
-
-def time_ms(fn: Callable[[], Any], device: torch.device, repeat: int, warmup: int
-            ) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(repeat):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            samples.append(start.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            samples.append((time.perf_counter() - t0) * 1e3)
-    return samples
+TARGETS = {"moe_all_on_vs_l0": 15.0, "gptoss_decode_b1_share_of_limit": 0.70}
+PARTS = ("moe", "gptoss-decode", "gptoss-prefill")
 
 
-def stats(samples: list[float], unit: str = "ms") -> dict[str, Any]:
-    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples),
-            "n": len(samples), "unit": unit}
+def measure_ceilings(device: str) -> dict[str, Any]:
+    """Copy bandwidth (and a bf16 GEMM on CUDA) on this device, now."""
+    import torch
+
+    from workloads import calibrate
+
+    dev = torch.device(device)
+    out: dict[str, Any] = {"device_name": torch.cuda.get_device_name(dev)
+                           if dev.type == "cuda" else "cpu"}
+    out["copy_bytes_per_s"] = calibrate._copy_bytes_per_s(1 << 30 if dev.type == "cuda"
+                                                          else 1 << 26, dev, 3, 20)
+    if dev.type == "cuda":
+        out["bf16_gemm_flops"] = calibrate._gemm_flops("bf16", 8192, dev, 3, 10)
+        torch.cuda.empty_cache()
+    return out
 
 
-def bench_experts(shape: dict[str, Any], device: torch.device, dtype: torch.dtype,
-                  repeat: int, metrics: dict[str, Any], table: list[list[str]]) -> None:
-    experts, top_k, hidden, inter = 64, 6, shape["hidden"], shape["moe_inter"]
-    g = torch.Generator(device=device).manual_seed(0)
-    ew = mx.ExpertWeights(
-        torch.randn(experts, 2 * inter, hidden, device=device, generator=g).to(dtype) * hidden ** -0.5,
-        torch.randn(experts, hidden, inter, device=device, generator=g).to(dtype) * inter ** -0.5)
-    native = mx.probe_grouped_mm(ew.w13) is None  # type: ignore[arg-type]
-    for tokens in (8, 64, 512):
-        x = torch.randn(tokens, hidden, device=device, generator=g).to(dtype)
-        idx = torch.rand(tokens, experts, device=device, generator=g).topk(top_k, -1).indices
-        w = torch.rand(tokens, top_k, device=device, generator=g).to(dtype)
-        with torch.inference_mode():
-            loop = stats(time_ms(lambda x=x, idx=idx, w=w: mx.experts_loop(x, idx, w, ew),
-                                 device, repeat, 3))
-            rows = {"loop": loop}
-            for backend in (["grouped_mm"] if native else []) + ["bmm"]:
-                rows[backend] = stats(time_ms(
-                    lambda b=backend, x=x, idx=idx, w=w: mx.experts_sorted(x, idx, w, ew, b),
-                    device, repeat, 3))
-        for name, value in rows.items():
-            metrics[f"experts_T{tokens}_{name}_ms"] = value
-            speedup = loop["median"] / value["median"]
-            if name != "loop":
-                metrics[f"experts_T{tokens}_{name}_speedup"] = {"median": speedup, "unit": "x"}
-            table.append([f"experts T={tokens} {name}", f"{value['median']:.3f} ms",
-                          f"{speedup:.2f}x" + (" (target >= 3x)" if name != "loop" else "")])
-
-
-def logits_error(reference: torch.Tensor, candidate: torch.Tensor) -> float:
-    return float((candidate.float() - reference.float()).abs().max()
-                 / reference.float().abs().max())
-
-
-def bench_ladder(preset: str, device: torch.device, repeat: int, metrics: dict[str, Any],
-                 table: list[list[str]], notes: list[str]) -> None:
-    params = catalog.get_preset("moe", preset)
-    workload = MoEWorkload()
-    torch.backends.cuda.matmul.allow_tf32 = False
-    workload.build(device, DTYPES[params["dtype"]], params, seed=0)
-    model, blocks = workload.model, moe_blocks(workload.model)
-    assert model is not None
-    position = params["prompt_len"]
-    with torch.inference_mode():
-        prompt = workload.make_inputs(0)
-        token = model(prompt, 0).argmax(-1)[:, None]  # fills the KV cache (L0)
-
-        def step() -> torch.Tensor:
-            return model(token, position)
-
-        reference = step()
-        rungs: list[tuple[str, Callable[[], torch.Tensor]]] = [("L0 eager (masked loop)", step)]
-
-        def grouped() -> Callable[[], torch.Tensor]:
-            note = mx.probe_grouped_mm(blocks[0].weights.w13)  # type: ignore[arg-type]
-            for block in blocks:
-                block.dispatch, block.backend = "sorted", "grouped_mm" if note is None else "bmm"
-            if note:
-                notes.append(f"grouped experts fell back to bmm: {note}")
-            return step
-
-        def graphed() -> Callable[[], torch.Tensor]:
-            if device.type != "cuda":
-                notes.append("no CUDA graph on CPU: the graph rung is eager")
-                return step
-            stream = torch.cuda.Stream()
-            stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(stream):
-                for _ in range(3):
-                    step()
-            torch.cuda.current_stream().wait_stream(stream)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                out = step()
-            return lambda: (graph.replay(), out)[1]
-
-        def fp8() -> Callable[[], torch.Tensor]:
-            notes.append(f"L5-moe-fp8: {apply_fp8_experts(workload, device)}")
-            return graphed()
-
-        ladder = [("+ L6 grouped experts", grouped), ("+ CUDA graph", graphed),
-                  ("+ L5 FP8 experts (all on)", fp8)]
-        results: list[tuple[str, dict[str, Any], float]] = []
-        for index in range(len(ladder) + 1):
-            name, fn = rungs[-1]
-            try:
-                value = stats(time_ms(fn, device, repeat, 3))
-                results.append((name, value, logits_error(reference, fn())))
-            except Exception as exc:  # record and stop climbing: later rungs build on this
-                notes.append(f"ladder rung {name!r} failed: {type(exc).__name__}: {exc}")
-                traceback.print_exc()
-                break
-            if index < len(ladder):
-                rungs.append((ladder[index][0], ladder[index][1]()))
-    base = results[0][1]["median"] if results else None
-    for key_index, (name, value, error) in enumerate(results):
-        key = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
-        metrics[f"decode_{key_index}_{key}_ms"] = value
-        metrics[f"decode_{key_index}_{key}_rel_err"] = {"median": error, "unit": "max rel err"}
-        assert base is not None
-        speedup = base / value["median"]
-        metrics[f"decode_{key_index}_{key}_speedup"] = {"median": speedup, "unit": "x"}
-        table.append([f"decode {name}", f"{value['median']:.3f} ms",
-                      f"{speedup:.2f}x vs L0 (rel err {error:.2g})"])
-    if results:
-        metrics["decode_all_on_speedup"] = {"median": base / results[-1][1]["median"],
-                                            "unit": "x", "rung": results[-1][0]}
-
-
-def nvml_clock() -> tuple[int | None, bool | None]:
+def nvml_clocks() -> dict[str, Any]:
     try:
         import pynvml
 
         pynvml.nvmlInit()
         handle = pynvml.nvmlDeviceGetHandleByIndex(0)
-        clock = pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM)
-        reasons = pynvml.nvmlDeviceGetCurrentClocksThrottleReasons(handle)
-        # idle and application-clock settings are not throttling
-        throttled = bool(reasons & ~(pynvml.nvmlClocksThrottleReasonGpuIdle
-                                     | pynvml.nvmlClocksThrottleReasonApplicationsClocksSetting))
-        return clock, throttled
-    except Exception:
-        return None, None
+        out = {"sm_mhz": pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM),
+               "mem_mhz": pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_MEM)}
+        pynvml.nvmlShutdown()
+        return out
+    except Exception as exc:  # NVML missing is a fact to record, not a failure
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def row_facts(record: Any, row: Any, ceilings: dict[str, Any]) -> dict[str, Any]:
+    """One ladder row with its limits: what the JSON keeps."""
+    metrics = record.metrics or {}
+    extra = (record.extra or {}).get("extra") or {}
+    gb_s, tflops = metrics.get("achieved_gb_s"), metrics.get("achieved_tflops")
+    copy, gemm = ceilings.get("copy_bytes_per_s"), ceilings.get("bf16_gemm_flops")
+    return {
+        "layers": row.layers, "status": row.status, "session": record.id,
+        "tokens_per_s": row.tokens_per_s, "p50_ms": row.p50_ms, "p10_ms": row.p10_ms,
+        "p90_ms": row.p90_ms, "step_speedup": row.step_speedup,
+        "cumulative_speedup": row.cumulative_speedup, "peak_mem_bytes": row.peak_mem_bytes,
+        "parity_ok": row.parity_ok, "max_rel_err": row.max_rel_err, "top1": row.top1,
+        "bytes_per_step": metrics.get("bytes_per_step"),
+        "flops_per_step": metrics.get("flops_per_step"), "achieved_gb_s": gb_s,
+        "share_of_copy_bw": gb_s * 1e9 / copy if gb_s and copy else None,
+        "achieved_tflops": tflops,
+        "share_of_bf16_gemm": tflops * 1e12 / gemm if tflops and gemm else None,
+        "not_applied": row.not_applied, "notes": row.notes, "error": row.error,
+        "runtime": extra.get("runtime"), "moe_impl": extra.get("moe_impl"),
+        "routing_parity": extra.get("routing_parity")}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="full", choices=list(catalog.get_workload("moe").presets))
+    parser.add_argument("--parts", default=",".join(PARTS))
+    parser.add_argument("--moe-preset", default="full")
+    parser.add_argument("--gptoss-preset", default="20b")
+    parser.add_argument("--moe-sets", default=None, metavar='"L0;L0-L4;..."',
+                        help="layer stacks of the moe ladder (default: the CLI's)")
+    parser.add_argument("--gptoss-decode-sets", default=None, metavar='"L0;L0-L6"',
+                        help="stacks of the gpt-oss decode rows (default: L0, all-on in bf16, "
+                        "all-on)")
+    parser.add_argument("--gptoss-prefill-sets", default=None, metavar='"L0;L0-L4"',
+                        help="stacks of the gpt-oss prefill rows (default: L0, all-on in bf16)")
+    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--new-tokens", type=int, default=8, help="parity tokens per row")
+    parser.add_argument("--prefill-len", type=int, default=8192)
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per row")
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
-    parser.add_argument("--repeat", type=int, default=20)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
-    device = torch.device(args.device)
-    shape = catalog.get_preset("moe", args.preset)
-    dtype = DTYPES[shape["dtype"]]
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    sm_start, _ = nvml_clock() if device.type == "cuda" else (None, None)
-    metrics: dict[str, Any] = {}
-    table: list[list[str]] = []
-    notes = [f"preset moe/{args.preset} ({shape['hidden']} hidden, {shape['layers']} layers, "
-             f"batch {shape['batch']}, prompt {shape['prompt_len']}), dtype {shape['dtype']}"]
-    started = time.perf_counter()
-    for name, run in (("experts", lambda: bench_experts(shape, device, dtype, args.repeat,
-                                                        metrics, table)),
-                      ("ladder", lambda: bench_ladder(args.preset, device, args.repeat,
-                                                      metrics, table, notes))):
-        try:
-            run()
-        except Exception as exc:
-            traceback.print_exc()
-            notes.append(f"{name} failed: {type(exc).__name__}: {exc}")
-            table.append([name, "FAILED", f"{type(exc).__name__}"])
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-    sm_end, throttled = nvml_clock() if device.type == "cuda" else (None, None)
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        parser.error(f"unknown parts {unknown}; choose from {', '.join(PARTS)}")
+    started = time.monotonic()
+    store = SessionStore(Path(os.environ.get("AIPERF_HOME")
+                              or tempfile.mkdtemp(prefix="moe_ladder_")))
+    failures: dict[str, str] = {}
+    clocks_start = nvml_clocks()
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True, timeout=10).stdout.strip() or None
-    except Exception:
-        commit = None
-    all_on = metrics.get("decode_all_on_speedup", {}).get("median")
-    grouped = metrics.get("experts_T64_grouped_mm_speedup", {}).get("median")
-    record = {
-        "benchmark": "moe_ladder",
-        "command": "python benchmarks/moe_ladder.py " + " ".join(sys.argv[1:]),
-        "device": device_name, "driver": _driver(), "torch": torch.__version__,
-        "commit": commit, "date": dt.date.today().isoformat(),
-        "clocks": {"sm_mhz_start": sm_start, "sm_mhz_end": sm_end, "throttle_seen": throttled},
-        "metrics": metrics,
-        "reference": {"what": "L0 eager decode step (masked loop over experts), same run",
-                      "median": metrics.get("decode_0_l0_eager_masked_loop_ms", {}).get("median")},
-        "targets": {"decode_all_on_vs_l0": ">= 6x", "grouped_vs_loop_64e_top6": ">= 3x"},
-        "notes": "; ".join(notes) + f"; wall {time.perf_counter() - started:.0f} s",
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    slug = re.sub(r"[^a-z0-9]+", "-", device_name.lower()).strip("-")
-    path = args.out / f"moe_ladder-{slug}.json"
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"\nwrote {path}")
-    width = max(len(row[0]) for row in table) if table else 10
-    for row in table:
-        print(f"{row[0]:<{width}}  {row[1]:>12}  {row[2]}")
-    print(f"targets: all layers on vs L0 {_fmt(all_on)} (>= 6x), "
-          f"grouped vs loop at T=64 {_fmt(grouped)} (>= 3x)")
-    return 0
+        ceilings = measure_ceilings(args.device)
+    except Exception as exc:
+        traceback.print_exc()
+        failures["ceilings"] = f"{type(exc).__name__}: {exc}"
+        ceilings = {}
+    print(f"ceilings: {json.dumps(ceilings)}", flush=True)
+    results: dict[str, Any] = {}
+    markdown: dict[str, str] = {}
+    records_by_part: dict[str, list[Any]] = {}
 
+    all_on = default_layer_sets("gptoss")[-1]
+    all_on_bf16 = [name for name in all_on if name != "L5-moe-fp8"]
+    plans: dict[str, tuple[str, str, list[list[str]], list[dict[str, str]] | None,
+                           dict[str, Any], int]] = {}
+    if args.moe_sets:
+        selections = select_layer_sets(args.moe_sets, "moe")
+        moe_sets = [s.names for s in selections]
+        moe_skipped: list[dict[str, str]] | None = [s.skipped for s in selections]
+    else:
+        moe_sets, moe_skipped = default_layer_sets("moe"), None
+    plans["moe"] = ("moe", args.moe_preset, moe_sets, moe_skipped,
+                    {"new_tokens": args.new_tokens}, args.repeat)
+    def gptoss_sets(text: str | None, default: list[list[str]]
+                    ) -> tuple[list[list[str]], list[dict[str, str]] | None]:
+        if not text:
+            return default, None
+        selections = select_layer_sets(text, "gptoss")
+        return [s.names for s in selections], [s.skipped for s in selections]
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}x"
+    plans["gptoss-decode"] = ("gptoss", args.gptoss_preset,
+                              *gptoss_sets(args.gptoss_decode_sets,
+                                           [["L0"], all_on_bf16, all_on]),
+                              {"batch": 1, "new_tokens": args.new_tokens}, args.repeat)
+    plans["gptoss-prefill"] = ("gptoss", args.gptoss_preset,
+                               *gptoss_sets(args.gptoss_prefill_sets, [["L0"], all_on_bf16]),
+                               {"batch": 1, "mode": "prefill", "prompt_len": args.prefill_len,
+                                "max_seq": args.prefill_len + 16, "new_tokens": 4},
+                               max(3, args.repeat // 3))
 
+    def summary() -> dict[str, Any]:
+        metrics: dict[str, Any] = {}
+        moe_rows = results.get("moe") or []
+        if moe_rows and moe_rows[-1]["parity_ok"] and moe_rows[-1]["cumulative_speedup"]:
+            metrics["moe_all_on_vs_l0"] = {"median": moe_rows[-1]["cumulative_speedup"],
+                                           "unit": "x", "layers": moe_rows[-1]["layers"]}
+        for row in results.get("gptoss-decode") or []:
+            if row["layers"] in (all_on, all_on_bf16) and row["share_of_copy_bw"] \
+                    and row["parity_ok"]:
+                key = "gptoss_decode_b1_share_of_limit" + ("" if row["layers"] == all_on
+                                                           else "_bf16_experts")
+                metrics[key] = {"median": row["share_of_copy_bw"], "unit": "share",
+                                "tokens_per_s": row["tokens_per_s"], "layers": row["layers"]}
+        for row in results.get("gptoss-prefill") or []:
+            if row["layers"] != ["L0"] and row["parity_ok"]:  # the best stack asked for
+                metrics["gptoss_prefill_tok_s"] = {"median": row["tokens_per_s"],
+                                                   "unit": "tok/s",
+                                                   "share_of_bf16_gemm":
+                                                   row["share_of_bf16_gemm"]}
+        return metrics
 
-def _driver() -> str | None:
-    try:
-        import pynvml
+    def write(partial: bool) -> Path:
+        env = next((r.env for rs in records_by_part.values() for r in rs if r.env), {}) or {}
+        device = str(env.get("device_name") or ceilings.get("device_name") or "unknown")
+        slug = re.sub(r"[^a-z0-9]+", "-", device.lower()).strip("-")
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=ROOT).stdout.strip() or None
+        metrics = summary()
+        payload = {
+            "benchmark": "moe_ladder", "command": "python " + " ".join(sys.argv),
+            "partial": partial, "device": device, "driver": env.get("driver"),
+            "torch": env.get("torch"), "commit": commit,
+            "date": datetime.date.today().isoformat(),
+            "clocks": {"start": clocks_start, "end": nvml_clocks()},
+            "ceilings_measured_here": ceilings, "metrics": metrics, "targets": TARGETS,
+            "parts": results, "failures": failures,
+            "wall_s": round(time.monotonic() - started, 1),
+            "what": "every row a stored session through workbench.cmd_ladder.run_ladder (the "
+                    "`aiperf-workbench ladder` code path: child process, catalog layers, "
+                    "parity against L0); tokens/s from the median of the timed steps; a "
+                    "decode row's share = the workload's bytes per step / median step / the "
+                    "copy bandwidth above; a prefill row's share = model FLOPs / median step "
+                    "/ the bf16 GEMM above",
+            "notes": f"{args.repeat} timed steps after {args.warmup} warm-up, "
+                     f"{args.new_tokens} parity tokens; random weights built on the device.",
+        }
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+        json_path = args.out_dir / f"moe_ladder-{slug}.json"
+        json_path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+        lines = [f"# MoE ladders — {device}", "", payload["what"] + ".", ""]
+        copy = ceilings.get("copy_bytes_per_s")
+        if copy:
+            lines.append(f"Copy bandwidth (this run): {copy / 1e9:,.0f} GB/s.")
+        if ceilings.get("bf16_gemm_flops"):
+            lines.append(f"bf16 GEMM (this run): {ceilings['bf16_gemm_flops'] / 1e12:.0f} "
+                         "TFLOP/s.")
+        lines += ["", "## Targets", "", "| figure | measured | target |", "| :--- | ---: | ---: |"]
+        for key, target in TARGETS.items():
+            value = (metrics.get(key) or {}).get("median")
+            lines.append(f"| {key} | {'n/a' if value is None else f'{value:.3g}'} | {target:g} |")
+        for part, text in markdown.items():
+            lines += ["", f"## {part}", "", text, "| layers | bytes/step | GB/s | share of "
+                      "copy bw | TFLOP/s | share of bf16 GEMM |",
+                      "| :--- | ---: | ---: | ---: | ---: | ---: |"]
+            for row in results[part]:
+                def num(v: Any, scale: float = 1.0, digits: int = 3) -> str:
+                    return "n/a" if v is None else f"{v * scale:.{digits}g}"
+                lines.append(f"| {','.join(row['layers'])} | {num(row['bytes_per_step'])} | "
+                             f"{num(row['achieved_gb_s'])} | {num(row['share_of_copy_bw'])} | "
+                             f"{num(row['achieved_tflops'])} | "
+                             f"{num(row['share_of_bf16_gemm'])} |")
+        if failures:
+            lines += ["", "## Failures", ""] + [f"- {k}: {v}" for k, v in failures.items()]
+        (args.out_dir / f"moe_ladder-{slug}.md").write_text("\n".join(lines) + "\n")
+        return json_path
 
-        pynvml.nvmlInit()
-        return str(pynvml.nvmlSystemGetDriverVersion())
-    except Exception:
-        return None
+    for part in parts:
+        workload, preset, sets, skipped, params, repeat = plans[part]
+        records: list[Any] = []
+        records_by_part[part] = records
+        for index, layers in enumerate(sets):
+            try:
+                record = run_ladder(workload, preset, [layers], params, store,
+                                    device=args.device, repeat=repeat, warmup=args.warmup,
+                                    timeout_s=args.timeout,
+                                    skipped=[skipped[index]] if skipped else None)[0]
+            except Exception as exc:
+                traceback.print_exc()
+                failures[f"{part} {','.join(layers)}"] = f"{type(exc).__name__}: {exc}"
+                continue
+            records.append(record)
+            print(f"[{time.monotonic() - started:6.0f}s] {part} {','.join(layers)} "
+                  f"{record.status} {(record.metrics or {}).get('tokens_per_s')} tok/s "
+                  f"{record.error or ''}", flush=True)
+            rows = build_ladder(records)
+            results[part] = [row_facts(r, row, ceilings) for r, row in zip(records, rows,
+                                                                            strict=True)]
+            markdown[part] = render_ladder_markdown(
+                rows, ladder_meta(records, workload, preset, params, repeat))
+            write(partial=True)
+    path = write(partial=False)
+    print(f"\nwrote {path} in {time.monotonic() - started:.0f} s")
+    for part, rows in results.items():
+        for row in rows:
+            share = row["share_of_copy_bw"] if "prefill" not in part else row["share_of_bf16_gemm"]
+            print(f"{part:15} {','.join(row['layers']):55} {row['status']:6} "
+                  f"{row['tokens_per_s'] or 0:10.1f} tok/s  x{row['cumulative_speedup'] or 0:6.2f}"
+                  f"  share {share or 0:.2f}  parity {row['parity_ok']}")
+    for key, value in summary().items():
+        print(f"{key}: {value['median']:.3g} (target {TARGETS.get(key, '-')})")
+    return 0 if not failures else 1
 
 
 if __name__ == "__main__":

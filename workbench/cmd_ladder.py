@@ -1,10 +1,12 @@
 """`aiperf-workbench ladder`: run the optimization ladder L0, L0+L1, ... all-on, one session
 per step, and print (and export) the table with per-step and cumulative speedups.
 
-Every step runs with the dense param ``unmet_layers=skip``: a layer whose requirement is not
-met (e.g. CUDA graphs on a CPU box) is recorded as not applied with its reason and the step
-still runs, so the table shows "needs CUDA" instead of stopping. A plain `run` keeps failing
-on an unmet requirement (exit 2).
+Every step runs with the param ``unmet_layers=skip`` (dense, moe, gptoss): a layer whose
+requirement is not met (e.g. CUDA graphs on a CPU box) is recorded as not applied with its
+reason and the step still runs, so the table shows "needs CUDA" instead of stopping. A plain
+`run` keeps failing on an unmet requirement (exit 2). A range in --layers-sets takes the
+layers that apply to the workload; the ones it leaves out are printed and recorded with each
+run (the table's Layers section lists them with the reason).
 """
 
 from __future__ import annotations
@@ -29,10 +31,16 @@ def default_layer_sets(workload: str) -> list[list[str]]:
     return [names[:index + 1] for index in range(len(names))]
 
 
-def parse_layer_sets(text: str) -> list[list[str]]:
-    from workloads.catalog import parse_layers
+def parse_layer_sets(text: str, workload: str | None = None) -> list[list[str]]:
+    return [selection.names for selection in select_layer_sets(text, workload)]
 
-    sets = [parse_layers(part) for part in text.split(";") if part.strip()]
+
+def select_layer_sets(text: str, workload: str | None = None) -> list[Any]:
+    """Each ';'-separated stack as a ``catalog.LayerSelection``: a range takes the layers
+    that apply to ``workload`` and names the ones it left out, with the reason."""
+    from workloads.catalog import select_layers
+
+    sets = [select_layers(part, workload) for part in text.split(";") if part.strip()]
     if not sets:
         raise WorkbenchError("--layers-sets is empty", 'e.g. "L0;L0,L1;L0-L3"')
     return sets
@@ -82,14 +90,17 @@ def memory_line(workload: str, preset: str, params: dict[str, Any]) -> str | Non
 
 def run_ladder(workload: str, preset: str, layer_sets: list[list[str]], params: dict[str, Any],
                store: Any, *, device: str = "auto", repeat: int = 10, warmup: int = 3,
-               timeout_s: float = 900.0, on_event: Any = None) -> list[Any]:
-    """One session per layer set (the front door, profilers.runner.run); returns records."""
+               timeout_s: float = 900.0, on_event: Any = None,
+               skipped: list[dict[str, str]] | None = None) -> list[Any]:
+    """One session per layer set (the front door, profilers.runner.run); returns records.
+    ``skipped[i]``: the layers set i's range left out (name -> why), recorded with the run."""
     from profilers.runner import run
     from workloads.spec import RunSpec
 
     records = []
-    for layers in layer_sets:
+    for index, layers in enumerate(layer_sets):
         spec = RunSpec(workload=workload, preset=preset, layers=layers, profiler="timer",
+                       skipped_layers=dict(skipped[index]) if skipped else {},
                        params={**params, "unmet_layers": "skip"}, repeat=repeat,
                        warmup=warmup, timeout_s=timeout_s, device=device,
                        label=f"ladder {','.join(layers)}")
@@ -119,8 +130,12 @@ def cmd_ladder(args: argparse.Namespace) -> int:
     params: dict[str, Any] = dict(args.param)
     if args.mode:
         params["mode"] = args.mode
-    sets = parse_layer_sets(args.layers_sets) if args.layers_sets \
-        else default_layer_sets(args.workload)
+    selections = select_layer_sets(args.layers_sets, args.workload) if args.layers_sets \
+        else None
+    sets = [s.names for s in selections] if selections else default_layer_sets(args.workload)
+    skipped = [s.skipped for s in selections] if selections else None
+    for name, why in sorted({(n, w) for s in skipped or [] for n, w in s.items()}):
+        print(f"layer {name} skipped: {why}", file=sys.stderr)
     memory = memory_line(args.workload, args.preset, params)
     if memory:
         print(f"memory estimate: {memory}", file=sys.stderr)
@@ -128,7 +143,7 @@ def cmd_ladder(args: argparse.Namespace) -> int:
     progress = CliProgress(quiet=args.quiet)
     records = run_ladder(args.workload, args.preset, sets, params, store, device=args.device,
                          repeat=args.repeat, warmup=args.warmup, timeout_s=args.timeout,
-                         on_event=progress.on_event)
+                         on_event=progress.on_event, skipped=skipped)
     rows = build_ladder(records)
     text = render_ladder_markdown(rows, ladder_meta(records, args.workload, args.preset,
                                                     params, args.repeat))

@@ -49,7 +49,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from profilers.runner import run
     from sessions.analysis import load_run_analysis
     from workbench.progress import CliProgress
-    from workloads.catalog import parse_layers
+    from workloads.catalog import select_layers
     from workloads.spec import RunSpec
 
     params: dict[str, Any] = dict(args.param)
@@ -57,8 +57,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         value = getattr(args, key)
         if value is not None:
             params[key] = value
-    spec = RunSpec(workload=args.workload, preset=args.preset, layers=parse_layers(args.layers, args.workload),
-                   profiler=args.profiler, params=params,
+    layers = select_layers(args.layers, args.workload)
+    for name, why in layers.skipped.items():  # a range never drops a layer without a word
+        print(f"layer {name} skipped: {why}", file=sys.stderr)
+    spec = RunSpec(workload=args.workload, preset=args.preset, layers=layers.names,
+                   skipped_layers=layers.skipped, profiler=args.profiler, params=params,
                    repeat=args.repeat if args.repeat is not None
                    else (1 if args.profiler in ("ncu", "nsys") else 5),
                    warmup=args.warmup if args.warmup is not None
@@ -295,6 +298,10 @@ def cmd_workloads(args: argparse.Namespace) -> int:
         print(f"{info.name:<10} {info.title}")
         print(f"{'':<10} {info.description}")
         print(f"{'':<10} presets: {', '.join(info.presets)} (default {info.default_preset})")
+        if info.kind == "model":  # the layers a range like L0-L6 takes for this workload
+            layers = [n for n, li in LAYERS.items() if not li.applies_to
+                      or info.name in li.applies_to]
+            print(f"{'':<10} layers: {', '.join(layers)}")
     from workloads.targets import ENTRY_POINT_GROUP, list_entry_points
 
     plugins = list_entry_points()
@@ -307,6 +314,7 @@ def cmd_workloads(args: argparse.Namespace) -> int:
     print("\nlayers:")
     for layer in LAYERS.values():
         req = f"  [needs {', '.join(layer.requires)}]" if layer.requires else ""
-        print(f"  {layer.name:<8} {layer.title}{req}")
+        only = f"  [{', '.join(layer.applies_to)}]" if layer.applies_to else ""
+        print(f"  {layer.name:<8} {layer.title}{req}{only}")
         print(f"  {'':<8} {layer.description}")
     return EXIT_OK

@@ -116,6 +116,8 @@ WORKLOADS: dict[str, WorkloadInfo] = {
     ),
 }
 
+_DECODERS = ("dense", "moe", "gptoss")  # the generation workloads with the shared decode runtime
+
 LAYERS: dict[str, LayerInfo] = {
     "L0": LayerInfo("L0", 0, "Eager baseline",
                     "Eager PyTorch in the preset's dtype (fp32 or bf16), default math settings."),
@@ -127,19 +129,22 @@ LAYERS: dict[str, LayerInfo] = {
     "L2": LayerInfo("L2", 2, "Memory layout",
                     "Fused QKV and gate-up projections, contiguous weights, a preallocated "
                     "static KV cache written with index_copy_ at tensor positions (static "
-                    "decode shapes), pinned host buffers on CUDA.", applies_to=("dense",)),
+                    "decode shapes), pinned host buffers on CUDA.", applies_to=_DECODERS),
     "L3": LayerInfo("L3", 3, "Attention kernels",
                     "SDPA (flash / cuDNN on CUDA, math on CPU); FlexAttention with a "
-                    "block-sparse mask when the run has a sliding window (param window).",
-                    applies_to=("dense",)),
+                    "block-sparse mask when the run has a sliding window (dense param "
+                    "window, gpt-oss's 128-token layers) or attention sinks (gpt-oss).",
+                    applies_to=_DECODERS),
     "L4": LayerInfo("L4", 4, "CUDA graphs",
                     "The decode step captured in one CUDA graph per (batch, tokens) bucket "
-                    "and replayed.", requires=("cuda",), applies_to=("dense",)),
+                    "and replayed (MoE: with the sync-free sorted expert dispatch).",
+                    requires=("cuda",), applies_to=_DECODERS),
     "L5": LayerInfo("L5", 5, "torch.compile",
                     "The decode step compiled (param compile_mode, default "
-                    "max-autotune-no-cudagraphs, or reduce-overhead); the prefill with "
-                    "compile_prefill_mode (default 'default').", requires=("cuda", "triton"),
-                    applies_to=("dense",)),
+                    "max-autotune-no-cudagraphs for dense, default for MoE, or "
+                    "reduce-overhead); the prefill with compile_prefill_mode (default "
+                    "'default'; MoE compiles it in prefill mode only).",
+                    requires=("cuda", "triton"), applies_to=_DECODERS),
     "L5-fp8": LayerInfo("L5-fp8", 5, "FP8 weight GEMMs",
                         "e4m3 weights with per-row (default) or per-tensor scales (param "
                         "fp8_scaling); decode through a Triton FP8 GEMV, prefill through "
@@ -166,7 +171,9 @@ LAYERS: dict[str, LayerInfo] = {
     "L6-moe-grouped": LayerInfo("L6-moe-grouped", 6, "Grouped-GEMM experts",
                                 "MoE token sort/permute dispatch and grouped-GEMM experts "
                                 "(torch._grouped_mm, else padded bmm) instead of a masked "
-                                "loop over experts.", applies_to=("moe", "gptoss")),
+                                "loop over experts; decode on CUDA through a fused Triton "
+                                "expert GEMV (bf16/fp16 or FP8 weights).",
+                                applies_to=("moe", "gptoss")),
 }
 
 
@@ -203,24 +210,47 @@ def get_layer(name: str) -> LayerInfo:
         ) from None
 
 
-def parse_layers(text: str | list[str], workload: str | None = None) -> list[str]:
+@dataclass(frozen=True)
+class LayerSelection:
+    """Layer names to run, and the layers a range left out (name -> why)."""
+
+    names: list[str]
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def select_layers(text: str | list[str], workload: str | None = None) -> LayerSelection:
     """'L0,L1' or 'L0-L3' (a range of levels) -> validated, ordered layer names.
 
-    A range takes the layers of those levels that apply to ``workload`` (all when None);
-    a layer named on its own is kept, and the run refuses it if it does not apply."""
+    A range takes the layers of those levels that apply to ``workload`` (all when None) and
+    reports the others in ``skipped`` with the reason; a layer named on its own is kept, and
+    the run refuses it if it does not apply."""
     items = text if isinstance(text, list) else [t.strip() for t in text.split(",") if t.strip()]
     names: list[str] = []
+    skipped: dict[str, str] = {}
     for item in items:
         if "-" in item and item.count("L") == 2 and all(p.strip().startswith("L") for p in item.split("-")):
             lo, hi = (int(p.strip()[1:]) for p in item.split("-"))
-            names += [li.name for li in LAYERS.values() if lo <= li.level <= hi
-                      and (workload is None or not li.applies_to or workload in li.applies_to)]
+            for li in LAYERS.values():
+                if not lo <= li.level <= hi:
+                    continue
+                if workload is None or not li.applies_to or workload in li.applies_to:
+                    names.append(li.name)
+                else:
+                    skipped.setdefault(li.name, f"left out of {item.strip()}: applies to "
+                                                f"{', '.join(li.applies_to)} only, not "
+                                                f"{workload}")
         else:
             names.append(get_layer(item).name)
     seen: dict[str, None] = {}
     for n in ["L0", *names]:  # L0 is the base every stack starts from
         seen.setdefault(n, None)
-    return sorted(seen, key=lambda n: (LAYERS[n].level, n))
+    ordered = sorted(seen, key=lambda n: (LAYERS[n].level, n))
+    return LayerSelection(ordered, {n: why for n, why in skipped.items() if n not in seen})
+
+
+def parse_layers(text: str | list[str], workload: str | None = None) -> list[str]:
+    """The names of ``select_layers`` (what a range skipped is dropped)."""
+    return select_layers(text, workload).names
 
 
 # Micro-workloads, the serving load test and the GPT-4-scale estimator (issue 5) live in their

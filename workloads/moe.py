@@ -13,15 +13,19 @@ logits, clamped SwiGLU experts with biases, no shared expert.
 
 The router of the L0 parity reference tallies every token it routes; ``extra()`` then reports
 router health (``workloads.router_health``) into result.json ``extra.router``.
+
+The modules live in ``workloads.layers.moe_model``; every call goes through
+``layers.runtime.DecodeRuntime`` (eager / static / compiled / graphed), as the dense workload's
+do, so the dense layers L2-L5 apply here too (``workloads.layers.moe_apply``). Run options
+(RUN_DEFAULTS) sit beside the shape params: compile modes and ``unmet_layers`` ("skip" is what
+the ladder sets).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from workloads.errors import WorkbenchError
@@ -32,8 +36,10 @@ from workloads.interface import (
     greedy_parity,
     prompt_tokens,
 )
-from workloads.layers.dense_model import RMSNorm, apply_rope  # the same math as dense
-from workloads.layers.moe_block import GATINGS, MoEFeedForward, moe_blocks
+from workloads.layers.moe_attention import MOE_ATTENTION_KERNELS
+from workloads.layers.moe_block import GATINGS, moe_blocks
+from workloads.layers.moe_model import MoEAttention, MoEDecoder  # noqa: F401 - re-exported
+from workloads.layers.runtime import DecodeRuntime
 from workloads.router_health import summarize
 
 MODES = ("decode", "prefill")
@@ -44,116 +50,24 @@ DEFAULTS: dict[str, Any] = {
     "gating": "softmax", "norm_topk": True, "activation": "swiglu", "expert_bias": False,
     "attn_bias": False, "sliding_window": 0, "sinks": False, "aux_loss_coef": 0.001,
 }
+# Run options (not part of the model's shape); layers read theirs from here.
+RUN_DEFAULTS: dict[str, Any] = {
+    "mode": "decode",
+    "unmet_layers": "fail",  # "skip": record a layer whose requirement is unmet, run the rest
+    # L5 decode step: "default" — the experts are grouped GEMMs or Triton custom ops either
+    # way, and max-autotune's GEMM search would add minutes to every compiled MoE run.
+    "compile_mode": "default",
+    "compile_prefill_mode": "default",  # L5 prefill (compiled in prefill mode only)
+}
 POSITIVE = ("hidden", "layers", "heads", "kv_heads", "vocab", "batch", "prompt_len",
             "new_tokens", "max_seq", "experts", "top_k", "moe_inter")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 PRECISION_OF_DTYPE = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
-class Attention(nn.Module):
-    """GQA over a preallocated cache [B, kv_heads, max_seq, head_dim]; eager math on purpose."""
-
-    def __init__(self, shape: dict[str, Any], window: int, init: Any, residual_std: float,
-                 device: torch.device, dtype: torch.dtype) -> None:
-        super().__init__()
-        hidden, self.heads, self.kv_heads = shape["hidden"], shape["heads"], shape["kv_heads"]
-        self.head_dim, self.window = shape["head_dim"], window
-        q_dim, kv_dim = self.heads * self.head_dim, self.kv_heads * self.head_dim
-        self.w_qkv = nn.Parameter(init((q_dim + 2 * kv_dim, hidden), 1 / math.sqrt(hidden)),
-                                  requires_grad=False)
-        self.b_qkv = nn.Parameter(init((q_dim + 2 * kv_dim,), 0.02), requires_grad=False) \
-            if shape["attn_bias"] else None
-        self.w_o = nn.Parameter(init((hidden, q_dim), residual_std / math.sqrt(q_dim)),
-                                requires_grad=False)
-        self.sinks = nn.Parameter(init((self.heads,), 1.0), requires_grad=False) \
-            if shape["sinks"] else None
-        cache = (shape["batch"], self.kv_heads, shape["max_seq"], self.head_dim)
-        self.keys = torch.zeros(cache, device=device, dtype=dtype)
-        self.values = torch.zeros(cache, device=device, dtype=dtype)
-
-    def forward(self, x: torch.Tensor, start: int, cos: torch.Tensor, sin: torch.Tensor
-                ) -> torch.Tensor:
-        batch, seq, _ = x.shape
-        q_dim, kv_dim, hd = self.heads * self.head_dim, self.kv_heads * self.head_dim, self.head_dim
-        q, k, v = F.linear(x, self.w_qkv, self.b_qkv).split([q_dim, kv_dim, kv_dim], dim=-1)
-        q = apply_rope(q.view(batch, seq, self.heads, hd).transpose(1, 2), cos, sin)
-        k = apply_rope(k.view(batch, seq, self.kv_heads, hd).transpose(1, 2), cos, sin)
-        end = start + seq
-        self.keys[:, :, start:end] = k
-        self.values[:, :, start:end] = v.view(batch, seq, self.kv_heads, hd).transpose(1, 2)
-        keys, values = self.keys[:, :, :end], self.values[:, :, :end]
-        group = self.heads // self.kv_heads
-        # Fold each KV group's query heads into rows so one K/V serves the group (no copies).
-        scores = (q.reshape(batch, self.kv_heads, group * seq, hd) @ keys.transpose(-1, -2))
-        scores = scores.float().view(batch, self.kv_heads, group, seq, end) / math.sqrt(hd)
-        query_pos = torch.arange(start, end, device=x.device)[:, None]
-        key_pos = torch.arange(end, device=x.device)[None, :]
-        masked = key_pos > query_pos
-        if self.window:
-            masked = masked | (key_pos <= query_pos - self.window)
-        scores = scores.masked_fill(masked, float("-inf"))
-        if self.sinks is not None:
-            # A per-head logit that joins the softmax denominator and is then dropped.
-            sink = self.sinks.float().view(1, self.kv_heads, group, 1, 1)
-            scores = torch.cat([scores, sink.expand(batch, -1, -1, seq, 1)], dim=-1)
-            probs = scores.softmax(dim=-1)[..., :-1]
-        else:
-            probs = scores.softmax(dim=-1)
-        probs = probs.to(values.dtype).reshape(batch, self.kv_heads, group * seq, end)
-        out = (probs @ values).view(batch, self.heads, seq, hd).transpose(1, 2)
-        return F.linear(out.reshape(batch, seq, q_dim), self.w_o)
-
-
-class MoEDecoder(nn.Module):
-    """forward(tokens [B, T], start) -> logits [B, V] of the last position."""
-
-    def __init__(self, shape: dict[str, Any], device: torch.device, dtype: torch.dtype,
-                 seed: int) -> None:
-        super().__init__()
-        generator = torch.Generator(device=device).manual_seed(seed)
-
-        def init(size: tuple[int, ...], std: float) -> torch.Tensor:
-            tensor = torch.empty(size, device=device, dtype=dtype)
-            return tensor.normal_(0.0, std, generator=generator) if std else tensor.zero_()
-
-        residual_std = 1.0 / math.sqrt(2 * shape["layers"])
-        hidden, eps = shape["hidden"], shape["norm_eps"]
-        self.embed = nn.Parameter(init((shape["vocab"], hidden), 1.0), requires_grad=False)
-        self.attn_norms = nn.ModuleList(RMSNorm(hidden, eps, device, dtype)
-                                        for _ in range(shape["layers"]))
-        self.mlp_norms = nn.ModuleList(RMSNorm(hidden, eps, device, dtype)
-                                       for _ in range(shape["layers"]))
-        self.attns = nn.ModuleList(
-            Attention(shape, shape["sliding_window"] if index % 2 == 0 else 0, init,
-                      residual_std, device, dtype) for index in range(shape["layers"]))
-        self.moes = nn.ModuleList(
-            MoEFeedForward(hidden, shape["experts"], shape["top_k"], shape["moe_inter"],
-                           shape["shared_inter"], shape["gating"], bool(shape["norm_topk"]),
-                           shape["activation"], bool(shape["expert_bias"]), init, residual_std)
-            for _ in range(shape["layers"]))
-        self.norm = RMSNorm(hidden, eps, device, dtype)
-        self.lm_head = nn.Parameter(init((shape["vocab"], hidden), 1 / math.sqrt(hidden)),
-                                    requires_grad=False)
-        hd = shape["head_dim"]
-        inv_freq = 1.0 / shape["rope_theta"] ** (torch.arange(0, hd, 2, device=device).float() / hd)
-        angles = torch.outer(torch.arange(shape["max_seq"], device=device).float(), inv_freq)
-        angles = torch.cat([angles, angles], dim=-1)
-        self.rope_cos, self.rope_sin = angles.cos(), angles.sin()
-
-    def forward(self, tokens: torch.Tensor, start: int) -> torch.Tensor:
-        seq = tokens.shape[1]
-        cos, sin = self.rope_cos[start:start + seq], self.rope_sin[start:start + seq]
-        x = F.embedding(tokens, self.embed)
-        for attn_norm, attn, mlp_norm, moe in zip(self.attn_norms, self.attns, self.mlp_norms,
-                                                  self.moes, strict=True):
-            x = x + attn(attn_norm(x), start, cos, sin)
-            x = x + moe(mlp_norm(x))
-        return F.linear(self.norm(x[:, -1]), self.lm_head)
-
-
 def resolve_shape(params: dict[str, Any], workload: str = "moe") -> dict[str, Any]:
     """Validate merged preset+spec params into a model shape; WorkbenchError if bad."""
-    known = set(REQUIRED) | set(DEFAULTS) | {"mode"}
+    known = set(REQUIRED) | set(DEFAULTS) | set(RUN_DEFAULTS)
     unknown = sorted(set(params) - known)
     if unknown:
         raise WorkbenchError(f"unknown {workload} params: {', '.join(unknown)}",
@@ -161,7 +75,9 @@ def resolve_shape(params: dict[str, Any], workload: str = "moe") -> dict[str, An
     missing = [k for k in REQUIRED if k not in params]
     if missing:
         raise WorkbenchError(f"missing {workload} params: {', '.join(missing)}")
-    shape = {**DEFAULTS, **{k: v for k, v in params.items() if k != "mode"}}
+    if params.get("unmet_layers", "fail") not in ("fail", "skip"):
+        raise WorkbenchError(f"{workload} param unmet_layers must be 'fail' or 'skip'")
+    shape = {**DEFAULTS, **{k: v for k, v in params.items() if k not in RUN_DEFAULTS}}
     for key in POSITIVE:
         if isinstance(shape[key], bool) or not isinstance(shape[key], int) or shape[key] < 1:
             raise WorkbenchError(f"{workload} param {key} must be a positive integer, "
@@ -219,14 +135,31 @@ class MoEWorkload(Workload):
             raise WorkbenchError(f"unknown {self.name} mode {self.mode!r}",
                                  f"choose one of: {', '.join(MODES)}")
         self.shape = resolve_shape(params, self.name)
+        self.params = {k: params.get(k, v) for k, v in RUN_DEFAULTS.items()}
+        self.skip_unmet_layers = self.params["unmet_layers"] == "skip"
         self.step_name = self.mode
         self.device, self.dtype = device, dtype
         self.compute_precision = PRECISION_OF_DTYPE[dtype]
         self.model = MoEDecoder(self.shape, device, dtype, seed).eval()
+        self.runtime = DecodeRuntime(self.model, device)
         self._next_token: torch.Tensor | None = None
+        self._prompt: torch.Tensor | None = None
+        self._host_prompt: torch.Tensor | None = None
         self._router: dict[str, Any] | None = None
         self._routes: list[list[torch.Tensor]] = []
         self._routing_parity: dict[str, Any] | None = None
+
+    # ---- hooks the layers call (they only set state; nothing is compiled until first use)
+    def set_attention(self, kind: str) -> None:
+        kernel = MOE_ATTENTION_KERNELS[kind]
+        assert self.model is not None
+        for attn in self.model.modules():
+            if isinstance(attn, MoEAttention):
+                attn.kernel = kernel
+        self.runtime.invalidate()
+
+    def _forward_last(self, tokens: torch.Tensor, start: int) -> torch.Tensor:
+        return self.runtime.forward(tokens, start)[:, -1]
 
     def make_inputs(self, seed: int) -> torch.Tensor:
         return prompt_tokens(self.shape["vocab"], self.shape["batch"], self.shape["prompt_len"],
@@ -238,18 +171,19 @@ class MoEWorkload(Workload):
         # The reference (no forced tokens) is the L0 run: its routing is the router health.
         collect = forced_tokens is None and self._router is None
         blocks = moe_blocks(self.model)
-        routes = self._routes if forced_tokens is not None else None
-        for index, block in enumerate(blocks):
+        for block in blocks:
             block.collect, block.tally = collect, None
             block.recorded = [] if collect else None
-            block.forced = list(routes[index]) if routes else None
-            block.flips = None
+        replay = forced_tokens is not None and bool(self._routes) \
+            and len(self._routes) == len(blocks)
         try:
-            outputs = greedy_parity(self.model, inputs, self.shape["new_tokens"],
-                                    forced_tokens)
+            forward = self._replaying_forward(blocks) if replay else self._forward_last
+            outputs = greedy_parity(forward, inputs, self.shape["new_tokens"], forced_tokens)
         finally:
             for block in blocks:
-                block.collect, block.forced = False, None
+                block.collect = False
+                if block.replay_on is not None:
+                    block.replay_on.fill_(False)  # the timed steps route on their own
         if collect:
             self._routes = [block.recorded or [] for block in blocks]
             for block in blocks:
@@ -257,37 +191,72 @@ class MoEWorkload(Workload):
             self._router = summarize([b.tally for b in blocks if b.tally is not None],
                                      self.shape["top_k"], self.shape["gating"],
                                      float(self.shape["aux_loss_coef"]))
-        if routes:
-            flips = [b.flips for b in blocks if b.flips is not None]
-            routed = sum(r.shape[0] for layer in routes for r in layer)
-            self._routing_parity = {
-                "replayed": "the candidate used the reference's experts (weights its own)",
-                "token_layer_choices": routed,
-                "flipped": int(sum(flips)) if flips else 0}  # type: ignore[arg-type]
         return outputs
 
+    def _replaying_forward(self, blocks: list[Any]) -> Any:
+        """The parity forward of a candidate: before each call, every MoE block is handed the
+        reference's expert choice for that call (device buffers, so graphs and compiled steps
+        replay it too); afterwards the flips are summed on the device."""
+        routes = self._routes
+        rows = max(r.shape[0] for layer in routes for r in layer)
+        for block in blocks:
+            block.enable_replay(rows)
+        flips = torch.zeros((), dtype=torch.long, device=self.device)
+        calls = {"n": 0}
+
+        def forward(tokens: torch.Tensor, start: int) -> torch.Tensor:
+            call = calls["n"]
+            for block, layer in zip(blocks, routes, strict=True):
+                recorded = layer[call] if call < len(layer) else None
+                on = recorded is not None and recorded.shape[0] == tokens.numel()
+                if on:
+                    assert recorded is not None and block.replay_idx is not None
+                    block.replay_idx[:recorded.shape[0]].copy_(recorded)
+                block.replay_on.fill_(on)
+            logits = self._forward_last(tokens, start)
+            rows = tokens.numel()
+            flips.add_(sum(block.replay_flips[:rows].sum() for block in blocks
+                           if block.replay_flips is not None))
+            calls["n"] += 1
+            self._routing_parity = {
+                "replayed": "the candidate used the reference's experts (weights its own)",
+                "token_layer_choices": sum(r.shape[0] for layer in routes
+                                           for r in layer[:calls["n"]]),
+                "flipped": flips}
+            return logits
+
+        return forward
+
     def prepare(self, inputs: torch.Tensor) -> None:
-        assert self.model is not None
-        self._next_token = self.model(inputs, 0).argmax(-1)[:, None]
+        self._prompt = inputs
+        if self.runtime.pinned and self.device.type == "cuda":
+            self._host_prompt = inputs.cpu().pin_memory()
+        # Decode steps start from a cache filled by one prefill; every step then decodes at
+        # prompt_len, overwriting the same slot.
+        self.prefill(inputs)
+
+    def _upload_prompt(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self._host_prompt is None or self._prompt is not inputs:
+            return inputs
+        return self._host_prompt.to(self.device, non_blocking=True)  # pinned: async DMA
 
     def step(self, inputs: torch.Tensor) -> torch.Tensor:
-        assert self.model is not None
         if self.mode == "prefill":
-            return self.model(inputs, 0)
+            return self._forward_last(self._upload_prompt(inputs), 0)
         if self._next_token is None:
             raise RuntimeError("decode step before prepare(): the KV cache is empty")
-        return self.model(self._next_token, self.shape["prompt_len"])
+        return self._forward_last(self._next_token, self.shape["prompt_len"])
 
     def prefill(self, inputs: torch.Tensor) -> torch.Tensor:
-        assert self.model is not None
-        self._next_token = self.model(inputs, 0).argmax(-1)[:, None]
+        inputs = self._upload_prompt(inputs)
+        self._next_token = self._forward_last(inputs, 0).argmax(-1)[:, None]
         return self._next_token
 
     def decode_rest(self) -> int:
-        assert self.model is not None and self._next_token is not None
+        assert self._next_token is not None
         position, token = self.shape["prompt_len"], self._next_token
         for _ in range(self.shape["new_tokens"] - 1):
-            token = self.model(token, position).argmax(-1)[:, None]
+            token = self._forward_last(token, position).argmax(-1)[:, None]
             position += 1
         self._next_token = token
         return self.shape["new_tokens"] - 1
@@ -325,11 +294,16 @@ class MoEWorkload(Workload):
         size = torch.finfo(self.dtype).bits // 8
         # Expected distinct experts touched by B tokens routing uniformly at random.
         touched = s["experts"] * (1 - (1 - s["top_k"] / s["experts"]) ** s["batch"])
-        per_layer = (counts["attention_per_layer"] + counts["router_per_layer"]
-                     + counts["shared_per_layer"] + touched * counts["expert"])
+        blocks = moe_blocks(self.model)
+        fp8 = bool(blocks) and blocks[0].weights.w13_q is not None
+        # Native FP8 experts (L5-moe-fp8): one byte per weight plus a fp32 scale per row.
+        expert_bytes = counts["expert"] + 4 * (2 * s["moe_inter"] + s["hidden"]) if fp8 \
+            else size * counts["expert"]
+        per_layer = (size * (counts["attention_per_layer"] + counts["shared_per_layer"])
+                     + 4 * counts["router_per_layer"] + touched * expert_bytes)  # fp32 router
         kv = 2 * s["batch"] * s["kv_heads"] * s["head_dim"] * self._attention_context(
             s["prompt_len"] + 1)
-        return float(size * (s["layers"] * per_layer + s["vocab"] * s["hidden"] + kv))
+        return float(s["layers"] * per_layer + size * (s["vocab"] * s["hidden"] + kv))
 
     def profile_sample(self) -> ProfileSample | None:
         """ncu's sample: the last decoder layer (attention and MoE feed-forward; a layer where
@@ -347,7 +321,8 @@ class MoEWorkload(Workload):
         return ProfileSample(spans=spans, blocks_profiled=count, blocks_total=total,
                              what=f"decoder layer{'s' if count > 1 else ''} "
                                   f"{', '.join(str(i) for i in range(total - count, total))} "
-                                  f"of {total}")
+                                  f"of {total}",
+                             graph_bypass=self.runtime.bypass_graphs)
 
     def extra(self) -> dict[str, Any]:
         counts = param_counts(self.shape)
@@ -359,11 +334,14 @@ class MoEWorkload(Workload):
         blocks = moe_blocks(self.model)
         if blocks:
             facts["moe_impl"] = {"dispatch": blocks[0].dispatch, "backend": blocks[0].backend,
-                                 "fp8": blocks[0].weights.w13_q is not None}
+                                 "fp8": blocks[0].weights.w13_q is not None,
+                                 "decode_gemv": blocks[0].decode_gemv}
         if self._router is not None:
             facts["router"] = self._router
         if self._routing_parity is not None:
-            facts["routing_parity"] = self._routing_parity
+            flipped = self._routing_parity["flipped"]
+            facts["routing_parity"] = {**self._routing_parity, "flipped": int(flipped)}
+        facts["runtime"] = self.runtime.describe()
         return facts
 
 

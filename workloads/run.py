@@ -42,7 +42,7 @@ from workloads.atomic import check_target, write_text_atomic
 from workloads.environment import collect_env, resolve_device
 from workloads.errors import WorkbenchError
 from workloads.interface import Workload
-from workloads.layers import LayerOutcome, apply_layers
+from workloads.layers import LayerOutcome, apply_layers, with_skipped
 from workloads.parity import compare
 from workloads.protocol import emit
 from workloads.rank_results import RANK_RESULT, RANK_TRACE, TRACES_DIR, merge_rank_results
@@ -314,6 +314,7 @@ def execute(spec: RunSpec, out_dir: Path, record: RunRecord) -> None:
             emit("phase", phase="parity", message=f"parity FAILED: max_rel_err "
                  f"{parity.max_rel_err:.3g}, top-1 {parity.top1_agreement:.3f}")
 
+    record.layers = with_skipped(record.layers, spec.skipped_layers)  # what a range left out
     plan = measure.RepeatPlan(spec.repeat, spec.warmup,
                               profiler_range=spec.profiler in ("ncu", "nsys"))
     if spec.profiler == "ncu" and device.type == "cuda":

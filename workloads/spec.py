@@ -23,6 +23,9 @@ class RunSpec:
     workload: str = "dense"
     preset: str = "tiny"
     layers: list[str] = field(default_factory=lambda: ["L0"])
+    # Layers a range (e.g. L0-L6) left out because they do not apply to the workload:
+    # name -> why. Not run; recorded as not applied so the report says what was skipped.
+    skipped_layers: dict[str, str] = field(default_factory=dict)
     profiler: str = "timer"
     # Workload parameters overriding the preset (batch, prompt_len, new_tokens, dtype, ...).
     params: dict[str, Any] = field(default_factory=dict)
@@ -55,6 +58,9 @@ class RunSpec:
             raise WorkbenchError(
                 f"unknown device {self.device!r}", f"choose one of: {', '.join(DEVICES)}"
             )
+        if not isinstance(self.skipped_layers, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in self.skipped_layers.items()):
+            raise WorkbenchError("skipped_layers must map layer names to reasons")
         if self.repeat < 1:
             raise WorkbenchError(f"--repeat must be >= 1, got {self.repeat}")
         if self.warmup < 0:

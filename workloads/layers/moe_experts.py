@@ -190,6 +190,12 @@ def probe_grouped_mm(w: torch.Tensor) -> str | None:
     a, routing, counts = _probe_inputs(w)
     try:
         got = grouped_mm_native(a, w, routing, a.shape[0]).float()
+        # torch.compile traces through the op's shape function (fake tensors), which can be
+        # stricter than the kernel: on CPU it refuses fp32 that the eager kernel takes.
+        meta = SortedRouting(*(t.to("meta") for t in (routing.order, routing.token_of,
+                                                       routing.expert_of, routing.counts,
+                                                       routing.offsets)))
+        grouped_mm_native(a.to("meta"), w.to("meta"), meta, a.shape[0])
     except Exception as exc:  # any failure means: use the bmm backend
         return f"torch._grouped_mm failed: {' '.join(str(exc).split())[:160]}"
     want = _reference(a, w, counts)

@@ -97,7 +97,7 @@ class DecodeRuntime:
         self.pinned = False  # L2 (CUDA)
         self.graphs = False  # L4
         self.compile_mode: str | None = None  # L5
-        self.compile_prefill_mode = "default"
+        self.compile_prefill_mode: str | None = "default"  # None: the prefill stays eager
         self.weight_bytes_ratio = 1.0  # L5-fp8 halves the weight bytes
         self.notes: list[str] = []
         self.invalidate()
@@ -142,8 +142,9 @@ class DecodeRuntime:
             return model(tokens, pos, all_logits=True)
 
         if self.compile_mode is not None:
-            prefill_core = torch.compile(prefill_core, mode=self.compile_prefill_mode,
-                                         dynamic=False)
+            if self.compile_prefill_mode is not None:
+                prefill_core = torch.compile(prefill_core, mode=self.compile_prefill_mode,
+                                             dynamic=False)
             decode_core = torch.compile(decode_core, mode=self.compile_mode, dynamic=False)
         self._prefill = prefill_core
         if not self.static:
