@@ -324,8 +324,7 @@ def _decode_attention(args: list[Arg], outputs: list[TensorArg] | None,
     if q is None or k is None or len(q.shape) != 3:
         return None
     batch, heads, d = q.shape
-    paged = block_table is not None
-    if paged:  # [blocks, block_size, kv_heads, D] behind a [B, blocks_per_seq] table
+    if block_table is not None:  # [blocks, block_size, kv_heads, D] behind a [B, blocks_per_seq] table
         kv_heads, capacity = k.shape[2], block_table.shape[1] * k.shape[1]
     else:  # [B, kv_heads, max_seq, D]
         kv_heads, capacity = k.shape[1], k.shape[2]
