@@ -174,3 +174,23 @@ def test_figure_axes_cover_low_intensity_points():
     assert "0.01" in ticks and "10000" in ticks
     assert math.isclose(pd.to_numeric(a.roofline["arithmetic_intensity"]).min(), 0.08)
     assert re.search(r"fp32 50\.6 TFLOP/s", " ".join(t or "" for t in ticks))
+
+
+def test_report_says_when_the_profiler_stretched_the_step():
+    """The budget's step is the profiled one; the 8B eager step ran 86 ms under the profiler
+    and 26 ms timed. The report says so (and stays quiet when they agree)."""
+    from analyzers.run_analysis import RunAnalysis
+    from analyzers.sol_budget import SolBudget
+    from workbench.export.markdown import _profiled_vs_timed
+
+    def budget(step_ns: int) -> SolBudget:
+        return SolBudget(step_ns=step_ns, steps=3, kernel_ns=6_670_000, sol_ns=3_660_000,
+                         idle_ns=step_ns - 6_670_000, host_ns=0, coverage=1.0,
+                         ceilings_source="measured", device_name="NVIDIA H200", lines=())
+
+    stretched = RunAnalysis(budget=budget(86_000_000))
+    text = " ".join(_profiled_vs_timed(stretched, {"latency_ms": {"median": 26.0}}))
+    assert "profiled step (86 ms)" in text and "26 ms median" in text and "+231%" in text
+    close = RunAnalysis(budget=budget(27_000_000))
+    assert _profiled_vs_timed(close, {"latency_ms": {"median": 26.0}}) == []
+    assert _profiled_vs_timed(stretched, {}) == []  # an artifact: no timed repeats
