@@ -112,7 +112,9 @@ def test_attention_math_path_fires_flash_does_not(torch_fx) -> None:
     f = rules_of(table_analysis(MATH_ATTENTION), record())["attention_not_flash"]
     assert f.layer == "L3"
     moe = rules_of(table_analysis(MATH_ATTENTION), record(spec={"workload": "moe"}))
-    assert moe["attention_not_flash"].layer is None  # L3 is a dense layer
+    assert moe["attention_not_flash"].layer == "L3"  # L3 applies to the MoE decoder too
+    micro = rules_of(table_analysis(MATH_ATTENTION), record(spec={"workload": "gemm"}))
+    assert micro["attention_not_flash"].layer is None  # no attention layer for a GEMM micro
     assert f.evidence[0].value == pytest.approx((210 + 150 + 190) / 1010, rel=1e-6)
     assert "attention_not_flash" not in rules_of(torch_fx)  # cuDNN flash SDPA there
     # a softmax alone (sampling / a router) is no attention

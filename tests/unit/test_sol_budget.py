@@ -144,7 +144,7 @@ def test_layers_named_only_where_the_run_can_add_them(parsed, ceilings):
     assert _line(best, "idle gaps").layer is None  # L4 is in the run
     moe = _budget(parsed, ceilings, workload="moe", layers=("L0",))
     assert _line(moe, h200.GEMV).layer == "L5-moe-fp8"
-    assert _line(moe, "idle gaps").layer is None  # CUDA graphs do not apply to MoE
+    assert _line(moe, "idle gaps").layer == "L4"  # CUDA graphs apply to MoE (not in that run)
     artifact = _budget(parsed, ceilings, workload=None, layers=())
     assert all(line.layer is None for line in artifact.lines)  # our layers are for our runs
     assert artifact.lines[0].remedy == "attention_kernel"
