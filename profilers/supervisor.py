@@ -61,6 +61,7 @@ def run_supervised(
         except OSError:
             pass
         proc, watch_fd = _spawn(cmd, child_environment(env), cwd)
+        _LIVE_GROUPS.add(proc.pid)
         last: dict[str, dict | None] = {"event": None}
         lock = threading.Lock()
 
@@ -116,6 +117,7 @@ def run_supervised(
                 # The child is done; reap anything it left in its group (e.g. a stray worker).
                 _kill_group(proc.pid, signal.SIGKILL)
         finally:
+            _LIVE_GROUPS.discard(proc.pid)
             if watch_fd is not None:
                 os.close(watch_fd)
         reader.join(timeout=5)
@@ -146,6 +148,20 @@ def _spawn(cmd: list[str], env: dict[str, str], cwd: Path | None
     finally:
         os.close(read_end)
     return proc, write_end
+
+
+# Process groups of the children being supervised now: a repeated stop signal kills them at
+# once from the CLI's signal handler (raising a second KeyboardInterrupt there could land in a
+# finally or an except block and end the CLI with a traceback — seen in the fault injection).
+_LIVE_GROUPS: set[int] = set()
+
+
+def kill_live_groups() -> int:
+    """SIGKILL every supervised child's process group; returns how many."""
+    groups = list(_LIVE_GROUPS)
+    for pgid in groups:
+        _kill_group(pgid, signal.SIGKILL)
+    return len(groups)
 
 
 def _kill_group(pgid: int, sig: int) -> None:

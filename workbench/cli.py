@@ -217,6 +217,14 @@ def stop_event() -> threading.Event:
 
 
 def _interrupt(signum: int, frame: Any) -> None:
+    if STOP.is_set():
+        # A repeated Ctrl-C / SIGTERM / SIGHUP: stop now. The children are killed here, and no
+        # second KeyboardInterrupt is raised — it could land in the cleanup the first one set
+        # off (saving the record, printing "cancelled") and end in a traceback.
+        supervisor = sys.modules.get("profilers.supervisor")
+        if supervisor is not None:
+            supervisor.kill_live_groups()
+        return
     STOP.set()
     raise KeyboardInterrupt
 

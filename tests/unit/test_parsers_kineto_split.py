@@ -45,6 +45,10 @@ def _parse_both(path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple:
         return got
 
     monkeypatch.setattr(split, "SPLIT_MIN_BYTES", 0)
+    # The split forks, so it refuses in a process with other threads alive; a test earlier in
+    # the session may leave one (a Textual or telemetry thread), which made this test depend
+    # on the order the suite ran in. The guard itself is tested below.
+    monkeypatch.setattr(split.threading, "active_count", lambda: 1)
     monkeypatch.setattr(columns, "parse_in_two", spy)
     halves = kineto.load_kineto(path)
     monkeypatch.setattr(columns, "can_split", lambda *a: False)
@@ -75,3 +79,19 @@ def test_cut_inside_a_string_falls_back_to_serial(h100_fixtures: Path, tmp_path:
     for a, b in zip(_frames(halves), _frames(serial), strict=True):
         pd.testing.assert_frame_equal(a, b)
     assert (serial.kernels["dur_ns"] == 2500).sum() >= 1
+
+
+def test_a_process_with_other_threads_parses_serially(tmp_path: Path) -> None:
+    """Forking a threaded process can deadlock the child: the split is refused then."""
+    import threading
+
+    path = tmp_path / "t.json"
+    path.write_text("[" + ",".join(["{}"] * 10) + "]")
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert not split.can_split(path, 1 << 40)
+    finally:
+        stop.set()
+        other.join()
