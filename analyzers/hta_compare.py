@@ -156,12 +156,12 @@ def kernel_totals_vs_hta(kernels: pd.DataFrame, hta_kernels: pd.DataFrame,
 
 def _our_launches(kernels: pd.DataFrame, runtime: pd.DataFrame | None) -> int | None:
     """Kernels whose correlation id matches a kernel launch call in the runtime frame."""
-    from analyzers.temporal import LAUNCH_RE
+    from analyzers.runtime_api import is_launch
 
     if runtime is None or not len(runtime) or "correlation" not in runtime.columns:
         return None
     names = runtime["name"].astype("category")
-    launch_names = [n for n in names.cat.categories if LAUNCH_RE.match(str(n))]
+    launch_names = [n for n in names.cat.categories if is_launch(str(n))]
     launch_corr = runtime.loc[names.isin(launch_names), "correlation"]
     k = kernels.loc[kernels["kind"].astype(str) == "kernel", "correlation"].dropna()
     return int(np.isin(k.to_numpy(dtype="int64"), launch_corr.dropna().to_numpy(dtype="int64")).sum())

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analyzers.temporal import SYNC_RE
+from analyzers.runtime_api import is_sync
 
 MAX_STEP_COUNT_CANDIDATES = 8
 MIN_COVERAGE = 0.8  # the steps hold at least this share of the kernels (prefix/suffix allowed)
@@ -211,7 +211,7 @@ def _classify_syncs(runtime: pd.DataFrame, host_spans: tuple[tuple[int, int], ..
     spans = np.asarray(host_spans or [], dtype="float64").reshape(-1, 2)
     for i in np.flatnonzero(~np.isnan(start) & (start >= first_step_ns - 1)):
         name = names[i]
-        if not SYNC_RE.match(name):
+        if not is_sync(name):
             continue
         inside = bool(((spans[:, 0] < start[i]) & (start[i] < spans[:, 1])).any())
         before_last = len(spans) and start[i] < spans[-1, 1]
