@@ -1,7 +1,7 @@
 """Put HTA's numbers next to ours and say where, and by how much, they disagree (pure).
 
 Inputs: our RunAnalysis (KernelTable + TemporalProfile), the trace's runtime frame, and HTA's
-frames (sessions.hta_runner.HtaResult: temporal, idle, launch stats, kernel breakdown,
+frames (workbench.api.pipeline.hta_runner.HtaResult: temporal, idle, launch stats, kernel breakdown,
 overlap, plus the traces' ProfilerStep starts). A row's "why" claims only what it can show
 (analyzers.hta_replay recomputes HTA's figure from our exact table):
 - "HTA rounds each event inward to whole us" where ours, so rounded, equals HTA's figure, or

@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 from analyzers.scaling import knee_index, scaling_efficiency, speedups  # noqa: E402
 from profilers.runner import run  # noqa: E402
-from sessions.analysis import load_run_analysis  # noqa: E402
 from sessions.store import SessionStore  # noqa: E402
+from workbench.api.pipeline.analysis import load_run_analysis  # noqa: E402
 from workbench.export.sweep_md import render_scale  # noqa: E402
 from workloads.spec import RunSpec  # noqa: E402
 

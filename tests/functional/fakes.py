@@ -23,7 +23,7 @@ from analyzers.breakdown import category_breakdown, kernel_breakdown
 from profilers.nvml import summarize_samples
 from profilers.parsers.kernel_table import make_kernel_table
 from sessions.store import RunRecord, SessionStore
-from workbench.services import DeviceProbe, Services
+from workbench.api.services import DeviceProbe, Services
 from workloads.spec import RunSpec
 
 INJECTED_NAME = "[bold red]x[/]"  # must render literally, never as markup

@@ -13,7 +13,7 @@ from analyzers.run_analysis import RunAnalysis, analyze_tables
 from profilers.parsers.detect import load_artifact
 from sessions.store import RunRecord, SessionStore
 from tests.unit import h200_budget_data as h200
-from workbench.services import Services
+from workbench.api.services import Services
 
 RUN_ID = "20261201-030001-be9dc0"
 

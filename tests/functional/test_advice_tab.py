@@ -13,10 +13,10 @@ from sessions.store import SessionStore
 from tests.functional.conftest import wait_until
 from tests.functional.test_real_core import _open_session, _save_analysis
 from tests.integration.fake_messages_api import ANSWER_CHUNKS, FakeMessagesAPI
-from workbench.app import make_app
-from workbench.screens.llm_confirm import LLMConfirmScreen
-from workbench.screens.results import ResultsScreen
-from workbench.settings import Settings
+from workbench.tui.app import make_app
+from workbench.tui.screens.llm_confirm import LLMConfirmScreen
+from workbench.tui.screens.results import ResultsScreen
+from workbench.tui.settings import Settings
 
 pytestmark = pytest.mark.anyio
 FAKE_KEY = "sk-ant-test-advice-tab-0123456789"

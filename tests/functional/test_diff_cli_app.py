@@ -13,11 +13,11 @@ from textual.widgets import DataTable, Static
 from tests.conftest import H200_RUNS
 from tests.functional.conftest import wait_until
 from workbench import cli
-from workbench.app import make_app
-from workbench.screens.results import ResultsScreen
-from workbench.screens.sessions import SessionsScreen
-from workbench.settings import Settings
-from workbench.widgets.diff_panel import DiffPanel
+from workbench.tui.app import make_app
+from workbench.tui.screens.results import ResultsScreen
+from workbench.tui.screens.sessions import SessionsScreen
+from workbench.tui.settings import Settings
+from workbench.tui.widgets.diff_panel import DiffPanel
 
 pytestmark = pytest.mark.anyio
 

@@ -12,14 +12,14 @@ from textual.widgets import Checkbox, DataTable, Input, Select, Static
 from sessions.store import SessionStore
 from tests.functional.conftest import screen_text, wait_until
 from workbench import cli
-from workbench.app import make_app
-from workbench.screens.results import ResultsScreen
-from workbench.screens.sessions import SessionsScreen
-from workbench.screens.setup import RunSetupScreen
-from workbench.settings import Settings
-from workbench.widgets.kernel_table import KernelTableView
-from workbench.widgets.kernels_panel import KernelsPanel
-from workbench.widgets.roofline import RooflinePlot
+from workbench.tui.app import make_app
+from workbench.tui.screens.results import ResultsScreen
+from workbench.tui.screens.sessions import SessionsScreen
+from workbench.tui.screens.setup import RunSetupScreen
+from workbench.tui.settings import Settings
+from workbench.tui.widgets.kernel_table import KernelTableView
+from workbench.tui.widgets.kernels_panel import KernelsPanel
+from workbench.tui.widgets.roofline import RooflinePlot
 
 pytestmark = pytest.mark.anyio
 

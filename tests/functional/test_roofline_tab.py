@@ -9,12 +9,12 @@ from textual.widgets import Static
 
 from tests.functional.conftest import screen_text, wait_until
 from tests.functional.roofline_session import h200_analysis, seed, services
-from workbench.app import make_app
-from workbench.screens.results import ResultsScreen
-from workbench.screens.sessions import SessionsScreen
-from workbench.settings import Settings
-from workbench.widgets.budget import BudgetView
-from workbench.widgets.roofline import RooflinePlot
+from workbench.tui.app import make_app
+from workbench.tui.screens.results import ResultsScreen
+from workbench.tui.screens.sessions import SessionsScreen
+from workbench.tui.settings import Settings
+from workbench.tui.widgets.budget import BudgetView
+from workbench.tui.widgets.roofline import RooflinePlot
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
 

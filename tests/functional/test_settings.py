@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from workbench.services import DeviceProbe, layer_blocker, normalize_ceilings, unmet_requirement
-from workbench.settings import Settings, load_settings
+from workbench.api.services import DeviceProbe, layer_blocker, normalize_ceilings, unmet_requirement
+from workbench.tui.settings import Settings, load_settings
 from workloads.errors import WorkbenchError
 
 
@@ -28,8 +28,8 @@ def test_config_file_in_the_platform_dir_reaches_the_app(tmp_path: Path, monkeyp
     the CLI's own path (load_settings with no arguments), shape the running app."""
     import asyncio
 
-    from workbench.app import make_app
-    from workbench.settings import config_path
+    from workbench.tui.app import make_app
+    from workbench.tui.settings import config_path
 
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     for var in ("AIPERF_CONFIG", "AIPERF_THEME", "AIPERF_PROFILER", "AIPERF_HOME",

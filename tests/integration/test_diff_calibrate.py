@@ -105,7 +105,7 @@ def test_calibrate_on_cpu_caches_measured_ceilings(tmp_path: Path) -> None:
     assert cache[key]["peak_flops"]["fp32"] == pytest.approx(fp32)
     # Later analyses resolve these measured ceilings for this device + driver.
     from analyzers.ceilings import resolve_ceilings
-    from sessions.analysis import load_ceilings_cache
+    from workbench.api.pipeline.analysis import load_ceilings_cache
 
     found = resolve_ceilings(measured["device_name"], measured["driver"], load_ceilings_cache(home))
     assert found is not None and found.source == "measured"

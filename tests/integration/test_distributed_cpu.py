@@ -12,8 +12,8 @@ import time
 import pytest
 
 from profilers.runner import run
-from sessions.analysis import load_run_analysis
 from sessions.store import SessionStore
+from workbench.api.pipeline.analysis import load_run_analysis
 from workbench.export.markdown import render_run_report
 from workloads.spec import RunSpec
 

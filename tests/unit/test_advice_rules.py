@@ -198,7 +198,7 @@ def test_harness_syncs_between_steps_are_not_in_the_step(h200_home) -> None:
 
 
 def test_syncs_inside_a_real_moe_generate_step() -> None:
-    from sessions.analysis import analyze_paths
+    from workbench.api.pipeline.analysis import analyze_paths
 
     analysis = analyze_paths([MOE_TRACE])[1]
     f = rules_of(analysis)["syncs_in_step"]
@@ -291,7 +291,7 @@ def test_rule_errors_are_notes_not_crashes() -> None:
 @pytest.mark.skipif(not MOE_TRACE.is_file(), reason="HF MoE trace not captured yet")
 def test_hf_moe_generate_top_advice_is_moe_dispatch() -> None:
     from analyzers.advice.rules_kernels import _short
-    from sessions.analysis import analyze_paths
+    from workbench.api.pipeline.analysis import analyze_paths
 
     analysis = analyze_paths([MOE_TRACE])[1]
     rules = [f.rule for f in analysis.advice]
@@ -318,7 +318,7 @@ def _h200(name: str):  # type: ignore[no-untyped-def]
 
 def _trace(path: Path):  # type: ignore[no-untyped-def]
     def load(home):  # type: ignore[no-untyped-def]
-        from sessions.analysis import analyze_paths
+        from workbench.api.pipeline.analysis import analyze_paths
 
         return analyze_paths([path])[1], None
     return load

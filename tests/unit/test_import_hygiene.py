@@ -26,8 +26,10 @@ CORE = [
     "profilers", "profilers.runner", "profilers.parsers.kineto", "profilers.parsers.detect",
     "profilers.parsers.ncu_csv", "profilers.parsers.nsys_sqlite",
     "analyzers", "analyzers.breakdown", "analyzers.run_analysis",
-    "sessions", "sessions.store", "sessions.analysis",
+    "sessions", "sessions.store",
 ]
+# The headless API: above the core, below both faces.
+API = ["workbench.api.pipeline.analysis", "workbench.api.pipeline.diff_sides"]
 
 
 @pytest.mark.parametrize("module", CORE)
@@ -36,9 +38,15 @@ def test_core_module_does_not_load_ui_libraries(module: str) -> None:
     assert not {"textual", "rich", "workbench"} & loaded, module
 
 
+@pytest.mark.parametrize("module", API)
+def test_api_module_does_not_load_ui_libraries(module: str) -> None:
+    loaded = _modules_after(f"import {module}")
+    assert not {"textual", "rich", "torch"} & loaded, module
+
+
 def test_torch_free_modules_stay_torch_free() -> None:
     loaded = _modules_after("import workloads, workloads.catalog, workloads.spec, "
-                            "workloads.estimate, profilers.runner, sessions.analysis, workbench.cli")
+                            "workloads.estimate, profilers.runner, workbench.api.pipeline.analysis, workbench.cli")
     assert "torch" not in loaded
 
 

@@ -14,8 +14,8 @@ import pytest
 from analyzers.kernel_costs import attach_kernel_costs
 from profilers.parsers.kernel_table import make_kernel_table
 from profilers.parsers.kineto import load_kineto
-from sessions.analysis import analyze_paths, load_run_analysis
 from sessions.store import SessionStore
+from workbench.api.pipeline.analysis import analyze_paths, load_run_analysis
 
 H200 = Path(__file__).resolve().parents[1] / "data" / "h200"
 

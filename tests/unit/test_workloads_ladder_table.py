@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sessions.store import RunRecord
-from workbench.cmd_ladder import default_layer_sets, parse_layer_sets
+from workbench.cli.cmd_ladder import default_layer_sets, parse_layer_sets
 from workbench.export.ladder_md import build_ladder, render_ladder_markdown
 
 

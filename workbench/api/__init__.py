@@ -1,0 +1,1 @@
+"""The headless front door both faces call: no textual, rich or torch here."""
