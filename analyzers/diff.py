@@ -31,11 +31,11 @@ import pandas as pd
 from analyzers.breakdown import category_breakdown, kernel_breakdown
 from analyzers.diff_comparability import Comparability, assess
 from analyzers.summary import RunSummary, as_record_dict, number, run_summary
+from workloads.spec import replays_kernels
 
 VERDICTS = ("improved", "regressed", "within noise", "identical", "inconclusive",
             "not comparable")
 # Profilers that serialize and replay kernels: the latency measured under them is no timing.
-REPLAYING_PROFILERS = ("ncu", "nsys")
 EXIT_OK, EXIT_REGRESSED, EXIT_NOT_COMPARABLE, EXIT_UNDECIDED = 0, 1, 2, 3
 
 
@@ -182,7 +182,7 @@ def timed(record: dict[str, Any]) -> bool:
     spec = record.get("spec") or {}
     median = number(((record.get("metrics") or {}).get("latency_ms") or {}).get("median"))
     return (median is not None and record.get("kind", "run") == "run"
-            and spec.get("profiler") not in REPLAYING_PROFILERS)
+            and not replays_kernels(spec.get("profiler")))
 
 
 @dataclass(frozen=True)

@@ -83,8 +83,7 @@ def has_spec(record: dict[str, Any]) -> bool:
 def shape_of(record: dict[str, Any]) -> dict[str, Any]:
     """The model and input shape the run used: the child's resolved shape where it wrote one,
     else the spec's parameters without the run options."""
-    extra = _dict(record.get("extra"))
-    resolved = _dict(_dict(extra.get("extra")).get("shape"))
+    resolved = _dict(_dict(record.get("details")).get("shape"))
     if resolved:
         return dict(resolved)
     params = _dict(_dict(record.get("spec")).get("params"))
@@ -155,7 +154,7 @@ def _allowed(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 def profile_scope(record: dict[str, Any]) -> str | None:
     """What part of the step the kernel artifact covers when it is not the whole step
     (ncu's default: one decoder block)."""
-    scope = _dict(_dict(_dict(record.get("extra")).get("extra")).get("profile_scope"))
+    scope = _dict(_dict(record.get("details")).get("profile_scope"))
     what = scope.get("what")
     return str(what) if what and scope.get("scope") != "step" else None
 

@@ -44,7 +44,7 @@ def attach_kernel_costs(kernels: pd.DataFrame, ops: pd.DataFrame | None = None,
                         ) -> tuple[pd.DataFrame, list[str], InventoryMatch | None]:
     """A copy of ``kernels`` with the cost columns filled; notes; the inventory match (or None).
 
-    ``inventory``: the run's stored inventory payload (result.json ``extra.inventory``), if any.
+    ``inventory``: the run's stored inventory payload (result.json ``details.inventory``), if any.
     """
     out = kernels.copy()
     n = len(out)

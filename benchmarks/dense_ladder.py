@@ -169,16 +169,16 @@ def decode_share(record: Any, copy_bw: dict[str, Any] | None) -> dict[str, Any]:
 
 def row_facts(record: Any) -> dict[str, Any]:
     metrics, parity = record.metrics or {}, record.parity or {}
-    extra = (record.extra or {}).get("extra") or {}
-    return {"status": record.status, "tokens_per_s": metrics.get("tokens_per_s"),
+    details = record.details
+    return {"status": str(record.status), "tokens_per_s": metrics.get("tokens_per_s"),
             "rate": rate_stats(record), "p50_ms": (metrics.get("latency_ms") or {}).get(
                 "median"), "peak_mem_bytes": metrics.get("peak_mem_bytes"),
-            "peak_mem_before_prepare_bytes": extra.get("peak_mem_before_prepare_bytes"),
+            "peak_mem_before_prepare_bytes": details.get("peak_mem_before_prepare_bytes"),
             "parity_ok": parity.get("ok"), "max_rel_err": parity.get("max_rel_err"),
             "top1": parity.get("top1_agreement"), "error": record.error,
-            "session": record.id, "runtime": extra.get("runtime"),
+            "session": record.id, "runtime": details.get("runtime"),
             "layer_notes": {o.get("name"): o.get("reason") for o in
-                            (record.extra or {}).get("layers") or []}}
+                            record.layers_applied}}
 
 
 def main() -> int:

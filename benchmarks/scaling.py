@@ -64,7 +64,7 @@ def _point(record: Any, gpus: int) -> dict[str, Any]:
     samples = [s for s in lat.get("samples") or [] if s]
     per_s = [tokens * 1e3 / s for s in samples] if tokens else []
     telemetry = record.telemetry or {}
-    return {"gpus": gpus, "status": record.status, "error": record.error, "run_id": record.id,
+    return {"gpus": gpus, "status": str(record.status), "error": record.error, "run_id": record.id,
             "latency_ms": lat.get("median"), "latency_min_ms": lat.get("min"),
             "latency_max_ms": lat.get("max"), "n": lat.get("n"),
             "tokens_per_s": metrics.get("tokens_per_s"),
@@ -76,7 +76,7 @@ def _point(record: Any, gpus: int) -> dict[str, Any]:
 
 
 def _trace_summary(store: SessionStore, record: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"run_id": record.id, "status": record.status, "error": record.error}
+    out: dict[str, Any] = {"run_id": record.id, "status": str(record.status), "error": record.error}
     if record.status != "ok":
         return out
     analysis = load_run_analysis(store, record)

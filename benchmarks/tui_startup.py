@@ -147,6 +147,7 @@ async def measure_session(home: Path, rows: int, page_downs: int) -> dict[str, l
     from textual import events
 
     from analyzers.run_analysis import analyze_tables
+    from sessions.records import RunStatus
     from sessions.store import SessionStore
     from workbench.api.services import Services
     from workbench.tui.app import make_app
@@ -154,12 +155,13 @@ async def measure_session(home: Path, rows: int, page_downs: int) -> dict[str, l
     from workbench.tui.screens.results import ResultsScreen
     from workbench.tui.settings import Settings
     from workbench.tui.widgets.kernel_table import KernelTableView
+    from workloads.spec import RunSpec
 
     table = kernel_table(rows)
     store = SessionStore(home)
-    record = store.new_run({"workload": "dense", "preset": "tiny", "layers": ["L0"],
-                            "profiler": "torch"})
-    record.status = "ok"
+    record = store.new_run(RunSpec(workload="dense", preset="tiny", layers=["L0"],
+                                   profiler="torch"))
+    record.status = RunStatus.OK
     store.save(record)
     services = Services(load_run_analysis=lambda s, r: analyze_tables("kineto", table))
 

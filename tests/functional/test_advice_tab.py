@@ -69,7 +69,7 @@ async def test_advice_tab_findings_and_opt_in_llm(tmp_path: Path, h100_fixtures:
             user_text = api.requests[0]["body"]["messages"][0]["content"][0]["text"]
             assert user_text in shown  # what was shown is what was sent
 
-    stored = SessionStore(tmp_path).get(run_id).extra["llm_advice"]
+    stored = SessionStore(tmp_path).get(run_id).llm_advice
     assert stored["text"] == answer
     on_disk = (tmp_path / "runs" / run_id / "record.json").read_text()
-    assert FAKE_KEY not in on_disk and json.loads(on_disk)["extra"]["llm_advice"]["text"] == answer
+    assert FAKE_KEY not in on_disk and json.loads(on_disk)["llm_advice"]["text"] == answer

@@ -33,7 +33,7 @@ async def _app_diff(home: Path, candidate: str):  # type: ignore[no-untyped-def]
     async with app.run_test(size=(140, 45)) as pilot:
         await pilot.press("f3")
         await wait_until(pilot, lambda: isinstance(app.screen, SessionsScreen) and app.screen.rows)
-        ids = [r["id"] for r in app.screen.visible_rows()]
+        ids = [r.id for r in app.screen.visible_rows()]
         app.screen.query_one("#sessions-table", DataTable).move_cursor(row=ids.index(candidate))
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, ResultsScreen)

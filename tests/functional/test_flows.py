@@ -135,14 +135,14 @@ async def test_sessions_mark_compare_and_delete(seeded_home, app_factory) -> Non
         await pilot.press("escape")
         assert app.screen is sessions
         await pilot.press("slash", *"bbbb", "enter")
-        assert [r["id"] for r in sessions.visible_rows()] == [CANDIDATE_ID]
+        assert [r.id for r in sessions.visible_rows()] == [CANDIDATE_ID]
         await pilot.press("d")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("n")  # the safe answer first: nothing deleted
         assert len(SessionStore(seeded_home).list()) == 2
         await pilot.press("d", "y")
         await wait_until(pilot, lambda: len(sessions.rows) == 1)
-        assert [r["id"] for r in SessionStore(seeded_home).list()] == [BASELINE_ID]
+        assert [r.id for r in SessionStore(seeded_home).list()] == [BASELINE_ID]
 
 
 async def test_help_lists_every_binding_and_palette_has_them(tmp_path, app_factory) -> None:

@@ -29,8 +29,8 @@ def test_torch_run_costs_its_kernels_from_the_inventory(tmp_path, layers):
     assert done.returncode == 0, done.stderr[-3000:]
     store = SessionStore(home)
     (row,) = store.list()
-    record = store.get(row["id"])
-    inventory = record.extra["extra"]["inventory"]
+    record = store.get(row.id)
+    inventory = record.details["inventory"]
     assert "error" not in inventory, inventory
     analysis = load_run_analysis(store, record)
     step = analysis.roofline_aggregate

@@ -31,7 +31,7 @@ def test_moe_tiny_prints_router_health_and_targets(tmp_path: Path) -> None:
         assert needle in out, (needle, out)
     run_id = out.split()[1].rstrip(":")
     result = json.loads((home / "runs" / run_id / "result.json").read_text())
-    router = result["extra"]["router"]
+    router = result["details"]["router"]
     assert router["experts"] == 64 and router["top_k"] == 6 and router["moe_layers"] == 2
     # 2 x 32 prompt tokens + 3 decode steps of 2 tokens, every one routed once per layer
     assert router["tokens_routed"] == 2 * 32 + 3 * 2
@@ -53,8 +53,8 @@ def test_gptoss_tiny_with_all_moe_layers_keeps_parity(tmp_path: Path) -> None:
     assert result["parity"]["ok"] and result["parity"]["precision"] == "fp8"
     assert [layer["name"] for layer in result["layers"]] == [
         "L0", "L1", "L5-moe-fp8", "L6-moe-grouped"]
-    assert result["extra"]["moe_impl"]["dispatch"] == "sorted"
-    assert result["extra"]["router"]["experts"] == 32
+    assert result["details"]["moe_impl"]["dispatch"] == "sorted"
+    assert result["details"]["router"]["experts"] == 32
 
 
 @pytest.mark.gpu

@@ -37,8 +37,8 @@ def test_loadtest_cli_stores_a_session_with_percentiles_and_knee(tmp_path: Path)
         assert point["goodput_rps"] <= point["request_throughput_rps"]
     assert "reason" in payload["loadtest"]["knee"]
     record = SessionStore(tmp_path).get(payload["session"])
-    assert record.spec["workload"] == "serve" and record.status == "ok"
-    assert record.extra["extra"]["loadtest"]["rates"] == points
+    assert record.spec.workload == "serve" and record.status == "ok"
+    assert record.details["loadtest"]["rates"] == points
 
 
 def test_loadtest_help_names_the_seed(tmp_path: Path) -> None:

@@ -58,7 +58,7 @@ def record(**parts: Any) -> dict[str, Any]:
     base: dict[str, Any] = {"id": "20260101-000000-abcdef", "spec": {"workload": "dense",
                             "preset": "small", "layers": ["L0"]},
                             "env": {"device_name": H100, "device_kind": "cuda", "cc": [9, 0]},
-                            "metrics": {}, "parity": {}, "telemetry": {}, "extra": {},
+                            "metrics": {}, "parity": {}, "telemetry": {}, "details": {},
                             "artifacts": {"trace": "trace.json.gz"}}
     for key, value in parts.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):

@@ -257,15 +257,15 @@ def test_noisy_measurement() -> None:
 
 
 def test_expert_imbalance_router_health_and_raw_counts() -> None:
-    skewed = record(extra={"extra": {"router": {"available": True, "gini": 0.31, "gini_max": 0.42,
+    skewed = record(details={"router": {"available": True, "gini": 0.31, "gini_max": 0.42,
                                                 "load_cv": 0.6, "load_cv_max": 0.9,
-                                                "tokens_per_expert_min": 3, "tokens_per_expert_max": 210}}})
+                                                "tokens_per_expert_min": 3, "tokens_per_expert_max": 210}})
     f = rules_of(None, skewed)["expert_imbalance"]
     assert f.evidence[0].value == 0.42  # the worst layer
-    even = record(extra={"extra": {"router": {"available": True, "gini": 0.05, "gini_max": 0.08,
-                                              "load_cv": 0.04, "load_cv_max": 0.07}}})
+    even = record(details={"router": {"available": True, "gini": 0.05, "gini_max": 0.08,
+                                      "load_cv": 0.04, "load_cv_max": 0.07}})
     assert "expert_imbalance" not in rules_of(None, even)
-    raw = record(extra={"router": {"tokens_per_expert": [100, 0, 0, 0]}})
+    raw = record(details={"router": {"tokens_per_expert": [100, 0, 0, 0]}})
     assert rules_of(None, raw)["expert_imbalance"].evidence[0].value == pytest.approx(0.75)
 
 
@@ -334,7 +334,7 @@ FIRES_ON = {
                                                         "throttle_reasons": ["hw_slowdown"]})),
     "noisy_measurement": lambda home: (None, record(metrics={"latency_ms": {
         "mean": 10.0, "stdev": 1.2, "n": 5}})),
-    "expert_imbalance": lambda home: (None, record(extra={"router": {
+    "expert_imbalance": lambda home: (None, record(details={"router": {
         "tokens_per_expert": [100, 0, 0, 0]}})),
     "launch_bound": _h200("L0"),
     "syncs_in_step": _trace(MOE_TRACE),

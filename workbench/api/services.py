@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sessions.store import RunRecord, SessionStore
+from sessions.records import RunRecord
+from sessions.store import SessionStore
 from workloads.spec import RunSpec
 
 if TYPE_CHECKING:

@@ -3,7 +3,7 @@
 With --llm the exact request body is printed first (structured metrics and the rule findings;
 no source code, file paths or host names unless --allow-paths) and sent only after a yes (or
 --yes). The answer streams to the terminal and is stored with the session in
-record.extra["llm_advice"] (text, model, token counts, the payload's hash: never the key or the
+record.llm_advice (text, model, token counts, the payload's hash: never the key or the
 headers). No key, no network, 401, 429, timeout: one line saying what failed, exit 0 with the
 rules shown.
 """
@@ -67,8 +67,7 @@ def llm_request_for(record: Any, analysis: Any, model: str, allow_paths: bool = 
 def store_llm_answer(store: Any, record_id: str, request: dict[str, Any], answer: Any) -> Any:
     """Keep the answer with the session (re-read the record first: keep others' changes)."""
     record = store.get(record_id)
-    record.extra = dict(record.extra or {})
-    record.extra["llm_advice"] = {
+    record.llm_advice = {
         **answer.to_dict(), "created_at": time.time(),
         "payload_sha256": hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest(),
     }
@@ -81,7 +80,8 @@ def llm_advice_for_session(store: Any, record: Any, analysis: Any, request: dict
                            timeout_s: float | None = None) -> tuple[Any, str | None]:
     """Send ``request``, stream chunks to ``on_text``, store the answer. Returns (answer or
     None, one-line failure or None). The app calls this from a worker thread."""
-    from analyzers.advice.llm import LLMError, LLMSettings, stream_advice
+    from analyzers.advice.llm import LLMSettings, stream_advice
+    from workloads.errors import LLMError
 
     settings = LLMSettings(model=request["model"])
     if timeout_s is not None:
@@ -141,7 +141,7 @@ def cmd_advise(args: argparse.Namespace) -> int:
         if str(args.json) == "-":
             sys.stdout.write(text)
         else:
-            from sessions.atomic import write_text_atomic
+            from workloads.atomic import write_text_atomic
 
             write_text_atomic(args.json, text)
     return 0

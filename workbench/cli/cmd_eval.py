@@ -15,10 +15,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sessions.records import RunStatus, SessionKind
 from workbench.cli.main import stop_event
+from workloads.atomic import write_json_atomic
 from workloads.errors import WorkbenchError
 
 EXIT_OK, EXIT_FAILED = 0, 1
+EVAL_SPEC = "eval_spec.json"  # the child's input: the model's run spec and the eval settings
 
 
 def register(sub: Any) -> None:
@@ -70,7 +73,8 @@ def parse_layer_sets(text: str) -> list[list[str]]:
     return sets
 
 
-def build_eval_spec(args: argparse.Namespace) -> dict[str, Any]:
+def build_eval_spec(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The model's run spec and the eval settings (what ``workloads.perplexity`` reads)."""
     from profilers.runner import resolve_spec
     from workloads.perplexity import read_tokens, windows
     from workloads.spec import RunSpec
@@ -94,15 +98,12 @@ def build_eval_spec(args: argparse.Namespace) -> dict[str, Any]:
     resolve_spec(run_spec)
     layer_sets = parse_layer_sets(args.layers_sets)
     count = min(tokens.size, args.max_tokens or tokens.size)
-    return {
-        "run": run_spec.to_dict(), "tokens_file": str(args.perplexity.expanduser().resolve()),
+    return run_spec, {
+        "tokens_file": str(args.perplexity.expanduser().resolve()),
         "token_dtype": args.token_dtype, "seq_len": args.seq_len, "stride": args.stride,
         "layer_sets": layer_sets, "tolerance": args.tolerance, "max_tokens": args.max_tokens,
         "simulate_bug": args.simulate_bug or "",
         "windows": len(windows(count, args.seq_len, args.stride)),
-        # What the session index shows.
-        "workload": run_spec.workload, "preset": run_spec.preset, "profiler": "eval",
-        "layers": [";".join(",".join(s) for s in layer_sets)],
     }
 
 
@@ -112,15 +113,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from sessions.store import SessionStore
     from workbench.cli.progress import CliProgress
 
-    spec = build_eval_spec(args)
+    run_spec, settings = build_eval_spec(args)
     store = SessionStore(args.home)
-    record = store.new_run(spec, kind="eval")
+    record = store.new_run(run_spec, kind=SessionKind.EVAL,
+                           prepare=lambda new: new.eval.update(settings))
     run_dir = store.run_dir(record.id)
     progress = CliProgress(quiet=args.quiet)
     progress.on_event({"event": "session", "run_id": record.id, "run_dir": str(run_dir)})
+    write_json_atomic(run_dir / EVAL_SPEC, {"run": run_spec.to_dict(), **settings})
     command = [sys.executable, "-m", "workloads.perplexity", "--spec",
-               str(run_dir / "spec.json"), "--out", str(run_dir)]
-    record.status = "running"
+               str(run_dir / EVAL_SPEC), "--out", str(run_dir)]
+    record.status = RunStatus.RUNNING
     store.save(record)
     outcome = run_supervised(command, run_dir / "run.log", args.timeout, env=child_env(),
                              on_event=progress.on_event, cancel=stop_event())
@@ -131,24 +134,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
         result = json.loads(result_path.read_text(encoding="utf-8"))
         record.artifacts["eval"] = "eval.json"
     record.env = result.get("env") or {}
-    record.status = result.get("status") or "failed"
-    record.error = result.get("error")
+    record.status = RunStatus.parse(result.get("status") or "failed")
+    record.error, record.error_type = result.get("error"), result.get("error_type")
     if outcome.status in ("timeout", "cancelled"):
-        record.status = outcome.status
+        record.status = RunStatus(outcome.status)
         record.error = record.error or f"{outcome.status}; the child was stopped"
-    elif record.status != "ok" and not record.error:
+    elif record.status is not RunStatus.OK and not record.error:
         record.error = f"the eval process exited with code {outcome.returncode}; see " \
                        f"{run_dir / 'run.log'}"
     sets = result.get("sets") or []
-    record.metrics = {"perplexity": {",".join(s["layers"]): s["ppl"] for s in sets}}
-    record.extra = {"eval": {k: v for k, v in result.items() if k not in ("spec", "env")}}
-    if record.status == "ok" and not result.get("ok"):
+    record.eval.update({k: v for k, v in result.items()
+                        if k not in ("spec", "env", "status", "error", "error_type")})
+    if record.status is RunStatus.OK and not result.get("ok"):
         failing = [",".join(s["layers"]) for s in sets if not s["ok"]]
         record.error = (f"accuracy regression: perplexity of {'; '.join(failing)} moved more "
                         f"than {args.tolerance:.2%} from {','.join(sets[0]['layers'])}")
     record.finished_at = time.time()
     store.save(record)
-    progress.on_event({"event": "done", "status": record.status, "run_id": record.id,
+    progress.on_event({"event": "done", "status": record.status.value, "run_id": record.id,
                        "error": record.error})
     _print_eval(record, result)
     if args.json:
@@ -156,8 +159,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from workbench.export.json_export import dumps
 
         _write_output(args.json, dumps(record.to_dict()))
-    if record.status != "ok":
-        return 2 if result.get("error_type") in ("WorkbenchError",) else EXIT_FAILED
+    if record.status is not RunStatus.OK:
+        return 2 if record.error_type == "WorkbenchError" else EXIT_FAILED
     return EXIT_OK if result.get("ok") else EXIT_FAILED
 
 

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sessions.records import RunStatus
 from workbench.cli.main import stop_event
 from workloads.errors import WorkbenchError
 
@@ -102,8 +103,7 @@ def ladder_meta(records: list[Any], workload: str, preset: str, params: dict[str
     first = next((r for r in records if r.env), None)
     env = first.env if first else {}
     step = next((r.metrics.get("step") for r in records if r.metrics.get("step")), None)
-    shape = next(((r.extra.get("extra") or {}).get("shape") for r in records
-                  if (r.extra.get("extra") or {}).get("shape")), None) or {}
+    shape = next((r.details["shape"] for r in records if r.details.get("shape")), None) or {}
     return {"workload": workload, "preset": preset, "device": env.get("device_name"),
             "torch": env.get("torch"), "step": step, "dtype": shape.get("dtype"),
             "repeat": repeat, "memory": memory_line(workload, preset, params)}
@@ -140,4 +140,4 @@ def cmd_ladder(args: argparse.Namespace) -> int:
 
         _write_output(args.export, text)
         print(f"ladder written to {args.export}", file=sys.stderr)
-    return 0 if all(r.status == "ok" for r in records) else 1
+    return 0 if all(r.status is RunStatus.OK for r in records) else 1

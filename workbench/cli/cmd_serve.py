@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from sessions.records import RunStatus
 from workbench.cli.main import stop_event
 
 
@@ -102,8 +103,7 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
     store = SessionStore(args.home)
     record = run(spec, store, on_event=CliProgress(quiet=args.quiet).on_event,
                  cancel=stop_event())
-    extra = (record.extra or {}).get("extra") or {}
-    loadtest = extra.get("loadtest")
+    loadtest = record.details.get("loadtest")
     if args.json:
         print(json.dumps({"session": record.id, "status": record.status, "error": record.error,
                           "parity": record.parity, "loadtest": loadtest}, indent=2))
@@ -112,13 +112,13 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
 
         print(f"session {record.id}: {record.status}"
               + (f" — {term_line(record.error)}" if record.error else ""))
-        parity = record.parity or {}
+        parity = record.parity
         if parity:
             print(f"parity (engine vs one-at-a-time greedy): "
                   f"{'ok' if parity.get('ok') else 'FAILED'}, max rel err "
                   f"{_num(parity.get('max_rel_err'), 8)}, top-1 {parity.get('top1_agreement')}")
         if loadtest:
             print("\n".join(format_loadtest(loadtest)))
-    if record.status != "ok":
+    if record.status is not RunStatus.OK:
         return 1
-    return 0 if (record.parity or {}).get("ok", False) else 1
+    return 0 if record.parity.get("ok", False) else 1

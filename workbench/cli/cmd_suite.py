@@ -159,9 +159,10 @@ def register(subparsers: Any) -> None:
 
 def cmd_suite(args: argparse.Namespace) -> int:
     from profilers.runner import run
-    from sessions.atomic import write_json_atomic, write_text_atomic
+    from sessions.records import RunRecord
     from sessions.store import SessionStore
     from workbench.cli.progress import CliProgress
+    from workloads.atomic import write_json_atomic, write_text_atomic
 
     suite = load_suite(args.file)
     threshold = args.threshold if args.threshold is not None else suite["threshold_pct"]
@@ -178,7 +179,9 @@ def cmd_suite(args: argparse.Namespace) -> int:
     for entry, spec in specs:
         record = run(spec, store, on_event=progress.on_event, cancel=stop_event()).to_dict()
         records[entry["name"]] = record
-        base = None if args.update_baseline else (baseline.get("entries") or {}).get(entry["name"])
+        stored = None if args.update_baseline else (baseline.get("entries") or {}).get(entry["name"])
+        # (a baseline written by an older version holds the first record layout)
+        base = RunRecord.from_dict(stored).to_dict() if isinstance(stored, dict) else None
         entries.append(compare_entry(entry["name"], record, base,
                                      float(entry.get("threshold_pct", threshold))))
     failed = [e["name"] for e in entries if e["status"] != "ok"]

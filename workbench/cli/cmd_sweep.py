@@ -129,7 +129,7 @@ def run_point(args: argparse.Namespace, store: Any, params: dict[str, Any], laye
 
 
 def _metrics(record: Any) -> tuple[float | None, float | None]:
-    m = record.metrics or {}
+    m = record.metrics
     return (m.get("latency_ms") or {}).get("median"), m.get("tokens_per_s")
 
 

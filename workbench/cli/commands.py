@@ -7,9 +7,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sessions.records import RunStatus, SessionKind
 from workbench.cli.main import stop_event
 from workbench.export.escape import term_line, term_text
 from workloads.errors import WorkbenchError
+from workloads.spec import AUTO, replays_kernels
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -24,8 +26,8 @@ def _write_output(path: Path, text: str) -> None:
     if str(path) == "-":
         sys.stdout.write(term_text(text))
         return
-    from sessions.atomic import write_text_atomic
     from sessions.index_db import describe_os_error
+    from workloads.atomic import write_text_atomic
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -36,13 +38,13 @@ def _write_output(path: Path, text: str) -> None:
 
 def _figures(report: Path, analysis: Any) -> dict[str, str]:
     """The roofline and budget SVGs beside a report written to a file (none for stdout)."""
+    from sessions.index_db import describe_os_error
     from workbench.export.svg_figures import write_figures
 
     try:
         return write_figures(report, analysis)
-    except OSError as exc:
-        raise WorkbenchError(f"cannot write the figures beside {report}: {exc.strerror}",
-                             "choose a writable path") from None
+    except OSError as exc:  # a full disk, a read-only folder: one line that says which
+        raise describe_os_error(exc, f"cannot write the figures beside {report}") from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -59,10 +61,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             params[key] = value
     spec = RunSpec(workload=args.workload, preset=args.preset, layers=parse_layers(args.layers, args.workload),
                    profiler=args.profiler, params=params,
-                   repeat=args.repeat if args.repeat is not None
-                   else (1 if args.profiler in ("ncu", "nsys") else 5),
-                   warmup=args.warmup if args.warmup is not None
-                   else (1 if args.profiler in ("ncu", "nsys") else 2),
+                   repeat=args.repeat if args.repeat is not None else AUTO,
+                   warmup=args.warmup if args.warmup is not None else AUTO,
                    timeout_s=args.timeout, seed=args.seed,
                    device=args.device, label=args.label,
                    profiler_options=dict(args.profiler_option), telemetry=not args.no_telemetry,
@@ -75,7 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from workloads.targets import parse_target
 
         spec.workload, spec.preset = parse_target(spec.target).display_name, ""
-    from sessions.index_db import StorageError
+    from workloads.errors import StorageError
 
     store = _store(args)
     progress = CliProgress(quiet=args.quiet)
@@ -108,17 +108,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
             _write_output(args.json, dumps({"record": record.to_dict(),
                                             "analysis": analysis_to_dict(analysis)}))
-    if record.status == "ok":
+    if record.status is RunStatus.OK:
         return EXIT_OK
-    if (record.extra or {}).get("error_type") == "WorkbenchError":
+    if record.error_type == "WorkbenchError":
         return 2  # a user mistake found inside the child (e.g. a layer's requirement unmet)
-    return 130 if record.status == "cancelled" else EXIT_FAILED
+    return 130 if record.status is RunStatus.CANCELLED else EXIT_FAILED
 
 
 def _print_run_summary(record: Any) -> None:
     from workbench.export.fmt import fmt_bytes, fmt_num
 
-    m = record.metrics or {}
+    m = record.metrics
     lat = m.get("latency_ms") or {}
     print(f"session {record.id}: {record.status}"
           + (f" — {term_line(record.error)}" if record.error else ""))
@@ -128,12 +128,11 @@ def _print_run_summary(record: Any) -> None:
               f"p99 {fmt_num(lat.get('p99'), 4)}, n={lat.get('n')})")
         print(f"  throughput {fmt_num(m.get('tokens_per_s'), 4, 'tok/s')}, "
               f"peak memory {fmt_bytes(m.get('peak_mem_bytes'))}")
-        replayed = (record.spec or {}).get("profiler")
-        if replayed in ("ncu", "nsys"):
-            print(f"  (timed under {replayed}, which serializes and replays kernels: not a "
+        if replays_kernels(record.profiler):
+            print(f"  (timed under {record.profiler}, which serializes and replays kernels: not a "
                   "performance figure; use --profiler timer for speed)")
-    parity = record.parity or {}
-    scope = ((record.extra or {}).get("extra") or {}).get("profile_scope")
+    parity = record.parity
+    scope = record.details.get("profile_scope")
     if scope:
         print(f"  profiled: {term_line(scope.get('what'))}")
     if parity.get("skipped"):
@@ -142,7 +141,7 @@ def _print_run_summary(record: Any) -> None:
         print(f"  parity vs L0: {'ok' if parity.get('ok') else 'FAILED'} "
               f"(max rel err {fmt_num(parity.get('max_rel_err'), 3)}, "
               f"top-1 agreement {fmt_num((parity.get('top1_agreement') or 0) * 100, 4, '%')})")
-    router = ((record.extra or {}).get("extra") or {}).get("router")
+    router = record.details.get("router")
     if router:  # MoE workloads: router health against the seed's targets
         from workloads.router_health import summary_lines
 
@@ -167,10 +166,9 @@ def cmd_sessions(args: argparse.Namespace) -> int:
     header = f"{'id':<23} {'status':<9} {'workload':<9} {'preset':<13} {'layers':<14} {'profiler':<8} {'result':>14}"
     print(header)
     for r in rows:
-        result = f"{fmt_num(r['headline'], 4)} {r['headline_unit'] or ''}".strip()
-        print(term_line(f"{r['id']:<23} {r['status']:<9} {str(r['workload'] or r['kind']):<9} "
-                        f"{str(r['preset'] or ''):<13} {str(r['layers'] or ''):<14} "
-                        f"{str(r['profiler'] or ''):<8} {result:>14}"))
+        result = f"{fmt_num(r.headline, 4)} {r.headline_unit}".strip()
+        print(term_line(f"{r.id:<23} {r.status:<9} {r.workload or r.kind:<9} "
+                        f"{r.preset:<13} {r.layers:<14} {r.profiler:<8} {result:>14}"))
     return EXIT_OK
 
 
@@ -263,6 +261,8 @@ def _save_analysis(args: argparse.Namespace, paths: list[str], parsed: Any, anal
     store = _store(args)
     role = _ROLE_OF_KIND.get(parsed.kind, "artifact")
     sources = [Path(p) for p in args.paths]
+    record = store.new_record(None, SessionKind.ANALYSIS)
+    record.inputs, record.artifact_format = list(paths), parsed.kind
 
     def fill(run_dir: Path, record: Any) -> None:
         if len(sources) == 1 and sources[0].is_file():
@@ -280,11 +280,10 @@ def _save_analysis(args: argparse.Namespace, paths: list[str], parsed: Any, anal
         else:  # several ncu / nsys files: keep the first as the session's artifact
             shutil.copy2(sources[0], run_dir / sources[0].name)
             record.artifacts[role] = sources[0].name
-        record.status = "ok"
+        record.status = RunStatus.OK
         record.finished_at = time.time()
 
-    record = store.add_complete({"workload": "", "profiler": parsed.kind, "inputs": paths},
-                                fill, kind="analysis")
+    record = store.add_complete(record, fill)
     print(f"saved as session {record.id}", file=sys.stderr)
 
 

@@ -236,7 +236,7 @@ def figure_paths(report: Path) -> dict[str, Path]:
 
 def write_figures(report: Path, analysis: Any) -> dict[str, str]:
     """Write the figures the analysis has beside ``report``; name -> link relative to it."""
-    from sessions.atomic import write_text_atomic
+    from workloads.atomic import write_text_atomic
 
     written: dict[str, str] = {}
     if analysis is None or str(report) == "-":

@@ -12,9 +12,11 @@ from analyzers.ceilings import resolve_ceilings
 from analyzers.kernel_costs import attach_kernel_costs
 from analyzers.run_analysis import RunAnalysis, analyze_tables, attach_advice
 from sessions import parsed_cache
-from sessions.atomic import write_json_atomic
-from sessions.store import RunRecord, SessionStore
+from sessions.records import RunRecord
+from sessions.store import SessionStore
 from workbench.api.pipeline.distributed_hta import attach_hta_overlap
+from workloads.atomic import write_json_atomic
+from workloads.errors import CorruptCache
 
 # Artifact roles in the order we prefer them for the kernel table.
 ARTIFACT_ROLES = ("ncu_csv", "nsys_sqlite", "trace", "ncu_rep")
@@ -76,7 +78,7 @@ def analyze_parsed(parsed: Any, top: int = 15, home: Path | None = None,
                    precision: str | None = None, workload: str | None = None,
                    layers: tuple[str, ...] = (), device_kind: str | None = None,
                    inventory: Any = None) -> RunAnalysis:
-    """``inventory``: the run's operation inventory (result.json ``extra.inventory``), which
+    """``inventory``: the run's operation inventory (the record's ``details.inventory``), which
     costs kernels the trace cannot (CUDA graphs, compiled code). ``workload``, ``layers``,
     ``device_kind``: the run's, so the budget names only layers this run can add."""
     device = device_name or device_name_of(parsed)
@@ -104,6 +106,17 @@ def analyze_paths(paths: list[Path], top: int = 15, home: Path | None = None) ->
 _PRECISION = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
 
 
+def run_precision(record: RunRecord) -> str | None:
+    """The precision the run's GEMMs ran in: its dtype, or TF32 where an fp32 run applied the
+    TF32 layer (L1) — read from what the child applied, not from the layer names asked for."""
+    dtype = (record.details.get("shape") or {}).get("dtype")
+    precision = _PRECISION.get(str(dtype)) if dtype else None
+    applied = {str(layer.get("name")) for layer in record.layers_applied if layer.get("applied")}
+    if precision == "fp32" and "L1" in applied:
+        precision = "tf32"
+    return precision
+
+
 def load_run_analysis(store: SessionStore, record: RunRecord, top: int = 15) -> RunAnalysis:
     """The analysis of a run's profiler artifact, or an empty one (with a note) when the run
     has none (a timer run)."""
@@ -112,25 +125,21 @@ def load_run_analysis(store: SessionStore, record: RunRecord, top: int = 15) -> 
         rel = record.artifacts.get(role)
         if rel and ((run_dir / rel).is_file() or (role == "trace" and (run_dir / rel).is_dir())):
             parsed = _parse_cached(run_dir, run_dir / rel)
-            child_extra = (record.extra or {}).get("extra") or {}
-            dtype = child_extra.get("shape", {}).get("dtype")
-            precision = _PRECISION.get(str(dtype)) if dtype else None
-            if precision == "fp32" and "L1" in (record.spec.get("layers") or []):
-                precision = "tf32"
+            spec = record.spec
             analysis = attach_advice(analyze_parsed(
                 parsed, top=top, home=store.home,
                 device_name=record.env.get("device_name")
                 if record.env.get("device_kind") == "cuda" else None,
-                driver=record.env.get("driver"), precision=precision,
-                workload=record.spec.get("workload") or None,
-                layers=tuple(record.spec.get("layers") or ()),
+                driver=record.env.get("driver"), precision=run_precision(record),
+                workload=spec.workload if spec is not None and spec.workload else None,
+                layers=tuple(spec.layers) if spec is not None else (),
                 device_kind=record.env.get("device_kind"),
-                inventory=child_extra.get("inventory")), record)
+                inventory=record.details.get("inventory")), record)
             return attach_hta_overlap(analysis, run_dir / rel)
     analysis = RunAnalysis()
     analysis.notes.append(
         "no kernel-level artifact in this run (profiler "
-        f"{record.spec.get('profiler', '?')!r}); run with --profiler torch or ncu for kernels")
+        f"{record.profiler or '?'!r}); run with --profiler torch or ncu for kernels")
     return attach_advice(analysis, record)
 
 
@@ -147,7 +156,7 @@ def _parse_cached(run_dir: Path, artifact: Path) -> Any:
     if cache.is_file():
         try:
             return parsed_cache.load(cache, artifact, ParsedArtifact)
-        except parsed_cache.CorruptCache:
+        except CorruptCache:
             pass
     parsed = load_artifact(artifact)
     try:

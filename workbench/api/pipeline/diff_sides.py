@@ -14,7 +14,8 @@ from typing import Any
 
 from analyzers.diff import RunDiff, diff_runs
 from analyzers.profiled_steps import profiled_steps
-from sessions.store import RunRecord, SessionStore
+from sessions.records import RunRecord, SessionKind
+from sessions.store import SessionStore
 
 
 @dataclass
@@ -35,8 +36,8 @@ def side_from_record(store: SessionStore, record: RunRecord) -> DiffSide:
     notes = []
     if kernels is None:
         notes.append(f"{record.id}: no GPU kernels in the run's artifacts (profiler "
-                     f"{record.spec.get('profiler', '?')!r}): latency only")
-    if record.kind == "analysis":
+                     f"{record.profiler or '?'!r}): latency only")
+    if record.kind is SessionKind.ANALYSIS:
         notes.append(f"{record.id}: an analysis session (artifacts from elsewhere): no run "
                      "spec and no repeats; compared by its total GPU time")
     return DiffSide(record.id, data, kernels, profiled_steps(data), notes)

@@ -14,7 +14,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Log, Static
 
-from sessions.store import RunRecord, SessionStore
+from sessions.records import RunRecord, RunStatus
+from sessions.store import SessionStore
 from workbench.api.services import Services
 from workbench.tui.screens.messages import OpenRun
 from workbench.tui.widgets.live import PhaseProgress, TelemetryPanel
@@ -127,7 +128,7 @@ class LiveRunScreen(Screen):
             text.append("  (Esc: back)")
             status.update(text)
             self.query_one(PhaseProgress).apply({"event": "done", "status": "failed"})
-        elif message.record.status == "ok":
+        elif message.record.status is RunStatus.OK:
             status.update(Text(f"✓ done: {message.record.id}"))
             self.post_message(OpenRun(message.record.id, replace=True))
         else:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -12,17 +10,17 @@ from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
+from sessions.records import SessionRow
 from workbench.tui.widgets.formatting import fmt_float
 
 
-def session_line(row: dict[str, Any]) -> Text:
-    value = row.get("headline")
-    headline = f"{fmt_float(value, 1)} {row.get('headline_unit') or ''}" if value is not None \
-        else "n/a"
-    text = Text(f"{row['id']}  {row.get('status', '')[:9]:<9} {row.get('workload') or ''}/"
-                f"{row.get('preset') or ''} {row.get('layers') or ''} {headline}")
-    if row.get("label"):
-        text.append(f"  {row['label']}", style="italic")
+def session_line(row: SessionRow) -> Text:
+    value = row.headline
+    headline = f"{fmt_float(value, 1)} {row.headline_unit}" if value is not None else "n/a"
+    text = Text(f"{row.id}  {row.status.value[:9]:<9} {row.workload}/{row.preset} {row.layers} "
+                f"{headline}")
+    if row.label:
+        text.append(f"  {row.label}", style="italic")
     return text
 
 
@@ -30,14 +28,14 @@ class PickSessionScreen(ModalScreen[str | None]):
     CSS_PATH = "modals.tcss"
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="pick.cancel")]
 
-    def __init__(self, rows: list[dict[str, Any]], title: Text) -> None:
+    def __init__(self, rows: list[SessionRow], title: Text) -> None:
         super().__init__()
         self.rows, self.title_text = rows, title
 
     def compose(self) -> ComposeResult:
         with Vertical(id="pick-dialog", classes="dialog"):
             yield Static(self.title_text, classes="dialog-title")
-            yield OptionList(*[Option(session_line(r), id=r["id"]) for r in self.rows],
+            yield OptionList(*[Option(session_line(r), id=r.id) for r in self.rows],
                              id="pick-list")
             yield Static(Text("Enter: choose · Esc: cancel"), classes="dialog-hint")
 

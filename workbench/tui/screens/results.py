@@ -14,7 +14,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
-from sessions.store import RunRecord, SessionStore
+from sessions.records import RunRecord, RunStatus
+from sessions.store import SessionStore
 from workbench.api.services import AnalysisView, DiffView, Services
 from workbench.tui.screens.pick_session import PickSessionScreen
 from workbench.tui.widgets.diff_panel import DiffPanel
@@ -100,7 +101,7 @@ class ResultsScreen(Screen):
                                                 analysis.cpu_ops)
         self.query_one(RooflinePanel).set_data(analysis.roofline, analysis.roofs,
                                                getattr(analysis, "budget", None))
-        self.query_one(AdvicePanel).set_advice(analysis.advice, self.record.extra)
+        self.query_one(AdvicePanel).set_advice(analysis.advice, self.record.llm_advice)
         self.query_one(SummaryPanel).set_analysis(analysis)
 
     # ---- LLM advice (opt-in per request) --------------------------------------------------
@@ -155,10 +156,12 @@ class ResultsScreen(Screen):
     def default_baseline(self) -> str | None:
         """The newest earlier ok run of the same workload and preset."""
         spec = self.record.spec
-        for row in self.store.list(workload=spec.get("workload"), status="ok"):
-            if row["id"] != self.record.id and row["preset"] == spec.get("preset") and \
-                    row["created_at"] <= self.record.created_at:
-                return str(row["id"])
+        if spec is None:
+            return None
+        for row in self.store.list(workload=spec.workload, status=RunStatus.OK):
+            if row.id != self.record.id and row.preset == spec.preset and \
+                    row.created_at <= self.record.created_at:
+                return row.id
         return None
 
     def _ensure_diff(self) -> None:
@@ -207,7 +210,7 @@ class ResultsScreen(Screen):
             focusable[0].focus()
 
     def action_pick_baseline(self) -> None:
-        rows = [r for r in self.store.list() if r["id"] != self.record.id]
+        rows = [r for r in self.store.list() if r.id != self.record.id]
         if not rows:
             self.notify("No other sessions to compare with.", severity="warning")
             return

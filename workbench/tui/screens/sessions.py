@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -12,6 +10,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
+from sessions.records import SessionRow
 from sessions.store import SessionStore
 from workbench.tui.screens.confirm import ConfirmScreen
 from workbench.tui.screens.messages import OpenRun
@@ -33,14 +32,14 @@ class SessionsScreen(Screen):
     ]
 
     class Loaded(Message):
-        def __init__(self, rows: list[dict[str, Any]] | None, error: str | None = None) -> None:
+        def __init__(self, rows: list[SessionRow] | None, error: str | None = None) -> None:
             super().__init__()
             self.rows, self.error = rows, error
 
     def __init__(self, store: SessionStore) -> None:
         super().__init__()
         self.store = store
-        self.rows: list[dict[str, Any]] = []
+        self.rows: list[SessionRow] = []
         self.marked: list[str] = []  # in marking order
         self.filter_text = ""
 
@@ -72,32 +71,30 @@ class SessionsScreen(Screen):
             self.query_one("#sessions-status", Static).update(Text(f"✗ {message.error}"))
             return
         self.rows = message.rows
-        ids = {r["id"] for r in self.rows}
+        ids = {r.id for r in self.rows}
         self.marked = [m for m in self.marked if m in ids]
         self._redraw()
 
-    def visible_rows(self) -> list[dict[str, Any]]:
+    def visible_rows(self) -> list[SessionRow]:
         needle = self.filter_text.lower()
         if not needle:
             return self.rows
         fields = ("id", "status", "workload", "preset", "layers", "profiler", "label", "device")
         return [r for r in self.rows
-                if any(needle in str(r.get(f) or "").lower() for f in fields)]
+                if any(needle in str(getattr(r, f) or "").lower() for f in fields)]
 
     def _redraw(self) -> None:
         table = self.query_one(DataTable)
         keep = self.current_id()
         table.clear()
         for row in self.visible_rows():
-            value = row.get("headline")
-            headline = "n/a" if value is None else \
-                f"{fmt_float(value, 1)} {row.get('headline_unit') or ''}"
-            mark = "●" if row["id"] in self.marked else " "
-            cells = [mark, row["id"], row["status"], f"{row.get('workload')}/{row.get('preset')}",
-                     row.get("layers") or "", row.get("profiler") or "", headline,
-                     row.get("label") or ""]
-            table.add_row(*(Text(str(c)) for c in cells), key=row["id"])  # Text: no markup
-        if keep and keep in {r["id"] for r in self.visible_rows()}:
+            value = row.headline
+            headline = "n/a" if value is None else f"{fmt_float(value, 1)} {row.headline_unit}"
+            mark = "●" if row.id in self.marked else " "
+            cells = [mark, row.id, row.status.value, f"{row.workload}/{row.preset}",
+                     row.layers, row.profiler, headline, row.label]
+            table.add_row(*(Text(str(c)) for c in cells), key=row.id)  # Text: no markup
+        if keep and keep in {r.id for r in self.visible_rows()}:
             table.move_cursor(row=table.get_row_index(keep))
         shown = len(self.visible_rows())
         self.query_one("#sessions-status", Static).update(Text(
@@ -144,7 +141,7 @@ class SessionsScreen(Screen):
         if len(self.marked) != 2:
             self.notify("Mark two sessions (space) to compare them.", severity="warning")
             return
-        created = {r["id"]: r["created_at"] for r in self.rows}
+        created = {r.id: r.created_at for r in self.rows}
         baseline, candidate = sorted(self.marked, key=lambda i: created.get(i, 0))
         self.post_message(OpenRun(candidate, baseline_id=baseline, tab="diff"))
 

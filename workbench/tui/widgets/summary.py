@@ -14,7 +14,7 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from sessions.store import RunRecord
+from sessions.records import RunRecord, RunStatus
 from workbench.api.services import AnalysisView
 from workbench.tui.widgets.formatting import (
     NA,
@@ -155,14 +155,15 @@ def header_text(record: RunRecord) -> Text:
     spec = record.spec
     text = Text()
     text.append(f"{record.id}  ", style="bold")
-    text.append(record.status.upper(), style="bold reverse" if record.status != "ok" else "bold")
-    if record.kind == "analysis":  # `analyze --save`: artifacts from elsewhere, no workload
-        text.append(f"\nanalysis of {spec.get('profiler') or NA} artifact: ")
-        text.append(", ".join(str(p) for p in spec.get("inputs") or []) or NA)
+    text.append(record.status.value.upper(),
+                style="bold reverse" if record.status is not RunStatus.OK else "bold")
+    if spec is None:  # `analyze --save`: artifacts from elsewhere, no workload
+        text.append(f"\nanalysis of {record.artifact_format or NA} artifact: ")
+        text.append(", ".join(record.inputs) or NA)
     else:
-        text.append(f"\n{spec.get('workload') or NA}/{spec.get('preset') or NA}  layers "
-                    f"{','.join(spec.get('layers') or []) or NA}  profiler "
-                    f"{spec.get('profiler') or NA}  device {record.env.get('device_name', NA)}")
+        text.append(f"\n{spec.workload or NA}/{spec.preset or NA}  layers "
+                    f"{','.join(spec.layers) or NA}  profiler "
+                    f"{record.profiler or NA}  device {record.env.get('device_name', NA)}")
     if record.label:
         text.append("\nlabel: ")
         text.append(record.label)
@@ -173,14 +174,14 @@ def header_text(record: RunRecord) -> Text:
 
 
 def summary_renderable(record: RunRecord) -> RenderableType:
-    if record.kind == "analysis":  # no run: no metrics, parity, telemetry; the analysis follows
+    if record.spec is None:  # no run: no metrics, parity, telemetry; the analysis follows
         return Group(header_text(record), Text(""))
     env = {k: record.env.get(k) for k in ("device_name", "cc", "driver", "cuda", "torch")
            if k in record.env}
     return Group(
         header_text(record), Text(""),
-        metrics_table(record.metrics), Text(""),
-        parity_table(record.parity), Text(""),
+        metrics_table(dict(record.metrics)), Text(""),
+        parity_table(dict(record.parity)), Text(""),
         telemetry_table(record.telemetry), Text(""),
         flat_table("Environment", env, "n/a"),
     )
@@ -283,9 +284,9 @@ def advice_renderable(advice: list[Any]) -> RenderableType:
     return Group(*parts)
 
 
-def llm_renderable(record_extra: dict[str, Any] | None, streamed: str = "") -> RenderableType:
+def llm_renderable(stored_answer: dict[str, Any] | None, streamed: str = "") -> RenderableType:
     """Claude's answer: the one streaming in, else the one stored with the session."""
-    stored = (record_extra or {}).get("llm_advice") or {}
+    stored = stored_answer or {}
     text = streamed or str(stored.get("text") or "")
     if not text:
         return Text("")
@@ -299,9 +300,9 @@ class AdvicePanel(VerticalScroll, can_focus=True):
         yield Static(Text("Loading analysis…"), id="advice-body")
         yield Static(Text(""), id="advice-llm")
 
-    def set_advice(self, advice: list[Any], record_extra: dict[str, Any] | None = None) -> None:
+    def set_advice(self, advice: list[Any], llm_advice: dict[str, Any] | None = None) -> None:
         self.query_one("#advice-body", Static).update(advice_renderable(advice))
-        self.query_one("#advice-llm", Static).update(llm_renderable(record_extra))
+        self.query_one("#advice-llm", Static).update(llm_renderable(llm_advice))
 
     def show_llm_text(self, text: str) -> None:
         """The answer so far, as it streams in (called on the UI thread)."""
