@@ -28,7 +28,8 @@ MIN_SCORE = 0.5  # nsys-ai's MIN_COMPARABILITY_CONFIDENCE
 MIN_NAMES_FOR_OVERLAP = 5  # fewer distinct kernel names: the overlap says little (nsys-ai: 5)
 # Parameters that choose how a layer runs, not what the model or its inputs are.
 RUN_OPTION_PARAMS = frozenset({"mode", "unmet_layers", "compile_mode", "compile_prefill_mode",
-                               "fp8_scaling", "spec_k", "draft_layers", "kv_block"})
+                               "fp8_scaling", "spec_k", "draft_layers", "kv_block",
+                               "step_sleep_ms"})
 
 
 @dataclass(frozen=True)

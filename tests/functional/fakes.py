@@ -24,7 +24,8 @@ from profilers.nvml import summarize_samples
 from profilers.parsers.kernel_table import make_kernel_table
 from sessions.records import RunRecord, RunStatus
 from sessions.store import SessionStore
-from workbench.api.services import DeviceProbe, Services
+from workbench.api.device import DeviceProbe
+from workbench.api.services import Services
 from workloads.spec import RunSpec
 
 INJECTED_NAME = "[bold red]x[/]"  # must render literally, never as markup

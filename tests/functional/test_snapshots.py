@@ -12,7 +12,7 @@ from textual.widgets import Log
 
 from tests.functional.conftest import wait_until
 from tests.functional.fakes import FakeCore
-from workbench.api.services import DeviceProbe
+from workbench.api.device import DeviceProbe
 from workbench.tui.screens.live import LiveRunScreen
 from workbench.tui.screens.results import ResultsScreen
 from workbench.tui.screens.sessions import SessionsScreen

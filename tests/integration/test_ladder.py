@@ -50,7 +50,7 @@ def test_ladder_on_cpu_tiny(tmp_path):
     assert 0.0 <= spec_run["details"]["speculative"]["acceptance_rate"] <= 1.0
     assert spec_run["parity"]["precision"] == "fp8" and spec_run["parity"]["ok"]
     graphs_run = next(d for d in docs if "L4" in d["spec"]["layers"])
-    assert {o["name"]: o["applied"] for o in graphs_run["layers"]} == {
+    assert {o["name"]: o["applied"] for o in graphs_run["layers_applied"]} == {
         "L0": True, "L2": True, "L4": False, "L5": False}
     assert graphs_run["parity"]["max_rel_err"] < graphs_run["parity"]["tolerance"]["max_rel_err"]
 

@@ -27,7 +27,7 @@ def test_moe_tiny_prints_router_health_and_targets(tmp_path: Path) -> None:
     out = proc.stdout
     for needle in ("router health (64 experts, top-6", "balance loss", "router entropy",
                    "tokens per expert min", "Gini", "target < 0.2", "load std/mean",
-                   "seed targets:"):
+                   "targets (Gini, load spread):"):
         assert needle in out, (needle, out)
     run_id = out.split()[1].rstrip(":")
     result = json.loads((home / "runs" / run_id / "result.json").read_text())
@@ -37,7 +37,7 @@ def test_moe_tiny_prints_router_health_and_targets(tmp_path: Path) -> None:
     assert router["tokens_routed"] == 2 * 32 + 3 * 2
     assert 0 <= router["gini"] < 1 and router["router_entropy"] > 0
     verdict = "met" if router["targets_met"] else "NOT met"
-    assert f"seed targets: {verdict}" in out
+    assert f"targets (Gini, load spread): {verdict}" in out
     text = report.read_text()
     assert "## Router health" in text and "Gini" in text and verdict in text
 
@@ -64,4 +64,4 @@ def test_moe_full_preset_on_gpu_with_moe_layers(tmp_path: Path) -> None:
                "--layers", "L0,L1,L5-moe-fp8,L6-moe-grouped", "--repeat", "5", "--quiet",
                "--no-telemetry")
     assert proc.returncode == 0, proc.stderr + proc.stdout
-    assert "parity vs L0: ok" in proc.stdout and "seed targets:" in proc.stdout
+    assert "parity vs L0: ok" in proc.stdout and "targets (Gini, load spread):" in proc.stdout

@@ -124,7 +124,7 @@ def test_artifacts_of_different_scope_score_low(h100_fixtures: Path) -> None:
 def test_suite_entry_regresses_and_fails_closed(eager: dict, best: dict) -> None:
     """The suite's gate on real runs: the eager step as the candidate of the best stack's
     baseline is a regression far beyond 150%; a changed shape is not judged."""
-    from workbench.cli.cmd_suite import compare_entry
+    from workbench.api.suite import compare_entry
 
     row = compare_entry("decode", eager, best, 150.0)
     assert row["regression"] and row["verdict"] == "regressed" and row["undecided"] is None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sessions.records import RunRecord, RunStatus
-from workbench.cli.cmd_ladder import default_layer_sets, parse_layer_sets
+from workbench.api.ladder import default_layer_sets, parse_layer_sets
 from workbench.export.ladder_md import build_ladder, render_ladder_markdown
 from workloads.spec import RunSpec
 

@@ -11,17 +11,11 @@ rules shown.
 from __future__ import annotations
 
 import argparse
-import getpass
-import hashlib
-import json
-import os
-import socket
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from workbench.cli.output import write_output
 from workbench.export.escape import TermStream, term_line, term_text
 from workloads.errors import WorkbenchError
 
@@ -44,65 +38,6 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=cmd_advise)
 
 
-def scrub_terms() -> tuple[str, ...]:
-    """Host and user names and the home folder: replaced in the payload unless --allow-paths."""
-    terms = {socket.gethostname(), socket.getfqdn(), str(Path.home())}
-    try:
-        terms.add(getpass.getuser())
-    except Exception:
-        pass
-    return tuple(t for t in terms if t and t not in ("localhost", "/"))
-
-
-def llm_request_for(record: Any, analysis: Any, model: str, allow_paths: bool = False
-                    ) -> dict[str, Any]:
-    """The Messages API request body for one session (what is shown and then sent)."""
-    from analyzers.advice.payload import build_payload, build_request
-
-    payload = build_payload(list(analysis.advice), analysis=analysis, record=record,
-                            allow_paths=allow_paths, scrub=() if allow_paths else scrub_terms())
-    return build_request(payload, model=model)
-
-
-def store_llm_answer(store: Any, record_id: str, request: dict[str, Any], answer: Any) -> Any:
-    """Keep the answer with the session (re-read the record first: keep others' changes)."""
-    record = store.get(record_id)
-    record.llm_advice = {
-        **answer.to_dict(), "created_at": time.time(),
-        "payload_sha256": hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest(),
-    }
-    store.save(record)
-    return record
-
-
-def llm_advice_for_session(store: Any, record: Any, analysis: Any, request: dict[str, Any],
-                           on_text: Callable[[str], None] | None = None,
-                           timeout_s: float | None = None) -> tuple[Any, str | None]:
-    """Send ``request``, stream chunks to ``on_text``, store the answer. Returns (answer or
-    None, one-line failure or None). The app calls this from a worker thread."""
-    from analyzers.advice.llm import LLMSettings, stream_advice
-    from workloads.errors import LLMError
-
-    settings = LLMSettings(model=request["model"])
-    if timeout_s is not None:
-        settings.timeout_s = timeout_s
-    try:
-        answer = stream_advice(request, on_text=on_text, settings=settings)
-    except LLMError as exc:
-        return None, f"{exc.message} [{exc.kind}]"
-    store_llm_answer(store, record.id, request, answer)
-    return answer, None
-
-
-def show_request(request: dict[str, Any]) -> str:
-    """The request, readable and complete: its envelope as JSON, then the user message's text
-    verbatim (the JSON payload inside it would otherwise print as one escaped string)."""
-    envelope = {k: v for k, v in request.items() if k != "messages"}
-    text = request["messages"][0]["content"][0]["text"]
-    return (f"request (Messages API):\n{json.dumps(envelope, indent=1)}\n"
-            f"user message text:\n{text}\n--- end of request ---")
-
-
 def _confirm(prompt: str) -> bool:
     if not sys.stdin.isatty():
         return False
@@ -113,20 +48,21 @@ def _confirm(prompt: str) -> bool:
 
 
 def cmd_advise(args: argparse.Namespace) -> int:
-    from sessions.store import SessionStore
-    from workbench.api.pipeline.analysis import load_run_analysis
+    from workbench.api.advise import findings
+    from workbench.api.analysis import analyze_session
+    from workbench.api.sessions import get_session, open_store
     from workbench.export.advice_md import finding_lines
 
     if args.timeout is not None and args.timeout <= 0:
         raise WorkbenchError(f"--timeout must be positive, got {args.timeout:g}", "e.g. --timeout 60")
-    store = SessionStore(args.home)
-    record = store.get(args.id)
-    analysis = load_run_analysis(store, record)
-    findings = list(analysis.advice)
-    print(f"advice for session {record.id} ({len(findings)} finding(s), rule-based):")
-    for i, f in enumerate(findings, 1):
+    store = open_store(args.home)
+    record = get_session(store, args.id)
+    analysis = analyze_session(store, record)
+    found = findings(analysis)
+    print(f"advice for session {record.id} ({len(found)} finding(s), rule-based):")
+    for i, f in enumerate(found, 1):
         print("\n".join(finding_lines(i, f, markdown=False)))
-    if not findings:
+    if not found:
         print("  no rule fired on this run's measurements")
     answer, failure = None, None
     if args.llm:
@@ -134,33 +70,26 @@ def cmd_advise(args: argparse.Namespace) -> int:
     if args.json:
         from workbench.export.json_export import dumps
 
-        doc = {"session": record.id, "findings": [f.to_dict() for f in findings],
+        doc = {"session": record.id, "findings": [f.to_dict() for f in found],
                "llm_advice": answer.to_dict() if answer is not None else None,
                "llm_error": failure}
-        text = dumps(doc)
-        if str(args.json) == "-":
-            sys.stdout.write(text)
-        else:
-            from workloads.atomic import write_text_atomic
-
-            write_text_atomic(args.json, text)
+        write_output(args.json, dumps(doc))
     return 0
 
 
 def _llm(args: argparse.Namespace, store: Any, record: Any, analysis: Any) -> tuple[Any, str | None]:
-    from analyzers.advice.llm import LLMSettings, api_key
+    from workbench.api import advise
 
-    settings = LLMSettings()
-    model = args.model or settings.model
-    if not api_key():
-        msg = "LLM advice skipped: no API key (set ANTHROPIC_API_KEY); the rule-based advice is above"
+    unavailable = advise.llm_unavailable()
+    if unavailable:
+        msg = f"LLM advice skipped: {unavailable}; the rule-based advice is above"
         print(msg, file=sys.stderr)
         return None, msg
-    request = llm_request_for(record, analysis, model, allow_paths=args.allow_paths)
-    endpoint = os.environ.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com"
-    print(f"\nThe request below would be sent to {endpoint}; the API key goes in a header and "
-          "is not shown.")
-    print(term_text(show_request(request)))
+    model = args.model or advise.default_model()
+    request = advise.llm_request(record, analysis, model, allow_paths=args.allow_paths)
+    print(f"\nThe request below would be sent to {advise.llm_endpoint()}; the API key goes in "
+          "a header and is not shown.")
+    print(term_text(advise.request_text(request)))
     if not args.yes and not _confirm("Send it? [y/N] "):
         msg = "LLM advice not sent (not confirmed; pass --yes to send without asking)"
         print(msg, file=sys.stderr)
@@ -172,8 +101,8 @@ def _llm(args: argparse.Namespace, store: Any, record: Any, analysis: Any) -> tu
         sys.stdout.write(stream.feed(chunk))
         sys.stdout.flush()
 
-    answer, failure = llm_advice_for_session(store, record, analysis, request, on_text=show,
-                                             timeout_s=args.timeout)
+    answer, failure = advise.ask_llm(store, record, request, on_text=show,
+                                     timeout_s=args.timeout)
     sys.stdout.write(stream.flush())
     if failure:
         print(f"\nLLM advice failed: {failure}; the rule-based advice is above", file=sys.stderr)

@@ -4,12 +4,12 @@ ceilings in a supervised torch child and cache them per device + driver)."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from workbench.cli.output import to_stdout, write_output
+from workbench.export.escape import term_line, term_text
 from workloads.errors import WorkbenchError
 
 EXIT_OK = 0
@@ -58,35 +58,23 @@ def register(sub: Any) -> None:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from analyzers.diff import gate
-    from sessions.store import default_home
-    from workbench.api.pipeline.diff_sides import diff_sides, load_side
-    from workbench.export.diff_md import render_diff_markdown
+    from workbench.api.diff import check_gate, diff_targets
+    from workbench.api.export import diff_json, diff_markdown
 
     if args.fail_on_regression is not None and args.fail_on_regression < 0:
         raise WorkbenchError("--fail-on-regression must be >= 0", "e.g. --fail-on-regression 5")
-    home = args.home or default_home()
-    a, b = load_side(args.baseline, home), load_side(args.candidate, home)
-    result = diff_sides(a, b, force=args.force)
-    text = render_diff_markdown(result, a.label, b.label, top=args.top, notes=a.notes + b.notes)
+    result = diff_targets(args.baseline, args.candidate, args.home, force=args.force)
+    text = diff_markdown(result, top=args.top)
     if args.export:
-        from workbench.cli.commands import _write_output
-
-        _write_output(args.export, text)
+        write_output(args.export, text)
         print(f"diff written to {args.export}", file=sys.stderr)
     if args.json:
-        from workbench.cli.commands import _write_output
-        from workbench.export.json_export import dumps
-
-        _write_output(args.json, dumps({"baseline": a.label, "candidate": b.label,
-                                        "diff": result}))
-    if not args.json or str(args.json) != "-":
-        from workbench.export.escape import term_text
-
+        write_output(args.json, diff_json(result))
+    if not to_stdout(args.json):
         sys.stdout.write(term_text(text))
     if args.fail_on_regression is None:
         return EXIT_OK
-    decision = gate(result, args.fail_on_regression)
+    decision = check_gate(result, args.fail_on_regression)
     print(decision.message, file=sys.stderr)
     return decision.exit_code
 
@@ -95,59 +83,30 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from analyzers.ceilings import cache_put, ceilings_from_calibration, spec_ceilings
-    from profilers.supervisor import run_supervised
     from sessions.store import default_home
-    from workbench.api.pipeline.analysis import load_ceilings_cache, save_ceilings_cache
+    from workbench.api.calibrate import CalibrationFailed, calibrate, calibration_log
 
     home = Path(args.home or default_home())
-    home.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="aiperf-calibrate-") as tmp:
-        out = Path(tmp) / "calibration.json"
-        cmd = [sys.executable, "-m", "workloads.calibrate", "--out", str(out),
-               "--device", args.device]
-        for flag, value in (("--gemm-n", args.gemm_n), ("--copy-mib", args.copy_mib),
-                            ("--repeats", args.repeats)):
-            if value is not None:
-                cmd += [flag, str(value)]
-        log = home / "logs" / "calibrate.log"
-        print(f"calibrating ({args.device}); log: {log}", file=sys.stderr)
-        outcome = run_supervised(cmd, log, timeout_s=args.timeout,
-                                 cwd=Path(__file__).resolve().parents[2])
-        if outcome.status != "exited" or outcome.returncode != 0 or not out.is_file():
-            tail = _log_tail(log)
-            if outcome.returncode == 2:
-                raise WorkbenchError(f"calibrate: {tail or 'bad device'}", "try --device cpu")
-            print(f"calibration {outcome.status} (exit {outcome.returncode}): {tail}",
-                  file=sys.stderr)
-            return 1
-        measurement = json.loads(out.read_text())
-    ceilings = ceilings_from_calibration(measurement)
-    path = save_ceilings_cache(home, cache_put(load_ceilings_cache(home), ceilings))
-    spec = spec_ceilings(ceilings.device_name)
-    _print_ceilings(measurement, ceilings, spec)
-    print(f"cached in {path} under {ceilings.device_name!r} + driver {ceilings.driver!r}; "
-          "analyses of this device use these ceilings")
+    print(f"calibrating ({args.device}); log: {calibration_log(home)}", file=sys.stderr)
+    result = calibrate(home, args.device, gemm_n=args.gemm_n, copy_mib=args.copy_mib,
+                       repeats=args.repeats, timeout_s=args.timeout)
+    if isinstance(result, CalibrationFailed):
+        print(f"calibration {result.status} (exit {result.returncode}): {result.log_tail}",
+              file=sys.stderr)
+        return 1
+    _print_ceilings(result.measurement, result.ceilings, result.spec)
+    print(f"cached in {result.cache} under {result.ceilings.device_name!r} + driver "
+          f"{result.ceilings.driver!r}; analyses of this device use these ceilings")
     if args.json:
-        from workbench.cli.commands import _write_output
         from workbench.export.json_export import dumps
 
-        _write_output(args.json, dumps({"measurement": measurement,
-                                        "ceilings": ceilings.to_dict(),
-                                        "spec": spec.to_dict() if spec else None}))
+        write_output(args.json, dumps({"measurement": result.measurement,
+                                       "ceilings": result.ceilings.to_dict(),
+                                       "spec": result.spec.to_dict() if result.spec else None}))
     return EXIT_OK
 
 
-def _log_tail(log: Path, lines: int = 1) -> str:
-    try:
-        text = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return ""
-    return " / ".join(text[-lines:])
-
-
 def _print_ceilings(measurement: dict[str, Any], ceilings: Any, spec: Any) -> None:
-    from workbench.export.escape import term_line
     from workbench.export.fmt import fmt_rate
 
     print(f"device {term_line(ceilings.device_name)} ({measurement.get('device_kind')}), "

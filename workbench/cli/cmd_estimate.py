@@ -1,4 +1,4 @@
-"""`aiperf-workbench gpt4-arch`: the GPT-4-scale MoE memory / GPU-count ESTIMATE (seed 000).
+"""`aiperf-workbench gpt4-arch`: the GPT-4-scale MoE memory / GPU-count ESTIMATE.
 
 Analytic only (``workloads.gpt4_arch``): nothing runs on a GPU and no session is stored. The
 output says so in its first line.
@@ -11,20 +11,16 @@ import json
 import sys
 from typing import Any
 
+from workbench.cli.arguments import param
+
 BANNER = ("ESTIMATE (analytic, not measured) — GPT-4-scale MoE; default architecture = public "
           "speculation (~1.8T params, 16 experts top-2), not an official spec")
-
-
-def _param(text: str) -> tuple[str, Any]:
-    from workbench.cli.main import _param as parse
-
-    return parse(text)
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "gpt4-arch", help="estimate memory and the minimum GPU count of a GPT-4-scale MoE",
-        description="An analytic ESTIMATE (seed 000): parameters, KV cache, activations and "
+        description="An analytic ESTIMATE: parameters, KV cache, activations and "
         "the minimum GPU count for a TP/PP/EP/CP layout, precision and context (128K with "
         "context parallelism). Architecture figures are the public speculation about GPT-4; "
         "override any with --arch KEY=VALUE (layers, hidden, heads, kv_heads, head_dim, "
@@ -41,7 +37,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--batch", type=int, default=1, help="concurrent sequences (default 1)")
     parser.add_argument("--gpu-mem-gib", type=float, default=80.0,
                         help="memory per GPU in GiB (default 80, an H100; B200 ~ 180)")
-    parser.add_argument("--arch", type=_param, action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--arch", type=param, action="append", default=[], metavar="KEY=VALUE",
                         help="architecture override; repeatable")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.set_defaults(handler=cmd_gpt4_arch)

@@ -1,7 +1,7 @@
-"""`aiperf-workbench loadtest`: the serving load test of seed 001, stored as a session.
+"""`aiperf-workbench loadtest`: the serving load test, stored as a session.
 
 It runs the ``serve`` workload (``workloads.serve_workload``) through the same front door as
-`run` (``profilers.runner.run``: a supervised child process, the parity guard, the session
+`run` (``workbench.api.runs.run``: a supervised child process, the parity guard, the session
 store) with one measured sweep and no warm-up sweep (the workload warms the engine up
 itself), then prints TTFT / TPOT / ITL / E2E percentiles, throughput and goodput per arrival
 rate and the knee of the throughput curve. (`serve` is the name the app's browser mode uses.)
@@ -13,19 +13,14 @@ import argparse
 from typing import Any
 
 from sessions.records import RunStatus
+from workbench.cli.arguments import param
 from workbench.cli.main import stop_event
-
-
-def _param(text: str) -> tuple[str, Any]:
-    from workbench.cli.main import _param as parse
-
-    return parse(text)
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "loadtest", help="serving load test (seed 001 'serve'): TTFT/TPOT/goodput vs rate",
-        description="The seed's serve load test: an in-process engine with continuous batching "
+        "loadtest", help="serving load test: TTFT/TPOT/goodput vs request rate",
+        description="A serving load test: an in-process engine with continuous batching "
         "and chunked prefill over the dense model, driven by seeded Poisson arrivals at each "
         "rate; reports TTFT, TPOT/ITL and end-to-end percentiles, output tokens/s, request "
         "throughput, goodput under the SLO and the knee of the throughput curve. Stored as a "
@@ -39,7 +34,7 @@ def register(subparsers: Any) -> None:
                         help="seconds per rate before the rest are dropped")
     parser.add_argument("--slo-ttft-ms", type=float, default=None)
     parser.add_argument("--slo-tpot-ms", type=float, default=None)
-    parser.add_argument("--param", type=_param, action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--param", type=param, action="append", default=[], metavar="KEY=VALUE",
                         help="any other serve preset parameter; repeatable")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--seed", type=int, default=0)
@@ -86,10 +81,9 @@ def format_loadtest(loadtest: dict[str, Any]) -> list[str]:
 def cmd_loadtest(args: argparse.Namespace) -> int:
     import json
 
-    from profilers.runner import run
-    from sessions.store import SessionStore
+    from workbench.api.runs import build_spec, run
+    from workbench.api.sessions import open_store
     from workbench.cli.progress import CliProgress
-    from workloads.spec import RunSpec
 
     params: dict[str, Any] = dict(args.param)
     for key, value in (("rates", args.rates), ("num_requests", args.requests),
@@ -97,11 +91,10 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
                        ("slo_tpot_ms", args.slo_tpot_ms)):
         if value is not None:
             params[key] = value
-    spec = RunSpec(workload="serve", preset=args.preset, layers=["L0"], params=params,
-                   repeat=1, warmup=0, timeout_s=args.timeout, seed=args.seed,
-                   device=args.device, label=args.label or "loadtest")
-    store = SessionStore(args.home)
-    record = run(spec, store, on_event=CliProgress(quiet=args.quiet).on_event,
+    spec = build_spec(workload="serve", preset=args.preset, layers=["L0"], params=params,
+                      repeat=1, warmup=0, timeout_s=args.timeout, seed=args.seed,
+                      device=args.device, label=args.label or "loadtest")
+    record = run(spec, open_store(args.home), on_event=CliProgress(quiet=args.quiet).on_event,
                  cancel=stop_event())
     loadtest = record.details.get("loadtest")
     if args.json:

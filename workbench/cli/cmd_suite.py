@@ -1,151 +1,23 @@
-"""`aiperf-workbench suite FILE`: a continuous benchmark suite, ready for a nightly CI job.
-
-FILE (TOML or JSON) lists the runs::
-
-    name = "nightly"            # the suite's folder in the home: <home>/suites/<name>/
-    threshold_pct = 10          # a slowdown beyond this (and beyond noise) is a regression
-    [defaults]                  # any RunSpec field, applied to every run
-    workload = "dense"
-    device = "cpu"
-    repeat = 5
-    [[runs]]
-    name = "dense-tiny-L0"      # unique; how the summary and the exit message name it
-    layers = "L0"               # a string ("L0,L2" / "L0-L3") or a list
-    params = { batch = 2 }
-    threshold_pct = 20          # optional per-run override
-
-Each run is a session. The summary (JSON + Markdown, timestamped) goes to the suite's folder;
-each run is compared with the stored baseline of the same name (analyzers.diff: speedup, its
-bootstrap CI and the verdict). Exit 1 when a run failed, regressed beyond its threshold, or
-could not be judged (not comparable with its baseline, or no noise estimate: the gate fails
-closed), the entries named on stderr with the reason; else 0. ``--update-baseline`` stores this pass as the new
-baseline (exit 1 only when a run failed).
-"""
+"""`aiperf-workbench suite FILE` (``workbench.api.suite``): run a benchmark suite file and gate
+on regressions against its stored baseline."""
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from workbench.cli.main import stop_event
-from workloads.errors import WorkbenchError
-
-DEFAULT_THRESHOLD_PCT = 10.0
-SPEC_KEYS = ("workload", "preset", "layers", "profiler", "params", "repeat", "warmup",
-             "timeout_s", "seed", "device", "nproc_per_node", "nnodes", "rdzv_endpoint")
-
-
-def load_suite(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise WorkbenchError(f"cannot read suite {path}: {exc.strerror}") from None
-    try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            from workbench.tui.settings import tomllib
-
-            data = tomllib.loads(text)
-    except (json.JSONDecodeError, ValueError) as exc:
-        raise WorkbenchError(f"suite {path} does not parse: {exc}",
-                             "TOML (.toml) or JSON (.json)") from None
-    runs = data.get("runs", data.get("run"))
-    if not isinstance(runs, list) or not runs:
-        raise WorkbenchError(f"suite {path} lists no runs", "add [[runs]] tables with a name")
-    names = [r.get("name") if isinstance(r, dict) else None for r in runs]
-    if any(not isinstance(n, str) or not n for n in names):
-        raise WorkbenchError(f"suite {path}: every run needs a name")
-    if len(set(names)) != len(names):
-        raise WorkbenchError(f"suite {path}: run names must be unique")
-    return {"name": str(data.get("name") or path.stem), "runs": runs,
-            "defaults": dict(data.get("defaults") or {}),
-            "threshold_pct": float(data.get("threshold_pct", DEFAULT_THRESHOLD_PCT))}
-
-
-def entry_spec(entry: dict[str, Any], defaults: dict[str, Any], suite: str) -> Any:
-    from workloads.catalog import parse_layers
-    from workloads.spec import RunSpec
-
-    merged = {**defaults, **{k: v for k, v in entry.items()
-                             if k not in ("name", "threshold_pct")}}
-    unknown = sorted(set(merged) - set(SPEC_KEYS))
-    if unknown:
-        raise WorkbenchError(f"suite run {entry['name']!r}: unknown keys {', '.join(unknown)}",
-                             f"known: name, threshold_pct, {', '.join(SPEC_KEYS)}")
-    layers = merged.get("layers", ["L0"])
-    merged["layers"] = parse_layers(layers if isinstance(layers, str) else ",".join(layers))
-    return RunSpec(**merged, label=f"suite {suite}: {entry['name']}", telemetry=False)
-
-
-def suite_dir(home: Path, name: str) -> Path:
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-    return home / "suites" / safe
-
-
-def compare_entry(name: str, record: dict[str, Any], baseline: dict[str, Any] | None,
-                  threshold: float) -> dict[str, Any]:
-    from analyzers.diff import EXIT_OK, EXIT_REGRESSED, diff_runs, gate
-
-    latency = ((record.get("metrics") or {}).get("latency_ms") or {}).get("median")
-    row: dict[str, Any] = {"name": name, "status": record.get("status"), "run_id":
-                           record.get("id"), "latency_ms": latency, "baseline_ms": None,
-                           "speedup": None, "ci": None, "verdict": None,
-                           "threshold_pct": threshold, "regression": False,
-                           "undecided": None, "error": record.get("error"), "warnings": []}
-    if record.get("status") != "ok":
-        row["verdict"] = "failed"
-        return row
-    if baseline is None:
-        row["verdict"] = "no baseline"
-        return row
-    diff = diff_runs(baseline, record)
-    decision = gate(diff, threshold)  # fails closed: not comparable / undecidable is no pass
-    row.update(baseline_ms=diff.baseline.latency_median_ms, speedup=diff.speedup,
-               ci=[diff.ci_low, diff.ci_high] if diff.ci_low is not None else None,
-               verdict=diff.verdict, warnings=diff.warnings,
-               regression=decision.exit_code == EXIT_REGRESSED,
-               undecided=None if decision.exit_code in (EXIT_OK, EXIT_REGRESSED)
-               else f"{diff.verdict}: {diff.verdict_reason}")
-    return row
-
-
-def render_summary(summary: dict[str, Any]) -> str:
-    from workbench.export.fmt import fmt_num, md_table
-
-    rows = []
-    for r in summary["entries"]:
-        change = None if r["speedup"] is None else (1 / r["speedup"] - 1) * 100
-        rows.append([r["name"], r["status"], fmt_num(r["latency_ms"], 4, "ms"),
-                     fmt_num(r["baseline_ms"], 4, "ms"),
-                     fmt_num(change, 3, "%") if change is not None else "n/a",
-                     r["verdict"] or "n/a", f"{r['threshold_pct']:g}%",
-                     "**REGRESSION**" if r["regression"] else
-                     "**NOT JUDGED**" if r.get("undecided") else "", r["run_id"]])
-    out = [f"# Benchmark suite — {summary['suite']}", "",
-           f"{summary['when']}; baseline: {summary['baseline'] or 'none'}"
-           + ("; this pass is the new baseline" if summary["updated_baseline"] else ""), "",
-           md_table(["run", "status", "latency median", "baseline", "latency change",
-                     "verdict", "threshold", "gate", "session"], rows, align="llrrrllll")]
-    if summary["regressions"]:
-        out += ["", f"Regressions: {', '.join(summary['regressions'])}."]
-    if summary.get("undecided"):
-        out += ["", "Not judged (the gate fails closed): " + "; ".join(
-            f"{r['name']}: {r['undecided']}" for r in summary["entries"] if r.get("undecided"))
-            + ". Run with --update-baseline when the change is intended."]
-    if summary["failed"]:
-        out += ["", f"Failed: {', '.join(summary['failed'])}."]
-    return "\n".join(out) + "\n"
 
 
 def register(subparsers: Any) -> None:
+    from workbench.api import suite as suite_api
+
+    doc = suite_api.__doc__ or ""
     suite = subparsers.add_parser(
         "suite", help="run a benchmark suite file and gate on regressions against a baseline",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        description=doc.split("\n\n", 1)[1] if "\n\n" in doc else None,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     suite.add_argument("file", type=Path, metavar="FILE", help="suite file (.toml or .json)")
     suite.add_argument("--update-baseline", action="store_true",
@@ -158,63 +30,27 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_suite(args: argparse.Namespace) -> int:
-    from profilers.runner import run
-    from sessions.records import RunRecord
-    from sessions.store import SessionStore
+    from workbench.api.export import write_text
+    from workbench.api.sessions import open_store
+    from workbench.api.suite import run_suite
     from workbench.cli.progress import CliProgress
-    from workloads.atomic import write_json_atomic, write_text_atomic
-
-    suite = load_suite(args.file)
-    threshold = args.threshold if args.threshold is not None else suite["threshold_pct"]
-    specs = [(e, entry_spec(e, suite["defaults"], suite["name"])) for e in suite["runs"]]
-    store = SessionStore(args.home)
-    folder = suite_dir(Path(store.home), suite["name"])
-    baseline_path = folder / "baseline.json"
-    baseline: dict[str, Any] = {}
-    if baseline_path.is_file():
-        baseline = json.loads(baseline_path.read_text())
-    progress = CliProgress(quiet=args.quiet)
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")[:-3]
-    entries, records = [], {}
-    for entry, spec in specs:
-        record = run(spec, store, on_event=progress.on_event, cancel=stop_event()).to_dict()
-        records[entry["name"]] = record
-        stored = None if args.update_baseline else (baseline.get("entries") or {}).get(entry["name"])
-        # (a baseline written by an older version holds the first record layout)
-        base = RunRecord.from_dict(stored).to_dict() if isinstance(stored, dict) else None
-        entries.append(compare_entry(entry["name"], record, base,
-                                     float(entry.get("threshold_pct", threshold))))
-    failed = [e["name"] for e in entries if e["status"] != "ok"]
-    regressions = [e["name"] for e in entries if e["regression"]]
-    undecided = [e["name"] for e in entries if e.get("undecided")]
-    summary = {"suite": suite["name"], "file": str(args.file), "when": stamp,
-               "baseline": None if args.update_baseline else baseline.get("when"),
-               "updated_baseline": bool(args.update_baseline), "threshold_pct": threshold,
-               "entries": entries, "regressions": regressions, "undecided": undecided,
-               "failed": failed}
-    text = render_summary(summary)
-    write_json_atomic(folder / f"{stamp}.json", summary)
-    write_text_atomic(folder / f"{stamp}.md", text)
-    if args.update_baseline and not failed:
-        write_json_atomic(baseline_path, {"suite": suite["name"], "when": stamp,
-                                          "entries": records})
     from workbench.export.escape import term_text
 
-    sys.stdout.write(term_text(text))
+    result = run_suite(args.file, open_store(args.home), args.threshold,
+                       update_baseline=args.update_baseline,
+                       on_event=CliProgress(quiet=args.quiet).on_event, cancel=stop_event())
+    sys.stdout.write(term_text(result.text))
     if args.export:
-        from workbench.cli.commands import _write_output
-
-        _write_output(args.export, text)
-    print(f"summary written to {folder / (stamp + '.md')}", file=sys.stderr)
+        write_text(args.export, result.text)
+    print(f"summary written to {result.folder / (result.stamp + '.md')}", file=sys.stderr)
     if args.update_baseline:
-        print("baseline " + ("not updated: a run failed" if failed else
-                             f"updated: {baseline_path}"), file=sys.stderr)
-    if regressions:
-        print(f"REGRESSION beyond threshold: {', '.join(regressions)}", file=sys.stderr)
-    for entry in entries:
-        if entry.get("undecided"):
-            print(f"NOT JUDGED (gate fails closed): {entry['name']}: {entry['undecided']}",
-                  file=sys.stderr)
-    if failed:
-        print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
-    return 1 if regressions or failed or undecided else 0
+        print("baseline " + ("not updated: a run failed" if result.failed else
+                             f"updated: {result.baseline_path}"), file=sys.stderr)
+    if result.regressions:
+        print(f"REGRESSION beyond threshold: {', '.join(result.regressions)}", file=sys.stderr)
+    for entry in result.undecided:
+        print(f"NOT JUDGED (gate fails closed): {entry['name']}: {entry['undecided']}",
+              file=sys.stderr)
+    if result.failed:
+        print(f"FAILED: {', '.join(result.failed)}", file=sys.stderr)
+    return result.exit_code

@@ -15,6 +15,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from sessions.records import SORT_KEYS, STATUSES
+from workbench.cli.arguments import home, param, size
 from workloads.errors import WorkbenchError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -62,28 +64,10 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def _param(text: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
-    for cast in (int, float):
-        try:
-            return key.strip(), cast(value)
-        except ValueError:
-            pass
-    return key.strip(), value
-
-
-def _home(text: str) -> Path:
-    if not text.strip():  # Path("") is the current folder: never a silent session home
-        raise argparse.ArgumentTypeError("--home must name a folder, got an empty string")
-    return Path(text)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="aiperf-workbench", description=DESCRIPTION,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--home", type=_home, default=None,
+    parser.add_argument("--home", type=home, default=None,
                         help="session store folder (default: $AIPERF_HOME or the user data dir)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
@@ -110,9 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--new-tokens", type=int, help="tokens to decode (overrides the preset)")
     run.add_argument("--dtype", help="float32 | bfloat16 | float16 (overrides the preset)")
     run.add_argument("--mode", choices=["decode", "prefill"], help="measured step (default decode)")
-    run.add_argument("--param", type=_param, action="append", default=[], metavar="KEY=VALUE",
+    run.add_argument("--param", type=param, action="append", default=[], metavar="KEY=VALUE",
                      help="any other preset parameter; repeatable")
-    run.add_argument("--profiler-option", type=_param, action="append", default=[],
+    run.add_argument("--profiler-option", type=param, action="append", default=[],
                      metavar="KEY=VALUE", help="wrapper option, e.g. kernel_regex=gemm, launch_count=50")
     run.add_argument("--no-telemetry", action="store_true", help="do not sample NVML beside the run")
     run.add_argument("--label", default="", help="a free-form label stored with the session")
@@ -135,9 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     ssub = sessions.add_subparsers(dest="sessions_command", metavar="ACTION", parser_class=_Parser)
     slist = ssub.add_parser("list", help="list sessions, newest first")
     slist.add_argument("--workload")
-    slist.add_argument("--status", choices=["ok", "failed", "cancelled", "timeout", "running",
-                                            "interrupted"])
+    slist.add_argument("--status", choices=list(STATUSES))
     slist.add_argument("--limit", type=int, default=50)
+    slist.add_argument("--sort", choices=list(SORT_KEYS), default="created_at",
+                       help="column to sort by (default created_at, newest first)")
+    slist.add_argument("--ascending", action="store_true", help="smallest / oldest first")
     sdel = ssub.add_parser("delete", help="delete a session and its folder")
     sdel.add_argument("id")
 
@@ -165,11 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "and show its numbers next to ours")
     from profilers.parsers._io import DEFAULT_MAX_BYTES, DEFAULT_MAX_EVENTS  # a light module
 
-    analyze.add_argument("--max-bytes", type=_size, default=DEFAULT_MAX_BYTES, metavar="N",
+    analyze.add_argument("--max-bytes", type=size, default=DEFAULT_MAX_BYTES, metavar="N",
                          help="read at most N bytes of content per artifact, decompressed "
                          f"(default {DEFAULT_MAX_BYTES >> 30} GiB; suffixes K, M, G); beyond it "
                          "the command stops with a one-line error (exit 2)")
-    analyze.add_argument("--max-events", type=_size, default=DEFAULT_MAX_EVENTS, metavar="N",
+    analyze.add_argument("--max-events", type=size, default=DEFAULT_MAX_EVENTS, metavar="N",
                          help=f"keep at most N trace events / CSV rows (default "
                          f"{DEFAULT_MAX_EVENTS:,}: a 1 GB Kineto trace holds ~3M)")
     analyze.add_argument("--no-limits", action="store_true",
@@ -182,18 +168,6 @@ def build_parser() -> argparse.ArgumentParser:
 
         importlib.import_module(module_name).register(sub)
     return parser
-
-
-def _size(text: str) -> int:
-    """A count with an optional K/M/G suffix (powers of 1024), > 0."""
-    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:].upper(), 1)
-    try:
-        value = int(float(text[:-1] if scale > 1 else text) * scale)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 4G, 500000)") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
-    return value
 
 
 def _say(text: str) -> None:

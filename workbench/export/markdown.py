@@ -164,7 +164,7 @@ def _parity_text(p: dict[str, Any]) -> str:
 
 
 def _router_text(r: dict[str, Any], routing: dict[str, Any] | None) -> str:
-    """MoE router health (workloads.router_health) against the seed's targets."""
+    """MoE router health (workloads.router_health) against its targets."""
     if not r.get("available"):
         return f"n/a ({r.get('reason', 'not recorded')})"
     met, targets = r.get("met") or {}, r.get("targets") or {}
@@ -185,7 +185,7 @@ def _router_text(r: dict[str, Any], routing: dict[str, Any] | None) -> str:
          f"{fmt_num(r.get('gini'), 3)} / {fmt_num(r.get('gini_max'), 3)}: {verdict('gini')}"],
         [f"load std / mean, mean / worst layer (target < {fmt_pct(targets.get('load_cv_lt', 0.1))})",
          f"{fmt_pct(r.get('load_cv'))} / {fmt_pct(r.get('load_cv_max'))}: {verdict('load_cv')}"],
-        ["seed targets", "met" if r.get("targets_met") else "NOT met"],
+        ["targets (Gini, load spread)", "met" if r.get("targets_met") else "NOT met"],
     ]
     if routing:
         rows.append(["parity routing flips (replayed)",

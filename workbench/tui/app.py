@@ -89,7 +89,7 @@ class WorkbenchApp(App[None]):
         from workbench.tui.screens.sessions import SessionsScreen
 
         if not self._pop_to(SessionsScreen):
-            self.push_screen(SessionsScreen(self.store))
+            self.push_screen(SessionsScreen(self.store, self.services))
 
     def action_help(self) -> None:
         from workbench.tui.screens.help import HelpScreen

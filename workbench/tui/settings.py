@@ -13,17 +13,12 @@ A bad value is a WorkbenchError naming the file or variable, never a traceback.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Python 3.10 (Ubuntu 22.04's default): the same parser, as a package
-    import tomli as tomllib
-
+from workbench.api import toml_text
 from workloads.errors import WorkbenchError
 from workloads.spec import PROFILERS
 
@@ -85,8 +80,8 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
     settings = Settings()
     if path.is_file():
         try:
-            data = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+            data = toml_text.loads(path.read_text())
+        except (OSError, toml_text.TOMLDecodeError) as exc:
             raise WorkbenchError(f"config file {path} is unreadable: {exc}",
                                  "fix or delete it") from None
         known = set(Settings.__dataclass_fields__)

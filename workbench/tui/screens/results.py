@@ -14,9 +14,10 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
-from sessions.records import RunRecord, RunStatus
+from sessions.records import RunRecord
 from sessions.store import SessionStore
-from workbench.api.services import AnalysisView, DiffView, Services
+from workbench.api.services import Services
+from workbench.api.views import AnalysisView, DiffView
 from workbench.tui.screens.pick_session import PickSessionScreen
 from workbench.tui.widgets.diff_panel import DiffPanel
 from workbench.tui.widgets.kernels_panel import KernelsPanel
@@ -109,6 +110,10 @@ class ResultsScreen(Screen):
         if self.analysis is None or self.analysis.raw is None:
             self.notify("The analysis is still loading.", title="Ask Claude")
             return
+        unavailable = self.services.llm_unavailable()
+        if unavailable:  # asked first: no consent for a request that cannot go out
+            self.notify(f"Cannot ask: {unavailable}.", title="Ask Claude", severity="warning")
+            return
         try:
             request = self.services.llm_request(self.record, self.analysis)
         except Exception as exc:
@@ -155,14 +160,7 @@ class ResultsScreen(Screen):
     # ---- diff ----------------------------------------------------------------------------
     def default_baseline(self) -> str | None:
         """The newest earlier ok run of the same workload and preset."""
-        spec = self.record.spec
-        if spec is None:
-            return None
-        for row in self.store.list(workload=spec.workload, status=RunStatus.OK):
-            if row.id != self.record.id and row.preset == spec.preset and \
-                    row.created_at <= self.record.created_at:
-                return row.id
-        return None
+        return self.services.default_baseline(self.store, self.record)
 
     def _ensure_diff(self) -> None:
         if self.baseline_id is None:
@@ -210,7 +208,7 @@ class ResultsScreen(Screen):
             focusable[0].focus()
 
     def action_pick_baseline(self) -> None:
-        rows = [r for r in self.store.list() if r.id != self.record.id]
+        rows = [r for r in self.services.list_sessions(self.store) if r.id != self.record.id]
         if not rows:
             self.notify("No other sessions to compare with.", severity="warning")
             return

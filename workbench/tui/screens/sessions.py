@@ -12,6 +12,8 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from sessions.records import SessionRow
 from sessions.store import SessionStore
+from workbench.api.services import Services
+from workbench.api.sessions import delete_session
 from workbench.tui.screens.confirm import ConfirmScreen
 from workbench.tui.screens.messages import OpenRun
 from workbench.tui.widgets.formatting import fmt_float
@@ -36,9 +38,9 @@ class SessionsScreen(Screen):
             super().__init__()
             self.rows, self.error = rows, error
 
-    def __init__(self, store: SessionStore) -> None:
+    def __init__(self, store: SessionStore, services: Services) -> None:
         super().__init__()
-        self.store = store
+        self.store, self.services = store, services
         self.rows: list[SessionRow] = []
         self.marked: list[str] = []  # in marking order
         self.filter_text = ""
@@ -62,7 +64,7 @@ class SessionsScreen(Screen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="sessions")
     def action_reload(self) -> None:
         try:
-            self.post_message(self.Loaded(self.store.list()))
+            self.post_message(self.Loaded(self.services.list_sessions(self.store)))
         except Exception as exc:
             self.post_message(self.Loaded(None, str(exc)))
 
@@ -162,8 +164,8 @@ class SessionsScreen(Screen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="sessions")
     def delete_run(self, run_id: str) -> None:
         try:
-            self.store.delete(run_id)
-            self.post_message(self.Loaded(self.store.list()))
+            delete_session(self.store, run_id)
+            self.post_message(self.Loaded(self.services.list_sessions(self.store)))
         except Exception as exc:
             self.post_message(self.Loaded(None, f"delete failed: {exc}"))
 

@@ -3,6 +3,8 @@ profiler, parameters, and the memory estimate before anything runs."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -13,13 +15,14 @@ from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Footer, Header, Input, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
-from workbench.api.services import DeviceProbe, Services, layer_blocker
+from workbench.api.device import DeviceProbe, layer_blocker
+from workbench.api.services import Services
 from workbench.tui.screens.messages import RunRequested
 from workbench.tui.widgets.formatting import fmt_bytes
 from workbench.tui.widgets.layer_checkbox import LayerCheckbox
-from workloads.catalog import LAYERS, get_preset, list_workloads, parse_layers
+from workloads.catalog import LAYERS, get_preset, list_workloads
 from workloads.errors import WorkbenchError
-from workloads.spec import PROFILERS, RunSpec
+from workloads.spec import PROFILER_TRAITS, PROFILERS, RunSpec
 
 # input id -> (label, where it goes: a preset param or a RunSpec field)
 PARAMS: dict[str, tuple[str, str]] = {
@@ -114,7 +117,7 @@ class RunSetupScreen(Screen):
 
     def _fill_params(self, preset_name: str) -> None:
         values = get_preset(self.workload, preset_name)
-        defaults = RunSpec()
+        defaults = RunSpec(profiler=self._profiler())  # the profiler's repeats (one place)
         for key, (_, where) in PARAMS.items():
             value = values.get(key) if where == "param" else getattr(defaults, key)
             field = self.query_one(f"#param-{key}", Input)
@@ -135,6 +138,17 @@ class RunSetupScreen(Screen):
     def _preset_chosen(self, event: Select.Changed) -> None:
         if isinstance(event.value, str):
             self._fill_params(event.value)
+
+    @on(Select.Changed, "#profiler")
+    def _profiler_chosen(self) -> None:
+        """Repeats follow the profiler's default (1 under ncu / nsys) until typed over."""
+        field = self.query_one("#param-repeat", Input)
+        if field.value.strip() in {str(t.default_repeat) for t in PROFILER_TRAITS.values()}:
+            field.value = str(RunSpec(profiler=self._profiler()).repeat)
+
+    def _profiler(self) -> str:
+        value = self.query_one("#profiler", Select).value
+        return value if isinstance(value, str) else "timer"
 
     @on(Input.Changed)
     def _param_changed(self) -> None:
@@ -182,11 +196,11 @@ class RunSetupScreen(Screen):
 
     # ---- spec ----------------------------------------------------------------------------
     def build_spec(self) -> RunSpec:
-        layers = [name for name in LAYERS
-                  if self.query_one(f"#layer-{name}", Checkbox).value]
-        spec = RunSpec(workload=self.workload, preset=str(self.query_one("#preset", Select).value),
-                       layers=parse_layers(layers),
-                       profiler=str(self.query_one("#profiler", Select).value))
+        """The spec the form describes, through the API's ``build_spec`` (the CLI's defaults:
+        warm-up is the profiler's)."""
+        preset = str(self.query_one("#preset", Select).value)
+        preset_values = get_preset(self.workload, preset)
+        fields: dict[str, Any] = {"params": {}}
         for key, (label, where) in PARAMS.items():
             field = self.query_one(f"#param-{key}", Input)
             raw = field.value.strip()
@@ -199,9 +213,13 @@ class RunSetupScreen(Screen):
             if value <= 0:
                 raise WorkbenchError(f"{label} must be > 0, got {raw}")
             if where == "param":
-                spec.params[key] = value
+                if value != preset_values.get(key):  # an override, as `run --batch` is
+                    fields["params"][key] = value
             else:
-                setattr(spec, key, value)
+                fields[key] = value
+        layers = [name for name in LAYERS if self.query_one(f"#layer-{name}", Checkbox).value]
+        spec = self.services.build_spec(workload=self.workload, preset=preset, layers=layers,
+                                        profiler=self._profiler(), **fields)
         return spec.validate()
 
     def _update_estimate(self) -> None:
@@ -215,10 +233,10 @@ class RunSetupScreen(Screen):
         if estimate is None:
             target.update(Text("memory estimate: n/a"))
             return
-        text = Text(f"≈ {fmt_bytes(estimate.total_bytes)} GPU memory", style="bold")
+        text = Text(f"≈ {fmt_bytes(estimate.total_bytes)} GPU memory (estimate)", style="bold")
         text.append(f"\nweights {fmt_bytes(estimate.weights_bytes)} · KV "
                     f"{fmt_bytes(estimate.kv_cache_bytes)} · act "
-                    f"{fmt_bytes(estimate.activations_bytes)}  [{estimate.source}]")
+                    f"{fmt_bytes(estimate.activations_bytes)}")
         if self.probe and self.probe.memory_bytes and estimate.total_bytes > \
                 0.9 * self.probe.memory_bytes:
             text.append(f"\n⚠ above 90% of {fmt_bytes(self.probe.memory_bytes)} on the GPU",

@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
-from workbench.api.services import DiffView
+from workbench.api.views import DiffView
 from workbench.tui.widgets.formatting import NA, fmt_count, fmt_float, fmt_ns, fmt_pct, is_missing
 
 MAX_KERNEL_ROWS = 200  # the largest deltas; the full table is in the CSV/JSON export

@@ -3,7 +3,7 @@ roofs, one mark per kernel sized by its share of GPU time, and a legend.
 
 Points come from the analysis as a DataFrame, one row per kernel (name, dur_ns = its total
 time, launches, flops_per_s, bytes_per_s, intensity, bound, pct_of_roof, cost_source); roofs as
-``services.Roof`` (compute FLOP/s or memory bytes/s). A kernel with 0 FLOPs (a copy, a fill)
+``workbench.api.views.Roof`` (compute FLOP/s or memory bytes/s). A kernel with 0 FLOPs (a copy, a fill)
 has no place on a log axis and one without FLOPs or bytes none at all: both are counted and
 the panel says so. ``[`` / ``]`` (or left / right) walk the points from the heaviest kernel
 down; the selection is posted up as ``PointSelected`` so the panel can show its metrics.
@@ -27,7 +27,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Static
 
-from workbench.api.services import Roof
+from workbench.api.views import Roof
 from workbench.tui.widgets.budget import BudgetView
 from workbench.tui.widgets.formatting import NA, fmt_float, fmt_ns, fmt_si
 

@@ -15,7 +15,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from sessions.records import RunRecord, RunStatus
-from workbench.api.services import AnalysisView
+from workbench.api.views import AnalysisView
 from workbench.tui.widgets.formatting import (
     NA,
     fmt_bytes,
