@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sessions.records import RunRecord, RunStatus, SessionKind
+from sessions.records import RunEnv, RunRecord, RunStatus, SessionKind
 from sessions.store import SessionStore
 from workbench.api.runs import EventSink, build_spec
 from workloads.atomic import write_json_atomic
@@ -85,7 +85,7 @@ def run_eval(run_spec: RunSpec, settings: dict[str, Any], store: SessionStore,
     if result_path.is_file():
         result = json.loads(result_path.read_text(encoding="utf-8"))
         record.artifacts["eval"] = "eval.json"
-    record.env = result.get("env") or {}
+    record.env = RunEnv(**(result.get("env") or {}))
     record.status = RunStatus.parse(result.get("status") or "failed")
     record.error, record.error_type = result.get("error"), result.get("error_type")
     if outcome.status in ("timeout", "cancelled"):

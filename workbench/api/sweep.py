@@ -152,9 +152,9 @@ def run_sweep(settings: PointSettings, axes: dict[str, list[Any]], store: Sessio
     for combo in itertools.product(*(range(len(axes[o])) for o in others)):
         fixed = {o: axes[o][i] for o, i in zip(others, combo, strict=True)}
         members = [r for r in rows if all(r["point"][o] == v for o, v in fixed.items())]
-        throughput: list[float | None] = [r["tokens_per_s"] for r in members]
-        knee = knee_index(throughput)
-        for r, s in zip(members, speedups(throughput), strict=True):
+        series_throughput: list[float | None] = [r["tokens_per_s"] for r in members]
+        knee = knee_index(series_throughput)
+        for r, s in zip(members, speedups(series_throughput), strict=True):
             r["speedup"] = s
         if knee is not None:
             members[knee]["knee"] = True
@@ -162,7 +162,8 @@ def run_sweep(settings: PointSettings, axes: dict[str, list[Any]], store: Sessio
                                                           else ""),
                        "labels": [point_label({first_axis: r["point"][first_axis]}).split(
                            "=", 1)[1] for r in members],
-                       "throughput": throughput, "latency": [r["latency_ms"] for r in members],
+                       "throughput": series_throughput,
+                       "latency": [r["latency_ms"] for r in members],
                        "knee": knee})
     meta = {"workload": settings.workload, "preset": settings.preset,
             "layers": settings.layers if "layers" not in axes else None,

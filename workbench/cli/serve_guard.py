@@ -119,7 +119,8 @@ class Guard:
         return request.cookies.get(self.cookie), False
 
     def token_valid(self, token: str | None) -> bool:
-        return bool(token) and hmac.compare_digest(token.encode(), self.token.encode())
+        return token is not None and token != "" and \
+            hmac.compare_digest(token.encode(), self.token.encode())
 
     @web.middleware
     async def middleware(self, request: web.Request,

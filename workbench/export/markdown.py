@@ -125,7 +125,7 @@ def _metrics_table(m: dict[str, Any], world: int = 1) -> str:
     lat = m.get("latency_ms") or {}
     med, stdev = lat.get("median"), lat.get("stdev")
     cv = (stdev / lat["mean"]) if stdev is not None and lat.get("mean") else None
-    rows = [
+    rows: list[list[Any]] = [
         [f"{m.get('step') or 'step'} latency median", fmt_num(med, 4, "ms")],
         ["p10 / p90 / p99", " / ".join(fmt_num(lat.get(k), 4) for k in ("p10", "p90", "p99")) + " ms"],
         ["min / max", f"{fmt_num(lat.get('min'), 4)} / {fmt_num(lat.get('max'), 4)} ms"],
@@ -149,7 +149,8 @@ def _parity_text(p: dict[str, Any]) -> str:
         return "n/a"
     if p.get("skipped"):
         return f"skipped: {p['skipped']}"
-    verdict = {True: "ok", False: "FAILED"}.get(p.get("ok"), NA)
+    verdict = {True: "ok", False: "FAILED"}.get(bool(p["ok"]), NA) \
+        if isinstance(p.get("ok"), bool) else NA
     tol = p.get("tolerance")
     tol = tol if isinstance(tol, dict) else {"max_rel_err": tol}
     return md_table(["", ""], [
@@ -170,7 +171,8 @@ def _router_text(r: dict[str, Any], routing: dict[str, Any] | None) -> str:
     met, targets = r.get("met") or {}, r.get("targets") or {}
 
     def verdict(key: str) -> str:
-        return {True: "met", False: "NOT met"}.get(met.get(key), NA)
+        value = met.get(key)
+        return {True: "met", False: "NOT met"}[value] if isinstance(value, bool) else NA
 
     rows = [
         ["experts / top-k / gating", f"{r.get('experts')} / {r.get('top_k')} / {r.get('gating')}"],

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from concurrent.futures import Future
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -148,7 +148,7 @@ def help_sections() -> list[HelpSection]:
     from workbench.tui.widgets.kernels_panel import KernelsPanel
     from workbench.tui.widgets.roofline import RooflinePlot
 
-    owners: list[tuple[str, type]] = [
+    owners: list[tuple[str, Any]] = [
         ("Everywhere", WorkbenchApp), ("Run setup", RunSetupScreen), ("Live run", LiveRunScreen),
         ("Results", ResultsScreen), ("Kernels tab", KernelsPanel),
         ("Kernel table", KernelTableView), ("Roofline tab", RooflinePlot),

@@ -117,7 +117,7 @@ class KernelTableView(ScrollView, can_focus=True):
         self._descending = (key == "dur_ns") if descending is None else descending
         self._refresh_view()
 
-    def _sort_order(self) -> np.ndarray:
+    def _row_order(self) -> np.ndarray:
         key = self._sort_key
         if key in ("name", "category"):
             categories, codes = self._cols[key]
@@ -145,7 +145,7 @@ class KernelTableView(ScrollView, can_focus=True):
         if not self._n:
             self._view = np.arange(0, dtype=np.int64)
         else:
-            order = self._sort_order()
+            order = self._row_order()
             mask = self._filter_mask()
             self._view = order if mask is None else order[mask[order]]
         self.virtual_size = Size(self.size.width, len(self._view) + 1)

@@ -187,10 +187,10 @@ class RooflinePlot(Widget, can_focus=True):
         for index, (x, y, share) in enumerate(zip(
                 self._points["intensity"], self._points["flops_per_s"],
                 self._points["time_share"], strict=True)):
-            col, row = col_of(math.log10(float(x))), row_of(math.log10(float(y)))
-            if col is not None and row is not None:
+            at_col, at_row = col_of(math.log10(float(x))), row_of(math.log10(float(y)))
+            if at_col is not None and at_row is not None:
                 glyph = next(g for floor, g in MARKS if float(share) >= floor)
-                marks.append((index == self.selected, -float(share), row, col, glyph))
+                marks.append((index == self.selected, -float(share), at_row, at_col, glyph))
         # Heavier kernels drawn last (on top of lighter ones), the selection last of all.
         for is_selected, _, row, col, glyph in sorted(marks, key=lambda m: (m[0], -m[1])):
             grid[row][col] = ("◆", selected_style) if is_selected else (glyph, point_style)
@@ -209,11 +209,11 @@ class RooflinePlot(Widget, can_focus=True):
         text.append(" " * Y_LABEL_WIDTH + "└" + "─" * plot_w + "\n", axis_style)
         ticks = [" "] * plot_w
         for d in range(int(x0), int(x1) + 1):
-            col = col_of(float(d))
+            tick_col = col_of(float(d))
             label = f"{10.0 ** d:g}"
-            if col is not None and col + len(label) <= plot_w and all(
-                    t == " " for t in ticks[max(col - 1, 0): col + len(label) + 1]):
-                ticks[col: col + len(label)] = list(label)
+            if tick_col is not None and tick_col + len(label) <= plot_w and all(
+                    t == " " for t in ticks[max(tick_col - 1, 0): tick_col + len(label) + 1]):
+                ticks[tick_col: tick_col + len(label)] = list(label)
         axis = "".join(ticks)
         unit = " FLOP/byte"
         if len(axis.rstrip()) + len(unit) <= plot_w:

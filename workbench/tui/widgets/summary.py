@@ -176,8 +176,8 @@ def header_text(record: RunRecord) -> Text:
 def summary_renderable(record: RunRecord) -> RenderableType:
     if record.spec is None:  # no run: no metrics, parity, telemetry; the analysis follows
         return Group(header_text(record), Text(""))
-    env = {k: record.env.get(k) for k in ("device_name", "cc", "driver", "cuda", "torch")
-           if k in record.env}
+    env: dict[str, Any] = {k: record.env.get(k) for k in ("device_name", "cc", "driver",
+                                                          "cuda", "torch") if k in record.env}
     return Group(
         header_text(record), Text(""),
         metrics_table(dict(record.metrics)), Text(""),
