@@ -11,7 +11,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from sessions.records import SessionRow
-from workbench.tui.widgets.formatting import fmt_float
+from workbench.export.fmt import fmt_float
 
 
 def session_line(row: SessionRow) -> Text:

@@ -14,9 +14,9 @@ from sessions.records import SessionRow
 from sessions.store import SessionStore
 from workbench.api.services import Services
 from workbench.api.sessions import delete_session
+from workbench.export.fmt import fmt_float
 from workbench.tui.screens.confirm import ConfirmScreen
 from workbench.tui.screens.messages import OpenRun
-from workbench.tui.widgets.formatting import fmt_float
 
 COLUMNS = ("", "id", "status", "workload", "layers", "profiler", "headline", "label")
 

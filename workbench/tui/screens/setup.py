@@ -17,8 +17,8 @@ from textual.widgets.option_list import Option
 
 from workbench.api.device import DeviceProbe, layer_blocker
 from workbench.api.services import Services
+from workbench.export.fmt import fmt_bytes
 from workbench.tui.screens.messages import RunRequested
-from workbench.tui.widgets.formatting import fmt_bytes
 from workbench.tui.widgets.layer_checkbox import LayerCheckbox
 from workloads.catalog import LAYERS, get_preset, list_workloads
 from workloads.errors import WorkbenchError

@@ -9,7 +9,7 @@ from typing import Any
 from rich.text import Text
 from textual.widget import Widget
 
-from workbench.tui.widgets.formatting import NA, fmt_ns
+from workbench.export.fmt import NA, fmt_ns
 
 REMEDY_SHORT = {
     "precision": "TF32", "memory_layout": "static KV / fused proj.",

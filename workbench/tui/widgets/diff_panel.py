@@ -11,7 +11,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
 from workbench.api.views import DiffView
-from workbench.tui.widgets.formatting import NA, fmt_count, fmt_float, fmt_ns, fmt_pct, is_missing
+from workbench.export.fmt import NA, fmt_count, fmt_float, fmt_ns, fmt_pct, is_missing
 
 MAX_KERNEL_ROWS = 200  # the largest deltas; the full table is in the CSV/JSON export
 

@@ -22,7 +22,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from workbench.tui.widgets.formatting import fmt_count, fmt_shape
+from workbench.export.fmt import fmt_count, fmt_shape
 
 # key, title, width (None: takes what is left), right-aligned
 COLUMNS: tuple[tuple[str, str, int | None, bool], ...] = (

@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Input, Static
 
-from workbench.tui.widgets.formatting import NA, fmt_count, fmt_ns, fmt_shape, fmt_si
+from workbench.export.fmt import NA, fmt_count, fmt_ns, fmt_rate, fmt_shape
 from workbench.tui.widgets.kernel_table import KernelTableView
 
 CPU_OP_COLUMNS = (("name", "CPU op"), ("count", "Calls"), ("total_ns", "Total"),
@@ -34,7 +34,7 @@ def fill_cpu_ops(table: DataTable, ops: pd.DataFrame) -> None:
             elif key == "count":
                 cells.append(Text(fmt_count(value), justify="right"))
             elif key == "flops":
-                cells.append(Text(fmt_si(value), justify="right"))
+                cells.append(Text(fmt_rate(value), justify="right"))
             else:
                 cells.append(Text(fmt_ns(value), justify="right"))
         table.add_row(*cells)
@@ -117,5 +117,5 @@ class KernelsPanel(Vertical):
         text.append(f"\n{row['category']} · {fmt_ns(row['dur_ns'])} · grid "
                     f"{fmt_shape(row['grid'])} · block {fmt_shape(row['block'])} · regs "
                     f"{fmt_count(row['registers'])} · op {row['op_name'] or NA} · FLOPs "
-                    f"{fmt_si(row['flops'])} · DRAM {fmt_si(row['dram_bytes'], 'B')}")
+                    f"{fmt_rate(row['flops'])} · DRAM {fmt_rate(row['dram_bytes'], 'B')}")
         details.update(text)

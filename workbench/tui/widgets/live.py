@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Sparkline, Static
 
-from workbench.tui.widgets.formatting import NA, fmt_bytes, fmt_float
+from workbench.export.fmt import NA, fmt_bytes, fmt_float
 
 PHASES = ("build", "reference", "warmup", "measure", "profile", "parity", "write")
 BAR_WIDTH = 24

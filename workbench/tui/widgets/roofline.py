@@ -28,8 +28,8 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from workbench.api.views import Roof
+from workbench.export.fmt import NA, fmt_float, fmt_ns, fmt_rate
 from workbench.tui.widgets.budget import BudgetView
-from workbench.tui.widgets.formatting import NA, fmt_float, fmt_ns, fmt_si
 
 Y_LABEL_WIDTH = 7
 # Marks by share of GPU time (the terminal's stand-in for a point's size).
@@ -273,8 +273,8 @@ class RooflinePanel(Vertical):
             f"\n{fmt_ns(point.get('dur_ns'))}"
             + (f" in {int(launches):,} launch{'es' if launches != 1 else ''}"
                if launches is not None and launches == launches else "")
-            + f" · {fmt_si(point.get('flops_per_s'), 'FLOP/s')} · "
-            f"{fmt_si(point.get('bytes_per_s'), 'B/s')} · intensity "
+            + f" · {fmt_rate(point.get('flops_per_s'), 'FLOP/s')} · "
+            f"{fmt_rate(point.get('bytes_per_s'), 'B/s')} · intensity "
             f"{fmt_float(point.get('intensity'), 2)} FLOP/B · {point.get('bound', NA)}-bound · "
             f"{fmt_float(point.get('pct_of_roof'), 1)}% of roof · from "
             f"{point.get('cost_source', point.get('source', NA))}   ([ ] or ← →: other points)")

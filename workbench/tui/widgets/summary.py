@@ -16,14 +16,14 @@ from textual.widgets import Static
 
 from sessions.records import RunRecord, RunStatus
 from workbench.api.views import AnalysisView
-from workbench.tui.widgets.formatting import (
+from workbench.export.fmt import (
     NA,
     fmt_bytes,
     fmt_count,
     fmt_float,
     fmt_ns,
     fmt_pct,
-    fmt_si,
+    fmt_rate,
     is_missing,
 )
 
@@ -58,8 +58,8 @@ def metrics_table(metrics: dict[str, Any]) -> Table:
     _row(table, "TTFT / TPOT", f"{fmt_float(metrics.get('ttft_ms'), 3)} / "
          f"{fmt_float(metrics.get('tpot_ms'), 3)} ms")
     _row(table, "peak memory", fmt_bytes(metrics.get("peak_mem_bytes")))
-    _row(table, "achieved", fmt_si(_scaled(metrics.get("achieved_tflops"), 1e12), "FLOP/s"),
-         fmt_si(_scaled(metrics.get("achieved_gb_s"), 1e9), "B/s"))
+    _row(table, "achieved", fmt_rate(_scaled(metrics.get("achieved_tflops"), 1e12), "FLOP/s"),
+         fmt_rate(_scaled(metrics.get("achieved_gb_s"), 1e9), "B/s"))
     return table
 
 
