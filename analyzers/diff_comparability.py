@@ -24,6 +24,8 @@ from typing import Any
 
 import pandas as pd
 
+from profilers.parsers.schema import Col
+
 MIN_SCORE = 0.5  # nsys-ai's MIN_COMPARABILITY_CONFIDENCE
 MIN_NAMES_FOR_OVERLAP = 5  # fewer distinct kernel names: the overlap says little (nsys-ai: 5)
 # Parameters that choose how a layer runs, not what the model or its inputs are.
@@ -175,8 +177,8 @@ def kernel_score(kt_a: pd.DataFrame | None, kt_b: pd.DataFrame | None,
     unit = " per step" if per_step else ""
     if ratio < MIN_SCORE:
         reasons.append(f"kernel launches{unit} differ: {na:,.0f} vs {nb:,.0f}")
-    names_a = set(kt_a["name"].astype(str).unique())
-    names_b = set(kt_b["name"].astype(str).unique())
+    names_a = set(kt_a[Col.NAME].astype(str).unique())
+    names_b = set(kt_b[Col.NAME].astype(str).unique())
     overlap = 1.0
     if len(names_a) > MIN_NAMES_FOR_OVERLAP and len(names_b) > MIN_NAMES_FOR_OVERLAP:
         shared = len(names_a & names_b)

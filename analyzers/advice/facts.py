@@ -19,6 +19,7 @@ from analyzers.advice.steps import StepTimeline, step_timeline
 from analyzers.ceilings import Ceilings, spec_ceilings
 from analyzers.layer_choice import has_remedy, layer_for
 from analyzers.profiled_steps import profiled_steps
+from profilers.parsers.schema import Col
 from workloads.spec import replays_kernels
 
 # Compute capability by device family, for artifacts that do not carry it (env.cc wins).
@@ -172,14 +173,14 @@ def build_facts(analysis: Any, record: Any = None, source: str | None = None) ->
         scope=_scope(workload_details),
     )
     if facts.kernels is not None:
-        facts.total_ns = int(facts.kernels["dur_ns"].sum())
+        facts.total_ns = int(facts.kernels[Col.DUR_NS].sum())
         cats = getattr(analysis, "categories", None)
         if cats is not None:
             for row in cats.itertuples():
                 facts.category_ns[str(row.category)] = int(row.total_ns)
                 if row.share is not None and row.share == row.share:
                     facts.category_share[str(row.category)] = float(row.share)
-        ranks = facts.kernels["rank"].dropna()
+        ranks = facts.kernels[Col.RANK].dropna()
         facts.ranks = max(int(ranks.nunique()), 1) if len(ranks) else 1
         facts.timeline = step_timeline(facts.kernels, getattr(analysis, "runtime", None))
     facts.steps = profiled_steps(data) if data else None

@@ -15,6 +15,7 @@ import pandas as pd
 from analyzers.advice.effect import impact, recoverable_text
 from analyzers.advice.facts import Facts
 from analyzers.advice.findings import Evidence, Finding
+from profilers.parsers.schema import Category, Col, Kind
 
 FP32_GEMM_SHARE = 0.10
 FP8_GEMM_SHARE = 0.30
@@ -43,14 +44,14 @@ MOE_DISPATCH_OPS = re.compile(r"^aten::(index_add_?|index_select|index|index_put
                               r"gather|scatter_?|scatter_add_?|scatter_reduce_?|nonzero|argsort|sort|"
                               r"topk|bincount|histc|masked_select|masked_scatter_?|unique\w*)$")
 MOE_WORKLOAD_RE = re.compile(r"moe|mixtral|gptoss|expert|deepseek|qwen.*moe", re.I)
-MEMORY_BOUND_CATEGORIES = ("elementwise", "norm", "reduction")
+MEMORY_BOUND_CATEGORIES = (Category.ELEMENTWISE, Category.NORM, Category.REDUCTION)
 
 def _ns(kt: pd.DataFrame, mask: np.ndarray) -> int:
-    return int(kt["dur_ns"].to_numpy(dtype="int64", na_value=0)[mask].sum())
+    return int(kt[Col.DUR_NS].to_numpy(dtype="int64", na_value=0)[mask].sum())
 
 
 def _name_mask(kt: pd.DataFrame, pattern: re.Pattern[str]) -> np.ndarray:
-    names = kt["name"].astype("category")
+    names = kt[Col.NAME].astype("category")
     hits = np.array([bool(pattern.search(str(n))) for n in names.cat.categories], dtype=bool)
     codes = np.asarray(names.cat.codes)
     return np.where(codes >= 0, hits[np.clip(codes, 0, None)] if len(hits) else False, False)
@@ -66,7 +67,7 @@ def _top_names(kt: pd.DataFrame, mask: np.ndarray, total_ns: int, n: int = 3
 
 
 def _cat_mask(kt: pd.DataFrame, *cats: str) -> np.ndarray:
-    return np.asarray(kt["category"].astype(str).isin(cats))
+    return np.asarray(kt[Col.CATEGORY].astype(str).isin(cats))
 
 
 def fp32_gemm_off_tensor_cores(f: Facts) -> Finding | None:
@@ -74,7 +75,7 @@ def fp32_gemm_off_tensor_cores(f: Facts) -> Finding | None:
         return None
     kt, total = f.kernels, f.total_ns
     assert kt is not None and total
-    gemm = _cat_mask(kt, "gemm")
+    gemm = _cat_mask(kt, Category.GEMM)
     simt = gemm & _name_mask(kt, FP32_GEMM_RE) & ~_name_mask(kt, TF32_RE)
     how = "kernel names of FP32 SIMT GEMMs (sgemm / f32 in, f32 out)"
     if not simt.any() and str(f.dtype) == "float32" and "L1" not in f.layers:
@@ -112,7 +113,7 @@ def fp32_gemm_off_tensor_cores(f: Facts) -> Finding | None:
 
 def _gemms_memory_bound(f: Facts) -> bool:
     """Decode GEMMs at small batch move weights, not FLOPs (M = batch tokens)."""
-    lines = [ln for ln in getattr(f.budget, "lines", ()) or () if ln.category == "gemm" and ln.bound]
+    lines = [ln for ln in getattr(f.budget, "lines", ()) or () if ln.category == Category.GEMM and ln.bound]
     if lines:
         heavy = max(lines, key=lambda ln: ln.measured_ns)
         return heavy.bound == "memory"
@@ -125,7 +126,7 @@ def fp8_eligible_gemms(f: Facts) -> Finding | None:
         return None
     kt, total = f.kernels, f.total_ns
     assert kt is not None and total
-    gemm = _cat_mask(kt, "gemm")
+    gemm = _cat_mask(kt, Category.GEMM)
     fp8 = _name_mask(kt, FP8_RE)
     if (gemm & fp8).any():
         return None  # already on FP8
@@ -178,12 +179,12 @@ def elementwise_chains(f: Facts) -> Finding | None:
         return None
     kt, total = f.kernels, f.total_ns
     assert kt is not None and total
-    kern = kt[kt["kind"].astype(str) == "kernel"]
-    if "start_ns" in kern and kern["start_ns"].notna().all():
+    kern = kt[kt[Col.KIND].astype(str) == Kind.KERNEL]
+    if "start_ns" in kern and kern[Col.START_NS].notna().all():
         kern = kern.sort_values("start_ns", kind="stable")
-    is_mem = np.asarray(kern["category"].astype(str).isin(MEMORY_BOUND_CATEGORIES))
-    stream = kern["stream"].to_numpy(dtype="int64", na_value=-1)
-    dur = kern["dur_ns"].to_numpy(dtype="int64", na_value=0)
+    is_mem = np.asarray(kern[Col.CATEGORY].astype(str).isin(MEMORY_BOUND_CATEGORIES))
+    stream = kern[Col.STREAM].to_numpy(dtype="int64", na_value=-1)
+    dur = kern[Col.DUR_NS].to_numpy(dtype="int64", na_value=0)
     chain_ns, chains, lengths = 0, 0, []
     # Runs of consecutive memory-bound kernels, per stream (launch order within a stream).
     for s in np.unique(stream):
@@ -230,13 +231,13 @@ def attention_not_flash(f: Facts) -> Finding | None:
         return None
     kt, total = f.kernels, f.total_ns
     assert kt is not None and total
-    if (_cat_mask(kt, "attention") & _name_mask(kt, FLASH_RE)).any():
+    if (_cat_mask(kt, Category.ATTENTION) & _name_mask(kt, FLASH_RE)).any():
         return None
-    ops = kt["op_name"].astype(object).fillna("").astype(str)
+    ops = kt[Col.OP_NAME].astype(object).fillna("").astype(str)
     softmax = _name_mask(kt, re.compile(r"softmax", re.I))
     batched = np.asarray(ops.str.contains(BATCHED_MATMUL_OPS))
     math = softmax | np.asarray(ops.str.contains(MATH_ATTENTION_OPS)) | (
-        _cat_mask(kt, "attention") & ~_name_mask(kt, FLASH_RE))
+        _cat_mask(kt, Category.ATTENTION) & ~_name_mask(kt, FLASH_RE))
     if not np.asarray(ops.str.contains("attention_math")).any() and not (softmax.any() and batched.any()):
         return None  # a softmax alone (sampling, a router) is not an attention
     share = _ns(kt, math) / total
@@ -271,9 +272,9 @@ def moe_dispatch(f: Facts) -> Finding | None:
         return None
     kt, total = f.kernels, f.total_ns
     assert kt is not None and total
-    ops = kt["op_name"].astype(object).fillna("").astype(str)
-    by_op = np.asarray(ops.str.match(MOE_DISPATCH_OPS)) & ~_cat_mask(kt, "gemm", "attention")
-    mask = _cat_mask(kt, "moe_dispatch") | by_op
+    ops = kt[Col.OP_NAME].astype(object).fillna("").astype(str)
+    by_op = np.asarray(ops.str.match(MOE_DISPATCH_OPS)) & ~_cat_mask(kt, Category.GEMM, Category.ATTENTION)
+    mask = _cat_mask(kt, Category.MOE_DISPATCH) | by_op
     share = _ns(kt, mask) / total
     if share < MOE_DISPATCH_SHARE:
         return None

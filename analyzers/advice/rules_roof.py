@@ -16,6 +16,7 @@ from analyzers.advice.effect import fmt_us, impact, recoverable_text
 from analyzers.advice.facts import Facts
 from analyzers.advice.findings import Evidence, Finding
 from analyzers.advice.rules_kernels import _cat_mask, _short, _top_names
+from profilers.parsers.schema import Category, Col
 
 FAR_BELOW_FACTOR = 5.0  # measured / speed-of-light at least this
 MIN_LOST_SHARE = 0.03  # of the step: smaller losses are not worth a finding
@@ -52,7 +53,7 @@ def _from_budget(f: Facts) -> Finding | None:
         evidence.insert(1, Evidence("launches per step", line.launches, None, source, comparison=""))
     if line.pct_of_roof is not None:
         evidence.append(Evidence("% of roof", round(line.pct_of_roof, 1), None, source, "%", ""))
-    remedy = (DECODE_ATTENTION_REMEDY if line.category == "attention" and f.step == "decode"
+    remedy = (DECODE_ATTENTION_REMEDY if line.category == Category.ATTENTION and f.step == "decode"
               else f"Find why {_short(line.name)} runs far from its {line.bound or 'roof'}: "
               "launch shape (too few blocks for the SMs), the algorithm the library picked for "
               "this shape, or a better-suited kernel.")
@@ -99,21 +100,21 @@ def _decode_attention(f: Facts) -> Finding | None:
         return None
     kt = f.kernels
     assert kt is not None and f.total_ns
-    attn = _cat_mask(kt, "attention")
+    attn = _cat_mask(kt, Category.ATTENTION)
     if not attn.any():
         return None
     kv = decode_kv_bytes(f)
     if kv is None:
         return None
     kv_bytes, how = kv
-    measured_ns = float(kt["dur_ns"].to_numpy(dtype="int64", na_value=0)[attn].sum()) / f.steps
+    measured_ns = float(kt[Col.DUR_NS].to_numpy(dtype="int64", na_value=0)[attn].sum()) / f.steps
     sol_ns = kv_bytes / f.ceilings.dram_bw * 1e9
     lost_ns = measured_ns - sol_ns
     if measured_ns < FAR_BELOW_FACTOR * sol_ns or lost_ns < MIN_LOST_SHARE * f.step_ns:
         return None
     top = _top_names(kt, attn, f.total_ns)
     name = top[0][0]
-    launches = int((kt["name"].astype(str) == name).sum()) / f.steps
+    launches = int((kt[Col.NAME].astype(str) == name).sum()) / f.steps
     us = lost_ns / 1e3
     ceil = f"{f.ceilings.source} ceilings of the {f.ceilings.device_name}"
     layer = f.layer("attention_kernel")

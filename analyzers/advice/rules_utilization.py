@@ -10,6 +10,7 @@ from analyzers.advice.effect import impact, recoverable_text
 from analyzers.advice.facts import Facts
 from analyzers.advice.findings import Evidence, Finding
 from analyzers.advice.rules_kernels import _cat_mask, _ns, _top_names
+from profilers.parsers.schema import Category, Col
 
 LOW_OCCUPANCY = 0.25
 LOW_OCCUPANCY_SHARE = 0.05
@@ -56,10 +57,10 @@ def low_occupancy(f: Facts) -> Finding | None:
         limiter = np.array(list(lim_cols))[np.nan_to_num(lims, nan=np.inf).argmin(axis=0)]
         how = "ncu theoretical occupancy"
     else:
-        regs = kt["registers"].to_numpy(dtype="float64", na_value=np.nan)
-        smem = kt["shared_mem"].to_numpy(dtype="float64", na_value=np.nan)
+        regs = kt[Col.REGISTERS].to_numpy(dtype="float64", na_value=np.nan)
+        smem = kt[Col.SHARED_MEM].to_numpy(dtype="float64", na_value=np.nan)
         threads = np.array([float(np.prod(b)) if isinstance(b, (tuple, list)) and len(b) else np.nan
-                            for b in kt["block"]], dtype="float64")
+                            for b in kt[Col.BLOCK]], dtype="float64")
         known = ~np.isnan(regs) & ~np.isnan(threads) & (threads > 0)
         if not known.any():
             return None
@@ -71,7 +72,7 @@ def low_occupancy(f: Facts) -> Finding | None:
     # Tensor-core GEMM and attention kernels run at low occupancy by design (TMA, warp
     # specialization); the rule is about the rest.
     low = (~np.isnan(occ) & (occ <= LOW_OCCUPANCY) & np.isin(limiter, ["registers", "shared memory"])
-           & ~_cat_mask(kt, "gemm", "attention", "communication"))
+           & ~_cat_mask(kt, Category.GEMM, Category.ATTENTION, Category.COMMUNICATION))
     share = _ns(kt, low) / total
     if share < LOW_OCCUPANCY_SHARE:
         return None
@@ -118,12 +119,12 @@ def nccl_not_overlapped(f: Facts) -> Finding | None:
         return None
     kt, total = f.kernels, f.total_ns
     assert kt is not None and total
-    comm = _cat_mask(kt, "communication")
-    if not comm.any() or kt["start_ns"].isna().any():
+    comm = _cat_mask(kt, Category.COMMUNICATION)
+    if not comm.any() or kt[Col.START_NS].isna().any():
         return None
-    start = kt["start_ns"].to_numpy(dtype="int64")
-    end = start + kt["dur_ns"].to_numpy(dtype="int64", na_value=0)
-    dev = kt["device"].to_numpy(dtype="int64", na_value=-1) * 100_000 + kt["rank"].to_numpy(
+    start = kt[Col.START_NS].to_numpy(dtype="int64")
+    end = start + kt[Col.DUR_NS].to_numpy(dtype="int64", na_value=0)
+    dev = kt[Col.DEVICE].to_numpy(dtype="int64", na_value=-1) * 100_000 + kt[Col.RANK].to_numpy(
         dtype="int64", na_value=-1)
     comm_ns, exposed = 0, 0
     for d in np.unique(dev[comm]):

@@ -113,12 +113,6 @@ def check_params(spec: RunSpec) -> None:
             f"max_seq ({merged['max_seq']})", "raise max_seq or shorten the run")
 
 
-def new_cancel() -> threading.Event:
-    """A cancel handle for ``run``: set it (from any thread, a signal handler) and the child is
-    stopped (SIGINT, then SIGKILL of its process group) and the run recorded as cancelled."""
-    return threading.Event()
-
-
 def run(spec: RunSpec, store: SessionStore, on_event: EventSink | None = None,
         cancel: threading.Event | None = None, probe: DeviceProbe | None = None) -> RunRecord:
     """Check ``spec`` (nothing is stored when it is bad), then run it: blocks until the child

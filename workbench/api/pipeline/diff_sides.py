@@ -76,10 +76,3 @@ def diff_sides(a: DiffSide, b: DiffSide, force: bool = False, n_boot: int = 4000
                      kt_baseline=a.kernels if both else None,
                      kt_candidate=b.kernels if both else None,
                      steps_baseline=a.steps, steps_candidate=b.steps, force=force, n_boot=n_boot)
-
-
-def diff_records(store: SessionStore, baseline: RunRecord, candidate: RunRecord,
-                 force: bool = False) -> RunDiff:
-    """The app's Compare: the same sides and the same diff as `aiperf-workbench diff A B`."""
-    return diff_sides(side_from_record(store, baseline), side_from_record(store, candidate),
-                      force=force)
