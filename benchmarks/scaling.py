@@ -32,9 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from analyzers.scaling import knee_index, scaling_efficiency, speedups  # noqa: E402
-from profilers.runner import run  # noqa: E402
+from sessions.records import RunStatus  # noqa: E402
 from sessions.store import SessionStore  # noqa: E402
 from workbench.api.pipeline.analysis import load_run_analysis  # noqa: E402
+from workbench.api.runs import run  # noqa: E402
 from workbench.export.sweep_md import render_scale  # noqa: E402
 from workloads.spec import RunSpec  # noqa: E402
 
@@ -77,7 +78,7 @@ def _point(record: Any, gpus: int) -> dict[str, Any]:
 
 def _trace_summary(store: SessionStore, record: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"run_id": record.id, "status": str(record.status), "error": record.error}
-    if record.status != "ok":
+    if record.status is not RunStatus.OK:
         return out
     analysis = load_run_analysis(store, record)
     d = analysis.distributed

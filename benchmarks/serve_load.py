@@ -26,8 +26,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from profilers.runner import run  # noqa: E402
 from sessions.store import SessionStore  # noqa: E402
+from workbench.api.runs import run  # noqa: E402
 from workbench.cli.cmd_serve import format_loadtest  # noqa: E402
 from workloads.spec import RunSpec  # noqa: E402
 

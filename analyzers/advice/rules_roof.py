@@ -15,7 +15,7 @@ from typing import Any
 from analyzers.advice.effect import fmt_us, impact, recoverable_text
 from analyzers.advice.facts import Facts
 from analyzers.advice.findings import Evidence, Finding
-from analyzers.advice.rules_kernels import _cat_mask, _short, _top_names
+from analyzers.advice.kernel_select import category_mask, short_name, top_names
 from profilers.parsers.schema import Category, Col
 
 FAR_BELOW_FACTOR = 5.0  # measured / speed-of-light at least this
@@ -54,12 +54,12 @@ def _from_budget(f: Facts) -> Finding | None:
     if line.pct_of_roof is not None:
         evidence.append(Evidence("% of roof", round(line.pct_of_roof, 1), None, source, "%", ""))
     remedy = (DECODE_ATTENTION_REMEDY if line.category == Category.ATTENTION and f.step == "decode"
-              else f"Find why {_short(line.name)} runs far from its {line.bound or 'roof'}: "
+              else f"Find why {short_name(line.name)} runs far from its {line.bound or 'roof'}: "
               "launch shape (too few blocks for the SMs), the algorithm the library picked for "
               "this shape, or a better-suited kernel.")
     return Finding(
         rule="kernel_far_below_roof",
-        finding=f"{_short(line.name)} takes {fmt_us(line.measured_ns / 1e3)} per step where its "
+        finding=f"{short_name(line.name)} takes {fmt_us(line.measured_ns / 1e3)} per step where its "
                 f"work needs {fmt_us(line.sol_ns / 1e3)} at the {line.bound or ''} roof: "
                 f"{line.why}",
         evidence=tuple(evidence),
@@ -100,7 +100,7 @@ def _decode_attention(f: Facts) -> Finding | None:
         return None
     kt = f.kernels
     assert kt is not None and f.total_ns
-    attn = _cat_mask(kt, Category.ATTENTION)
+    attn = category_mask(kt, Category.ATTENTION)
     if not attn.any():
         return None
     kv = decode_kv_bytes(f)
@@ -112,7 +112,7 @@ def _decode_attention(f: Facts) -> Finding | None:
     lost_ns = measured_ns - sol_ns
     if measured_ns < FAR_BELOW_FACTOR * sol_ns or lost_ns < MIN_LOST_SHARE * f.step_ns:
         return None
-    top = _top_names(kt, attn, f.total_ns)
+    top = top_names(kt, attn, f.total_ns)
     name = top[0][0]
     launches = int((kt[Col.NAME].astype(str) == name).sum()) / f.steps
     us = lost_ns / 1e3
@@ -120,14 +120,14 @@ def _decode_attention(f: Facts) -> Finding | None:
     layer = f.layer("attention_kernel")
     return Finding(
         rule="kernel_far_below_roof",
-        finding=f"Decode attention runs {_short(name)}, {launches:g} calls per step, "
+        finding=f"Decode attention runs {short_name(name)}, {launches:g} calls per step, "
                 f"{fmt_us(measured_ns / 1e3)} per step (attention kernels) to read "
                 f"~{kv_bytes / 1e6:,.0f} MB of KV cache that takes {fmt_us(sol_ns / 1e3)} at "
                 f"the {f.ceilings.dram_bw / 1e12:.2f} TB/s memory roof: "
                 f"{measured_ns / sol_ns:,.0f}x its speed of light.",
         evidence=(Evidence("attention time per step", round(measured_ns / 1e3, 1), None,
                            f"{f.source} ({f.steps:g} profiled steps)", "us", ""),
-                  Evidence(f"launches per step of {_short(name)}", launches, None, f.source,
+                  Evidence(f"launches per step of {short_name(name)}", launches, None, f.source,
                            comparison=""),
                   Evidence("KV bytes per step", round(kv_bytes / 1e6, 1), None,
                            f"the run's shape ({how})", "MB", ""),

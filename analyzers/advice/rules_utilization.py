@@ -9,7 +9,7 @@ import pandas as pd
 from analyzers.advice.effect import impact, recoverable_text
 from analyzers.advice.facts import Facts
 from analyzers.advice.findings import Evidence, Finding
-from analyzers.advice.rules_kernels import _cat_mask, _ns, _top_names
+from analyzers.advice.kernel_select import category_mask, time_ns, top_names
 from profilers.parsers.schema import Category, Col
 
 LOW_OCCUPANCY = 0.25
@@ -72,11 +72,11 @@ def low_occupancy(f: Facts) -> Finding | None:
     # Tensor-core GEMM and attention kernels run at low occupancy by design (TMA, warp
     # specialization); the rule is about the rest.
     low = (~np.isnan(occ) & (occ <= LOW_OCCUPANCY) & np.isin(limiter, ["registers", "shared memory"])
-           & ~_cat_mask(kt, Category.GEMM, Category.ATTENTION, Category.COMMUNICATION))
-    share = _ns(kt, low) / total
+           & ~category_mask(kt, Category.GEMM, Category.ATTENTION, Category.COMMUNICATION))
+    share = time_ns(kt, low) / total
     if share < LOW_OCCUPANCY_SHARE:
         return None
-    top = _top_names(kt, low, total)
+    top = top_names(kt, low, total)
     worst = float(np.nanmin(occ[low]))
     lim_counts = pd.Series(limiter[low]).value_counts()
     main_limiter = str(lim_counts.index[0])
@@ -94,11 +94,11 @@ def low_occupancy(f: Facts) -> Finding | None:
                + " so more blocks fit on an SM; or let torch.compile autotune the kernel (L5).",
         expected_effect="More resident warps hide memory latency: memory-bound kernels get "
                         "closer to the bandwidth roof.",
-        confidence="low", impact=impact(f, f.us(_ns(kt, low) * 0.3), share * 0.3),
-        kernels=tuple(n for n, _, _ in top), recoverable_us=f.us(_ns(kt, low) * 0.3),
-        recoverable=recoverable_text(f, f.us(_ns(kt, low) * 0.3), "30% of the low-occupancy "
+        confidence="low", impact=impact(f, f.us(time_ns(kt, low) * 0.3), share * 0.3),
+        kernels=tuple(n for n, _, _ in top), recoverable_us=f.us(time_ns(kt, low) * 0.3),
+        recoverable=recoverable_text(f, f.us(time_ns(kt, low) * 0.3), "30% of the low-occupancy "
                                      "kernels' time (a rough guess: occupancy hides latency, "
-                                     "it does not remove work)", _ns(kt, low) * 0.3))
+                                     "it does not remove work)", time_ns(kt, low) * 0.3))
 
 
 def _merge(s: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -119,7 +119,7 @@ def nccl_not_overlapped(f: Facts) -> Finding | None:
         return None
     kt, total = f.kernels, f.total_ns
     assert kt is not None and total
-    comm = _cat_mask(kt, Category.COMMUNICATION)
+    comm = category_mask(kt, Category.COMMUNICATION)
     if not comm.any() or kt[Col.START_NS].isna().any():
         return None
     start = kt[Col.START_NS].to_numpy(dtype="int64")
@@ -144,7 +144,7 @@ def nccl_not_overlapped(f: Facts) -> Finding | None:
     if exposed_share < NCCL_EXPOSED_SHARE:
         return None
     overlap = 1 - exposed / comm_ns if comm_ns else None
-    top = _top_names(kt, comm, total)
+    top = top_names(kt, comm, total)
     return Finding(
         rule="nccl_not_overlapped",
         finding=f"Collective communication is not hidden behind compute: {exposed_share:.0%} of "

@@ -290,7 +290,7 @@ def test_rule_errors_are_notes_not_crashes() -> None:
 
 @pytest.mark.skipif(not MOE_TRACE.is_file(), reason="HF MoE trace not captured yet")
 def test_hf_moe_generate_top_advice_is_moe_dispatch() -> None:
-    from analyzers.advice.rules_kernels import _short
+    from analyzers.advice.kernel_select import short_name as _short
     from workbench.api.pipeline.analysis import analyze_paths
 
     analysis = analyze_paths([MOE_TRACE])[1]
