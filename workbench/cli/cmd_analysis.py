@@ -38,6 +38,8 @@ def register(sub: Any) -> None:
     diff.add_argument("--top", type=int, default=15, help="kernels to list (default 15)")
     diff.add_argument("--export", type=Path, metavar="FILE", help="write the diff as Markdown")
     diff.add_argument("--json", type=Path, metavar="FILE", help="the diff as JSON ('-' = stdout)")
+    diff.add_argument("--csv", type=Path, metavar="FILE",
+                      help="kernel deltas per profiled step as CSV ('-' = stdout)")
     diff.set_defaults(handler=cmd_diff)
 
     cal = sub.add_parser(
@@ -59,7 +61,7 @@ def register(sub: Any) -> None:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     from workbench.api.diff import check_gate, diff_targets
-    from workbench.api.export import diff_json, diff_markdown
+    from workbench.api.export import diff_csv, diff_json, diff_markdown
 
     if args.fail_on_regression is not None and args.fail_on_regression < 0:
         raise WorkbenchError("--fail-on-regression must be >= 0", "e.g. --fail-on-regression 5")
@@ -70,7 +72,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
         print(f"diff written to {args.export}", file=sys.stderr)
     if args.json:
         write_output(args.json, diff_json(result))
-    if not to_stdout(args.json):
+    if args.csv:
+        write_output(args.csv, diff_csv(result))
+    if not to_stdout(args.json) and not to_stdout(args.csv):
         sys.stdout.write(term_text(text))
     if args.fail_on_regression is None:
         return EXIT_OK

@@ -135,7 +135,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from workbench.api.analysis import analyze_session
-    from workbench.api.export import session_json, session_markdown
+    from workbench.api.export import session_csv, session_json, session_markdown
     from workbench.api.sessions import get_session, open_store
 
     store = open_store(args.home)
@@ -143,10 +143,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     analysis = analyze_session(store, record)
     if args.json:
         write_output(args.json, session_json(record, analysis))
+    if getattr(args, "csv", None):
+        write_output(args.csv, session_csv(analysis))
     if args.export:
         write_output(args.export, session_markdown(record, analysis, args.export))
         print(f"report written to {args.export}", file=sys.stderr)
-    elif not args.json:
+    elif not args.json and not getattr(args, "csv", None):
         sys.stdout.write(term_text(session_markdown(record, analysis)))
     return EXIT_OK
 

@@ -134,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("id")
     report.add_argument("--export", type=Path, metavar="FILE", help="Markdown file (default: stdout)")
     report.add_argument("--json", type=Path, metavar="FILE", help="analysis as JSON ('-' = stdout)")
+    report.add_argument("--csv", type=Path, metavar="FILE",
+                        help="one row per kernel name as CSV ('-' = stdout)")
 
     analyze = sub.add_parser(
         "analyze", help="analyze a trace or report another program produced",
