@@ -76,3 +76,18 @@ def test_profiler_defaults_come_from_one_place(profiler: str, repeat: int, warmu
     assert (spec.repeat, spec.warmup) == (repeat, warmup)
     given = check_spec(build_spec(profiler=profiler, repeat=3, warmup=0), NO_GPU)
     assert (given.repeat, given.warmup) == (3, 0)
+
+
+def test_rerun_takes_the_stored_configuration(h200_home: Path) -> None:
+    from tests.conftest import H200_RUNS
+    from workbench.api.runs import rerun_spec
+    from workbench.api.sessions import get_session, open_store
+
+    record = get_session(open_store(h200_home), H200_RUNS["best"])
+    again = rerun_spec(record)
+    assert again == record.spec and again is not record.spec
+    assert (again.preset, again.layers[-1], again.profiler) == ("llama-3.1-8b", "L5-gemv",
+                                                                 "torch")
+    record.spec = None  # an analysis of artifacts from elsewhere: nothing to run again
+    with pytest.raises(WorkbenchError, match="no configuration to run again"):
+        rerun_spec(record)

@@ -116,7 +116,9 @@ def check_params(spec: RunSpec) -> None:
 def run(spec: RunSpec, store: SessionStore, on_event: EventSink | None = None,
         cancel: threading.Event | None = None, probe: DeviceProbe | None = None) -> RunRecord:
     """Check ``spec`` (nothing is stored when it is bad), then run it: blocks until the child
-    ends; progress events go to ``on_event`` on this thread; returns the stored record."""
+    ends; progress events go to ``on_event`` on this thread; returns the stored record.
+    ``cancel``: set it from any thread (a key in the app, a signal in the CLI) and the child is
+    stopped (SIGINT, then SIGKILL of its process group) and recorded as cancelled."""
     from profilers.runner import run as run_child
 
     return run_child(check_spec(spec, probe), store, on_event=on_event, cancel=cancel)
