@@ -11,10 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from profilers.parsers.schema import Col
+
 
 def _durations(kt: pd.DataFrame) -> np.ndarray:
     """dur_ns as int64 (a missing duration adds nothing to any total)."""
-    return kt["dur_ns"].to_numpy(dtype="int64", na_value=0)
+    return kt[Col.DUR_NS].to_numpy(dtype="int64", na_value=0)
 
 
 def _shares(total_ns: pd.Series, grand_total: int) -> pd.Series:
@@ -33,7 +35,7 @@ def _sum_by_codes(codes: np.ndarray, dur: np.ndarray) -> pd.DataFrame:
 
 def category_breakdown(kt: pd.DataFrame) -> pd.DataFrame:
     """category, count, total_ns, share."""
-    cat = kt["category"].astype("category")
+    cat = kt[Col.CATEGORY].astype("category")
     agg = _sum_by_codes(np.asarray(cat.cat.codes), _durations(kt))
     labels = np.asarray(cat.cat.categories, dtype=object)
     agg["category"] = [labels[c] if c >= 0 else None for c in agg.index]
@@ -47,11 +49,11 @@ def kernel_breakdown(kt: pd.DataFrame, top: int | None = None) -> pd.DataFrame:
 
     ``share`` is relative to the whole table, also when ``top`` cuts the list.
     """
-    names = kt["name"].astype("category")
+    names = kt[Col.NAME].astype("category")
     codes = np.asarray(names.cat.codes)
     dur = _durations(kt)
     frame = pd.DataFrame({"code": codes, "dur": dur,
-                          "category": kt["category"].astype("category").cat.codes.to_numpy()})
+                          "category": kt[Col.CATEGORY].astype("category").cat.codes.to_numpy()})
     grouped = frame.groupby("code", sort=False)
     out = pd.DataFrame({
         "count": grouped.size().astype("int64"),
@@ -59,7 +61,7 @@ def kernel_breakdown(kt: pd.DataFrame, top: int | None = None) -> pd.DataFrame:
         "cat_code": grouped["category"].first(),
     })
     # Quantiles of the real durations only (missing ones would drag them to 0).
-    valid = kt["dur_ns"].notna().to_numpy()
+    valid = kt[Col.DUR_NS].notna().to_numpy()
     quant = frame[valid].groupby("code", sort=False)["dur"].quantile([0.5, 0.99]).unstack()
     valid_counts = frame[valid].groupby("code", sort=False).size()
     out["mean_ns"] = out["total_ns"] / valid_counts.reindex(out.index)
@@ -70,7 +72,7 @@ def kernel_breakdown(kt: pd.DataFrame, top: int | None = None) -> pd.DataFrame:
     if top is not None:
         out = out.head(top)
     labels = np.asarray(names.cat.categories, dtype=object)
-    cat_labels = np.asarray(kt["category"].astype("category").cat.categories, dtype=object)
+    cat_labels = np.asarray(kt[Col.CATEGORY].astype("category").cat.categories, dtype=object)
     out.insert(0, "name", [labels[c] if c >= 0 else None for c in out.index])
     out.insert(1, "category", [cat_labels[c] if c >= 0 else None for c in out["cat_code"]])
     out["share"] = _shares(out["total_ns"], grand)
@@ -83,10 +85,10 @@ def kernel_breakdown(kt: pd.DataFrame, top: int | None = None) -> pd.DataFrame:
 def op_breakdown(kt: pd.DataFrame) -> pd.DataFrame:
     """op_name (parent CPU op; None = kernels with no known parent), count, kernels (distinct
     kernel names), total_ns, share."""
-    codes, uniques = pd.factorize(kt["op_name"], use_na_sentinel=True)
+    codes, uniques = pd.factorize(kt[Col.OP_NAME], use_na_sentinel=True)
     dur = _durations(kt)
     frame = pd.DataFrame({"code": codes, "dur": dur,
-                          "name": np.asarray(kt["name"].astype("category").cat.codes)})
+                          "name": np.asarray(kt[Col.NAME].astype("category").cat.codes)})
     grouped = frame.groupby("code", sort=False)
     out = pd.DataFrame({
         "count": grouped.size().astype("int64"),
@@ -116,12 +118,12 @@ def unattributed_reason(kt: pd.DataFrame) -> str | None:
         return None
     dur = _durations(kt)
     total = int(dur.sum())
-    orphan = kt["op_name"].isna().to_numpy()
+    orphan = kt[Col.OP_NAME].isna().to_numpy()
     if total <= 0 or dur[orphan].sum() < UNATTRIBUTED_SHARE * total:
         return None
-    corr = kt["correlation"]
+    corr = kt[Col.CORRELATION]
     replayed = orphan & corr.notna().to_numpy() & corr.duplicated(keep=False).to_numpy()
-    compiled = orphan & kt["name"].astype(str).str.startswith("triton_").to_numpy()
+    compiled = orphan & kt[Col.NAME].astype(str).str.startswith("triton_").to_numpy()
     causes = []
     if replayed.any():
         causes.append(f"kernels replayed from CUDA graphs ({int(corr[replayed].nunique())} "
@@ -139,8 +141,8 @@ def unattributed_reason(kt: pd.DataFrame) -> str | None:
 
 def stream_breakdown(kt: pd.DataFrame) -> pd.DataFrame:
     """device, stream, count, total_ns, share (device/stream <NA> where unknown)."""
-    dev = kt["device"].to_numpy(dtype="int64", na_value=-1)
-    stream = kt["stream"].to_numpy(dtype="int64", na_value=-1)
+    dev = kt[Col.DEVICE].to_numpy(dtype="int64", na_value=-1)
+    stream = kt[Col.STREAM].to_numpy(dtype="int64", na_value=-1)
     # One integer key per (device, stream) pair, missing ones (-1) included.
     span = int(stream.max()) + 2 if len(stream) else 1
     codes, uniques = pd.factorize((dev + 1) * span + (stream + 1))

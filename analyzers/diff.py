@@ -31,11 +31,12 @@ import pandas as pd
 from analyzers.breakdown import category_breakdown, kernel_breakdown
 from analyzers.diff_comparability import Comparability, assess
 from analyzers.summary import RunSummary, as_record_dict, number, run_summary
+from profilers.parsers.schema import Col
+from workloads.spec import replays_kernels
 
 VERDICTS = ("improved", "regressed", "within noise", "identical", "inconclusive",
             "not comparable")
 # Profilers that serialize and replay kernels: the latency measured under them is no timing.
-REPLAYING_PROFILERS = ("ncu", "nsys")
 EXIT_OK, EXIT_REGRESSED, EXIT_NOT_COMPARABLE, EXIT_UNDECIDED = 0, 1, 2, 3
 
 
@@ -182,7 +183,7 @@ def timed(record: dict[str, Any]) -> bool:
     spec = record.get("spec") or {}
     median = number(((record.get("metrics") or {}).get("latency_ms") or {}).get("median"))
     return (median is not None and record.get("kind", "run") == "run"
-            and spec.get("profiler") not in REPLAYING_PROFILERS)
+            and not replays_kernels(spec.get("profiler")))
 
 
 @dataclass(frozen=True)
@@ -202,8 +203,8 @@ def compared_figure(da: dict[str, Any], db: dict[str, Any], sa: RunSummary, sb: 
         return _Figure("latency median", sa.latency_median_ms, sb.latency_median_ms, False)
     if kt_a is not None and kt_b is not None and len(kt_a) and len(kt_b):
         per_step = bool(steps_a and steps_b)
-        total_a = float(kt_a["dur_ns"].sum()) / 1e6 / (steps_a if per_step and steps_a else 1.0)
-        total_b = float(kt_b["dur_ns"].sum()) / 1e6 / (steps_b if per_step and steps_b else 1.0)
+        total_a = float(kt_a[Col.DUR_NS].sum()) / 1e6 / (steps_a if per_step and steps_a else 1.0)
+        total_b = float(kt_b[Col.DUR_NS].sum()) / 1e6 / (steps_b if per_step and steps_b else 1.0)
         untimed = [side for side, d in (("baseline", da), ("candidate", db)) if not timed(d)]
         who = "neither side has" if len(untimed) == 2 else f"the {untimed[0]} has"
         why = (f"{who} a timing (an artifact, or a run under a replaying profiler): "

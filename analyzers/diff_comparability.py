@@ -24,11 +24,14 @@ from typing import Any
 
 import pandas as pd
 
+from profilers.parsers.schema import Col
+
 MIN_SCORE = 0.5  # nsys-ai's MIN_COMPARABILITY_CONFIDENCE
 MIN_NAMES_FOR_OVERLAP = 5  # fewer distinct kernel names: the overlap says little (nsys-ai: 5)
 # Parameters that choose how a layer runs, not what the model or its inputs are.
 RUN_OPTION_PARAMS = frozenset({"mode", "unmet_layers", "compile_mode", "compile_prefill_mode",
-                               "fp8_scaling", "spec_k", "draft_layers", "kv_block"})
+                               "fp8_scaling", "spec_k", "draft_layers", "kv_block",
+                               "step_sleep_ms"})
 
 
 @dataclass(frozen=True)
@@ -83,8 +86,7 @@ def has_spec(record: dict[str, Any]) -> bool:
 def shape_of(record: dict[str, Any]) -> dict[str, Any]:
     """The model and input shape the run used: the child's resolved shape where it wrote one,
     else the spec's parameters without the run options."""
-    extra = _dict(record.get("extra"))
-    resolved = _dict(_dict(extra.get("extra")).get("shape"))
+    resolved = _dict(_dict(record.get("details")).get("shape"))
     if resolved:
         return dict(resolved)
     params = _dict(_dict(record.get("spec")).get("params"))
@@ -155,7 +157,7 @@ def _allowed(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 def profile_scope(record: dict[str, Any]) -> str | None:
     """What part of the step the kernel artifact covers when it is not the whole step
     (ncu's default: one decoder block)."""
-    scope = _dict(_dict(_dict(record.get("extra")).get("extra")).get("profile_scope"))
+    scope = _dict(_dict(record.get("details")).get("profile_scope"))
     what = scope.get("what")
     return str(what) if what and scope.get("scope") != "step" else None
 
@@ -175,8 +177,8 @@ def kernel_score(kt_a: pd.DataFrame | None, kt_b: pd.DataFrame | None,
     unit = " per step" if per_step else ""
     if ratio < MIN_SCORE:
         reasons.append(f"kernel launches{unit} differ: {na:,.0f} vs {nb:,.0f}")
-    names_a = set(kt_a["name"].astype(str).unique())
-    names_b = set(kt_b["name"].astype(str).unique())
+    names_a = set(kt_a[Col.NAME].astype(str).unique())
+    names_b = set(kt_b[Col.NAME].astype(str).unique())
     overlap = 1.0
     if len(names_a) > MIN_NAMES_FOR_OVERLAP and len(names_b) > MIN_NAMES_FOR_OVERLAP:
         shared = len(names_a & names_b)

@@ -1,7 +1,7 @@
 """Put HTA's numbers next to ours and say where, and by how much, they disagree (pure).
 
 Inputs: our RunAnalysis (KernelTable + TemporalProfile), the trace's runtime frame, and HTA's
-frames (sessions.hta_runner.HtaResult: temporal, idle, launch stats, kernel breakdown,
+frames (workbench.api.pipeline.hta_runner.HtaResult: temporal, idle, launch stats, kernel breakdown,
 overlap, plus the traces' ProfilerStep starts). A row's "why" claims only what it can show
 (analyzers.hta_replay recomputes HTA's figure from our exact table):
 - "HTA rounds each event inward to whole us" where ours, so rounded, equals HTA's figure, or
@@ -29,6 +29,7 @@ from analyzers.hta_replay import (
     last_step_starts,
     replay_hta,
 )
+from profilers.parsers.schema import Col, Kind
 
 AGREE_PCT = 0.1  # within this relative difference the two are said to agree
 NEAR_PCT = 0.1  # a replay this close to HTA's figure (and closer than ours) still explains it
@@ -137,7 +138,7 @@ def kernel_totals_vs_hta(kernels: pd.DataFrame, hta_kernels: pd.DataFrame,
                          replays: list[HtaReplay] | None = None) -> pd.DataFrame:
     """Per kernel name: our total and HTA's (us, summed over ranks), the difference, and which
     replay of HTA's reading (analyzers.hta_replay) reproduces HTA's figure exactly, if any."""
-    ours = kernels.groupby(kernels["name"].astype(str), observed=True)["dur_ns"].sum()
+    ours = kernels.groupby(kernels[Col.NAME].astype(str), observed=True)["dur_ns"].sum()
     ours = ours.astype("float64") / 1000.0
     col = _hta_sum_column(hta_kernels)
     theirs = hta_kernels.groupby(hta_kernels["name"].astype(str))[col].sum().astype("float64")
@@ -163,7 +164,7 @@ def _our_launches(kernels: pd.DataFrame, runtime: pd.DataFrame | None) -> int | 
     names = runtime["name"].astype("category")
     launch_names = [n for n in names.cat.categories if is_launch(str(n))]
     launch_corr = runtime.loc[names.isin(launch_names), "correlation"]
-    k = kernels.loc[kernels["kind"].astype(str) == "kernel", "correlation"].dropna()
+    k = kernels.loc[kernels[Col.KIND].astype(str) == Kind.KERNEL, Col.CORRELATION].dropna()
     return int(np.isin(k.to_numpy(dtype="int64"), launch_corr.dropna().to_numpy(dtype="int64")).sum())
 
 
@@ -221,8 +222,8 @@ def compare_with_hta(kernels: pd.DataFrame, temporal: Any, runtime: pd.DataFrame
                          "analysis above is ours and complete; only the cross-check is missing.")
         return out
     replays = replay_hta(kernels, runtime, last_step_starts(getattr(hta, "step_starts_ns", None)))
-    n_events = int(kernels["dur_ns"].notna().sum()) if len(kernels) else 0
-    ours_total_us = float(kernels["dur_ns"].sum()) / 1000.0 if len(kernels) else None
+    n_events = int(kernels[Col.DUR_NS].notna().sum()) if len(kernels) else 0
+    ours_total_us = float(kernels[Col.DUR_NS].sum()) / 1000.0 if len(kernels) else None
     hta_total = None
     if hta.kernels is not None and len(hta.kernels):
         hta_total = _frame_sum(hta.kernels, _hta_sum_column(hta.kernels))

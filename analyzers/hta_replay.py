@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from profilers.parsers.schema import Col
+
 # The runtime calls HTA's launch statistics count (hta/analyzers/cuda_kernel_analysis.py).
 HTA_LAUNCH_APIS = frozenset({"cudaLaunchKernel", "cudaLaunchKernelExC", "cudaMemcpyAsync",
                              "cudaMemsetAsync"})
@@ -76,8 +78,8 @@ def _rank_keys(frame: pd.DataFrame) -> np.ndarray:
 
 def _variant(variant: str, kernels: pd.DataFrame, keep: np.ndarray, runtime_kept: pd.DataFrame | None,
              ranks: np.ndarray) -> HtaReplay:
-    start = kernels["start_ns"].to_numpy(dtype=np.int64, na_value=0)
-    end = start + kernels["dur_ns"].to_numpy(dtype=np.int64, na_value=0)
+    start = kernels[Col.START_NS].to_numpy(dtype=np.int64, na_value=0)
+    end = start + kernels[Col.DUR_NS].to_numpy(dtype=np.int64, na_value=0)
     a, b = _ceil_us(start), end // 1000
     a, b, r = a[keep], b[keep], ranks[keep]
     busy: list[int] = []
@@ -89,7 +91,7 @@ def _variant(variant: str, kernels: pd.DataFrame, keep: np.ndarray, runtime_kept
     launches = None
     if runtime_kept is not None:
         launches = int(runtime_kept["name"].astype(str).isin(HTA_LAUNCH_APIS).sum())
-    names = kernels["name"].astype(str).to_numpy()[keep]
+    names = kernels[Col.NAME].astype(str).to_numpy()[keep]
     per_name = pd.Series(b - a, index=names).groupby(level=0, sort=False).sum()
     return HtaReplay(variant, int(keep.sum()), len(kernels), int((b - a).sum()), sum(busy),
                      sum(window), launches, per_name, tuple(busy), tuple(window))
@@ -100,7 +102,7 @@ def replay_hta(kernels: pd.DataFrame, runtime: pd.DataFrame | None,
     """HTA's figures under inward rounding alone, and (where ``last_step_start_ns`` gives the
     start of the last ProfilerStep per rank, the trace having two or more steps) with only the
     activities HTA keeps. Rows with a missing start or duration are left out."""
-    ok = kernels["start_ns"].notna().to_numpy() & kernels["dur_ns"].notna().to_numpy()
+    ok = kernels[Col.START_NS].notna().to_numpy() & kernels[Col.DUR_NS].notna().to_numpy()
     table = kernels.loc[ok]
     ranks = _rank_keys(table)
     if not len(table):

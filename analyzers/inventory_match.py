@@ -35,15 +35,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from profilers.parsers.schema import Category, Col
 from workloads.inventory_format import Inventory
 
-ANCHOR_KINDS = ("gemm", "attention")
+# Kernel categories that anchor the match; the inventory names its ops by the same words.
+ANCHOR_KINDS = (Category.GEMM, Category.ATTENTION)
 # Inductor's fused element-wise kernels (whatever ops their names list), and the argument set-up
 # kernel torch._grouped_mm launches before each grouped GEMM: GEMM-named, not GEMMs.
 _NOT_ANCHOR = re.compile(r"^triton_(poi|red|per)_|prepare_grouped_gemm_data")
 _AUX = re.compile(r"splitkreduce|splitk_reduce|reduce_kernel|combine", re.I)
 _MAX_ANCHORS = 2_000_000  # beyond this the O(steps x anchors) search is not attempted
-_CODE = {"gemm": 1, "attention": 2}
+_CODE = {Category.GEMM: 1, Category.ATTENTION: 2}
 
 
 @dataclass
@@ -93,8 +95,8 @@ def totals_note(totals: dict[str, dict[str, float | None]]) -> str:
 
 
 def anchor_classes(kernels: pd.DataFrame) -> np.ndarray:
-    names = kernels["name"]
-    cats = kernels["category"].astype("object").to_numpy()
+    names = kernels[Col.NAME]
+    cats = kernels[Col.CATEGORY].astype("object").to_numpy()
     codes = names.cat.codes.to_numpy() if hasattr(names, "cat") else None
     if codes is None:
         return np.array([kernel_anchor_class(str(n), c) for n, c in zip(names, cats, strict=True)],
@@ -178,12 +180,12 @@ def match_inventory(kernels: pd.DataFrame, inventory: Inventory,
     if len(inv_anchor_pos) == 0:
         notes.append("the inventory has no GEMM or attention op to anchor the kernels on")
         return result
-    start = kernels["start_ns"].to_numpy(dtype="float64", na_value=np.nan)
-    dur = kernels["dur_ns"].to_numpy(dtype="float64", na_value=np.nan)
+    start = kernels[Col.START_NS].to_numpy(dtype="float64", na_value=np.nan)
+    dur = kernels[Col.DUR_NS].to_numpy(dtype="float64", na_value=np.nan)
     order = np.argsort(np.where(np.isnan(start), np.inf, start), kind="stable")
     order = order[~np.isnan(start[order])]
     classes = anchor_classes(kernels)[order]
-    names = kernels["name"].astype("object").to_numpy()[order]
+    names = kernels[Col.NAME].astype("object").to_numpy()[order]
     inv_has_attention = any(inventory.op(int(i)).get("kind") == "attention" for i in inv_anchor_pos)
     if not inv_has_attention and (classes == "attention").any():
         # An inventory that recorded no attention op (one written before it knew a custom

@@ -32,6 +32,7 @@ from analyzers.inventory_match import (
     aux_kernel_cost,
     match_inventory,
 )
+from profilers.parsers.schema import Col
 from workloads.inventory_format import decode
 from workloads.op_cost import Arg, OpCost, TensorArg, dtype_bytes, op_cost
 
@@ -44,7 +45,7 @@ def attach_kernel_costs(kernels: pd.DataFrame, ops: pd.DataFrame | None = None,
                         ) -> tuple[pd.DataFrame, list[str], InventoryMatch | None]:
     """A copy of ``kernels`` with the cost columns filled; notes; the inventory match (or None).
 
-    ``inventory``: the run's stored inventory payload (result.json ``extra.inventory``), if any.
+    ``inventory``: the run's stored inventory payload (result.json ``details.inventory``), if any.
     """
     out = kernels.copy()
     n = len(out)
@@ -99,7 +100,7 @@ def _match_per_rank(kernels: pd.DataFrame, inventory: Any,
                     ) -> InventoryMatch:
     """Each rank's kernels are their own launch sequence (a multi-rank trace interleaves them
     in time); ranks of one run execute the same ops, so each matches the one inventory."""
-    ranks = kernels["rank"].to_numpy(dtype="float64", na_value=np.nan)
+    ranks = kernels[Col.RANK].to_numpy(dtype="float64", na_value=np.nan)
     values = np.unique(ranks[~np.isnan(ranks)])
     if len(values) <= 1:
         match = match_inventory(kernels, inventory, step_windows)
@@ -117,13 +118,13 @@ def _match_per_rank(kernels: pd.DataFrame, inventory: Any,
 
 
 def _coverage(kernels: pd.DataFrame) -> str | None:
-    dur = kernels["dur_ns"].to_numpy(dtype="float64", na_value=0.0)
+    dur = kernels[Col.DUR_NS].to_numpy(dtype="float64", na_value=0.0)
     total = dur.sum()
     if total <= 0:
         return None  # no kernels (a CPU run): nothing to say
-    by = kernels["cost_source"].astype("object").to_numpy()
-    f_known = kernels["flops"].notna().to_numpy()
-    b_known = kernels["dram_bytes"].notna().to_numpy()
+    by = kernels[Col.COST_SOURCE].astype("object").to_numpy()
+    f_known = kernels[Col.FLOPS].notna().to_numpy()
+    b_known = kernels[Col.DRAM_BYTES].notna().to_numpy()
     parts = [f"{s} {dur[by == s].sum() / total:.0%}" for s in dict.fromkeys(by) if pd.notna(s)]
     return (f"FLOPs known for {dur[f_known].sum() / total:.1%} of kernel time, bytes for "
             f"{dur[b_known].sum() / total:.1%}" + (f" ({', '.join(parts)})" if parts else ""))
@@ -175,7 +176,7 @@ def _kernel_op_rows(kernels: pd.DataFrame, ops: pd.DataFrame, runtime: pd.DataFr
                     ) -> np.ndarray:
     """Row of each kernel's parent op (-1 if none): kernel correlation -> the runtime call's
     External id -> the op with that External id (the innermost op that launched it)."""
-    corr = kernels["correlation"].to_numpy(dtype="float64", na_value=np.nan)
+    corr = kernels[Col.CORRELATION].to_numpy(dtype="float64", na_value=np.nan)
     rt = runtime[runtime["correlation"].notna() & runtime["external_id"].notna()]
     rt_ext = pd.Series(rt["external_id"].to_numpy(dtype="int64"),
                        index=rt["correlation"].to_numpy(dtype="int64"))
@@ -210,7 +211,7 @@ def op_shape_costs(kernels: pd.DataFrame, ops: pd.DataFrame, runtime: pd.DataFra
         return flops, nbytes
     used, pos = np.unique(rows[linked], return_inverse=True)
     op_cost_rows = _op_costs(ops, used)  # per used op: flops, bytes, aux flops, aux bytes, anchor
-    dur = np.nan_to_num(kernels["dur_ns"].to_numpy(dtype="float64", na_value=np.nan))[linked]
+    dur = np.nan_to_num(kernels[Col.DUR_NS].to_numpy(dtype="float64", na_value=np.nan))[linked]
     classes = anchor_classes(kernels)[linked]
     is_main = np.isin(classes, ANCHOR_KINDS)
     is_aux = classes == "aux"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from workloads.spec import replays_kernels
+
 DEFAULT_TORCH_PROFILE_STEPS = 3  # workloads/run.py DEFAULT_PROFILE_STEPS (no torch import here)
 
 
@@ -18,7 +20,7 @@ def profiled_steps(record: dict[str, Any]) -> float | None:
         steps = options.get("steps", DEFAULT_TORCH_PROFILE_STEPS)
         ok = isinstance(steps, (int, float)) and not isinstance(steps, bool) and steps > 0
         return float(steps) if ok else None
-    if profiler in ("ncu", "nsys"):
+    if replays_kernels(profiler):
         repeat = spec.get("repeat")
         return float(repeat) if isinstance(repeat, int) and repeat > 0 else None
     return None

@@ -31,8 +31,9 @@ import pandas as pd
 from analyzers.ceilings import PRECISIONS, Ceilings, spec_ceilings
 from analyzers.grouping import group_mode
 from analyzers.ncu_counters import read_counters
+from profilers.parsers.schema import Category, Col
 
-TENSOR_CATEGORIES = ("gemm", "attention")
+TENSOR_CATEGORIES = (Category.GEMM, Category.ATTENTION)
 _FP8_RE = re.compile(r"e4m3|e5m2|fp8|float8|qgmma|_f8", re.I)
 _TF32_RE = re.compile(r"tf32|xf32", re.I)
 _FP32 = PRECISIONS.index("fp32")
@@ -96,7 +97,7 @@ def _cat(codes: np.ndarray, categories: tuple[str, ...] | list[str]) -> pd.Categ
 
 def _name_codes(kt: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Integer code per row and the distinct names (the table's categorical when it has one)."""
-    names = kt["name"]
+    names = kt[Col.NAME]
     cat = names.array if isinstance(names.dtype, pd.CategoricalDtype) else pd.Categorical(names)
     return np.asarray(cat.codes, dtype=np.int64), np.asarray(cat.categories, dtype=object)
 
@@ -117,13 +118,13 @@ def _cost_origin(kt: pd.DataFrame, n: int) -> np.ndarray:
     """Code into COST_SOURCES of where the table's own flops/dram_bytes came from: its
     ``cost_source`` column where present, else with_flops for torch rows and op shapes for
     the rest (the only ways a caller fills them without that column)."""
-    source = kt["source"].astype("category").array
+    source = kt[Col.SOURCE].astype("category").array
     torch_rows = np.asarray(source.categories == "torch")[np.asarray(source.codes)]
     inferred = np.where(torch_rows & (np.asarray(source.codes) >= 0),
                         COST_SOURCES.index("with_flops"), COST_SOURCES.index("op_shapes"))
     if "cost_source" not in kt.columns:
         return inferred.astype(np.int64)
-    given = kt["cost_source"].astype("category").array
+    given = kt[Col.COST_SOURCE].astype("category").array
     lookup = np.array([COST_SOURCES.index(c) if c in COST_SOURCES else -1
                        for c in given.categories] + [-1], dtype=np.int64)
     codes = lookup[np.asarray(given.codes, dtype=np.int64)]  # code -1 picks the trailing -1
@@ -165,10 +166,10 @@ def roofline(kt: pd.DataFrame, ceilings: Ceilings, metrics: pd.DataFrame | None 
     if metrics is not None and len(metrics) != n:
         raise ValueError("metrics rows must align with the kernel table rows")
     codes, unique_names = _name_codes(kt)
-    category = kt["category"].astype("category").array
-    dur = kt["dur_ns"].to_numpy(dtype="float64", na_value=np.nan)
-    kt_flops = kt["flops"].to_numpy(dtype="float64", na_value=np.nan)
-    kt_bytes = kt["dram_bytes"].to_numpy(dtype="float64", na_value=np.nan)
+    category = kt[Col.CATEGORY].astype("category").array
+    dur = kt[Col.DUR_NS].to_numpy(dtype="float64", na_value=np.nan)
+    kt_flops = kt[Col.FLOPS].to_numpy(dtype="float64", na_value=np.nan)
+    kt_bytes = kt[Col.DRAM_BYTES].to_numpy(dtype="float64", na_value=np.nan)
     origin = _cost_origin(kt, n)
     ncu = COST_SOURCES.index("ncu")
 
@@ -337,7 +338,7 @@ def kernel_rows(a: dict[str, np.ndarray], unique_names: np.ndarray, kt: pd.DataF
         bps = np.where(bytes_known_ns > 0, nbytes / (bytes_known_ns * 1e-9), np.nan)
         cover_f = np.where(total_ns > 0, flops_known_ns / total_ns, np.nan)
         cover_b = np.where(total_ns > 0, bytes_known_ns / total_ns, np.nan)
-    category = kt["category"].astype("category")
+    category = kt[Col.CATEGORY].astype("category")
     cat_codes = np.asarray(category.cat.codes, dtype=np.int64)
     cat_codes = cat_codes if valid.all() else cat_codes[valid]
     cat_mode = group_mode(codes, cat_codes, dur, groups)
@@ -405,8 +406,3 @@ def step_placement(a: dict[str, np.ndarray], ceilings: Ceilings,
 def points_frame(result: Roofline) -> pd.DataFrame:
     """The per-launch placement (one row per KernelTable row)."""
     return result.launches
-
-
-def kernels_frame(result: Roofline) -> pd.DataFrame:
-    """The per-kernel table (one row per kernel name, by total time)."""
-    return result.kernels

@@ -25,6 +25,7 @@ from analyzers.roofline import roofline
 from analyzers.sol_budget import SolBudget, sol_budget
 from analyzers.step_timeline import step_timeline
 from analyzers.temporal import temporal_profile
+from profilers.parsers.schema import Col
 
 
 @dataclass
@@ -52,9 +53,9 @@ class RunAnalysis:
 
     @property
     def kernel_total_ns(self) -> int | None:
-        if self.kernels is None or (len(self.kernels) and self.kernels["dur_ns"].isna().all()):
+        if self.kernels is None or (len(self.kernels) and self.kernels[Col.DUR_NS].isna().all()):
             return None  # kernels without any known duration: the total is unknown, not 0
-        return int(self.kernels["dur_ns"].sum())
+        return int(self.kernels[Col.DUR_NS].sum())
 
     @property
     def kernel_count(self) -> int:
@@ -64,7 +65,7 @@ class RunAnalysis:
         """GPU time by activity kind (kernel / memcpy / memset), exact ns."""
         if self.kernels is None or len(self.kernels) == 0:
             return {}
-        grouped = self.kernels.groupby(self.kernels["kind"].astype(str))["dur_ns"].sum(min_count=1)
+        grouped = self.kernels.groupby(self.kernels[Col.KIND].astype(str))["dur_ns"].sum(min_count=1)
         return {str(k): int(v) for k, v in grouped.items() if not pd.isna(v)}
 
 
@@ -87,15 +88,15 @@ def analyze_tables(source: str, kernels: pd.DataFrame, kernel_metrics: pd.DataFr
         analysis.notes.append("the artifact holds no GPU kernels"
                               + (" (a CPU run: see the CPU ops)" if analysis.cpu_ops is not None else ""))
         return analysis
-    if kernels["dur_ns"].isna().all():  # e.g. an ncu CSV without the duration metric
+    if kernels[Col.DUR_NS].isna().all():  # e.g. an ncu CSV without the duration metric
         analysis.notes.append("no GPU activity has a known duration: GPU time is unknown, not 0")
         return attach_advice(analysis)
     analysis.categories = category_breakdown(kernels)
     analysis.top_kernels = kernel_breakdown(kernels, top=top)
-    if kernels["op_name"].notna().any():
+    if kernels[Col.OP_NAME].notna().any():
         analysis.ops = op_breakdown(kernels)
     analysis.streams = stream_breakdown(kernels)
-    if kernels["start_ns"].notna().any():
+    if kernels[Col.START_NS].notna().any():
         analysis.temporal = temporal_profile(kernels, runtime=runtime)
     if ceilings is None:
         analysis.notes.append(f"no roofline: no ceilings known for device {device_name!r} "

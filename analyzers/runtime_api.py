@@ -1,12 +1,10 @@
-"""Host API calls by role — kernel launch, host-blocking synchronization, copy, memset — for
-every accelerator runtime a trace may hold: CUDA runtime and driver, ROCm/HIP, MTIA, Intel XPU.
+"""Host API calls by role — kernel launch, host-blocking synchronization — for every
+accelerator runtime a trace may hold: CUDA runtime and driver, ROCm/HIP, MTIA, Intel XPU.
 
 The one table every analysis asks (temporal, advice, the HTA comparison), so a ROCm trace's
 hipLaunchKernel counts as a launch wherever launches are counted. Names are matched exactly
-after dropping CUDA's per-thread / versioned suffixes (``_v2``, ``_ptsz``, ``_ptds``); copies
-and memsets also by prefix, since each runtime has a dozen variants (cudaMemcpy2DAsync,
-hipMemcpyDtoHAsync, ...). A synchronous copy (cudaMemcpy, hipMemcpy, hipMemcpyWithStream)
-is both a copy and a synchronization.
+after dropping CUDA's per-thread / versioned suffixes (``_v2``, ``_ptsz``, ``_ptds``). A
+synchronous copy (cudaMemcpy, hipMemcpy, hipMemcpyWithStream) is a synchronization.
 """
 
 from __future__ import annotations
@@ -45,11 +43,6 @@ SYNC_CALLS = frozenset({
     "urQueueFinish", "urEventWait", "zeCommandQueueSynchronize", "zeEventHostSynchronize",
 })
 
-_MEMCPY_PREFIXES = ("cudaMemcpy", "cuMemcpy", "hipMemcpy", "enqueueCommand memcpy",
-                    "urEnqueueUSMMemcpy", "zeCommandListAppendMemoryCopy")
-_MEMSET_PREFIXES = ("cudaMemset", "cuMemset", "hipMemset", "enqueueCommand memset",
-                    "urEnqueueUSMFill", "zeCommandListAppendMemoryFill")
-
 
 def _base(name: str) -> str:
     """The name without its ``_v2`` / ``_ptsz`` / ``_ptds`` suffixes (at most three: a loop,
@@ -74,25 +67,3 @@ def is_launch(name: str) -> bool:
 
 def is_sync(name: str) -> bool:
     return _base(name) in SYNC_CALLS
-
-
-def is_memcpy(name: str) -> bool:
-    return name.startswith(_MEMCPY_PREFIXES)
-
-
-def is_memset(name: str) -> bool:
-    return name.startswith(_MEMSET_PREFIXES)
-
-
-def api_roles(name: str) -> frozenset[str]:
-    """The roles of one API call name: a subset of {launch, sync, memcpy, memset}."""
-    roles = set()
-    if is_launch(name):
-        roles.add("launch")
-    if is_sync(name):
-        roles.add("sync")
-    if is_memcpy(name):
-        roles.add("memcpy")
-    if is_memset(name):
-        roles.add("memset")
-    return frozenset(roles)

@@ -18,6 +18,7 @@ import numpy as np
 from analyzers.ceilings import Ceilings
 from analyzers.grouping import group_mode
 from analyzers.layer_choice import has_remedy, layer_for
+from profilers.parsers.schema import Category, Col
 
 if TYPE_CHECKING:  # readers of the types (the app, the advice) need not load pandas
     import pandas as pd
@@ -101,9 +102,9 @@ def _remedies(category: str | None, bound: str | None, pct: float | None,
               precision: str | None) -> tuple[str, ...]:
     """What addresses a kernel's lost time, in order of preference (REMEDY_LAYERS keys)."""
     near = pct is not None and pct >= NEAR_ROOF_PCT
-    if category == "attention":
+    if category == Category.ATTENTION:
         return ("fp8_kv",) if near and bound == "memory" else ("attention_kernel",)
-    if category == "gemm":
+    if category == Category.GEMM:
         if precision == "fp32":
             return ("precision",)
         if precision == "fp8":
@@ -111,9 +112,9 @@ def _remedies(category: str | None, bound: str | None, pct: float | None,
         if bound == "memory" and not near:
             return ("gemv", "fp8_weights")
         return ("fp8_weights",)
-    if category in ("elementwise", "norm", "reduction"):
+    if category in (Category.ELEMENTWISE, Category.NORM, Category.REDUCTION):
         return ("compile_fusion",)
-    if category == "moe_dispatch":
+    if category == Category.MOE_DISPATCH:
         return ("grouped_experts",)
     return ()
 
@@ -163,15 +164,15 @@ def sol_budget(launches: pd.DataFrame, timeline: StepTimeline, ceilings: Ceiling
     "unknown" line at its measured time (nothing claimed recoverable, never counted as 0)."""
     steps = max(timeline.steps, 1)
     inside = timeline.in_step
-    dur = launches["dur_ns"].to_numpy(dtype="float64")
+    dur = launches[Col.DUR_NS].to_numpy(dtype="float64")
     measured = timeline.inside_ns.astype("float64")
     with np.errstate(divide="ignore", invalid="ignore"):
         scale = np.where(dur > 0, measured / dur, 0.0)  # the part of a launch inside its step
     sol = launches["sol_ns"].to_numpy(dtype="float64") * scale
     known = inside & ~np.isnan(sol)
     unknown = inside & np.isnan(sol)
-    codes = np.asarray(launches["name"].array.codes, dtype=np.int64)
-    names = np.asarray(launches["name"].array.categories, dtype=object)
+    codes = np.asarray(launches[Col.NAME].array.codes, dtype=np.int64)
+    names = np.asarray(launches[Col.NAME].array.categories, dtype=object)
     groups = len(names)
 
     def per_name(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -180,12 +181,12 @@ def sol_budget(launches: pd.DataFrame, timeline: StepTimeline, ceilings: Ceiling
     k_measured = per_name(measured, known)
     k_sol = per_name(sol, known)
     k_count = np.bincount(codes[known], minlength=groups)
-    k_flops = per_name(launches["flops"].to_numpy(dtype="float64") * scale, known)
-    k_bytes = per_name(launches["dram_bytes"].to_numpy(dtype="float64") * scale, known)
+    k_flops = per_name(launches[Col.FLOPS].to_numpy(dtype="float64") * scale, known)
+    k_bytes = per_name(launches[Col.DRAM_BYTES].to_numpy(dtype="float64") * scale, known)
     bound_codes = np.asarray(launches["bound"].array.codes, dtype=np.int64)
     prec_codes = np.asarray(launches["precision"].array.codes, dtype=np.int64)
-    cost_codes = np.asarray(launches["cost_source"].array.codes, dtype=np.int64)
-    cat = launches["category"].astype("category")
+    cost_codes = np.asarray(launches[Col.COST_SOURCE].array.codes, dtype=np.int64)
+    cat = launches[Col.CATEGORY].astype("category")
     cat_codes = np.asarray(cat.array.codes, dtype=np.int64)
     sel = known
     k_bound = group_mode(codes[sel], bound_codes[sel], measured[sel], groups)
@@ -194,7 +195,7 @@ def sol_budget(launches: pd.DataFrame, timeline: StepTimeline, ceilings: Ceiling
     k_cat = group_mode(codes[inside], cat_codes[inside], measured[inside], groups)
     bounds = list(launches["bound"].array.categories)
     precs = list(launches["precision"].array.categories)
-    costs = list(launches["cost_source"].array.categories)
+    costs = list(launches[Col.COST_SOURCE].array.categories)
     cats = list(cat.array.categories)
 
     def label(values: list[str], code: int) -> str | None:

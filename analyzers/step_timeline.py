@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from profilers.parsers.schema import Col
+
 # The first profiled step carries the profiler's start-up (buffer requests inflate its host
 # time); when its events say so (Kineto "overhead") that time is removed, else a first step
 # this much longer than the others' median is left out.
@@ -136,10 +138,6 @@ def _covered(bs: np.ndarray, be: np.ndarray, t: np.ndarray) -> np.ndarray:
     return np.where(k >= 0, cum[np.maximum(k, 0)] + inside, 0)
 
 
-def _overlap(a0: np.ndarray, a1: np.ndarray, bs: np.ndarray, be: np.ndarray) -> int:
-    return int((_covered(bs, be, a1) - _covered(bs, be, a0)).sum())
-
-
 def _span_segments(s: np.ndarray, e: np.ndarray) -> np.ndarray:
     """Without step ranges: starts of the activity span's segments, split at idle stretches
     longer than all GPU work together. No step idles longer than everything it computes in one
@@ -153,9 +151,9 @@ def _span_segments(s: np.ndarray, e: np.ndarray) -> np.ndarray:
 
 def _busiest(kt: pd.DataFrame) -> tuple[np.ndarray, int | None, int | None, list[str]]:
     """Rows of the device (and rank) with the most activity time."""
-    dur = kt["dur_ns"].to_numpy(dtype="float64", na_value=0.0)
-    dev = kt["device"].to_numpy(dtype="int64", na_value=-1)
-    rank = kt["rank"].to_numpy(dtype="int64", na_value=-1)
+    dur = kt[Col.DUR_NS].to_numpy(dtype="float64", na_value=0.0)
+    dev = kt[Col.DEVICE].to_numpy(dtype="int64", na_value=-1)
+    rank = kt[Col.RANK].to_numpy(dtype="int64", na_value=-1)
     keys = rank * (1 << 20) + (dev + 1)
     uniq, inv = np.unique(keys, return_inverse=True)
     if len(uniq) <= 1:
@@ -172,8 +170,8 @@ def step_timeline(kt: pd.DataFrame, annotations: pd.DataFrame | None = None,
                   ops: pd.DataFrame | None = None,
                   runtime: pd.DataFrame | None = None) -> StepTimeline | None:
     """The steps' decomposition; None when no activity has a start time."""
-    start_all = kt["start_ns"].to_numpy(dtype="float64", na_value=np.nan)
-    dur_all = kt["dur_ns"].to_numpy(dtype="float64", na_value=np.nan)
+    start_all = kt[Col.START_NS].to_numpy(dtype="float64", na_value=np.nan)
+    dur_all = kt[Col.DUR_NS].to_numpy(dtype="float64", na_value=np.nan)
     mine, device, rank, notes = _busiest(kt)
     ok = mine & ~np.isnan(start_all) & ~np.isnan(dur_all) & (dur_all >= 0)
     if not ok.any():
@@ -288,7 +286,7 @@ def _decompose(kt: pd.DataFrame, rows: np.ndarray, s: np.ndarray, e: np.ndarray,
 
     launch_gap: int | None = None
     if runtime is not None and len(runtime) and "correlation" in kt.columns and len(g0):
-        corr_k = kt["correlation"].to_numpy(dtype="float64", na_value=np.nan)[gap_next]
+        corr_k = kt[Col.CORRELATION].to_numpy(dtype="float64", na_value=np.nan)[gap_next]
         corr_rt = runtime["correlation"].to_numpy(dtype="float64", na_value=np.nan)
         rt_start = runtime["start_ns"].to_numpy(dtype="float64", na_value=np.nan)
         has_corr = ~np.isnan(corr_rt) & ~np.isnan(rt_start)

@@ -12,6 +12,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from workloads.stats import percentile
+
 
 @dataclass(frozen=True)
 class RunSummary:
@@ -92,7 +94,7 @@ def run_summary(record: Any) -> RunSummary:
     if samples and len(samples) > 1:
         for q, frac in (("p10", 0.10), ("p90", 0.90), ("p99", 0.99)):
             if p[q] is None:
-                p[q] = _quantile(sorted(samples), frac)
+                p[q] = percentile(sorted(samples), frac)
 
     ok = parity.get("ok")
     return RunSummary(
@@ -121,11 +123,3 @@ def run_summary(record: Any) -> RunSummary:
         error=data.get("error"),
         samples_ms=tuple(samples),
     )
-
-
-def _quantile(sorted_values: list[float], frac: float) -> float:
-    """Linear-interpolated quantile (numpy's default method) without numpy."""
-    pos = (len(sorted_values) - 1) * frac
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from analyzers.runtime_api import is_launch, is_sync
+from profilers.parsers.schema import Col, Kind
 
 _NA = np.iinfo(np.int64).min  # sentinel for a missing integer while columns are int64
 
@@ -140,7 +141,7 @@ def _clip_intervals(kt: pd.DataFrame, window: tuple[int, int] | None
     else:
         lo = int(s.min()) if len(s) else 0
         hi = int(e.max()) if len(e) else 0
-    dev = kt["device"].to_numpy(dtype="int64", na_value=-1)[rows]
+    dev = kt[Col.DEVICE].to_numpy(dtype="int64", na_value=-1)[rows]
     return rows, s, e, dev, lo, hi
 
 
@@ -211,14 +212,14 @@ def temporal_profile(kt: pd.DataFrame, runtime: pd.DataFrame | None = None,
     gap_stats = GapStats(count=int(len(gaps)), total_ns=int(gaps.sum()), p50_ns=p50,
                          p90_ns=p90, p99_ns=p99, max_ns=int(gaps.max()) if len(gaps) else None)
 
-    kinds = kt["kind"].astype("object").to_numpy()[rows]
+    kinds = kt[Col.KIND].astype("object").to_numpy()[rows]
     durs = e - s
-    is_kernel = kinds == "kernel"
+    is_kernel = kinds == Kind.KERNEL
     kernel_ns = int(durs[is_kernel].sum())
     short = is_kernel & (durs < short_threshold_ns)
     activity_ns = int(durs.sum())
-    memcpy_ns = int(durs[kinds == "memcpy"].sum())
-    memset_ns = int(durs[kinds == "memset"].sum())
+    memcpy_ns = int(durs[kinds == Kind.MEMCPY].sum())
+    memset_ns = int(durs[kinds == Kind.MEMSET].sum())
 
     idle_union = window_ns - busy_union if len(s) else 0
     profile: dict[str, Any] = dict(

@@ -29,7 +29,7 @@ except ImportError:  # Python 3.10
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import corpus  # noqa: E402
-from trace_engine import _cli, run_measured  # noqa: E402
+from trace_engine import cli_command, run_measured  # noqa: E402
 
 HTA = """
 import json, logging, os, sys, tempfile, warnings
@@ -81,7 +81,7 @@ def measure(item: dict[str, Any], hta: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="corpus-") as tmp:
         out = Path(tmp) / "a.json"
         try:
-            r = run_measured(_cli() + ["--home", str(Path(tmp) / "home"), "analyze",
+            r = run_measured(cli_command() + ["--home", str(Path(tmp) / "home"), "analyze",
                                        str(item["file"]), "--json", str(out)])
             doc = json.loads(out.read_text())
             row.update(ours_count=doc["kernel_count"], ours_ns=doc["kernel_total_ns"],

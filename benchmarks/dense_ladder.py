@@ -51,8 +51,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.dense_ladder_report import device_name, render_markdown, targets_table  # noqa: E402
-from profilers.runner import run  # noqa: E402
+from sessions.records import RunStatus  # noqa: E402
 from sessions.store import SessionStore  # noqa: E402
+from workbench.api.runs import run  # noqa: E402
 from workbench.export.ladder_md import build_ladder  # noqa: E402
 from workloads import catalog  # noqa: E402
 from workloads.spec import RunSpec  # noqa: E402
@@ -128,7 +129,7 @@ def rate_stats(record: Any) -> dict[str, Any] | None:
     metrics = record.metrics or {}
     samples = (metrics.get("latency_ms") or {}).get("samples") or []
     tokens = metrics.get("tokens_per_step")
-    if record.status != "ok" or not samples or not tokens:
+    if record.status is not RunStatus.OK or not samples or not tokens:
         return None
     rates = [tokens / (ms / 1e3) for ms in samples]
     return {"median": metrics.get("tokens_per_s"), "min": min(rates), "max": max(rates),
@@ -169,16 +170,16 @@ def decode_share(record: Any, copy_bw: dict[str, Any] | None) -> dict[str, Any]:
 
 def row_facts(record: Any) -> dict[str, Any]:
     metrics, parity = record.metrics or {}, record.parity or {}
-    extra = (record.extra or {}).get("extra") or {}
-    return {"status": record.status, "tokens_per_s": metrics.get("tokens_per_s"),
+    details = record.details
+    return {"status": str(record.status), "tokens_per_s": metrics.get("tokens_per_s"),
             "rate": rate_stats(record), "p50_ms": (metrics.get("latency_ms") or {}).get(
                 "median"), "peak_mem_bytes": metrics.get("peak_mem_bytes"),
-            "peak_mem_before_prepare_bytes": extra.get("peak_mem_before_prepare_bytes"),
+            "peak_mem_before_prepare_bytes": details.get("peak_mem_before_prepare_bytes"),
             "parity_ok": parity.get("ok"), "max_rel_err": parity.get("max_rel_err"),
             "top1": parity.get("top1_agreement"), "error": record.error,
-            "session": record.id, "runtime": extra.get("runtime"),
+            "session": record.id, "runtime": details.get("runtime"),
             "layer_notes": {o.get("name"): o.get("reason") for o in
-                            (record.extra or {}).get("layers") or []}}
+                            record.layers_applied}}
 
 
 def main() -> int:

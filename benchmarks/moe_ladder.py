@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sessions.store import SessionStore  # noqa: E402
-from workbench.cmd_ladder import (  # noqa: E402
+from workbench.api.ladder import (  # noqa: E402
     default_layer_sets,
     ladder_meta,
     run_ladder,

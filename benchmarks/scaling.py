@@ -32,9 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from analyzers.scaling import knee_index, scaling_efficiency, speedups  # noqa: E402
-from profilers.runner import run  # noqa: E402
-from sessions.analysis import load_run_analysis  # noqa: E402
+from sessions.records import RunStatus  # noqa: E402
 from sessions.store import SessionStore  # noqa: E402
+from workbench.api.pipeline.analysis import load_run_analysis  # noqa: E402
+from workbench.api.runs import run  # noqa: E402
 from workbench.export.sweep_md import render_scale  # noqa: E402
 from workloads.spec import RunSpec  # noqa: E402
 
@@ -64,7 +65,7 @@ def _point(record: Any, gpus: int) -> dict[str, Any]:
     samples = [s for s in lat.get("samples") or [] if s]
     per_s = [tokens * 1e3 / s for s in samples] if tokens else []
     telemetry = record.telemetry or {}
-    return {"gpus": gpus, "status": record.status, "error": record.error, "run_id": record.id,
+    return {"gpus": gpus, "status": str(record.status), "error": record.error, "run_id": record.id,
             "latency_ms": lat.get("median"), "latency_min_ms": lat.get("min"),
             "latency_max_ms": lat.get("max"), "n": lat.get("n"),
             "tokens_per_s": metrics.get("tokens_per_s"),
@@ -76,8 +77,8 @@ def _point(record: Any, gpus: int) -> dict[str, Any]:
 
 
 def _trace_summary(store: SessionStore, record: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"run_id": record.id, "status": record.status, "error": record.error}
-    if record.status != "ok":
+    out: dict[str, Any] = {"run_id": record.id, "status": str(record.status), "error": record.error}
+    if record.status is not RunStatus.OK:
         return out
     analysis = load_run_analysis(store, record)
     d = analysis.distributed

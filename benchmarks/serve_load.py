@@ -26,9 +26,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from profilers.runner import run  # noqa: E402
 from sessions.store import SessionStore  # noqa: E402
-from workbench.cmd_serve import format_loadtest  # noqa: E402
+from workbench.api.runs import run  # noqa: E402
+from workbench.cli.cmd_serve import format_loadtest  # noqa: E402
 from workloads.spec import RunSpec  # noqa: E402
 
 
@@ -61,13 +61,13 @@ def main() -> int:
         record = run(spec, SessionStore(home), cancel=threading.Event())
         env, telemetry = record.env or {}, record.telemetry or {}
         result.update(device=env.get("device_name"), driver=env.get("driver"),
-                      torch=env.get("torch"), session=record.id, status=record.status,
+                      torch=env.get("torch"), session=record.id, status=str(record.status),
                       error=record.error, parity=record.parity,
                       clocks={"sm_mhz_min": telemetry.get("sm_mhz_min"),
                               "sm_mhz_max": telemetry.get("sm_mhz_max"),
                               "throttle_seen": telemetry.get("throttle_seen")},
                       telemetry=telemetry)
-        loadtest = ((record.extra or {}).get("extra") or {}).get("loadtest")
+        loadtest = record.details.get("loadtest")
     except Exception as exc:
         traceback.print_exc()
         result.update(status="failed", error=f"{type(exc).__name__}: {exc}")

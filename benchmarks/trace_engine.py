@@ -204,7 +204,7 @@ def _stdout_json(code: str, trace: Path) -> dict[str, Any]:
     return r
 
 
-def _cli() -> list[str]:
+def cli_command() -> list[str]:
     script = Path(sys.executable).parent / "aiperf-workbench"
     return [str(script)] if script.exists() else [sys.executable, "-m", "workbench.cli"]
 
@@ -223,7 +223,7 @@ def _meters(prefix: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def e2e(trace: Path, repeats: int, hta_repeats: int, ref: dict[str, Any] | None) -> tuple[dict, list[str]]:
     """Whole-process figures for ours (plain, --json) and HTA, interleaved run by run."""
-    cli, plain, with_json, hta = _cli(), [], [], []
+    cli, plain, with_json, hta = cli_command(), [], [], []
     lines = []
     with tempfile.TemporaryDirectory(prefix="trace-engine-") as tmp:
         home, out = Path(tmp) / "home", Path(tmp) / "analysis.json"

@@ -64,9 +64,9 @@ def _child_env() -> dict[str, str]:
 def child_first_paint(home: str) -> None:
     """Runs in a fresh process: open the app headless, print time.time() at the first paint of
     the run setup screen, quit."""
-    from workbench.app import make_app
-    from workbench.screens.setup import RunSetupScreen
-    from workbench.settings import Settings
+    from workbench.tui.app import make_app
+    from workbench.tui.screens.setup import RunSetupScreen
+    from workbench.tui.settings import Settings
 
     app = make_app(Settings(), home)
 
@@ -147,19 +147,21 @@ async def measure_session(home: Path, rows: int, page_downs: int) -> dict[str, l
     from textual import events
 
     from analyzers.run_analysis import analyze_tables
+    from sessions.records import RunStatus
     from sessions.store import SessionStore
-    from workbench.app import make_app
-    from workbench.screens.messages import OpenRun
-    from workbench.screens.results import ResultsScreen
-    from workbench.services import Services
-    from workbench.settings import Settings
-    from workbench.widgets.kernel_table import KernelTableView
+    from workbench.api.services import Services
+    from workbench.tui.app import make_app
+    from workbench.tui.screens.messages import OpenRun
+    from workbench.tui.screens.results import ResultsScreen
+    from workbench.tui.settings import Settings
+    from workbench.tui.widgets.kernel_table import KernelTableView
+    from workloads.spec import RunSpec
 
     table = kernel_table(rows)
     store = SessionStore(home)
-    record = store.new_run({"workload": "dense", "preset": "tiny", "layers": ["L0"],
-                            "profiler": "torch"})
-    record.status = "ok"
+    record = store.new_run(RunSpec(workload="dense", preset="tiny", layers=["L0"],
+                                   profiler="torch"))
+    record.status = RunStatus.OK
     store.save(record)
     services = Services(load_run_analysis=lambda s, r: analyze_tables("kineto", table))
 

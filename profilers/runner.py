@@ -21,39 +21,20 @@ from pathlib import Path
 from typing import Any
 
 from profilers import torchrun
-from profilers.base import ProfilerWrapper
-from profilers.ncu import NcuWrapper
-from profilers.nsys import NsysWrapper
 from profilers.nvml import TelemetrySampler
+from profilers.registry import get_wrapper
 from profilers.supervisor import child_environment, run_supervised
-from profilers.timer import TimerWrapper
-from profilers.torch_profiler import TorchProfilerWrapper
-from sessions.store import RunRecord, SessionStore
+from sessions.records import Metrics, Parity, RunEnv, RunRecord, RunStatus
+from sessions.store import SessionStore
 from workloads import catalog
 from workloads.errors import WorkbenchError
 from workloads.spec import RunSpec
-
-WRAPPERS: dict[str, Callable[[], ProfilerWrapper]] = {
-    "timer": TimerWrapper,
-    "torch": TorchProfilerWrapper,
-    "ncu": NcuWrapper,
-    "nsys": NsysWrapper,
-    "memory": TimerWrapper,  # the child records allocator history itself
-}
 
 EventSink = Callable[[dict[str, Any]], None]
 
 # The folder that holds the workloads package: the child must import it even when the
 # workbench runs from a source checkout rather than an installed distribution.
 _CODE_ROOT = str(Path(__file__).resolve().parent.parent)
-
-
-def get_wrapper(name: str) -> ProfilerWrapper:
-    try:
-        return WRAPPERS[name]()
-    except KeyError:
-        raise WorkbenchError(f"unknown profiler {name!r}",
-                             f"choose one of: {', '.join(WRAPPERS)}") from None
 
 
 def resolve_spec(spec: RunSpec) -> RunSpec:
@@ -113,7 +94,7 @@ def run(spec: RunSpec, store: SessionStore, on_event: EventSink | None = None,
     if not capability.available:
         raise WorkbenchError(capability.reason)
 
-    record = store.new_run(spec.to_dict())
+    record = store.new_run(spec)
     run_dir = store.run_dir(record.id)
     emit = on_event or (lambda event: None)
     emit({"event": "session", "run_id": record.id, "run_dir": str(run_dir)})
@@ -123,7 +104,7 @@ def run(spec: RunSpec, store: SessionStore, on_event: EventSink | None = None,
         wrapped = wrapper.wrap(child_command(spec_path, run_dir), run_dir, spec)
         if torchrun.is_distributed(spec):  # N ranks under torchrun instead of one child
             wrapped = torchrun.wrap(spec, spec_path, run_dir, wrapped)
-        record.status = "running"
+        record.status = RunStatus.RUNNING
         store.save(record)
         if spec.telemetry:
             sampler = TelemetrySampler(
@@ -138,13 +119,13 @@ def run(spec: RunSpec, store: SessionStore, on_event: EventSink | None = None,
             torchrun.ensure_merged_result(run_dir, spec)
         _apply_result(record, run_dir)
         if outcome.status == "timeout":
-            record.status = "timeout"
+            record.status = RunStatus.TIMEOUT
             record.error = f"timed out after {spec.timeout_s:g} s (--timeout); the child was stopped"
         elif outcome.status == "cancelled":
-            record.status = "cancelled"
+            record.status = RunStatus.CANCELLED
             record.error = "cancelled by the user; the child was stopped"
-        elif outcome.returncode != 0 or record.status != "ok":
-            record.status = "failed"
+        elif outcome.returncode != 0 or record.status is not RunStatus.OK:
+            record.status = RunStatus.FAILED
             record.error = record.error or (
                 f"the workload process exited with code {outcome.returncode}; see {run_dir / 'run.log'}")
         else:
@@ -153,9 +134,10 @@ def run(spec: RunSpec, store: SessionStore, on_event: EventSink | None = None,
                 collect = torchrun.collect if torchrun.is_distributed(spec) else wrapper.collect
                 record.artifacts.update(collect(run_dir, spec, log_text))
             except WorkbenchError as exc:
-                record.status, record.error = "failed", exc.one_line()
+                record.status, record.error = RunStatus.FAILED, exc.one_line()
     except BaseException as exc:  # a crash in supervision must still leave a record
-        record.status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
+        record.status = RunStatus.CANCELLED if isinstance(exc, KeyboardInterrupt) \
+            else RunStatus.FAILED
         record.error = record.error or f"{type(exc).__name__}: {exc}"
         raise
     finally:
@@ -168,13 +150,12 @@ def run(spec: RunSpec, store: SessionStore, on_event: EventSink | None = None,
                         record.artifacts["telemetry"] = "telemetry.csv"
                     except OSError as exc:  # a full disk: the summary below still holds
                         record.artifacts.pop("telemetry", None)
-                        (record.extra or {}).setdefault("notes", []).append(
-                            f"telemetry.csv not written: {exc.strerror}")
+                        record.notes.append(f"telemetry.csv not written: {exc.strerror}")
             record.telemetry = sampler.summary() if sampler is not None else {
                 "available": False, "reason": "telemetry off"}
             record.finished_at = time.time()
             store.save(record)
-        emit({"event": "done", "status": record.status, "run_id": record.id,
+        emit({"event": "done", "status": record.status.value, "run_id": record.id,
               "error": record.error})
     return record
 
@@ -196,22 +177,25 @@ def signals_held() -> Iterator[None]:
 
 
 def _apply_result(record: RunRecord, run_dir: Path) -> None:
-    """Copy what the child wrote in result.json into the record (if it wrote one)."""
+    """Copy what the child wrote in result.json (workloads.protocol) into the record's typed
+    fields (if it wrote one)."""
     path = run_dir / "result.json"
     if not path.is_file():
-        record.status = "failed"
+        record.status = RunStatus.FAILED
         return
     try:
         result = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        record.status, record.error = "failed", f"result.json is corrupt: {exc}"
+        record.status, record.error = RunStatus.FAILED, f"result.json is corrupt: {exc}"
         return
-    record.status = result.get("status") or "failed"
+    record.status = RunStatus.parse(result.get("status") or "failed")
     record.error = result.get("error")
-    record.metrics = result.get("metrics") or {}
-    record.parity = result.get("parity") or {}
-    record.env = result.get("env") or {}
-    record.extra = {k: result[k] for k in ("layers", "extra", "error_type") if k in result}
+    record.error_type = result.get("error_type")
+    record.metrics = Metrics(**(result.get("metrics") or {}))
+    record.parity = Parity(**(result.get("parity") or {}))
+    record.env = RunEnv(**(result.get("env") or {}))
+    record.layers_applied = list(result.get("layers_applied") or [])
+    record.details = dict(result.get("details") or {})
     record.artifacts["result"] = "result.json"
     for role, rel in (result.get("artifacts") or {}).items():
         record.artifacts[role] = rel

@@ -18,7 +18,6 @@ NVLink multicast stays off (NCCL_NVLS_ENABLE=0, TORCH_SYMM_MEM_DISABLE_MULTICAST
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -77,7 +76,7 @@ def ensure_merged_result(run_dir: Path, spec: RunSpec) -> None:
     merged = merge_rank_files(run_dir, spec.world_size)
     if merged is None:
         return
-    from sessions.atomic import write_json_atomic
+    from workloads.atomic import write_json_atomic
 
     write_json_atomic(target, merged)
 
@@ -97,13 +96,3 @@ def collect(run_dir: Path, spec: RunSpec, log_text: str) -> dict[str, str]:
             raise WorkbenchError("torch profiler wrote no per-rank traces", "see the run's log")
         artifacts["trace"] = TRACES_DIR
     return artifacts
-
-
-def rank_count_of(run_dir: Path) -> int:
-    """How many ranks a stored run had (from its result.json), 1 when not distributed."""
-    try:
-        result = json.loads((run_dir / "result.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return 1
-    dist = (result.get("extra") or {}).get("distributed") or {}
-    return int(dist.get("world_size") or 1)

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from workloads.errors import WorkbenchError
+from workloads.errors import StorageError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -39,10 +39,6 @@ CREATE INDEX IF NOT EXISTS runs_created ON runs(created_at);
 OWNER_COLUMNS = (("owner_pid", "INTEGER"), ("owner_start", "TEXT"), ("owner_host", "TEXT"))
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 _FREE_FLOOR = 64 * 1024  # below this SQLite cannot grow its log: call the disk full
-
-
-class StorageError(WorkbenchError):
-    """The session home cannot be written (full, read-only, unreadable): one line, exit 2."""
 
 
 def describe_os_error(exc: OSError, what: str) -> StorageError:

@@ -26,7 +26,8 @@ import msgspec
 import numpy as np
 import pandas as pd
 
-from sessions.atomic import write_bytes_atomic
+from workloads.atomic import write_bytes_atomic
+from workloads.errors import CorruptCache, Uncacheable
 
 FORMAT = "aiperf-parsed-artifact"
 VERSION = 4  # 4: ParsedArtifact.annotations, runtime thread ids (regions)
@@ -38,14 +39,6 @@ _MASKED = {
     "Float32": pd.arrays.FloatingArray, "Float64": pd.arrays.FloatingArray,
     "boolean": pd.arrays.BooleanArray,
 }
-
-
-class Uncacheable(Exception):
-    """The value holds something this format does not store (it is then not cached)."""
-
-
-class CorruptCache(Exception):
-    """The cache file is not one this code wrote for this artifact."""
 
 
 def cache_path(run_dir: Path, artifact: Path) -> Path:

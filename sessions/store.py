@@ -20,16 +20,16 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sessions import sweep as run_sweep
-from sessions.atomic import write_json_atomic
-from sessions.index_db import IndexDB, StorageError, describe_os_error, home_is_writable
-from workloads.errors import WorkbenchError
+from sessions.index_db import IndexDB, describe_os_error, home_is_writable
+from sessions.records import SORT_KEYS, RunRecord, RunStatus, SessionKind, SessionRow
+from workloads.atomic import write_json_atomic
+from workloads.errors import StorageError, WorkbenchError
+from workloads.spec import RunSpec
 
-STATUSES = ("pending", "running", "ok", "failed", "cancelled", "timeout", "interrupted")
 # What an id or a prefix of one may look like: anything else cannot name a session (and a
 # 256-character name would reach the file system as ENAMETOOLONG).
 _ID_TEXT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -43,49 +43,6 @@ def default_home() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir("aiperf-workbench", appauthor=False))
-
-
-@dataclass
-class RunRecord:
-    """One run (or one analyzed artifact, kind="analysis"), as stored."""
-
-    id: str
-    created_at: float
-    status: str = "pending"
-    kind: str = "run"  # run | analysis
-    spec: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
-    parity: dict[str, Any] = field(default_factory=dict)
-    env: dict[str, Any] = field(default_factory=dict)
-    telemetry: dict[str, Any] = field(default_factory=dict)  # NVML summary
-    artifacts: dict[str, str] = field(default_factory=dict)  # role -> path relative to run dir
-    error: str | None = None
-    finished_at: float | None = None
-    label: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)  # workload-specific (router health, ...)
-    owner: dict[str, Any] = field(default_factory=dict)  # pid, start, host of the process running it
-
-    @property
-    def workload(self) -> str:
-        return str(self.spec.get("workload", ""))
-
-    def headline(self) -> tuple[float | None, str]:
-        """The figure a list shows: tokens/s if the run has it, else median latency."""
-        tps = self.metrics.get("tokens_per_s")
-        if isinstance(tps, (int, float)):
-            return float(tps), "tok/s"
-        lat = (self.metrics.get("latency_ms") or {}).get("median")
-        if isinstance(lat, (int, float)):
-            return float(lat), "ms"
-        return None, ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def _home_path(home: Path | str | None) -> Path:
@@ -130,24 +87,31 @@ class SessionStore:
         return self.index.writable
 
     # ---- records -------------------------------------------------------------------------
-    def new_run(self, spec: dict[str, Any], kind: str = "run", label: str = "") -> RunRecord:
-        """A pending session owned by this process (folder, spec.json, record.json, row)."""
-        record = self._new_record(spec, kind, label)
+    def new_run(self, spec: RunSpec | None, kind: SessionKind = SessionKind.RUN,
+                label: str = "", prepare: Callable[[RunRecord], None] | None = None
+                ) -> RunRecord:
+        """A pending session owned by this process (folder, spec.json, record.json, row);
+        ``prepare(record)`` fills in more before it is first written."""
+        record = self.new_record(spec, kind, label)
+        if prepare is not None:
+            prepare(record)
         return self._publish(record, lambda folder, rec: None)
 
-    def add_complete(self, spec: dict[str, Any], fill: Callable[[Path, RunRecord], None],
-                     kind: str = "run", label: str = "") -> RunRecord:
+    def add_complete(self, record: RunRecord, fill: Callable[[Path, RunRecord], None]
+                     ) -> RunRecord:
         """A finished session in one step: ``fill(folder, record)`` copies its files into a
         staging folder and completes the record; only then does the session appear (folder
         renamed into place, then its row). A failure or a kill before that leaves nothing
         (the staging folder of a dead process is removed by the next sweep)."""
-        return self._publish(self._new_record(spec, kind, label), fill)
+        return self._publish(record, fill)
 
-    def _new_record(self, spec: dict[str, Any], kind: str, label: str) -> RunRecord:
+    def new_record(self, spec: RunSpec | None, kind: SessionKind = SessionKind.RUN,
+                   label: str = "") -> RunRecord:
+        """A record with a new id, owned by this process, not yet stored."""
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_id = f"{stamp}-{uuid.uuid4().hex[:6]}"
-        return RunRecord(id=run_id, created_at=time.time(), kind=kind, spec=dict(spec),
-                         label=label or str(spec.get("label") or ""),
+        return RunRecord(id=run_id, created_at=time.time(), kind=kind, spec=spec,
+                         label=label or (spec.label if spec is not None else ""),
                          owner=run_sweep.current_owner())
 
     def _publish(self, record: RunRecord, fill: Callable[[Path, RunRecord], None]) -> RunRecord:
@@ -159,7 +123,8 @@ class SessionStore:
         try:
             staging.mkdir(parents=True, exist_ok=False)
             write_json_atomic(staging / "record.json", record.to_dict())  # owner first: sweepable
-            write_json_atomic(staging / "spec.json", record.spec)
+            write_json_atomic(staging / "spec.json",
+                              record.spec.to_dict() if record.spec is not None else {})
             fill(staging, record)
             write_json_atomic(staging / "record.json", record.to_dict())
             os.rename(staging, self.run_dir(record.id))
@@ -180,7 +145,7 @@ class SessionStore:
             write_json_atomic(self.run_dir(record.id) / "record.json", record.to_dict())
         except OSError as exc:
             error = describe_os_error(exc, f"cannot write session {record.id}")
-            if record.status not in run_sweep.ACTIVE:  # the row is smaller: it may still fit
+            if not record.status.active:  # the row is smaller: it may still fit
                 try:
                     self._index_row(record)
                 except StorageError:
@@ -193,9 +158,9 @@ class SessionStore:
         spec = record.spec
         owner = record.owner or {}
         row = (
-            record.id, record.created_at, record.finished_at, record.kind,
-            spec.get("workload"), spec.get("preset"), ",".join(spec.get("layers") or []),
-            spec.get("profiler"), record.status, record.label,
+            record.id, record.created_at, record.finished_at, record.kind.value,
+            spec.workload if spec else "", spec.preset if spec else None, record.layers_text,
+            record.profiler, record.status.value, record.label,
             record.env.get("device_name"), value, unit, record.error,
             owner.get("pid"), owner.get("start"), owner.get("host"),
         )
@@ -225,10 +190,11 @@ class SessionStore:
             record = RunRecord.from_dict(json.loads(path.read_text()))
         except (OSError, ValueError, TypeError) as exc:
             raise WorkbenchError(f"session record {path} is unreadable: {exc}") from None
-        if record.status in run_sweep.ACTIVE:
+        if record.status.active:
             self._finish_from_index(record)
-        record.status = run_sweep.effective_status(record.status, record.owner,
-                                                   record.created_at, record.spec.get("timeout_s"))
+        record.status = run_sweep.effective_status(
+            record.status, record.owner, record.created_at,
+            record.spec.timeout_s if record.spec is not None else None)
         return record
 
     def _finish_from_index(self, record: RunRecord) -> None:
@@ -240,8 +206,9 @@ class SessionStore:
                                  (record.id,)).fetchone()
         except StorageError:
             return
-        if row is not None and row[0] not in run_sweep.ACTIVE:
-            record.status, record.error, record.finished_at = row[0], row[1], row[2]
+        if row is not None and not RunStatus.parse(row[0]).active:
+            record.status, record.error, record.finished_at = RunStatus.parse(row[0]), row[1], \
+                row[2]
 
     def _prefix_matches(self, prefix: str) -> list[str]:
         if not prefix:
@@ -254,43 +221,39 @@ class SessionStore:
                               (literal + "%", "%-" + literal + "%")).fetchall()
         return [r[0] for r in rows]
 
-    def list(self, workload: str | None = None, status: str | None = None,
-             limit: int | None = None) -> list[dict[str, Any]]:
-        """Index rows, newest first (cheap: no run folders are read)."""
+    def list(self, workload: str | None = None, status: RunStatus | str | None = None,
+             limit: int | None = None, order_by: str = "created_at",
+             descending: bool = True) -> list[SessionRow]:
+        """Index rows (cheap: no run folders are read), newest first unless ``order_by``
+        names another of ``SORT_KEYS``; missing values sort last either way."""
+        if order_by not in SORT_KEYS:
+            raise WorkbenchError(f"cannot sort sessions by {order_by!r}",
+                                 f"choose one of: {', '.join(SORT_KEYS)}")
         query = "SELECT * FROM runs"
-        clauses, args = [], []
+        clauses: list[str] = []
+        args: list[Any] = []
         if workload:
             clauses.append("workload = ?")
             args.append(workload)
         if status:
             clauses.append("status = ?")
-            args.append(status)
+            args.append(RunStatus(status).value)
         if clauses:
             query += " WHERE " + " AND ".join(clauses)
-        query += " ORDER BY created_at DESC"
+        direction = "DESC" if descending else "ASC"
+        query += f" ORDER BY {order_by} IS NULL, {order_by} {direction}, created_at DESC"
         if limit:
             query += f" LIMIT {int(limit)}"
         with self.index.connect() as db:
             db.row_factory = sqlite3.Row
             rows = [dict(r) for r in db.execute(query, args).fetchall()]
-        for row in rows:
-            if row["status"] in run_sweep.ACTIVE:
-                owner = ({"pid": row.get("owner_pid"), "start": row.get("owner_start"),
-                          "host": row.get("owner_host")} if row.get("owner_pid") is not None
-                         else None)
-                row["status"] = run_sweep.effective_status(row["status"], owner,
-                                                           row["created_at"])
-        return rows
+        return [_row(r) for r in rows]
 
     def delete(self, run_id: str) -> None:
         record = self.get(run_id)
         with self.index.connect(write=True) as db:
             db.execute("DELETE FROM runs WHERE id = ?", (record.id,))
         shutil.rmtree(self.run_dir(record.id), ignore_errors=True)
-
-    def artifact_path(self, record: RunRecord, role: str) -> Path | None:
-        rel = record.artifacts.get(role)
-        return self.run_dir(record.id) / rel if rel else None
 
     def rebuild_index(self) -> int:
         """Re-create index rows from the run folders (after a lost or corrupt sessions.db)."""
@@ -302,6 +265,22 @@ class SessionStore:
             except (OSError, json.JSONDecodeError):
                 continue
         return count
+
+
+def _row(row: dict[str, Any]) -> SessionRow:
+    status = RunStatus.parse(row["status"])
+    if status.active:
+        owner = ({"pid": row.get("owner_pid"), "start": row.get("owner_start"),
+                  "host": row.get("owner_host")} if row.get("owner_pid") is not None else None)
+        status = run_sweep.effective_status(status, owner, row["created_at"])
+    return SessionRow(
+        id=row["id"], created_at=row["created_at"], finished_at=row.get("finished_at"),
+        kind=SessionKind(row.get("kind") or "run") if row.get("kind") in
+        {k.value for k in SessionKind} else SessionKind.RUN,
+        workload=row.get("workload") or "", preset=row.get("preset") or "",
+        layers=row.get("layers") or "", profiler=row.get("profiler") or "", status=status,
+        label=row.get("label") or "", device=row.get("device"), headline=row.get("headline"),
+        headline_unit=row.get("headline_unit") or "", error=row.get("error"))
 
 
 def _shown(text: object) -> str:

@@ -23,12 +23,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sessions.records import ACTIVE, RunRecord, RunStatus
 from workloads.watchdog import process_alive, process_start_time
 
 if TYPE_CHECKING:
-    from sessions.store import RunRecord, SessionStore
+    from sessions.store import SessionStore
 
-ACTIVE = ("pending", "running")
 STAGING_PREFIX = ".partial-"
 TIMEOUT_MARGIN_S = 600.0  # past its own timeout by this much, no supervisor still runs it
 
@@ -59,7 +59,7 @@ def interrupted_error(owner: dict[str, Any] | None) -> str:
 
 def mark_interrupted(store: SessionStore, record: RunRecord) -> RunRecord:
     run_dir = store.run_dir(record.id)
-    record.status = "interrupted"
+    record.status = RunStatus.INTERRUPTED
     record.error = interrupted_error(record.owner)
     log = run_dir / "run.log"
     if log.is_file():
@@ -73,23 +73,21 @@ def sweep(store: SessionStore) -> list[str]:
     """Record every run whose owner is gone as interrupted; index orphan folders. Returns the
     ids it changed. Never raises for storage trouble: a read-only or full home is left as is
     (``list``/``get`` still show such runs as interrupted, see ``effective_status``)."""
-    from sessions.store import RunRecord
-
     changed: list[str] = []
     with store.index.connect() as db:
         rows = db.execute("SELECT id, created_at, owner_pid, owner_start, owner_host FROM runs "
-                          "WHERE status IN (?, ?)", ACTIVE).fetchall()
+                          "WHERE status IN (?, ?)", tuple(s.value for s in ACTIVE)).fetchall()
         indexed = {r[0] for r in db.execute("SELECT id FROM runs")}
     for run_id, created_at, pid, start, host in rows:
         owner = {"pid": pid, "start": start, "host": host} if pid is not None else None
         record = _read_record(store.run_dir(run_id))
-        timeout_s = (record.spec.get("timeout_s") if record else None)
+        timeout_s = record.spec.timeout_s if record and record.spec else None
         if not owner_gone(owner, created_at, timeout_s):
             continue
         if record is None:
             record = RunRecord(id=run_id, created_at=created_at or time.time())
         record.owner = record.owner or owner or {}
-        if record.status in ACTIVE or record.status is None:
+        if record.status.active:
             mark_interrupted(store, record)
         else:  # the folder says it finished; only the index missed it
             store.save(record)
@@ -116,8 +114,9 @@ def _sweep_folders(store: SessionStore, indexed: set[str]) -> list[str]:
             continue
         if entry.name in indexed or record is None or record.id != entry.name:
             continue
-        if record.status in ACTIVE:
-            if not owner_gone(record.owner, record.created_at, record.spec.get("timeout_s")):
+        if record.status.active:
+            if not owner_gone(record.owner, record.created_at,
+                              record.spec.timeout_s if record.spec else None):
                 continue  # its owner is between the folder's rename and the index row
             mark_interrupted(store, record)
         else:
@@ -126,18 +125,16 @@ def _sweep_folders(store: SessionStore, indexed: set[str]) -> list[str]:
     return changed
 
 
-def effective_status(status: str, owner: dict[str, Any] | None, created_at: float | None,
-                     timeout_s: Any = None) -> str:
+def effective_status(status: RunStatus, owner: dict[str, Any] | None,
+                     created_at: float | None, timeout_s: Any = None) -> RunStatus:
     """What to show for a stored status: an active run whose owner is gone is interrupted,
     even where the sweep could not write that down (a full or read-only home)."""
-    if status in ACTIVE and owner_gone(owner, created_at, timeout_s):
-        return "interrupted"
+    if status.active and owner_gone(owner, created_at, timeout_s):
+        return RunStatus.INTERRUPTED
     return status
 
 
 def _read_record(folder: Path) -> RunRecord | None:
-    from sessions.store import RunRecord
-
     try:
         data = json.loads((folder / "record.json").read_text(encoding="utf-8"))
         return RunRecord.from_dict(data) if isinstance(data, dict) else None

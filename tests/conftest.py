@@ -31,7 +31,8 @@ def h200_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import json
     import shutil
 
-    from sessions.store import RunRecord, SessionStore
+    from sessions.records import RunRecord
+    from sessions.store import SessionStore
 
     home = tmp_path_factory.mktemp("h200-home")
     store = SessionStore(home)

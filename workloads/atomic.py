@@ -23,14 +23,10 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from workloads.errors import WorkbenchError
+from workloads.errors import UnsafeTargetError
 
 _KINDS = ((stat.S_ISLNK, "a symlink"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
           (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
-
-
-class UnsafeTargetError(WorkbenchError):
-    """The path holds something that is not a regular file: it is left alone."""
 
 
 def check_target(path: Path) -> os.stat_result | None:

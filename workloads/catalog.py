@@ -101,7 +101,7 @@ WORKLOADS: dict[str, WorkloadInfo] = {
         title="MoE decoder (DeepSeek-R1 style)",
         description="64 routed experts top-6 plus a shared expert, sigmoid or softmax gating "
         "with normalization, GQA attention; reports router health (balance loss, Gini, "
-        "entropy, load spread) against the seed's targets.",
+        "entropy, load spread) against their targets.",
         module="workloads.moe",
         presets=MOE_PRESETS,
     ),

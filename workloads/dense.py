@@ -19,12 +19,22 @@ depth, KV block size, window, and ``unmet_layers`` ("skip" is what the ladder se
 
 from __future__ import annotations
 
+import time
 from typing import Any, cast
 
 import torch
 from torch import nn
 
 from workloads import estimate
+from workloads.dense_params import (  # noqa: F401 - torch-free, so the front ends check first
+    DECODE_KERNELS,
+    MODES,
+    OPTIONAL_SHAPE,
+    RUN_DEFAULTS,
+    RUN_KEYS,
+    SHAPE_KEYS,
+    resolve_shape,
+)
 from workloads.errors import WorkbenchError
 from workloads.interface import ParityOutputs, Workload, greedy_parity, prompt_tokens
 from workloads.layers.attention import ATTENTION_KERNELS
@@ -44,69 +54,7 @@ from workloads.layers.runtime import DecodeRuntime
 from workloads.layers.speculative import speculative_decode
 from workloads.parity import speculative_check
 
-MODES = ("decode", "prefill", "generate")
-SHAPE_KEYS = ("hidden", "layers", "heads", "kv_heads", "mlp", "vocab", "batch", "prompt_len",
-              "new_tokens", "max_seq", "dtype", "rope_theta", "norm_eps")
-# Run options (not part of the model's shape); layers read theirs from here.
-RUN_DEFAULTS: dict[str, Any] = {
-    "mode": "decode",
-    "unmet_layers": "fail",  # "skip": record a layer whose requirement is unmet, run the rest
-    "compile_mode": "max-autotune-no-cudagraphs",  # L5 decode step; or "reduce-overhead", ...
-    "compile_prefill_mode": "default",  # L5 prefill: large GEMMs, cuBLAS is already good
-    "fp8_scaling": "row",  # L5-fp8: "row" (per output channel) or "tensor"
-    "spec_k": 4,  # L6-spec: draft tokens per round
-    "draft_layers": 0,  # L6-spec: draft depth; 0 = a quarter of the target's layers
-    "kv_block": 16,  # L6-paged: tokens per KV block
-    "decode_kernel": "split-kv",  # L3's one-token decode: "split-kv" (Triton) or "sdpa"
-}
-RUN_KEYS = tuple(RUN_DEFAULTS)
-DECODE_KERNELS = ("split-kv", "sdpa")
-OPTIONAL_SHAPE = {"window": 0}  # sliding-window size; 0 = full causal attention
 PRECISION_OF_DTYPE = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
-
-
-def resolve_shape(params: dict[str, Any]) -> dict[str, Any]:
-    """Validate merged preset+spec params; return the model shape. WorkbenchError if bad."""
-    unknown = sorted(set(params) - set(SHAPE_KEYS) - set(RUN_KEYS) - set(OPTIONAL_SHAPE))
-    if unknown:
-        raise WorkbenchError(f"unknown dense params: {', '.join(unknown)}",
-                             f"known: {', '.join(SHAPE_KEYS + RUN_KEYS + tuple(OPTIONAL_SHAPE))}")
-    missing = [k for k in SHAPE_KEYS if k not in params]
-    if missing:
-        raise WorkbenchError(f"missing dense params: {', '.join(missing)}")
-    shape = {k: params[k] for k in SHAPE_KEYS}
-    shape.update({k: params.get(k, v) for k, v in OPTIONAL_SHAPE.items()})
-    if isinstance(shape["window"], bool) or not isinstance(shape["window"], int) \
-            or shape["window"] < 0:
-        raise WorkbenchError(f"dense param window must be an integer >= 0, "
-                             f"got {shape['window']!r}")
-    if params.get("unmet_layers", "fail") not in ("fail", "skip"):
-        raise WorkbenchError("dense param unmet_layers must be 'fail' or 'skip'")
-    if params.get("decode_kernel", "split-kv") not in DECODE_KERNELS:
-        raise WorkbenchError(f"dense param decode_kernel must be one of "
-                             f"{', '.join(DECODE_KERNELS)}, got {params['decode_kernel']!r}")
-    for key in ("hidden", "layers", "heads", "kv_heads", "mlp", "vocab", "batch",
-                "prompt_len", "new_tokens", "max_seq"):
-        if isinstance(shape[key], bool) or not isinstance(shape[key], int) or shape[key] < 1:
-            raise WorkbenchError(f"dense param {key} must be a positive integer, "
-                                 f"got {shape[key]!r}")
-    for key in ("rope_theta", "norm_eps"):
-        if isinstance(shape[key], bool) or not isinstance(shape[key], int | float) \
-                or shape[key] <= 0:
-            raise WorkbenchError(f"dense param {key} must be a positive number, "
-                                 f"got {shape[key]!r}")
-    estimate.dtype_bytes(shape["dtype"])
-    if shape["hidden"] % shape["heads"] or (shape["hidden"] // shape["heads"]) % 2:
-        raise WorkbenchError(f"hidden ({shape['hidden']}) must split into {shape['heads']} "
-                             "heads of an even head_dim (RoPE rotates pairs)")
-    if shape["heads"] % shape["kv_heads"]:
-        raise WorkbenchError(f"heads ({shape['heads']}) must be a multiple of kv_heads "
-                             f"({shape['kv_heads']}) for grouped-query attention")
-    if shape["prompt_len"] + shape["new_tokens"] > shape["max_seq"]:
-        raise WorkbenchError(
-            f"prompt_len + new_tokens ({shape['prompt_len'] + shape['new_tokens']}) exceeds "
-            f"max_seq ({shape['max_seq']})", "raise max_seq or shorten the run")
-    return shape
 
 
 class DenseWorkload(Workload):
@@ -237,6 +185,8 @@ class DenseWorkload(Workload):
         return self._host_prompt.to(self.device, non_blocking=True)  # pinned: async DMA
 
     def step(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self.params["step_sleep_ms"]:
+            time.sleep(self.params["step_sleep_ms"] / 1e3)  # the deliberate slowdown (tests)
         if self.mode == "prefill":
             return self._forward_last(self._upload_prompt(inputs), 0)
         if self.mode == "generate":

@@ -122,7 +122,7 @@ class Workload(ABC):
         return None
 
     def extra(self) -> dict[str, Any]:
-        """Workload-specific facts for result.json ``extra`` (shape, param count, ...)."""
+        """Workload-specific facts for result.json ``details`` (shape, param count, ...)."""
         return {}
 
     def profile_sample(self) -> ProfileSample | None:

@@ -14,7 +14,7 @@ weights, layers (fused projections, GEMV / FP8 linears, SDPA) and shapes run op 
 workload's state is the profiled step's (``reset()`` first), so data-dependent work (MoE
 routing) is the same too.
 
-Stored in result.json ``extra.inventory`` in the compact columnar form of
+Stored in result.json ``details.inventory`` in the compact columnar form of
 ``workloads.inventory_format``.
 """
 

@@ -1,7 +1,7 @@
 """The stored form of a step's operation inventory (torch-free: the child writes it, the
 analysis reads it).
 
-result.json ``extra.inventory``::
+result.json ``details.inventory``::
 
     {"version": 1,
      "columns": {"op": [...], "kind": [...], "m": [...], ...},   # each distinct op row once

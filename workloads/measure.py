@@ -9,7 +9,6 @@ never part of the samples. ``reset`` runs outside the timed region.
 from __future__ import annotations
 
 import contextlib
-import math
 import resource
 import statistics
 import sys
@@ -19,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from workloads.stats import percentile
 
 STEP_RANGE = "aiperf:step"  # NVTX / record_function name of one measured step
 
@@ -41,14 +42,6 @@ class StepTimer:
         begin = time.perf_counter()
         call()
         return (time.perf_counter() - begin) * 1e3
-
-
-def percentile(sorted_samples: list[float], fraction: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    position = (len(sorted_samples) - 1) * fraction
-    low, high = math.floor(position), math.ceil(position)
-    weight = position - low
-    return sorted_samples[low] * (1 - weight) + sorted_samples[high] * weight
 
 
 def latency_stats(samples_ms: list[float]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import torch
 
 from workloads.errors import WorkbenchError
 from workloads.interface import ParityOutputs, Workload
-from workloads.requirements import first_unmet
+from workloads.requirements import facts_from_torch, first_unmet
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -97,7 +97,7 @@ class MicroWorkload(Workload):
         if variant not in self.variants:
             raise WorkbenchError(f"unknown {self.name} variant {variant!r}",
                                  f"choose one of: {', '.join(self.variants)}")
-        reason = first_unmet(self.variants[variant], device)
+        reason = first_unmet(self.variants[variant], facts_from_torch(device))
         if reason:
             raise WorkbenchError(f"{self.name} variant {variant} cannot run: {reason}",
                                  f"the baseline variant {self.baseline!r} runs anywhere")

@@ -19,9 +19,9 @@ result.json (written atomically by the child into --out DIR):
             prefill_tokens_per_s, ttft_ms, tpot_ms, peak_mem_bytes, flops_per_step,
             bytes_per_step, achieved_tflops, achieved_gb_s}   (missing = null, never 0)
   parity: {reference: "L0", max_rel_err, top1_agreement, tolerance, ok, tokens_compared}
-  layers: [{name, applied: bool, reason: str|null}]
+  layers_applied: [{name, applied: bool, reason: str|null}]
   artifacts: {"trace": "trace.json.gz", ...}  relative to --out
-  extra: workload-specific (router health, acceptance rate, ...)
+  details: the workload's own report (shape, router health, acceptance rate, ...)
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ child's rank 0 calls it on the gathered results, and the parent (``profilers.tor
 it on the ``result-rank<k>.json`` files when rank 0 could not (a rank died mid-run).
 
 The merged result is rank 0's (its metrics are the run's headline: the ranks step in lock-step
-through the collectives), with ``extra.distributed`` listing every rank's status and latency,
+through the collectives), with ``details.distributed`` listing every rank's status and latency,
 and status ``ok`` only when every rank finished ok.
 """
 
@@ -24,7 +24,7 @@ def rank_summary(rank: int, result: dict[str, Any] | None) -> dict[str, Any]:
                 "latency_median_ms": None, "samples_ms": None, "peak_mem_bytes": None}
     metrics = result.get("metrics") or {}
     latency = metrics.get("latency_ms") or {}
-    dist = (result.get("extra") or {}).get("distributed") or {}
+    dist = (result.get("details") or {}).get("distributed") or {}
     return {"rank": rank, "status": result.get("status"), "error": result.get("error"),
             "latency_median_ms": latency.get("median"), "samples_ms": latency.get("samples"),
             "peak_mem_bytes": metrics.get("peak_mem_bytes"),
@@ -41,14 +41,14 @@ def merge_rank_results(results: list[dict[str, Any] | None], world_size: int | N
     base = next((r for r in results if r is not None), None)
     merged: dict[str, Any] = json.loads(json.dumps(results[0] if results[0] is not None
                                                    else base or {}))
-    merged.setdefault("extra", {})
+    merged.setdefault("details", {})
     merged.setdefault("metrics", {})
     first_bad = next((r for r in ranks if r["status"] != "ok"), None)
     if first_bad is not None:
         merged["status"] = "failed" if first_bad["status"] != "cancelled" else "cancelled"
         error = first_bad["error"] or first_bad["status"]
         merged["error"] = f"rank {first_bad['rank']}: {error}"
-    dist = dict((merged["extra"] or {}).get("distributed") or {})
+    dist = dict((merged["details"] or {}).get("distributed") or {})
     dist.update({"world_size": world, "ranks": ranks})
     if backend and not dist.get("backend"):
         dist["backend"] = backend
@@ -57,7 +57,7 @@ def merge_rank_results(results: list[dict[str, Any] | None], world_size: int | N
         dist["latency_spread_pct"] = (max(medians) - min(medians)) / min(medians) * 100 \
             if min(medians) > 0 else None
         dist["slowest_rank"] = max(ranks, key=lambda r: r["latency_median_ms"])["rank"]
-    merged["extra"]["distributed"] = dist
+    merged["details"]["distributed"] = dist
     return merged
 
 

@@ -168,5 +168,5 @@ def summary_lines(router: dict[str, Any]) -> list[str]:
         f"  load std/mean {_num(router.get('load_cv'))} (worst layer "
         f"{_num(router.get('load_cv_max'))}; target < {LOAD_CV_TARGET:.0%}): "
         f"{verdict(met.get('load_cv'))}",
-        f"  seed targets: {'met' if router.get('targets_met') else 'NOT met'}",
+        f"  targets (Gini, load spread): {'met' if router.get('targets_met') else 'NOT met'}",
     ]

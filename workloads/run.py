@@ -8,7 +8,7 @@ Order of work (phases are emitted as progress events, see ``workloads.protocol``
   measure    ``repeat`` timed steps; NVTX range "aiperf:step" around each on CUDA, and
              cudaProfilerStart/Stop around all of them when the profiler is ncu or nsys
   profile    torch profiler only: a few more steps traced to DIR/trace.json.gz, then one eager
-             step's operation inventory (workloads.inventory) into extra.inventory
+             step's operation inventory (workloads.inventory) into details.inventory
   measure    TTFT / TPOT from one timed generation (generation workloads)
   write      result.json, atomically (temp file + os.replace): never half-written
 
@@ -46,7 +46,7 @@ from workloads.layers import LayerOutcome, apply_layers, with_skipped
 from workloads.parity import compare
 from workloads.protocol import emit
 from workloads.rank_results import RANK_RESULT, RANK_TRACE, TRACES_DIR, merge_rank_results
-from workloads.spec import NCU_SCOPES, RunSpec
+from workloads.spec import NCU_SCOPES, RunSpec, replays_kernels
 
 RESULT_FILE = "result.json"
 TRACE_FILE = "trace.json.gz"
@@ -57,8 +57,9 @@ METRIC_KEYS = ("latency_ms", "step", "tokens_per_step", "tokens_per_s", "prefill
 DEFAULT_PROFILE_STEPS = 3
 
 
-class RunRecord:
-    """What result.json will say; filled in as the run goes so a failure keeps what is known."""
+class ChildResult:
+    """What result.json will say; filled in as the run goes so a failure keeps what is known.
+    (The parent turns it into the stored ``sessions.records.RunRecord``.)"""
 
     def __init__(self) -> None:
         self.status = "failed"
@@ -70,7 +71,7 @@ class RunRecord:
         self.parity: dict[str, Any] | None = None
         self.layers: list[LayerOutcome] = []
         self.artifacts: dict[str, str] = {}
-        self.extra: dict[str, Any] = {}
+        self.details: dict[str, Any] = {}  # the workload's own report
         self.dist = distributed.DistContext()  # torchrun rank, set once the group is joined
 
     def fail(self, exc: BaseException) -> None:
@@ -82,8 +83,8 @@ class RunRecord:
         return {
             "status": self.status, "error": self.error, "error_type": self.error_type,
             "spec": self.spec, "env": self.env, "metrics": self.metrics,
-            "parity": self.parity, "layers": [o.to_dict() for o in self.layers],
-            "artifacts": self.artifacts, "extra": self.extra,
+            "parity": self.parity, "layers_applied": [o.to_dict() for o in self.layers],
+            "artifacts": self.artifacts, "details": self.details,
         }
 
 
@@ -248,7 +249,7 @@ def throughput_metrics(workload: Workload, samples_ms: list[float]) -> dict[str,
     }
 
 
-def execute(spec: RunSpec, out_dir: Path, record: RunRecord) -> None:
+def execute(spec: RunSpec, out_dir: Path, record: ChildResult) -> None:
     device = resolve_device(spec.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise WorkbenchError("device 'cuda' requested but no CUDA GPU is available",
@@ -273,24 +274,24 @@ def execute(spec: RunSpec, out_dir: Path, record: RunRecord) -> None:
     except Exception as exc:
         if not spec.target or isinstance(exc, WorkbenchError):
             raise
-        from workloads.targets import TargetError
+        from workloads.errors import TargetError
 
         raise TargetError(f"target {spec.target!r} failed in build(): "
                           f"{one_line_error(exc)}", "see the run log") from exc
     if spec.checkpoint:
-        record.extra["checkpoint"] = checkpoint.load_checkpoint(workload, spec.checkpoint,
+        record.details["checkpoint"] = checkpoint.load_checkpoint(workload, spec.checkpoint,
                                                                 hf_config)
     if record.dist.enabled:  # every rank built the full model from the seed: keep a shard
-        record.extra["distributed"] = {**record.dist.to_dict(),
+        record.details["distributed"] = {**record.dist.to_dict(),
                                        "plan": distributed.shard_workload(workload, record.dist)}
         measure.reset_peak_memory(device)
-    record.extra.update(workload.extra())
+    record.details.update(workload.extra())
     inputs = workload.make_inputs(spec.seed)
 
     # Under ncu/nsys every CUDA call is intercepted and the parity decodes (2 x new_tokens
     # steps) cost minutes on an 8B model; their outputs are the same as in a timer run of the
     # same layers, so the profiled run skips the comparison and says so.
-    replay_profiler = spec.profiler in ("ncu", "nsys")
+    replay_profiler = replays_kernels(spec.profiler)
     stacked = [name for name in layer_names if name != "L0"]
     if replay_profiler:
         apply_layers(["L0"], workload, device, record.layers)
@@ -302,7 +303,7 @@ def execute(spec: RunSpec, out_dir: Path, record: RunRecord) -> None:
         memory_profile.mark("reference")
         apply_layers(["L0"], workload, device, record.layers)
         reference = workload.parity_outputs(inputs)
-        record.extra["reference_outputs"] = distributed.outputs_fingerprint(reference)
+        record.details["reference_outputs"] = distributed.outputs_fingerprint(reference)
         memory_profile.mark("parity")
         emit("phase", phase="parity",
              message=f"applying {', '.join(stacked) or 'no layers over L0'}; comparing to L0")
@@ -316,14 +317,14 @@ def execute(spec: RunSpec, out_dir: Path, record: RunRecord) -> None:
 
     record.layers = with_skipped(record.layers, spec.skipped_layers)  # what a range left out
     plan = measure.RepeatPlan(spec.repeat, spec.warmup,
-                              profiler_range=spec.profiler in ("ncu", "nsys"))
+                              profiler_range=replay_profiler)
     if spec.profiler == "ncu" and device.type == "cuda":
         # The gate's hooks go in before the step first runs: compile and graph capture
         # happen in the warm-up, outside the profiled range, and must see them.
         plan.sample = ncu_sample(workload, spec)
         if plan.sample is not None:
             plan.gate = measure.ProfilerGate(plan.sample.spans)
-        record.extra["profile_scope"] = describe_scope(plan.sample, record.layers)
+        record.details["profile_scope"] = describe_scope(plan.sample, record.layers)
     memory_profile.mark("prepare")
     workload.prepare(inputs)
     memory_profile.mark("warmup" if spec.warmup else "measure")
@@ -342,7 +343,7 @@ def execute(spec: RunSpec, out_dir: Path, record: RunRecord) -> None:
     samples = measure.run_repeats(step, workload.reset, device, plan, on_step)
     if spec.profiler == "memory":
         summary, snapshot = memory_profile.finish(workload)
-        record.extra["memory_profile"] = summary
+        record.details["memory_profile"] = summary
         if snapshot:
             record.artifacts["memory_snapshot"] = snapshot
     record.metrics.update(throughput_metrics(workload, samples))
@@ -364,7 +365,7 @@ def execute(spec: RunSpec, out_dir: Path, record: RunRecord) -> None:
         # What each profiled kernel computes (the trace cannot say inside graphs or compiled
         # code): one more step, eager, with every op's shapes; after the trace, so untimed.
         emit("phase", phase="profile", message="operation inventory of one eager step")
-        record.extra["inventory"] = inventory.record_or_reason(workload, inputs, device)
+        record.details["inventory"] = inventory.record_or_reason(workload, inputs, device)
 
     if workload.generates and not replay_profiler:
         emit("phase", phase="measure", message="TTFT / TPOT from one timed generation")
@@ -376,14 +377,14 @@ def execute(spec: RunSpec, out_dir: Path, record: RunRecord) -> None:
             record.metrics["prefill_ms"] = generation["ttft_ms"]
             record.metrics["prefill_tokens_per_s"] = prefill_tokens / (generation["ttft_ms"] / 1e3)
 
-    record.extra.update(workload.extra())  # again: some facts exist only after running
+    record.details.update(workload.extra())  # again: some facts exist only after running
     if record.dist.enabled:
         from workloads.layers.expert_parallel import dispatch_stats
 
-        record.extra["distributed"]["dispatch"] = dispatch_stats(workload.model)
+        record.details["distributed"]["dispatch"] = dispatch_stats(workload.model)
     peak_bytes, peak_source = measure.peak_memory(device)
     record.metrics["peak_mem_bytes"] = peak_bytes
-    record.extra["peak_mem_source"] = peak_source
+    record.details["peak_mem_source"] = peak_source
     record.status = "ok"
 
 
@@ -406,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     if world > 1 and rank > 0:  # only rank 0 talks to the parent; the others keep a log
         sys.stdout = sys.stderr = open(out_dir / f"rank{rank}.log", "a", buffering=1)  # noqa: SIM115
 
-    record = RunRecord()
+    record = ChildResult()
     exit_code = 0
     try:
         try:
@@ -442,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     return exit_code
 
 
-def merge_ranks(record: RunRecord, out_dir: Path, exit_code: int) -> tuple[int, bool]:
+def merge_ranks(record: ChildResult, out_dir: Path, exit_code: int) -> tuple[int, bool]:
     """Gather every rank's result on rank 0 and write the merged result.json there; then leave
     the process group. Returns the exit code and whether the group was left cleanly."""
     try:

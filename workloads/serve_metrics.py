@@ -19,9 +19,10 @@ gives None ("n/a"), never 0.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
+
+from workloads.stats import percentile
 
 KNEE_EFFICIENCY = 0.9  # achieved / offered request rate below this = saturated
 
@@ -36,13 +37,6 @@ class RequestTiming:
     @property
     def finished(self) -> bool:
         return len(self.token_times_s) >= self.max_new
-
-
-def percentile(sorted_values: list[float], fraction: float) -> float:
-    position = (len(sorted_values) - 1) * fraction
-    low, high = math.floor(position), math.ceil(position)
-    weight = position - low
-    return sorted_values[low] * (1 - weight) + sorted_values[high] * weight
 
 
 def distribution(values: list[float]) -> dict[str, Any]:

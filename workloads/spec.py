@@ -12,7 +12,37 @@ from typing import Any
 
 from workloads.errors import WorkbenchError
 
-PROFILERS = ("timer", "torch", "ncu", "nsys", "memory")
+
+@dataclass(frozen=True)
+class ProfilerTraits:
+    """What a profiler wrapper implies for a run; ``profilers.registry`` pairs each with its
+    wrapper, and the child (which may not import profilers) reads them here."""
+
+    title: str
+    # ncu and nsys serialize every kernel (ncu replays each): the latency is the profiler's,
+    # parity is skipped, and one measured repeat after one warm-up is all their range needs.
+    replays_kernels: bool = False
+    kernel_artifact: bool = False  # writes a kernel-level artifact (a trace, a report)
+    default_repeat: int = 5
+    default_warmup: int = 2
+
+
+PROFILER_TRAITS: dict[str, ProfilerTraits] = {
+    "timer": ProfilerTraits("wall-clock timer"),
+    "torch": ProfilerTraits("torch.profiler (Kineto trace)", kernel_artifact=True),
+    "ncu": ProfilerTraits("Nsight Compute", replays_kernels=True, kernel_artifact=True,
+                          default_repeat=1, default_warmup=1),
+    "nsys": ProfilerTraits("Nsight Systems", replays_kernels=True, kernel_artifact=True,
+                           default_repeat=1, default_warmup=1),
+    "memory": ProfilerTraits("CUDA allocator history / peak RSS"),
+}
+PROFILERS = tuple(PROFILER_TRAITS)
+AUTO = -1  # repeat / warmup: the profiler's default (PROFILER_TRAITS)
+
+
+def replays_kernels(profiler: str | None) -> bool:
+    traits = PROFILER_TRAITS.get(str(profiler))
+    return bool(traits and traits.replays_kernels)
 # What --profiler ncu replays (profiler option "scope"); see workloads.run.ncu_sample.
 NCU_SCOPES = ("auto", "step")
 DEVICES = ("auto", "cpu", "cuda")
@@ -29,8 +59,10 @@ class RunSpec:
     profiler: str = "timer"
     # Workload parameters overriding the preset (batch, prompt_len, new_tokens, dtype, ...).
     params: dict[str, Any] = field(default_factory=dict)
-    repeat: int = 5  # measured repeats of the step
-    warmup: int = 2  # un-measured repeats before them
+    # Measured repeats of the step and un-measured ones before them; AUTO takes the
+    # profiler's defaults (5 and 2; 1 and 1 under ncu / nsys) when the spec is made.
+    repeat: int = AUTO
+    warmup: int = AUTO
     timeout_s: float = 600.0
     seed: int = 0
     device: str = "auto"
@@ -48,6 +80,14 @@ class RunSpec:
     nproc_per_node: int = 1
     nnodes: int = 1
     rdzv_endpoint: str = ""
+
+    def __post_init__(self) -> None:
+        traits = PROFILER_TRAITS.get(self.profiler)
+        if traits is not None:
+            if self.repeat == AUTO:
+                self.repeat = traits.default_repeat
+            if self.warmup == AUTO:
+                self.warmup = traits.default_warmup
 
     def validate(self) -> RunSpec:
         if self.profiler not in PROFILERS:
@@ -81,9 +121,6 @@ class RunSpec:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSpec:
         known = {f for f in cls.__dataclass_fields__}
@@ -91,6 +128,13 @@ class RunSpec:
         if unknown:
             raise WorkbenchError(f"unknown spec fields: {', '.join(unknown)}")
         return cls(**data)
+
+    @classmethod
+    def from_stored(cls, data: dict[str, Any]) -> RunSpec:
+        """A spec from a stored record: fields this version does not know are left out (a
+        record written by a newer version still opens)."""
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
 
     @classmethod
     def from_json(cls, text: str) -> RunSpec:

@@ -25,14 +25,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from workloads.errors import WorkbenchError
+from workloads.errors import TargetError, WorkbenchError
 
 ENTRY_POINT_GROUP = "aiperf_workbench.workloads"
 DEFAULT_ATTRIBUTE = "build"
-
-
-class TargetError(WorkbenchError):
-    """A target that cannot be found, imported or built."""
 
 
 @dataclass(frozen=True)

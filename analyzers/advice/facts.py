@@ -19,8 +19,8 @@ from analyzers.advice.steps import StepTimeline, step_timeline
 from analyzers.ceilings import Ceilings, spec_ceilings
 from analyzers.layer_choice import has_remedy, layer_for
 from analyzers.profiled_steps import profiled_steps
-
-REPLAYING_PROFILERS = ("ncu", "nsys")  # their latency is no timing (kernels serialized, replayed)
+from profilers.parsers.schema import Col
+from workloads.spec import replays_kernels
 
 # Compute capability by device family, for artifacts that do not carry it (env.cc wins).
 _CC_BY_NAME = [
@@ -79,7 +79,7 @@ class Facts:
     def timed(self) -> bool:
         """The record's latency is a timing (not measured under kernel replay)."""
         median = (self.metrics.get("latency_ms") or {}).get("median")
-        return isinstance(median, (int, float)) and self.profiler not in REPLAYING_PROFILERS
+        return isinstance(median, (int, float)) and not replays_kernels(self.profiler)
 
     def layer(self, remedy: str) -> str | None:
         """The layer to name for ``remedy`` on this run (analyzers.layer_choice); None for an
@@ -134,10 +134,9 @@ def build_facts(analysis: Any, record: Any = None, source: str | None = None) ->
     data = _record_dict(record)
     env = data.get("env") or {}
     spec = data.get("spec") or {}
-    extra = data.get("extra") or {}
-    nested_extra = extra.get("extra")
-    workload_extra: dict[str, Any] = nested_extra if isinstance(nested_extra, dict) else {}
-    router = extra.get("router") or workload_extra.get("router") or {}
+    details = data.get("details")
+    workload_details: dict[str, Any] = details if isinstance(details, dict) else {}
+    router = workload_details.get("router") or {}
     if source is None:
         artifacts = data.get("artifacts") or {}
         artifact = next((artifacts[r] for r in ("ncu_csv", "nsys_sqlite", "trace", "ncu_rep")
@@ -150,7 +149,7 @@ def build_facts(analysis: Any, record: Any = None, source: str | None = None) ->
             source = getattr(analysis, "source", None) or "analysis"
     kt = getattr(analysis, "kernels", None)
     device_name = getattr(analysis, "device_name", None) or env.get("device_name")
-    shape = workload_extra.get("shape")
+    shape = workload_details.get("shape")
     facts = Facts(
         source=source, kernels=kt if kt is not None and len(kt) else None,
         top_kernels=getattr(analysis, "top_kernels", None),
@@ -171,17 +170,17 @@ def build_facts(analysis: Any, record: Any = None, source: str | None = None) ->
         workload=spec.get("workload") or None, profiler=spec.get("profiler") or None,
         shape=shape if isinstance(shape, dict) else {},
         budget=getattr(analysis, "budget", None),
-        scope=_scope(workload_extra),
+        scope=_scope(workload_details),
     )
     if facts.kernels is not None:
-        facts.total_ns = int(facts.kernels["dur_ns"].sum())
+        facts.total_ns = int(facts.kernels[Col.DUR_NS].sum())
         cats = getattr(analysis, "categories", None)
         if cats is not None:
             for row in cats.itertuples():
                 facts.category_ns[str(row.category)] = int(row.total_ns)
                 if row.share is not None and row.share == row.share:
                     facts.category_share[str(row.category)] = float(row.share)
-        ranks = facts.kernels["rank"].dropna()
+        ranks = facts.kernels[Col.RANK].dropna()
         facts.ranks = max(int(ranks.nunique()), 1) if len(ranks) else 1
         facts.timeline = step_timeline(facts.kernels, getattr(analysis, "runtime", None))
     facts.steps = profiled_steps(data) if data else None
@@ -191,8 +190,8 @@ def build_facts(analysis: Any, record: Any = None, source: str | None = None) ->
     return facts
 
 
-def _scope(workload_extra: dict[str, Any]) -> str | None:
-    scope = workload_extra.get("profile_scope")
+def _scope(workload_details: dict[str, Any]) -> str | None:
+    scope = workload_details.get("profile_scope")
     if isinstance(scope, dict) and scope.get("what") and scope.get("scope") != "step":
         return str(scope["what"])
     return None

@@ -21,17 +21,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from workloads.errors import LLMError
+
 DEFAULT_MODEL = "claude-sonnet-4-6"  # not on the SDK's deprecation list (sonnet-4-5 ends 2026-11-30)
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_RETRIES = 2
 KEYRING_SERVICE, KEYRING_USER = "aiperf-workbench", "anthropic"
-
-
-class LLMError(Exception):
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
 
 
 @dataclass

@@ -78,14 +78,14 @@ def build_payload(findings: list[Finding], analysis: Any = None, record: Any = N
             "layers": spec.get("layers"), "profiler": spec.get("profiler"),
             "repeat": spec.get("repeat"), "warmup": spec.get("warmup"), "params": params,
             "layers_applied": [{k: li.get(k) for k in ("name", "applied", "reason")}
-                               for li in (data.get("extra") or {}).get("layers") or []],
+                               for li in data.get("layers_applied") or []],
         }
         payload["device"] = {k: env.get(k) for k in _SAFE_ENV if env.get(k) is not None}
         if allow_paths:
             payload["device"].update({k: env.get(k) for k in _PATH_ENV if env.get(k) is not None})
             payload["artifacts"] = data.get("artifacts")
-            if spec.get("inputs"):
-                payload["run"]["inputs"] = spec.get("inputs")
+            if data.get("inputs"):
+                payload["run"]["inputs"] = data.get("inputs")
         payload["metrics"] = {"latency_ms": lat, **{
             k: _num(v) for k, v in metrics.items()
             if k != "latency_ms" and (isinstance(v, (int, float)) or k == "step")}}
@@ -95,8 +95,7 @@ def build_payload(findings: list[Finding], analysis: Any = None, record: Any = N
         tel = data.get("telemetry") or {}
         payload["telemetry"] = {k: _num(v) if not isinstance(v, list) else v for k, v in tel.items()
                                 if k not in ("device_name",) and not isinstance(v, dict)}
-        extra = data.get("extra") or {}
-        router = extra.get("router") or (extra.get("extra") or {}).get("router")
+        router = (data.get("details") or {}).get("router")
         if isinstance(router, dict):
             payload["router"] = {k: _num(v) for k, v in router.items()
                                  if isinstance(v, (int, float, bool, str)) or v is None}

@@ -10,11 +10,12 @@ from __future__ import annotations
 import re
 
 import numpy as np
-import pandas as pd
 
 from analyzers.advice.effect import impact, recoverable_text
 from analyzers.advice.facts import Facts
 from analyzers.advice.findings import Evidence, Finding
+from analyzers.advice.kernel_select import category_mask, name_mask, short_name, time_ns, top_names
+from profilers.parsers.schema import Category, Col, Kind
 
 FP32_GEMM_SHARE = 0.10
 FP8_GEMM_SHARE = 0.30
@@ -43,51 +44,27 @@ MOE_DISPATCH_OPS = re.compile(r"^aten::(index_add_?|index_select|index|index_put
                               r"gather|scatter_?|scatter_add_?|scatter_reduce_?|nonzero|argsort|sort|"
                               r"topk|bincount|histc|masked_select|masked_scatter_?|unique\w*)$")
 MOE_WORKLOAD_RE = re.compile(r"moe|mixtral|gptoss|expert|deepseek|qwen.*moe", re.I)
-MEMORY_BOUND_CATEGORIES = ("elementwise", "norm", "reduction")
-
-def _ns(kt: pd.DataFrame, mask: np.ndarray) -> int:
-    return int(kt["dur_ns"].to_numpy(dtype="int64", na_value=0)[mask].sum())
-
-
-def _name_mask(kt: pd.DataFrame, pattern: re.Pattern[str]) -> np.ndarray:
-    names = kt["name"].astype("category")
-    hits = np.array([bool(pattern.search(str(n))) for n in names.cat.categories], dtype=bool)
-    codes = np.asarray(names.cat.codes)
-    return np.where(codes >= 0, hits[np.clip(codes, 0, None)] if len(hits) else False, False)
-
-
-def _top_names(kt: pd.DataFrame, mask: np.ndarray, total_ns: int, n: int = 3
-               ) -> list[tuple[str, int, float]]:
-    sub = kt[mask]
-    if not len(sub):
-        return []
-    sums = sub.groupby(sub["name"].astype(str), observed=True)["dur_ns"].sum().sort_values(ascending=False)
-    return [(str(k), int(v), int(v) / total_ns) for k, v in sums.head(n).items()]
-
-
-def _cat_mask(kt: pd.DataFrame, *cats: str) -> np.ndarray:
-    return np.asarray(kt["category"].astype(str).isin(cats))
-
+MEMORY_BOUND_CATEGORIES = (Category.ELEMENTWISE, Category.NORM, Category.REDUCTION)
 
 def fp32_gemm_off_tensor_cores(f: Facts) -> Finding | None:
     if not f.has_kernels or f.device_kind == "cpu":
         return None
     kt, total = f.kernels, f.total_ns
     assert kt is not None and total
-    gemm = _cat_mask(kt, "gemm")
-    simt = gemm & _name_mask(kt, FP32_GEMM_RE) & ~_name_mask(kt, TF32_RE)
+    gemm = category_mask(kt, Category.GEMM)
+    simt = gemm & name_mask(kt, FP32_GEMM_RE) & ~name_mask(kt, TF32_RE)
     how = "kernel names of FP32 SIMT GEMMs (sgemm / f32 in, f32 out)"
     if not simt.any() and str(f.dtype) == "float32" and "L1" not in f.layers:
-        simt, how = gemm & ~_name_mask(kt, TF32_RE), "the run's dtype float32 with TF32 off (no L1)"
-    share = _ns(kt, simt) / total
+        simt, how = gemm & ~name_mask(kt, TF32_RE), "the run's dtype float32 with TF32 off (no L1)"
+    share = time_ns(kt, simt) / total
     if share < FP32_GEMM_SHARE:
         return None
-    top = _top_names(kt, simt, total)
+    top = top_names(kt, simt, total)
     layer = f.layer("precision")
     ceil = f.ceilings
     fp32, tf32 = (ceil.peak("fp32"), ceil.peak("tf32")) if ceil else (None, None)
     gain = fp32 / tf32 if fp32 and tf32 else None
-    us = f.us(_ns(kt, simt) * (1 - gain)) if gain is not None else None
+    us = f.us(time_ns(kt, simt) * (1 - gain)) if gain is not None else None
     rates = (f"FP32 {fp32 / 1e12:,.0f} vs TF32 {tf32 / 1e12:,.0f} TFLOP/s, {ceil.source} "
              f"ceilings of the {ceil.device_name}" if fp32 and tf32 and ceil else
              "no FP32/TF32 ceilings known for this device")
@@ -107,12 +84,12 @@ def fp32_gemm_off_tensor_cores(f: Facts) -> Finding | None:
         layer=layer, kernels=tuple(n for n, _, _ in top), recoverable_us=us,
         recoverable=recoverable_text(f, us, "the FP32 GEMMs' time at the TF32/FP32 ratio of "
                                      "this device's ceilings",
-                                     _ns(kt, simt) * (1 - gain) if gain is not None else None))
+                                     time_ns(kt, simt) * (1 - gain) if gain is not None else None))
 
 
 def _gemms_memory_bound(f: Facts) -> bool:
     """Decode GEMMs at small batch move weights, not FLOPs (M = batch tokens)."""
-    lines = [ln for ln in getattr(f.budget, "lines", ()) or () if ln.category == "gemm" and ln.bound]
+    lines = [ln for ln in getattr(f.budget, "lines", ()) or () if ln.category == Category.GEMM and ln.bound]
     if lines:
         heavy = max(lines, key=lambda ln: ln.measured_ns)
         return heavy.bound == "memory"
@@ -125,20 +102,20 @@ def fp8_eligible_gemms(f: Facts) -> Finding | None:
         return None
     kt, total = f.kernels, f.total_ns
     assert kt is not None and total
-    gemm = _cat_mask(kt, "gemm")
-    fp8 = _name_mask(kt, FP8_RE)
+    gemm = category_mask(kt, Category.GEMM)
+    fp8 = name_mask(kt, FP8_RE)
     if (gemm & fp8).any():
         return None  # already on FP8
     layer = f.layer("fp8_weights")
     if f.workload and layer is None:
         return None  # no FP8 layer for this workload on this device
-    eligible = gemm & ~_name_mask(kt, FP32_GEMM_RE) & ~_name_mask(kt, TF32_RE)
+    eligible = gemm & ~name_mask(kt, FP32_GEMM_RE) & ~name_mask(kt, TF32_RE)
     if str(f.dtype) == "float32":
         return None  # first move to bf16 (see the FP32 rule)
-    share = _ns(kt, eligible) / total
+    share = time_ns(kt, eligible) / total
     if share < FP8_GEMM_SHARE:
         return None
-    top = _top_names(kt, eligible, total)
+    top = top_names(kt, eligible, total)
     ceil = f.ceilings
     bf16, fp8_peak = (ceil.peak("bf16"), ceil.peak("fp8")) if ceil else (None, None)
     rates = (f"FP8 {fp8_peak / 1e12:,.0f} vs bf16 {bf16 / 1e12:,.0f} TFLOP/s, {ceil.source} "
@@ -151,7 +128,7 @@ def fp8_eligible_gemms(f: Facts) -> Finding | None:
         saving, why = 1 - bf16 / fp8_peak, f"compute-bound GEMMs at the FP8 roof ({rates})"
     else:
         saving, why = 0.0, rates
-    us = f.us(_ns(kt, eligible) * saving) if saving else None
+    us = f.us(time_ns(kt, eligible) * saving) if saving else None
     return Finding(
         rule="fp8_eligible_gemms",
         finding=f"bf16/fp16 GEMMs take {share:.0%} of GPU time on a device with FP8 tensor cores "
@@ -170,7 +147,7 @@ def fp8_eligible_gemms(f: Facts) -> Finding | None:
         confidence="medium", impact=impact(f, us, share * 0.45), layer=layer,
         kernels=tuple(n for n, _, _ in top), recoverable_us=us,
         recoverable=recoverable_text(f, us, f"{saving:.0%} of the bf16 GEMMs' time ({why})",
-                                     _ns(kt, eligible) * saving))
+                                     time_ns(kt, eligible) * saving))
 
 
 def elementwise_chains(f: Facts) -> Finding | None:
@@ -178,12 +155,12 @@ def elementwise_chains(f: Facts) -> Finding | None:
         return None
     kt, total = f.kernels, f.total_ns
     assert kt is not None and total
-    kern = kt[kt["kind"].astype(str) == "kernel"]
-    if "start_ns" in kern and kern["start_ns"].notna().all():
+    kern = kt[kt[Col.KIND].astype(str) == Kind.KERNEL]
+    if "start_ns" in kern and kern[Col.START_NS].notna().all():
         kern = kern.sort_values("start_ns", kind="stable")
-    is_mem = np.asarray(kern["category"].astype(str).isin(MEMORY_BOUND_CATEGORIES))
-    stream = kern["stream"].to_numpy(dtype="int64", na_value=-1)
-    dur = kern["dur_ns"].to_numpy(dtype="int64", na_value=0)
+    is_mem = np.asarray(kern[Col.CATEGORY].astype(str).isin(MEMORY_BOUND_CATEGORIES))
+    stream = kern[Col.STREAM].to_numpy(dtype="int64", na_value=-1)
+    dur = kern[Col.DUR_NS].to_numpy(dtype="int64", na_value=0)
     chain_ns, chains, lengths = 0, 0, []
     # Runs of consecutive memory-bound kernels, per stream (launch order within a stream).
     for s in np.unique(stream):
@@ -199,7 +176,7 @@ def elementwise_chains(f: Facts) -> Finding | None:
     if share < ELEMENTWISE_CHAIN_SHARE:
         return None
     mean_len = float(np.mean(lengths))
-    top = _top_names(kt, _cat_mask(kt, *MEMORY_BOUND_CATEGORIES), total)
+    top = top_names(kt, category_mask(kt, *MEMORY_BOUND_CATEGORIES), total)
     saved = 1 - 1 / max(mean_len, 1)
     us = f.us(chain_ns * saved)
     layer = f.layer("compile_fusion")
@@ -230,21 +207,21 @@ def attention_not_flash(f: Facts) -> Finding | None:
         return None
     kt, total = f.kernels, f.total_ns
     assert kt is not None and total
-    if (_cat_mask(kt, "attention") & _name_mask(kt, FLASH_RE)).any():
+    if (category_mask(kt, Category.ATTENTION) & name_mask(kt, FLASH_RE)).any():
         return None
-    ops = kt["op_name"].astype(object).fillna("").astype(str)
-    softmax = _name_mask(kt, re.compile(r"softmax", re.I))
+    ops = kt[Col.OP_NAME].astype(object).fillna("").astype(str)
+    softmax = name_mask(kt, re.compile(r"softmax", re.I))
     batched = np.asarray(ops.str.contains(BATCHED_MATMUL_OPS))
     math = softmax | np.asarray(ops.str.contains(MATH_ATTENTION_OPS)) | (
-        _cat_mask(kt, "attention") & ~_name_mask(kt, FLASH_RE))
+        category_mask(kt, Category.ATTENTION) & ~name_mask(kt, FLASH_RE))
     if not np.asarray(ops.str.contains("attention_math")).any() and not (softmax.any() and batched.any()):
         return None  # a softmax alone (sampling, a router) is not an attention
-    share = _ns(kt, math) / total
+    share = time_ns(kt, math) / total
     if share < MATH_ATTENTION_SHARE:
         return None
-    top = _top_names(kt, math, total)
+    top = top_names(kt, math, total)
     layer = f.layer("attention_kernel")
-    us = f.us(_ns(kt, math) * 0.6)
+    us = f.us(time_ns(kt, math) * 0.6)
     return Finding(
         rule="attention_not_flash",
         finding=f"Attention runs on the unfused math path (bmm + softmax kernels, no flash / "
@@ -263,7 +240,7 @@ def attention_not_flash(f: Facts) -> Finding | None:
         confidence="medium", impact=impact(f, us, share * 0.6), layer=layer,
         kernels=tuple(n for n, _, _ in top), recoverable_us=us,
         recoverable=recoverable_text(f, us, "60% of the math path's time (one fused kernel "
-                                     "instead of bmm, scale, softmax, bmm)", _ns(kt, math) * 0.6))
+                                     "instead of bmm, scale, softmax, bmm)", time_ns(kt, math) * 0.6))
 
 
 def moe_dispatch(f: Facts) -> Finding | None:
@@ -271,27 +248,27 @@ def moe_dispatch(f: Facts) -> Finding | None:
         return None
     kt, total = f.kernels, f.total_ns
     assert kt is not None and total
-    ops = kt["op_name"].astype(object).fillna("").astype(str)
-    by_op = np.asarray(ops.str.match(MOE_DISPATCH_OPS)) & ~_cat_mask(kt, "gemm", "attention")
-    mask = _cat_mask(kt, "moe_dispatch") | by_op
-    share = _ns(kt, mask) / total
+    ops = kt[Col.OP_NAME].astype(object).fillna("").astype(str)
+    by_op = np.asarray(ops.str.match(MOE_DISPATCH_OPS)) & ~category_mask(kt, Category.GEMM, Category.ATTENTION)
+    mask = category_mask(kt, Category.MOE_DISPATCH) | by_op
+    share = time_ns(kt, mask) / total
     if share < MOE_DISPATCH_SHARE:
         return None
-    top = _top_names(kt, mask, total)
+    top = top_names(kt, mask, total)
     moe_like = (bool(f.router) or len(top) >= 2
                 or bool(MOE_WORKLOAD_RE.search(str(f.env.get("workload") or "")))
                 or bool(np.asarray(ops.str.contains("index_add|expert|moe", case=False)).any()))
     if not moe_like:
         return None
     launches = int(mask.sum())
-    names = "; ".join(f"{_short(n)} {s:.1%}" for n, _, s in top)
+    names = "; ".join(f"{short_name(n)} {s:.1%}" for n, _, s in top)
     evidence = [Evidence("MoE dispatch (gather/index/scatter/sort) share of GPU time", share,
                          MOE_DISPATCH_SHARE, f.source, "share"),
                 Evidence("MoE dispatch kernel launches", launches, None, f.source, comparison="")]
-    evidence += [Evidence(f"share of GPU time: {_short(n)}", s, None, f.source, "share", "")
+    evidence += [Evidence(f"share of GPU time: {short_name(n)}", s, None, f.source, "share", "")
                  for n, _, s in top]
     layer = f.layer("grouped_experts")
-    us = f.us(_ns(kt, mask))
+    us = f.us(time_ns(kt, mask))
     return Finding(
         rule="moe_dispatch",
         finding=f"MoE dispatch kernels take {share:.0%} of GPU time ({launches} launches): {names}.",
@@ -304,25 +281,7 @@ def moe_dispatch(f: Facts) -> Finding | None:
                         "away; the expert GEMMs become one launch per layer.",
         confidence="high" if share >= 0.2 else "medium", impact=impact(f, us, share),
         layer=layer, kernels=tuple(n for n, _, _ in top), recoverable_us=us,
-        recoverable=recoverable_text(f, us, "the dispatch kernels' time", _ns(kt, mask)))
-
-
-def _short(name: str, width: int = 60) -> str:
-    """A kernel's readable core: no "void ", no arguments, no template arguments, no
-    namespaces ("void at::native::sbtopk::gatherTopK<float, ...>(...)" -> "gatherTopK")."""
-    text = name[5:] if name.startswith("void ") else name
-    depth, core = 0, []
-    for ch in text:
-        if ch == "<":
-            depth += 1
-        elif ch == ">":
-            depth = max(depth - 1, 0)
-        elif ch == "(" and depth == 0:
-            break
-        elif depth == 0:
-            core.append(ch)
-    short = "".join(core).strip().split("::")[-1] or name
-    return short if len(short) <= width else short[: width - 3] + "..."
+        recoverable=recoverable_text(f, us, "the dispatch kernels' time", time_ns(kt, mask)))
 
 
 KERNEL_RULES = (moe_dispatch, fp32_gemm_off_tensor_cores, attention_not_flash, elementwise_chains,

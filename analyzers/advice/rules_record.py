@@ -7,9 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from analyzers.advice.facts import REPLAYING_PROFILERS, Facts
+from analyzers.advice.facts import Facts
 from analyzers.advice.findings import Evidence, Finding
 from analyzers.advice.rules_run import num as _num
+from workloads.spec import replays_kernels
 
 THROTTLE_REASONS = ("sw_power_cap", "hw_slowdown", "sw_thermal", "hw_thermal", "hw_power_brake")
 NOISY_CV = 0.05
@@ -71,7 +72,7 @@ def parity_failure(f: Facts) -> Finding | None:
 
 
 def noisy_measurement(f: Facts) -> Finding | None:
-    if f.profiler in REPLAYING_PROFILERS:
+    if replays_kernels(f.profiler):
         return None  # one repeat by policy, and its latency is no timing: nothing to trust
     lat = f.metrics.get("latency_ms") or {}
     mean, stdev, n = _num(lat.get("mean")), _num(lat.get("stdev")), _num(lat.get("n"))
@@ -118,7 +119,7 @@ def _first_num(d: dict[str, Any], *keys: str) -> float | None:
 
 
 def expert_imbalance(f: Facts) -> Finding | None:
-    """Router health from ``extra.router`` (workloads.router_health: gini / gini_max, load_cv /
+    """Router health from ``details.router`` (workloads.router_health: gini / gini_max, load_cv /
     load_cv_max over MoE layers; worst layer preferred) or a raw ``tokens_per_expert`` list."""
     r = f.router
     if not r or r.get("available") is False:

@@ -15,7 +15,8 @@ from typing import Any
 from analyzers.advice.effect import fmt_us, impact, recoverable_text
 from analyzers.advice.facts import Facts
 from analyzers.advice.findings import Evidence, Finding
-from analyzers.advice.rules_kernels import _cat_mask, _short, _top_names
+from analyzers.advice.kernel_select import category_mask, short_name, top_names
+from profilers.parsers.schema import Category, Col
 
 FAR_BELOW_FACTOR = 5.0  # measured / speed-of-light at least this
 MIN_LOST_SHARE = 0.03  # of the step: smaller losses are not worth a finding
@@ -52,13 +53,13 @@ def _from_budget(f: Facts) -> Finding | None:
         evidence.insert(1, Evidence("launches per step", line.launches, None, source, comparison=""))
     if line.pct_of_roof is not None:
         evidence.append(Evidence("% of roof", round(line.pct_of_roof, 1), None, source, "%", ""))
-    remedy = (DECODE_ATTENTION_REMEDY if line.category == "attention" and f.step == "decode"
-              else f"Find why {_short(line.name)} runs far from its {line.bound or 'roof'}: "
+    remedy = (DECODE_ATTENTION_REMEDY if line.category == Category.ATTENTION and f.step == "decode"
+              else f"Find why {short_name(line.name)} runs far from its {line.bound or 'roof'}: "
               "launch shape (too few blocks for the SMs), the algorithm the library picked for "
               "this shape, or a better-suited kernel.")
     return Finding(
         rule="kernel_far_below_roof",
-        finding=f"{_short(line.name)} takes {fmt_us(line.measured_ns / 1e3)} per step where its "
+        finding=f"{short_name(line.name)} takes {fmt_us(line.measured_ns / 1e3)} per step where its "
                 f"work needs {fmt_us(line.sol_ns / 1e3)} at the {line.bound or ''} roof: "
                 f"{line.why}",
         evidence=tuple(evidence),
@@ -99,34 +100,34 @@ def _decode_attention(f: Facts) -> Finding | None:
         return None
     kt = f.kernels
     assert kt is not None and f.total_ns
-    attn = _cat_mask(kt, "attention")
+    attn = category_mask(kt, Category.ATTENTION)
     if not attn.any():
         return None
     kv = decode_kv_bytes(f)
     if kv is None:
         return None
     kv_bytes, how = kv
-    measured_ns = float(kt["dur_ns"].to_numpy(dtype="int64", na_value=0)[attn].sum()) / f.steps
+    measured_ns = float(kt[Col.DUR_NS].to_numpy(dtype="int64", na_value=0)[attn].sum()) / f.steps
     sol_ns = kv_bytes / f.ceilings.dram_bw * 1e9
     lost_ns = measured_ns - sol_ns
     if measured_ns < FAR_BELOW_FACTOR * sol_ns or lost_ns < MIN_LOST_SHARE * f.step_ns:
         return None
-    top = _top_names(kt, attn, f.total_ns)
+    top = top_names(kt, attn, f.total_ns)
     name = top[0][0]
-    launches = int((kt["name"].astype(str) == name).sum()) / f.steps
+    launches = int((kt[Col.NAME].astype(str) == name).sum()) / f.steps
     us = lost_ns / 1e3
     ceil = f"{f.ceilings.source} ceilings of the {f.ceilings.device_name}"
     layer = f.layer("attention_kernel")
     return Finding(
         rule="kernel_far_below_roof",
-        finding=f"Decode attention runs {_short(name)}, {launches:g} calls per step, "
+        finding=f"Decode attention runs {short_name(name)}, {launches:g} calls per step, "
                 f"{fmt_us(measured_ns / 1e3)} per step (attention kernels) to read "
                 f"~{kv_bytes / 1e6:,.0f} MB of KV cache that takes {fmt_us(sol_ns / 1e3)} at "
                 f"the {f.ceilings.dram_bw / 1e12:.2f} TB/s memory roof: "
                 f"{measured_ns / sol_ns:,.0f}x its speed of light.",
         evidence=(Evidence("attention time per step", round(measured_ns / 1e3, 1), None,
                            f"{f.source} ({f.steps:g} profiled steps)", "us", ""),
-                  Evidence(f"launches per step of {_short(name)}", launches, None, f.source,
+                  Evidence(f"launches per step of {short_name(name)}", launches, None, f.source,
                            comparison=""),
                   Evidence("KV bytes per step", round(kv_bytes / 1e6, 1), None,
                            f"the run's shape ({how})", "MB", ""),

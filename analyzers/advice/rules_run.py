@@ -16,6 +16,7 @@ import numpy as np
 from analyzers.advice.effect import fmt_us, impact, layer_list, recoverable_text
 from analyzers.advice.facts import Facts
 from analyzers.advice.findings import Evidence, Finding
+from profilers.parsers.schema import Col, Kind
 
 LAUNCH_BOUND_IDLE_SHARE = 0.30
 SHORT_KERNEL_SHARE = 0.50
@@ -179,12 +180,12 @@ def host_device_copies(f: Facts) -> Finding | None:
         return None
     kt = f.kernels
     assert kt is not None
-    copies = kt[kt["kind"].astype(str) == "memcpy"]
+    copies = kt[kt[Col.KIND].astype(str) == Kind.MEMCPY]
     if not len(copies):
         return None
-    names = copies["name"].astype(str)
+    names = copies[Col.NAME].astype(str)
     host = np.asarray(names.str.contains(_HOST_COPY_RE))
-    host_ns = int(copies["dur_ns"].to_numpy(dtype="int64", na_value=0)[host].sum())
+    host_ns = int(copies[Col.DUR_NS].to_numpy(dtype="int64", na_value=0)[host].sum())
     pageable = int(np.asarray(names.str.contains(_PAGEABLE_RE)).sum())
     t = f.temporal
     activity = t.activity_ns if t is not None and t.activity_ns else f.total_ns

@@ -9,7 +9,8 @@ import pandas as pd
 from analyzers.advice.effect import impact, recoverable_text
 from analyzers.advice.facts import Facts
 from analyzers.advice.findings import Evidence, Finding
-from analyzers.advice.rules_kernels import _cat_mask, _ns, _top_names
+from analyzers.advice.kernel_select import category_mask, time_ns, top_names
+from profilers.parsers.schema import Category, Col
 
 LOW_OCCUPANCY = 0.25
 LOW_OCCUPANCY_SHARE = 0.05
@@ -56,10 +57,10 @@ def low_occupancy(f: Facts) -> Finding | None:
         limiter = np.array(list(lim_cols))[np.nan_to_num(lims, nan=np.inf).argmin(axis=0)]
         how = "ncu theoretical occupancy"
     else:
-        regs = kt["registers"].to_numpy(dtype="float64", na_value=np.nan)
-        smem = kt["shared_mem"].to_numpy(dtype="float64", na_value=np.nan)
+        regs = kt[Col.REGISTERS].to_numpy(dtype="float64", na_value=np.nan)
+        smem = kt[Col.SHARED_MEM].to_numpy(dtype="float64", na_value=np.nan)
         threads = np.array([float(np.prod(b)) if isinstance(b, (tuple, list)) and len(b) else np.nan
-                            for b in kt["block"]], dtype="float64")
+                            for b in kt[Col.BLOCK]], dtype="float64")
         known = ~np.isnan(regs) & ~np.isnan(threads) & (threads > 0)
         if not known.any():
             return None
@@ -71,11 +72,11 @@ def low_occupancy(f: Facts) -> Finding | None:
     # Tensor-core GEMM and attention kernels run at low occupancy by design (TMA, warp
     # specialization); the rule is about the rest.
     low = (~np.isnan(occ) & (occ <= LOW_OCCUPANCY) & np.isin(limiter, ["registers", "shared memory"])
-           & ~_cat_mask(kt, "gemm", "attention", "communication"))
-    share = _ns(kt, low) / total
+           & ~category_mask(kt, Category.GEMM, Category.ATTENTION, Category.COMMUNICATION))
+    share = time_ns(kt, low) / total
     if share < LOW_OCCUPANCY_SHARE:
         return None
-    top = _top_names(kt, low, total)
+    top = top_names(kt, low, total)
     worst = float(np.nanmin(occ[low]))
     lim_counts = pd.Series(limiter[low]).value_counts()
     main_limiter = str(lim_counts.index[0])
@@ -93,11 +94,11 @@ def low_occupancy(f: Facts) -> Finding | None:
                + " so more blocks fit on an SM; or let torch.compile autotune the kernel (L5).",
         expected_effect="More resident warps hide memory latency: memory-bound kernels get "
                         "closer to the bandwidth roof.",
-        confidence="low", impact=impact(f, f.us(_ns(kt, low) * 0.3), share * 0.3),
-        kernels=tuple(n for n, _, _ in top), recoverable_us=f.us(_ns(kt, low) * 0.3),
-        recoverable=recoverable_text(f, f.us(_ns(kt, low) * 0.3), "30% of the low-occupancy "
+        confidence="low", impact=impact(f, f.us(time_ns(kt, low) * 0.3), share * 0.3),
+        kernels=tuple(n for n, _, _ in top), recoverable_us=f.us(time_ns(kt, low) * 0.3),
+        recoverable=recoverable_text(f, f.us(time_ns(kt, low) * 0.3), "30% of the low-occupancy "
                                      "kernels' time (a rough guess: occupancy hides latency, "
-                                     "it does not remove work)", _ns(kt, low) * 0.3))
+                                     "it does not remove work)", time_ns(kt, low) * 0.3))
 
 
 def _merge(s: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -118,12 +119,12 @@ def nccl_not_overlapped(f: Facts) -> Finding | None:
         return None
     kt, total = f.kernels, f.total_ns
     assert kt is not None and total
-    comm = _cat_mask(kt, "communication")
-    if not comm.any() or kt["start_ns"].isna().any():
+    comm = category_mask(kt, Category.COMMUNICATION)
+    if not comm.any() or kt[Col.START_NS].isna().any():
         return None
-    start = kt["start_ns"].to_numpy(dtype="int64")
-    end = start + kt["dur_ns"].to_numpy(dtype="int64", na_value=0)
-    dev = kt["device"].to_numpy(dtype="int64", na_value=-1) * 100_000 + kt["rank"].to_numpy(
+    start = kt[Col.START_NS].to_numpy(dtype="int64")
+    end = start + kt[Col.DUR_NS].to_numpy(dtype="int64", na_value=0)
+    dev = kt[Col.DEVICE].to_numpy(dtype="int64", na_value=-1) * 100_000 + kt[Col.RANK].to_numpy(
         dtype="int64", na_value=-1)
     comm_ns, exposed = 0, 0
     for d in np.unique(dev[comm]):
@@ -143,7 +144,7 @@ def nccl_not_overlapped(f: Facts) -> Finding | None:
     if exposed_share < NCCL_EXPOSED_SHARE:
         return None
     overlap = 1 - exposed / comm_ns if comm_ns else None
-    top = _top_names(kt, comm, total)
+    top = top_names(kt, comm, total)
     return Finding(
         rule="nccl_not_overlapped",
         finding=f"Collective communication is not hidden behind compute: {exposed_share:.0%} of "

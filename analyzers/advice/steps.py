@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from analyzers.runtime_api import is_sync
+from profilers.parsers.schema import Col, Kind
 
 MAX_STEP_COUNT_CANDIDATES = 8
 MIN_COVERAGE = 0.8  # the steps hold at least this share of the kernels (prefix/suffix allowed)
@@ -78,9 +79,9 @@ class StepTimeline:
 
 
 def _kernel_order(kt: pd.DataFrame) -> np.ndarray:
-    kind = kt["kind"].astype(str).to_numpy()
-    start = kt["start_ns"].to_numpy(dtype="float64", na_value=np.nan)
-    rows = np.flatnonzero((kind == "kernel") & ~np.isnan(start))
+    kind = kt[Col.KIND].astype(str).to_numpy()
+    start = kt[Col.START_NS].to_numpy(dtype="float64", na_value=np.nan)
+    rows = np.flatnonzero((kind == Kind.KERNEL) & ~np.isnan(start))
     return rows[np.argsort(start[rows], kind="stable")]
 
 
@@ -135,19 +136,19 @@ def step_timeline(kt: pd.DataFrame | None, runtime: pd.DataFrame | None = None
     """The profiled steps of a one-device trace, or None when no kernel sequence repeats."""
     if kt is None or len(kt) < 4 or "start_ns" not in kt:
         return None
-    devices = kt["device"].dropna().unique() if "device" in kt else []
-    if len(devices) > 1 or ("rank" in kt and kt["rank"].dropna().nunique() > 1):
+    devices = kt[Col.DEVICE].dropna().unique() if "device" in kt else []
+    if len(devices) > 1 or ("rank" in kt and kt[Col.RANK].dropna().nunique() > 1):
         return None
     rows = _kernel_order(kt)
     if len(rows) < 4:
         return None
-    codes = pd.factorize(kt["name"].astype(str).to_numpy()[rows])[0]
+    codes = pd.factorize(kt[Col.NAME].astype(str).to_numpy()[rows])[0]
     found = _period(codes)
     if found is None:
         return None
     k, period, starts = found
-    start = kt["start_ns"].to_numpy(dtype="float64", na_value=np.nan)
-    end = start + kt["dur_ns"].to_numpy(dtype="float64", na_value=0)
+    start = kt[Col.START_NS].to_numpy(dtype="float64", na_value=np.nan)
+    end = start + kt[Col.DUR_NS].to_numpy(dtype="float64", na_value=0)
     ok = ~np.isnan(start)
     all_s, all_e = start[ok].astype("int64"), end[ok].astype("int64")
     k_start, k_end = start[rows].astype("int64"), end[rows].astype("int64")
@@ -195,7 +196,7 @@ def _launch_times(kt: pd.DataFrame, runtime: pd.DataFrame | None, rows: np.ndarr
         return None
     lookup = pd.Series(rt_start[has], index=corr[has])
     lookup = lookup[~lookup.index.duplicated(keep="first")]
-    k_corr = kt["correlation"].to_numpy(dtype="float64", na_value=np.nan)[rows]
+    k_corr = kt[Col.CORRELATION].to_numpy(dtype="float64", na_value=np.nan)[rows]
     return lookup.reindex(k_corr).to_numpy(dtype="float64")
 
 

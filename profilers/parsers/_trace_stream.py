@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import gzip
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import msgspec
 
@@ -296,7 +296,3 @@ class TraceStream:
             raise self._fail("top level is not a JSON object")
         head.pop("traceEvents", None)
         return head
-
-
-def stream_events(path: Path, opener: Callable[[Path], BinaryIO]) -> TraceStream:
-    return TraceStream(path, opener(path))

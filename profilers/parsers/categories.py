@@ -8,15 +8,12 @@ vectorized_gather_kernel, nccl*). Categorize the unique names, not every row.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-CATEGORIES = (
-    "gemm", "attention", "moe_dispatch", "norm", "elementwise", "reduction",
-    "memcpy", "memset", "communication", "other",
-)
+from profilers.parsers.schema import CATEGORIES
 
 # (category, pattern) — searched case-insensitively in the kernel name. Every pattern is a set
 # of literal alternatives (at most a bounded look-ahead): no ``.*`` between two words, whose
@@ -62,8 +59,3 @@ def categorize_names(names: pd.Categorical, kinds: Sequence[str] | None = None) 
             if mask.any():
                 result_codes = np.where(mask, CATEGORIES.index(kind), result_codes)
     return pd.Categorical.from_codes(result_codes.astype(np.int8), categories=list(CATEGORIES))
-
-
-def category_rules() -> Iterable[tuple[str, str]]:
-    """The rules as (category, regex) pairs, for --help and documentation."""
-    return [(c, p.pattern) for c, p in _RULES]

@@ -16,28 +16,29 @@ import numpy as np
 import pandas as pd
 
 from profilers.parsers.categories import categorize_names
+from profilers.parsers.schema import Col
 
 # column -> pandas dtype
 COLUMNS: dict[str, str] = {
-    "name": "category",
-    "name_id": "int32",  # index of name in the category list (stable within one table)
-    "category": "category",  # gemm, attention, moe_dispatch, norm, elementwise, ...
-    "kind": "category",  # kernel | memcpy | memset
-    "stream": "Int64",
-    "device": "Int64",
-    "rank": "Int64",
-    "start_ns": "Int64",
-    "dur_ns": "Int64",
-    "grid": "object",  # (x, y, z) tuple or None
-    "block": "object",
-    "registers": "Int64",
-    "shared_mem": "Int64",
-    "correlation": "Int64",
-    "op_name": "object",  # parent CPU op (aten::mm ...) where known
-    "flops": "Float64",  # when known (torch with_flops on the parent op, ncu counters)
-    "dram_bytes": "Float64",  # when known (ncu)
-    "source": "category",  # torch | ncu | nsys
-    "cost_source": "category",  # where flops / dram_bytes came from (COST_SOURCES), <NA> unknown
+    Col.NAME: "category",
+    Col.NAME_ID: "int32",  # index of name in the category list (stable within one table)
+    Col.CATEGORY: "category",  # gemm, attention, moe_dispatch, norm, elementwise, ...
+    Col.KIND: "category",  # kernel | memcpy | memset
+    Col.STREAM: "Int64",
+    Col.DEVICE: "Int64",
+    Col.RANK: "Int64",
+    Col.START_NS: "Int64",
+    Col.DUR_NS: "Int64",
+    Col.GRID: "object",  # (x, y, z) tuple or None
+    Col.BLOCK: "object",
+    Col.REGISTERS: "Int64",
+    Col.SHARED_MEM: "Int64",
+    Col.CORRELATION: "Int64",
+    Col.OP_NAME: "object",  # parent CPU op (aten::mm ...) where known
+    Col.FLOPS: "Float64",  # when known (torch with_flops on the parent op, ncu counters)
+    Col.DRAM_BYTES: "Float64",  # when known (ncu)
+    Col.SOURCE: "category",  # torch | ncu | nsys
+    Col.COST_SOURCE: "category",  # where flops / dram_bytes came from (COST_SOURCES), <NA> unknown
 }
 # inventory: the run's operation inventory matched by launch order (analyzers.inventory_match);
 # op_shapes: the parent aten op's recorded shapes; with_flops: the profiler's own FLOP count

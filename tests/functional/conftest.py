@@ -11,8 +11,8 @@ import pytest
 
 from sessions.store import SessionStore
 from tests.functional.fakes import FakeCore, write_run
-from workbench.app import WorkbenchApp, make_app
-from workbench.settings import Settings
+from workbench.tui.app import WorkbenchApp, make_app
+from workbench.tui.settings import Settings
 from workloads import catalog
 from workloads.catalog import LayerInfo, WorkloadInfo
 from workloads.spec import RunSpec

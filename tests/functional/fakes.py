@@ -22,8 +22,10 @@ import pandas as pd
 from analyzers.breakdown import category_breakdown, kernel_breakdown
 from profilers.nvml import summarize_samples
 from profilers.parsers.kernel_table import make_kernel_table
-from sessions.store import RunRecord, SessionStore
-from workbench.services import DeviceProbe, Services
+from sessions.records import RunRecord, RunStatus
+from sessions.store import SessionStore
+from workbench.api.device import DeviceProbe
+from workbench.api.services import Services
 from workloads.spec import RunSpec
 
 INJECTED_NAME = "[bold red]x[/]"  # must render literally, never as markup
@@ -75,15 +77,15 @@ def write_run(store: SessionStore, spec: RunSpec, rows: int, run_id: str | None 
               created_at: float | None = None, status: str = "ok") -> RunRecord:
     """A finished run as the runner would store it (fixed id/time for snapshots)."""
     if run_id is None:
-        record = store.new_run(spec.to_dict())
+        record = store.new_run(spec)
     else:
         store.run_dir(run_id).mkdir(parents=True, exist_ok=True)
-        record = RunRecord(id=run_id, created_at=created_at or 1.7e9, spec=spec.to_dict())
+        record = RunRecord(id=run_id, created_at=created_at or 1.7e9, spec=spec)
     speed = 1.0 + 0.25 * (len(spec.layers) - 1)
     kt = kernel_frame(rows, seed=len(spec.layers), scale=1.0 / speed)
     kt.to_pickle(store.run_dir(record.id) / KERNELS_FILE)
     samples = [round(12.0 / speed + 0.01 * k, 4) for k in range(spec.repeat)]
-    record.status = status
+    record.status = RunStatus(status)
     record.artifacts = {"kernels": KERNELS_FILE, "log": "run.log"}
     record.metrics = {
         "latency_ms": {"median": float(np.median(samples)), "mean": float(np.mean(samples)),
@@ -136,8 +138,8 @@ class FakeCore:
             assert cancel is not None
             cancel.wait(20)
             self.cancel_seen.set()
-            record = store.new_run(spec.to_dict())
-            record.status, record.error = "cancelled", "cancelled by the user"
+            record = store.new_run(spec)
+            record.status, record.error = RunStatus.CANCELLED, "cancelled by the user"
             store.save(record)
             emit({"event": "done", "status": "cancelled", "run_id": record.id})
             return record

@@ -11,9 +11,11 @@ from pathlib import Path
 from analyzers.ceilings import Ceilings
 from analyzers.run_analysis import RunAnalysis, analyze_tables
 from profilers.parsers.detect import load_artifact
-from sessions.store import RunRecord, SessionStore
+from sessions.records import RunRecord, RunStatus
+from sessions.store import SessionStore
 from tests.unit import h200_budget_data as h200
-from workbench.services import Services
+from workbench.api.services import Services
+from workloads.spec import RunSpec
 
 RUN_ID = "20261201-030001-be9dc0"
 
@@ -34,10 +36,10 @@ def h200_analysis(with_costs: bool = True, bytes_known: bool = True) -> RunAnaly
 def seed(home: Path) -> RunRecord:
     store = SessionStore(home)
     store.run_dir(RUN_ID).mkdir(parents=True, exist_ok=True)
-    record = RunRecord(id=RUN_ID, created_at=1_796_000_000.0, spec={
-        "workload": "dense", "preset": "llama-3.1-8b", "layers": list(h200.LAYERS),
-        "profiler": "torch", "device": "cuda", "repeat": 5, "warmup": 2})
-    record.status, record.finished_at = "ok", record.created_at + 106
+    record = RunRecord(id=RUN_ID, created_at=1_796_000_000.0, spec=RunSpec(
+        workload="dense", preset="llama-3.1-8b", layers=list(h200.LAYERS), profiler="torch",
+        device="cuda", repeat=5, warmup=2))
+    record.status, record.finished_at = RunStatus.OK, record.created_at + 106
     record.env = {"device_name": "NVIDIA H200", "device_kind": "cuda", "driver": "580.159.04"}
     store.save(record)
     return record

@@ -13,10 +13,10 @@ from sessions.store import SessionStore
 from tests.functional.conftest import wait_until
 from tests.functional.test_real_core import _open_session, _save_analysis
 from tests.integration.fake_messages_api import ANSWER_CHUNKS, FakeMessagesAPI
-from workbench.app import make_app
-from workbench.screens.llm_confirm import LLMConfirmScreen
-from workbench.screens.results import ResultsScreen
-from workbench.settings import Settings
+from workbench.tui.app import make_app
+from workbench.tui.screens.llm_confirm import LLMConfirmScreen
+from workbench.tui.screens.results import ResultsScreen
+from workbench.tui.settings import Settings
 
 pytestmark = pytest.mark.anyio
 FAKE_KEY = "sk-ant-test-advice-tab-0123456789"
@@ -69,7 +69,7 @@ async def test_advice_tab_findings_and_opt_in_llm(tmp_path: Path, h100_fixtures:
             user_text = api.requests[0]["body"]["messages"][0]["content"][0]["text"]
             assert user_text in shown  # what was shown is what was sent
 
-    stored = SessionStore(tmp_path).get(run_id).extra["llm_advice"]
+    stored = SessionStore(tmp_path).get(run_id).llm_advice
     assert stored["text"] == answer
     on_disk = (tmp_path / "runs" / run_id / "record.json").read_text()
-    assert FAKE_KEY not in on_disk and json.loads(on_disk)["extra"]["llm_advice"]["text"] == answer
+    assert FAKE_KEY not in on_disk and json.loads(on_disk)["llm_advice"]["text"] == answer

@@ -13,11 +13,11 @@ from textual.widgets import DataTable, Static
 from tests.conftest import H200_RUNS
 from tests.functional.conftest import wait_until
 from workbench import cli
-from workbench.app import make_app
-from workbench.screens.results import ResultsScreen
-from workbench.screens.sessions import SessionsScreen
-from workbench.settings import Settings
-from workbench.widgets.diff_panel import DiffPanel
+from workbench.tui.app import make_app
+from workbench.tui.screens.results import ResultsScreen
+from workbench.tui.screens.sessions import SessionsScreen
+from workbench.tui.settings import Settings
+from workbench.tui.widgets.diff_panel import DiffPanel
 
 pytestmark = pytest.mark.anyio
 
@@ -33,7 +33,7 @@ async def _app_diff(home: Path, candidate: str):  # type: ignore[no-untyped-def]
     async with app.run_test(size=(140, 45)) as pilot:
         await pilot.press("f3")
         await wait_until(pilot, lambda: isinstance(app.screen, SessionsScreen) and app.screen.rows)
-        ids = [r["id"] for r in app.screen.visible_rows()]
+        ids = [r.id for r in app.screen.visible_rows()]
         app.screen.query_one("#sessions-table", DataTable).move_cursor(row=ids.index(candidate))
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, ResultsScreen)

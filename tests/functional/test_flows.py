@@ -8,15 +8,15 @@ from textual.widgets import Checkbox, DataTable, Input, Select, Static
 from sessions.store import SessionStore
 from tests.functional.conftest import BASELINE_ID, CANDIDATE_ID, screen_text, wait_until
 from tests.functional.fakes import INJECTED_NAME, FakeCore
-from workbench.app import help_sections
-from workbench.screens.confirm import ConfirmScreen
-from workbench.screens.help import HelpScreen
-from workbench.screens.live import LiveRunScreen
-from workbench.screens.results import ResultsScreen
-from workbench.screens.sessions import SessionsScreen
-from workbench.screens.setup import RunSetupScreen
-from workbench.widgets.diff_panel import DiffPanel
-from workbench.widgets.kernel_table import KernelTableView
+from workbench.tui.app import help_sections
+from workbench.tui.screens.confirm import ConfirmScreen
+from workbench.tui.screens.help import HelpScreen
+from workbench.tui.screens.live import LiveRunScreen
+from workbench.tui.screens.results import ResultsScreen
+from workbench.tui.screens.sessions import SessionsScreen
+from workbench.tui.screens.setup import RunSetupScreen
+from workbench.tui.widgets.diff_panel import DiffPanel
+from workbench.tui.widgets.kernel_table import KernelTableView
 
 pytestmark = pytest.mark.anyio
 
@@ -135,14 +135,14 @@ async def test_sessions_mark_compare_and_delete(seeded_home, app_factory) -> Non
         await pilot.press("escape")
         assert app.screen is sessions
         await pilot.press("slash", *"bbbb", "enter")
-        assert [r["id"] for r in sessions.visible_rows()] == [CANDIDATE_ID]
+        assert [r.id for r in sessions.visible_rows()] == [CANDIDATE_ID]
         await pilot.press("d")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("n")  # the safe answer first: nothing deleted
         assert len(SessionStore(seeded_home).list()) == 2
         await pilot.press("d", "y")
         await wait_until(pilot, lambda: len(sessions.rows) == 1)
-        assert [r["id"] for r in SessionStore(seeded_home).list()] == [BASELINE_ID]
+        assert [r.id for r in SessionStore(seeded_home).list()] == [BASELINE_ID]
 
 
 async def test_help_lists_every_binding_and_palette_has_them(tmp_path, app_factory) -> None:

@@ -12,9 +12,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = textwrap.dedent("""
     import asyncio, sys, tempfile
     from tests.functional.fakes import FakeCore
-    from workbench.app import make_app
-    from workbench.services import Services
-    from workbench.settings import Settings
+    from workbench.tui.app import make_app
+    from workbench.api.services import Services
+    from workbench.tui.settings import Settings
 
     async def main():
         core = FakeCore(rows=2000)
@@ -22,7 +22,7 @@ SCRIPT = textwrap.dedent("""
         # real analysis and diff front doors are imported, as the app would.
         services = Services(run=core.run, load_run_analysis=core.load_run_analysis,
                             diff_runs=core.diff_runs)
-        import sessions.analysis, analyzers.diff, profilers.runner  # noqa: F401
+        import workbench.api.pipeline.analysis, analyzers.diff, profilers.runner  # noqa: F401
         app = make_app(Settings(), tempfile.mkdtemp(), services=services)
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.pause(0.5)

@@ -12,14 +12,14 @@ from textual.widgets import Checkbox, DataTable, Input, Select, Static
 from sessions.store import SessionStore
 from tests.functional.conftest import screen_text, wait_until
 from workbench import cli
-from workbench.app import make_app
-from workbench.screens.results import ResultsScreen
-from workbench.screens.sessions import SessionsScreen
-from workbench.screens.setup import RunSetupScreen
-from workbench.settings import Settings
-from workbench.widgets.kernel_table import KernelTableView
-from workbench.widgets.kernels_panel import KernelsPanel
-from workbench.widgets.roofline import RooflinePlot
+from workbench.tui.app import make_app
+from workbench.tui.screens.results import ResultsScreen
+from workbench.tui.screens.sessions import SessionsScreen
+from workbench.tui.screens.setup import RunSetupScreen
+from workbench.tui.settings import Settings
+from workbench.tui.widgets.kernel_table import KernelTableView
+from workbench.tui.widgets.kernels_panel import KernelsPanel
+from workbench.tui.widgets.roofline import RooflinePlot
 
 pytestmark = pytest.mark.anyio
 
@@ -51,7 +51,7 @@ async def test_real_cpu_runs_kernels_and_diff(tmp_path: Path) -> None:
         await wait_until(pilot, lambda: results_ready(app), timeout=90)
         first = app.screen.record
         assert first.status == "ok", first.error
-        assert first.spec["layers"] == ["L0", "L1"] and first.spec["profiler"] == "torch"
+        assert first.spec.layers == ["L0", "L1"] and first.spec.profiler == "torch"
 
         summary = screen_text(app)  # the Summary tab: real metrics, not placeholders
         latency = first.metrics["latency_ms"]
@@ -76,7 +76,7 @@ async def test_real_cpu_runs_kernels_and_diff(tmp_path: Path) -> None:
         await pilot.press("ctrl+r")
         await wait_until(pilot, lambda: results_ready(app, first.id), timeout=90)
         second = app.screen.record
-        assert second.status == "ok" and second.spec["layers"] == ["L0"]
+        assert second.status == "ok" and second.spec.layers == ["L0"]
 
         await pilot.press("4")  # Diff: the earlier run is the default baseline
         verdict = app.screen.query_one("#diff-verdict", Static)
@@ -85,21 +85,21 @@ async def test_real_cpu_runs_kernels_and_diff(tmp_path: Path) -> None:
         assert first.id in shown and second.id in shown
         assert "speedup" in shown and "n/a×" not in shown
     runs = SessionStore(tmp_path).list()
-    assert {r["id"] for r in runs} == {first.id, second.id}
+    assert {r.id for r in runs} == {first.id, second.id}
 
 
 def _save_analysis(home: Path, artifact: Path) -> str:
     """`aiperf-workbench analyze ARTIFACT --save`, in process; returns the new session id."""
-    before = {r["id"] for r in SessionStore(home).list()}
+    before = {r.id for r in SessionStore(home).list()}
     assert cli.main(["--home", str(home), "analyze", str(artifact), "--save"]) == 0
-    (new_id,) = {r["id"] for r in SessionStore(home).list()} - before
+    (new_id,) = {r.id for r in SessionStore(home).list()} - before
     return new_id
 
 
 async def _open_session(app, pilot, run_id: str) -> None:  # type: ignore[no-untyped-def]
     await pilot.press("f3")
     await wait_until(pilot, lambda: isinstance(app.screen, SessionsScreen) and app.screen.rows)
-    ids = [r["id"] for r in app.screen.visible_rows()]
+    ids = [r.id for r in app.screen.visible_rows()]
     app.screen.query_one("#sessions-table", DataTable).move_cursor(row=ids.index(run_id))
     await pilot.press("enter")
     await wait_until(pilot, lambda: results_ready(app) and app.screen.record.id == run_id)

@@ -9,12 +9,12 @@ from textual.widgets import Static
 
 from tests.functional.conftest import screen_text, wait_until
 from tests.functional.roofline_session import h200_analysis, seed, services
-from workbench.app import make_app
-from workbench.screens.results import ResultsScreen
-from workbench.screens.sessions import SessionsScreen
-from workbench.settings import Settings
-from workbench.widgets.budget import BudgetView
-from workbench.widgets.roofline import RooflinePlot
+from workbench.tui.app import make_app
+from workbench.tui.screens.results import ResultsScreen
+from workbench.tui.screens.sessions import SessionsScreen
+from workbench.tui.settings import Settings
+from workbench.tui.widgets.budget import BudgetView
+from workbench.tui.widgets.roofline import RooflinePlot
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
 
@@ -56,7 +56,7 @@ async def test_roofline_and_budget_on_the_real_h200_trace(tmp_path, size) -> Non
         assert budget._budget is h200_analysis().budget
         assert "Speed of light: 5.46 ms measured → 4.08 ms" in shown
         first = next(line for line in shown.splitlines() if line.lstrip().startswith("1 "))
-        assert "772.86 µs" in first and "14.2%" in first and "cudnn_generated" in first
+        assert "772.9 µs" in first and "14.2%" in first and "cudnn_generated" in first
         assert "better attention kernel" in first  # the run has L3: the remedy, no layer
         if size[1] >= 40:
             gemv = next(line for line in shown.splitlines() if "gemv_m1_kernel  " in line)

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from workbench.services import DeviceProbe, layer_blocker, normalize_ceilings, unmet_requirement
-from workbench.settings import Settings, load_settings
+from workbench.api.device import DeviceProbe, layer_blocker
+from workbench.api.views import normalize_ceilings
+from workbench.tui.settings import Settings, load_settings
 from workloads.errors import WorkbenchError
 
 
@@ -28,8 +29,8 @@ def test_config_file_in_the_platform_dir_reaches_the_app(tmp_path: Path, monkeyp
     the CLI's own path (load_settings with no arguments), shape the running app."""
     import asyncio
 
-    from workbench.app import make_app
-    from workbench.settings import config_path
+    from workbench.tui.app import make_app
+    from workbench.tui.settings import config_path
 
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     for var in ("AIPERF_CONFIG", "AIPERF_THEME", "AIPERF_PROFILER", "AIPERF_HOME",
@@ -72,14 +73,19 @@ def test_bad_settings_are_workbench_errors(tmp_path: Path, text: str, env: dict)
 
 
 def test_requirements_without_torch() -> None:
+    """The app's check is the child's (workloads.requirements): the same words, and an
+    unknown requirement is never met (the app used to let it through)."""
     none = DeviceProbe(reason="no NVIDIA driver")
     a100 = DeviceProbe(cuda=True, gpu_count=1, name="A100", cc=(8, 0))
     h100x2 = DeviceProbe(cuda=True, gpu_count=2, name="H100", cc=(9, 0))
-    assert unmet_requirement("cuda", none) == "needs a CUDA GPU"  # the device line says why
-    assert unmet_requirement("cc>=8.9", a100) == "needs cc>=8.9; A100 is cc 8.0"
-    assert unmet_requirement("cc>=8.9", h100x2) is None
-    assert unmet_requirement("multi_gpu", a100) == "needs 2+ GPUs; found 1"
+    assert layer_blocker(("cuda",), none) == "needs a CUDA GPU (none available)"
+    assert layer_blocker(("cuda",), h100x2, device="cpu") == "needs a CUDA GPU (run is on cpu)"
+    assert layer_blocker(("cc>=8.9",), a100) == \
+        "needs compute capability >= 8.9, this GPU is 8.0"
+    assert layer_blocker(("cc>=8.9",), h100x2) is None
+    assert layer_blocker(("multi_gpu",), a100) == "needs 2 or more CUDA GPUs (1 available)"
     assert layer_blocker(("cuda", "multi_gpu"), h100x2) is None
+    assert layer_blocker(("warp-drive",), h100x2) == "unknown requirement 'warp-drive'"
 
 
 def test_ceilings_become_roofs() -> None:

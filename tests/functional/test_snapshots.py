@@ -12,11 +12,11 @@ from textual.widgets import Log
 
 from tests.functional.conftest import wait_until
 from tests.functional.fakes import FakeCore
-from workbench.screens.live import LiveRunScreen
-from workbench.screens.results import ResultsScreen
-from workbench.screens.sessions import SessionsScreen
-from workbench.screens.setup import RunSetupScreen
-from workbench.services import DeviceProbe
+from workbench.api.device import DeviceProbe
+from workbench.tui.screens.live import LiveRunScreen
+from workbench.tui.screens.results import ResultsScreen
+from workbench.tui.screens.sessions import SessionsScreen
+from workbench.tui.screens.setup import RunSetupScreen
 from workloads import catalog
 from workloads.catalog import LayerInfo
 

@@ -40,7 +40,7 @@ def test_readme_example_target_runs_and_is_a_session(tmp_path: Path) -> None:
     assert record["status"] == "ok" and record["spec"]["workload"] == "my_target"
     assert record["spec"]["target"] == f"{ROOT / 'examples' / 'my_target.py'}:build"
     assert record["metrics"]["tokens_per_s"] > 0 and record["parity"]["ok"] is True
-    assert [layer["name"] for layer in record["extra"]["layers"]] == ["L0", "L1"]
+    assert [layer["name"] for layer in record["layers_applied"]] == ["L0", "L1"]
     listing = cli(tmp_path, "sessions", "list").stdout
     assert "my_target" in listing and "ok" in listing
 
@@ -73,8 +73,8 @@ def test_checkpoint_run_uses_the_checkpoint_shape(tmp_path: Path) -> None:
                "cpu", "--no-telemetry", "--quiet", "--layers", "L0,L1")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     record = _record(tmp_path / "home", _session_id(proc))
-    assert record["extra"]["extra"]["shape"]["hidden"] == 96
-    assert record["extra"]["extra"]["checkpoint"]["tensors"] == len(model.state_dict())
+    assert record["details"]["shape"]["hidden"] == 96
+    assert record["details"]["checkpoint"]["tensors"] == len(model.state_dict())
     missing = cli(tmp_path / "home", "run", "--checkpoint", str(tmp_path / "nope"))
     assert missing.returncode == 2 and "does not exist" in missing.stderr
 
@@ -94,7 +94,7 @@ def test_memory_profile_on_cpu_reports_peak_rss_by_phase(tmp_path: Path) -> None
     proc = cli(tmp_path, "run", "--preset", "tiny", "--profiler", "memory", "--device", "cpu",
                "--no-telemetry", "--quiet", "--param", "max_seq=512")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    profile = _record(tmp_path, _session_id(proc))["extra"]["extra"]["memory_profile"]
+    profile = _record(tmp_path, _session_id(proc))["details"]["memory_profile"]
     phases = {p["phase"]: p for p in profile["phases"]}
     assert list(phases) == ["build", "reference", "parity", "prepare", "warmup", "measure"]
     assert all(p["peak_bytes"] >= p["start_bytes"] > 0 for p in phases.values())
@@ -113,7 +113,7 @@ def test_memory_profile_accounts_for_the_8b_weights_on_gpu(tmp_path: Path) -> No
                "--new-tokens", "8")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     record = _record(tmp_path, _session_id(proc))
-    profile = record["extra"]["extra"]["memory_profile"]
+    profile = record["details"]["memory_profile"]
     weights = 16.06e9  # 8.03e9 params in bf16
     assert abs(profile["at_peak"]["weights"] / weights - 1) < 0.01, profile["at_peak"]
     assert abs(profile["weights_bytes"] / weights - 1) < 0.01

@@ -52,12 +52,12 @@ def check_ok_result(done, events, result):
     parity = result["parity"]
     assert parity["ok"] and parity["reference"] == "L0" and parity["max_rel_err"] == 0.0
     assert parity["top1_agreement"] == 1.0 and parity["tokens_compared"] == 16
-    assert result["layers"] == [{"name": "L0", "applied": True, "reason": None},
+    assert result["layers_applied"] == [{"name": "L0", "applied": True, "reason": None},
                                 {"name": "L1", "applied": True, "reason": "no effect on CPU"}]
     env = result["env"]
     assert env["device_kind"] == "cpu" and env["torch"] and env["cc"] is None
     assert result["spec"]["preset"] == "tiny"
-    assert result["extra"]["peak_mem_source"] == "process peak RSS"
+    assert result["details"]["peak_mem_source"] == "process peak RSS"
 
 
 def test_timer_run_writes_a_complete_result(tmp_path):
@@ -81,11 +81,11 @@ def test_torch_profiler_run_writes_a_chrome_trace(tmp_path):
     assert sum(e["name"] == "aiperf:step" for e in trace_events) == 2
     assert not (out / "trace.json").exists()
     # and the operation inventory of one step, compact, for the kernels' FLOPs and bytes
-    inventory, why = decode(result["extra"]["inventory"])
+    inventory, why = decode(result["details"]["inventory"])
     assert why is None and not inventory.truncated
     ops = [inventory.op(i)["op"] for i in range(len(inventory))]
     assert ops.count("aten::linear") == 7 * 2 + 1 and ops.count("aten::matmul") == 2 * 2
-    assert len(json.dumps(result["extra"]["inventory"])) < 8000
+    assert len(json.dumps(result["details"]["inventory"])) < 8000
 
 
 def test_prefill_mode_reports_prompt_tokens(tmp_path):

@@ -70,10 +70,19 @@ def test_corrupt_trace_is_one_line(tmp_path: Path, h100_fixtures: Path) -> None:
     assert "bad.json" in line
 
 
-def test_invalid_shape_found_in_child_is_exit_2_and_recorded(tmp_path: Path) -> None:
+def test_invalid_shape_is_refused_before_a_child_starts(tmp_path: Path) -> None:
     proc = cli(tmp_path, "run", "--preset", "tiny", "--param", "heads=3")
     assert proc.returncode == 2, proc.stderr
-    assert "must split into 3 heads" in proc.stdout + proc.stderr
+    assert "must split into 3 heads" in proc.stderr and proc.stdout == ""
+    assert "no sessions" in cli(tmp_path, "sessions", "list").stdout
+
+
+def test_invalid_shape_found_in_child_is_exit_2_and_recorded(tmp_path: Path) -> None:
+    """What only the model can check (the MoE decoder's own shape rules) is found in the
+    child: still exit 2, and the session is recorded with the reason."""
+    proc = cli(tmp_path, "run", "--workload", "moe", "--preset", "tiny", "--param", "top_k=99")
+    assert proc.returncode == 2, proc.stderr
+    assert "top_k (99) exceeds experts (64)" in proc.stdout + proc.stderr
     assert "failed" in cli(tmp_path, "sessions", "list").stdout.splitlines()[1]
 
 

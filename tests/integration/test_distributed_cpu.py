@@ -12,8 +12,8 @@ import time
 import pytest
 
 from profilers.runner import run
-from sessions.analysis import load_run_analysis
 from sessions.store import SessionStore
+from workbench.api.pipeline.analysis import load_run_analysis
 from workbench.export.markdown import render_run_report
 from workloads.spec import RunSpec
 
@@ -35,7 +35,7 @@ def _run(store: SessionStore, workload: str, nproc: int, profiler: str = "timer"
 
 
 def _fingerprint(record):
-    return record.extra["extra"]["reference_outputs"]
+    return record.details["reference_outputs"]
 
 
 def _assert_same_outputs(single, multi, tol=1e-4):
@@ -53,7 +53,7 @@ def test_dense_tensor_parallel_matches_one_rank(tmp_path):
     single = _run(store, "dense", 1)
     multi = _run(store, "dense", 2, profiler="torch")
     _assert_same_outputs(single, multi)
-    dist = multi.extra["extra"]["distributed"]
+    dist = multi.details["distributed"]
     assert dist["world_size"] == 2 and dist["backend"] == "gloo"
     assert dist["plan"].startswith("tensor parallel x2")
     assert [r["status"] for r in dist["ranks"]] == ["ok", "ok"]
@@ -80,7 +80,7 @@ def test_moe_expert_parallel_matches_one_rank(tmp_path):
     multi = _run(store, "moe", 2, layers=["L0", "L6-moe-grouped"])
     _assert_same_outputs(single, multi)
     assert multi.parity["ok"] is True  # grouped experts under EP agree with the EP L0
-    dist = multi.extra["extra"]["distributed"]
+    dist = multi.details["distributed"]
     assert "all-to-all" in dist["plan"]
     dispatch = [r["dispatch"] for r in dist["ranks"]]
     # Every routed slot of a rank's tokens went through all-to-all (tiny: top-6 of 64).
@@ -133,7 +133,7 @@ def test_two_gpus_nccl_trace_has_overlap_analysis(tmp_path, monkeypatch, workloa
                    device="cuda", telemetry=False, nproc_per_node=2, timeout_s=300)
     record = run(spec, store)
     assert record.status == "ok", record.error
-    assert record.extra["extra"]["distributed"]["backend"] == "nccl"
+    assert record.details["distributed"]["backend"] == "nccl"
     analysis = load_run_analysis(store, record)
     d = analysis.distributed
     assert d is not None and d.source == "gpu kernels" and d.ranks == [0, 1]
@@ -158,4 +158,4 @@ def test_two_gpus_tensor_parallel_cuda_graphs_exit_cleanly(tmp_path, monkeypatch
     assert record.status == "ok", record.error
     assert time.monotonic() - start < 120
     assert record.parity["ok"] is True
-    assert record.extra["extra"]["distributed"]["backend"] == "nccl"
+    assert record.details["distributed"]["backend"] == "nccl"

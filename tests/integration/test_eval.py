@@ -108,12 +108,13 @@ def test_l0_and_l1_agree_and_a_precision_bug_is_caught(tiny, tmp_path: Path) -> 
     assert good.returncode == 0, good.stdout + good.stderr
     record = json.loads((tmp_path / "good.json").read_text())
     assert record["kind"] == "eval" and record["status"] == "ok"
-    result = record["extra"]["eval"]
+    result = record["eval"]
     assert result["windows"] == 3 and result["tokens"] == 1536
     l0, l1 = (entry["ppl"] for entry in result["sets"])
     assert 1 < l0 < 512  # the model predicts its own samples far better than chance
     assert abs(l1 / l0 - 1) <= 0.01 and all(entry["ok"] for entry in result["sets"])
-    assert set(record["metrics"]["perplexity"]) == {"L0", "L0,L1"}
+    assert [entry["layers"] for entry in result["sets"]] == [["L0"], ["L0", "L1"]]
+    assert record["spec"]["checkpoint"] and result["layer_sets"] == [["L0"], ["L0", "L1"]]
 
     bad = cli(tmp_path, *args, "--simulate-bug", "fp8")
     assert bad.returncode == 1, bad.stdout + bad.stderr

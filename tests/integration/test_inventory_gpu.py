@@ -16,8 +16,8 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.gpu
 @pytest.mark.parametrize("layers", ["L0", "L0-L4", "L0-L4,L5,L5-gemv", "L0-L4,L5,L5-fp8"])
 def test_torch_run_costs_its_kernels_from_the_inventory(tmp_path, layers):
-    from sessions.analysis import load_run_analysis
     from sessions.store import SessionStore
+    from workbench.api.pipeline.analysis import load_run_analysis
 
     home = tmp_path / "home"
     env = {**os.environ, "PYTHONPATH": str(REPO), "AIPERF_HOME": str(home)}
@@ -29,8 +29,8 @@ def test_torch_run_costs_its_kernels_from_the_inventory(tmp_path, layers):
     assert done.returncode == 0, done.stderr[-3000:]
     store = SessionStore(home)
     (row,) = store.list()
-    record = store.get(row["id"])
-    inventory = record.extra["extra"]["inventory"]
+    record = store.get(row.id)
+    inventory = record.details["inventory"]
     assert "error" not in inventory, inventory
     analysis = load_run_analysis(store, record)
     step = analysis.roofline_aggregate

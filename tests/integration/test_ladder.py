@@ -46,11 +46,11 @@ def test_ladder_on_cpu_tiny(tmp_path):
     assert len(results) == 4
     docs = [json.loads(p.read_text()) for p in results]
     spec_run = next(d for d in docs if "L6-spec" in d["spec"]["layers"])
-    assert spec_run["extra"]["speculative"]["matches_greedy"] is True
-    assert 0.0 <= spec_run["extra"]["speculative"]["acceptance_rate"] <= 1.0
+    assert spec_run["details"]["speculative"]["matches_greedy"] is True
+    assert 0.0 <= spec_run["details"]["speculative"]["acceptance_rate"] <= 1.0
     assert spec_run["parity"]["precision"] == "fp8" and spec_run["parity"]["ok"]
     graphs_run = next(d for d in docs if "L4" in d["spec"]["layers"])
-    assert {o["name"]: o["applied"] for o in graphs_run["layers"]} == {
+    assert {o["name"]: o["applied"] for o in graphs_run["layers_applied"]} == {
         "L0": True, "L2": True, "L4": False, "L5": False}
     assert graphs_run["parity"]["max_rel_err"] < graphs_run["parity"]["tolerance"]["max_rel_err"]
 

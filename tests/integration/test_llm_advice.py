@@ -79,7 +79,7 @@ def test_llm_advice_streams_and_request_carries_findings_only(session, h100_fixt
     assert shown_text == text
     # streamed to the terminal and stored with the session
     assert "".join(ANSWER_CHUNKS) in proc.stdout
-    stored = json.loads((home / "runs" / run_id / "record.json").read_text())["extra"]["llm_advice"]
+    stored = json.loads((home / "runs" / run_id / "record.json").read_text())["llm_advice"]
     assert stored["text"] == "".join(ANSWER_CHUNKS) and stored["output_tokens"] == 17
     assert FAKE_KEY not in json.dumps(stored)
     # and it is part of the report
@@ -110,7 +110,7 @@ def test_errors_degrade_to_one_line_with_rules(session, mode: str, needle: str) 
     assert len(failures) == 1 and needle in failures[0], proc.stderr
     assert "Traceback" not in proc.stderr and FAKE_KEY not in proc.stderr + proc.stdout
     after = json.loads((home / "runs" / run_id / "record.json").read_text())
-    assert after["extra"].get("llm_advice") == before["extra"].get("llm_advice")
+    assert after.get("llm_advice") == before.get("llm_advice")
 
 
 def test_no_key_and_no_network(session) -> None:

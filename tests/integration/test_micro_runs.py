@@ -52,7 +52,7 @@ def test_micro_workload_child_run(tmp_path: Path, workload: str, params: dict,
     assert result["status"] == "ok" and events[-1]["status"] == "ok"
     parity = result["parity"]
     assert parity["ok"] and parity["reference"] == "L0" and parity["tokens_compared"] > 0
-    extra = result["extra"]
+    extra = result["details"]
     expected = params.get("variant") or catalog.get_preset(workload, "tiny")["variant"]
     assert extra["variant"] == expected
     assert extra["baseline"] and extra[fact] is not None  # facts gathered after running

@@ -27,17 +27,17 @@ def test_moe_tiny_prints_router_health_and_targets(tmp_path: Path) -> None:
     out = proc.stdout
     for needle in ("router health (64 experts, top-6", "balance loss", "router entropy",
                    "tokens per expert min", "Gini", "target < 0.2", "load std/mean",
-                   "seed targets:"):
+                   "targets (Gini, load spread):"):
         assert needle in out, (needle, out)
     run_id = out.split()[1].rstrip(":")
     result = json.loads((home / "runs" / run_id / "result.json").read_text())
-    router = result["extra"]["router"]
+    router = result["details"]["router"]
     assert router["experts"] == 64 and router["top_k"] == 6 and router["moe_layers"] == 2
     # 2 x 32 prompt tokens + 3 decode steps of 2 tokens, every one routed once per layer
     assert router["tokens_routed"] == 2 * 32 + 3 * 2
     assert 0 <= router["gini"] < 1 and router["router_entropy"] > 0
     verdict = "met" if router["targets_met"] else "NOT met"
-    assert f"seed targets: {verdict}" in out
+    assert f"targets (Gini, load spread): {verdict}" in out
     text = report.read_text()
     assert "## Router health" in text and "Gini" in text and verdict in text
 
@@ -53,8 +53,8 @@ def test_gptoss_tiny_with_all_moe_layers_keeps_parity(tmp_path: Path) -> None:
     assert result["parity"]["ok"] and result["parity"]["precision"] == "fp8"
     assert [layer["name"] for layer in result["layers"]] == [
         "L0", "L1", "L5-moe-fp8", "L6-moe-grouped"]
-    assert result["extra"]["moe_impl"]["dispatch"] == "sorted"
-    assert result["extra"]["router"]["experts"] == 32
+    assert result["details"]["moe_impl"]["dispatch"] == "sorted"
+    assert result["details"]["router"]["experts"] == 32
 
 
 @pytest.mark.gpu
@@ -64,7 +64,7 @@ def test_moe_full_preset_on_gpu_with_moe_layers(tmp_path: Path) -> None:
                "--layers", "L0,L1,L5-moe-fp8,L6-moe-grouped", "--repeat", "5", "--quiet",
                "--no-telemetry")
     assert proc.returncode == 0, proc.stderr + proc.stdout
-    assert "parity vs L0: ok" in proc.stdout and "seed targets:" in proc.stdout
+    assert "parity vs L0: ok" in proc.stdout and "targets (Gini, load spread):" in proc.stdout
 
 
 def test_a_range_says_which_layers_it_skips_and_why(tmp_path: Path) -> None:

@@ -52,7 +52,7 @@ def test_fake_key_never_written(tmp_path: Path) -> None:
     report = (exports / f"report-{ids[0]}.md").read_text()
     assert "## Advice" in report and "".join(ANSWER_CHUNKS) in report
     exported = json.loads((exports / f"report-{ids[1]}.json").read_text())
-    assert exported["record"]["extra"]["llm_advice"]["text"] == "".join(ANSWER_CHUNKS)
+    assert exported["record"]["llm_advice"]["text"] == "".join(ANSWER_CHUNKS)
 
     needle = FAKE_KEY.encode()
     searched, hits = 0, []

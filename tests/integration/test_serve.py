@@ -37,11 +37,12 @@ def test_loadtest_cli_stores_a_session_with_percentiles_and_knee(tmp_path: Path)
         assert point["goodput_rps"] <= point["request_throughput_rps"]
     assert "reason" in payload["loadtest"]["knee"]
     record = SessionStore(tmp_path).get(payload["session"])
-    assert record.spec["workload"] == "serve" and record.status == "ok"
-    assert record.extra["extra"]["loadtest"]["rates"] == points
+    assert record.spec.workload == "serve" and record.status == "ok"
+    assert record.details["loadtest"]["rates"] == points
 
 
-def test_loadtest_help_names_the_seed(tmp_path: Path) -> None:
+def test_loadtest_help_says_what_it_measures(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "workbench.cli", "loadtest", "--help"],
                           cwd=REPO, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0 and "seed's serve load test" in proc.stdout
+    assert proc.returncode == 0 and "A serving load test" in proc.stdout
+    assert "seed 001" not in proc.stdout and "seed's" not in proc.stdout

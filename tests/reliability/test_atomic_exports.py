@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.reliability.tools import cli, is_root, one_line_error, saved_session
-from workloads.atomic import UnsafeTargetError, write_text_atomic
+from workloads.atomic import write_text_atomic
+from workloads.errors import UnsafeTargetError
 
 
 @pytest.fixture(scope="module")

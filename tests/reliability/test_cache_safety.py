@@ -15,6 +15,7 @@ import pytest
 from profilers.parsers.detect import ParsedArtifact, load_artifact
 from sessions import parsed_cache
 from tests.reliability.tools import FIXTURES, TRACE, cli, saved_session
+from workloads.errors import CorruptCache
 
 
 class _Payload:
@@ -94,7 +95,7 @@ def test_stale_or_crafted_caches_are_refused(tmp_path: Path) -> None:
     assert parsed_cache.save(cache, source, load_artifact(source))
     doc = msgspec.msgpack.decode(cache.read_bytes())
     os.utime(source, (time.time() + 5, time.time() + 5))  # the artifact changed since
-    with pytest.raises(parsed_cache.CorruptCache, match="another artifact"):
+    with pytest.raises(CorruptCache, match="another artifact"):
         parsed_cache.load(cache, source, ParsedArtifact)
     os.utime(source, ns=(doc["source"]["mtime_ns"], doc["source"]["mtime_ns"]))
     column = doc["fields"]["kernels"]["frame"]["columns"][2][1]
@@ -103,7 +104,7 @@ def test_stale_or_crafted_caches_are_refused(tmp_path: Path) -> None:
                  {"type": "pickle", "data": b""}):
         doc["fields"]["kernels"]["frame"]["columns"][2][1] = evil
         cache.write_bytes(msgspec.msgpack.encode(doc))
-        with pytest.raises(parsed_cache.CorruptCache):
+        with pytest.raises(CorruptCache):
             parsed_cache.load(cache, source, ParsedArtifact)
     doc["fields"]["kernels"]["frame"]["columns"][2][1] = column
     cache.write_bytes(msgspec.msgpack.encode(doc))

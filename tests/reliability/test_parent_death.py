@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from sessions.records import RunStatus
 from sessions.store import SessionStore
 from tests.reliability.tools import ROOT, TARGETS, TRACE, cli, kill_all, wait_gone
+from workloads.spec import RunSpec
 from workloads.watchdog import process_alive
 
 
@@ -152,21 +154,21 @@ def test_kill_9_during_analyze_save_leaves_no_pending_row_nor_folder(tmp_path: P
 
 def test_sweep_tells_a_live_owner_from_a_reused_pid(tmp_path: Path) -> None:
     store = SessionStore(tmp_path)
-    record = store.new_run({"workload": "dense", "timeout_s": 600})
-    record.status = "running"
+    record = store.new_run(RunSpec(timeout_s=600))
+    record.status = RunStatus.RUNNING
     store.save(record)
     assert SessionStore(tmp_path).get(record.id).status == "running"  # we are alive
     record.owner = {**record.owner, "start": "1"}  # same pid, another process's start time
     store.save(record)
-    assert [r["status"] for r in SessionStore(tmp_path).list()] == ["interrupted"]
+    assert [r.status for r in SessionStore(tmp_path).list()] == [RunStatus.INTERRUPTED]
     again = json.loads((store.run_dir(record.id) / "record.json").read_text())
     assert again["status"] == "interrupted"
 
 
 def test_sweep_leaves_other_hosts_runs_until_their_timeout(tmp_path: Path) -> None:
     store = SessionStore(tmp_path)
-    record = store.new_run({"workload": "dense", "timeout_s": 60})
-    record.status, record.owner = "running", {"pid": 1, "start": "1", "host": "elsewhere"}
+    record = store.new_run(RunSpec(timeout_s=60))
+    record.status, record.owner = RunStatus.RUNNING, {"pid": 1, "start": "1", "host": "elsewhere"}
     store.save(record)
     assert SessionStore(tmp_path).get(record.id).status == "running"
     record.created_at -= 60 + 601
@@ -201,4 +203,4 @@ def test_a_swallowed_interrupt_still_stops_the_run(tmp_path: Path, monkeypatch) 
                                "--no-telemetry", "--quiet"])
     helper.join(5)
     assert code == 130 and time.monotonic() - started < 25
-    assert [r["status"] for r in SessionStore(tmp_path / "home").list()] == ["cancelled"]
+    assert [r.status for r in SessionStore(tmp_path / "home").list()] == ["cancelled"]

@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 
 from tests.reliability.tools import ROOT, pids_with, wait_gone
-from workbench.serve_guard import Guard
+from workbench.cli.serve_guard import Guard
 
 
 def free_port() -> int:

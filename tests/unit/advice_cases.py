@@ -17,7 +17,7 @@ H100 = "NVIDIA H100 80GB HBM3"
 
 
 def fixture_analysis(fixtures: Path, name: str) -> RunAnalysis:
-    from sessions.analysis import analyze_paths
+    from workbench.api.pipeline.analysis import analyze_paths
 
     return analyze_paths([fixtures / name])[1]
 
@@ -46,8 +46,8 @@ def table_analysis(rows: list[dict[str, Any]], runtime: list[dict[str, Any]] | N
 def session_analysis(home: Path, run_id: str) -> tuple[RunAnalysis, dict[str, Any]]:
     """A stored session's analysis (through the real loader, as the CLI and app get it) and its
     record as a dict."""
-    from sessions.analysis import load_run_analysis
     from sessions.store import SessionStore
+    from workbench.api.pipeline.analysis import load_run_analysis
 
     store = SessionStore(home)
     rec = store.get(run_id)
@@ -58,7 +58,7 @@ def record(**parts: Any) -> dict[str, Any]:
     base: dict[str, Any] = {"id": "20260101-000000-abcdef", "spec": {"workload": "dense",
                             "preset": "small", "layers": ["L0"]},
                             "env": {"device_name": H100, "device_kind": "cuda", "cc": [9, 0]},
-                            "metrics": {}, "parity": {}, "telemetry": {}, "extra": {},
+                            "metrics": {}, "parity": {}, "telemetry": {}, "details": {},
                             "artifacts": {"trace": "trace.json.gz"}}
     for key, value in parts.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):

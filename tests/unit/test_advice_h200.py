@@ -103,7 +103,8 @@ MOE_RUNS = {"moe_all": "20261201-030421-efed75", "gptoss_all": "20261201-030440-
                     reason="the H200 MoE captures (1.5-1.8 MB traces) are not in the repository")
 @pytest.mark.parametrize("name", sorted(MOE_RUNS))
 def test_moe_rungs_name_no_dense_layer(name: str, tmp_path: Path) -> None:
-    from sessions.store import RunRecord, SessionStore
+    from sessions.records import RunRecord
+    from sessions.store import SessionStore
 
     run_id = MOE_RUNS[name]
     store = SessionStore(tmp_path)  # a copy: the capture folder is read-only to us

@@ -12,7 +12,7 @@ from tests.unit.advice_cases import fixture_analysis, record
 
 def test_payload_carries_findings_and_metrics_not_paths(h100_fixtures) -> None:
     analysis = fixture_analysis(h100_fixtures, "torch_trace.json")
-    rec = record(spec={"inputs": [str(h100_fixtures / "torch_trace.json")], "params": {"batch": 1}},
+    rec = record(inputs=[str(h100_fixtures / "torch_trace.json")], spec={"params": {"batch": 1}},
                  env={"platform": "Linux-6.1-x86_64 on gpu-box-17", "hostname": "gpu-box-17"},
                  metrics={"step": "decode", "latency_ms": {"median": 8.1, "samples": [8.0, 8.2]}},
                  artifacts={"trace": "/home/alice/runs/x/trace.json.gz"})

@@ -201,7 +201,7 @@ def test_harness_syncs_between_steps_are_not_in_the_step(h200_home) -> None:
 
 
 def test_syncs_inside_a_real_moe_generate_step() -> None:
-    from sessions.analysis import analyze_paths
+    from workbench.api.pipeline.analysis import analyze_paths
 
     analysis = analyze_paths([MOE_TRACE])[1]
     f = rules_of(analysis)["syncs_in_step"]
@@ -260,15 +260,15 @@ def test_noisy_measurement() -> None:
 
 
 def test_expert_imbalance_router_health_and_raw_counts() -> None:
-    skewed = record(extra={"extra": {"router": {"available": True, "gini": 0.31, "gini_max": 0.42,
+    skewed = record(details={"router": {"available": True, "gini": 0.31, "gini_max": 0.42,
                                                 "load_cv": 0.6, "load_cv_max": 0.9,
-                                                "tokens_per_expert_min": 3, "tokens_per_expert_max": 210}}})
+                                                "tokens_per_expert_min": 3, "tokens_per_expert_max": 210}})
     f = rules_of(None, skewed)["expert_imbalance"]
     assert f.evidence[0].value == 0.42  # the worst layer
-    even = record(extra={"extra": {"router": {"available": True, "gini": 0.05, "gini_max": 0.08,
-                                              "load_cv": 0.04, "load_cv_max": 0.07}}})
+    even = record(details={"router": {"available": True, "gini": 0.05, "gini_max": 0.08,
+                                      "load_cv": 0.04, "load_cv_max": 0.07}})
     assert "expert_imbalance" not in rules_of(None, even)
-    raw = record(extra={"router": {"tokens_per_expert": [100, 0, 0, 0]}})
+    raw = record(details={"router": {"tokens_per_expert": [100, 0, 0, 0]}})
     assert rules_of(None, raw)["expert_imbalance"].evidence[0].value == pytest.approx(0.75)
 
 
@@ -293,8 +293,8 @@ def test_rule_errors_are_notes_not_crashes() -> None:
 
 @pytest.mark.skipif(not MOE_TRACE.is_file(), reason="HF MoE trace not captured yet")
 def test_hf_moe_generate_top_advice_is_moe_dispatch() -> None:
-    from analyzers.advice.rules_kernels import _short
-    from sessions.analysis import analyze_paths
+    from analyzers.advice.kernel_select import short_name as _short
+    from workbench.api.pipeline.analysis import analyze_paths
 
     analysis = analyze_paths([MOE_TRACE])[1]
     rules = [f.rule for f in analysis.advice]
@@ -321,7 +321,7 @@ def _h200(name: str):  # type: ignore[no-untyped-def]
 
 def _trace(path: Path):  # type: ignore[no-untyped-def]
     def load(home):  # type: ignore[no-untyped-def]
-        from sessions.analysis import analyze_paths
+        from workbench.api.pipeline.analysis import analyze_paths
 
         return analyze_paths([path])[1], None
     return load
@@ -337,7 +337,7 @@ FIRES_ON = {
                                                         "throttle_reasons": ["hw_slowdown"]})),
     "noisy_measurement": lambda home: (None, record(metrics={"latency_ms": {
         "mean": 10.0, "stdev": 1.2, "n": 5}})),
-    "expert_imbalance": lambda home: (None, record(extra={"router": {
+    "expert_imbalance": lambda home: (None, record(details={"router": {
         "tokens_per_expert": [100, 0, 0, 0]}})),
     "launch_bound": _h200("L0"),
     "syncs_in_step": _trace(MOE_TRACE),

@@ -118,7 +118,7 @@ def test_cpu_op_attribution_under_cuda_graphs_says_why(h200_home) -> None:
     eager, _ = session_analysis(h200_home, H200_RUNS["L0"])
     assert unattributed_reason(eager.kernels) is None  # every kernel under its aten op
 
-    from sessions.store import RunRecord
+    from sessions.records import RunRecord
 
     text = render_run_report(RunRecord.from_dict(rec), graphs)
     section = text.split("## Top CPU ops by GPU time", 1)[1].split("\n## ", 1)[0]

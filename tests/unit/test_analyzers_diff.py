@@ -15,7 +15,7 @@ from analyzers.diff import (
 )
 from analyzers.summary import run_summary
 from profilers.parsers.kernel_table import make_kernel_table
-from sessions.store import RunRecord
+from sessions.records import RunRecord
 
 
 def _record(samples, run_id="r", **env) -> dict:

@@ -28,7 +28,7 @@ def fake_record(spec, *, tok_s=100.0, gb_s=3000.0, tflops=None, peak=10 * GiB, o
                  "peak_mem_bytes": peak, "latency_ms": {"median": 1e3 * tokens / tok_s,
                                                         "samples": [1e3 * tokens / tok_s] * 3}},
         parity={"ok": ok, "max_rel_err": 0.01, "top1_agreement": 1.0},
-        extra={"layers": [], "extra": {"runtime": {}, "peak_mem_before_prepare_bytes": peak}})
+        layers_applied=[], details={"runtime": {}, "peak_mem_before_prepare_bytes": peak})
 
 
 def run_main(monkeypatch, tmp_path, argv, make):

@@ -95,9 +95,9 @@ def test_saved_analysis_sessions_gate_fails_closed_on_a_slowdown(
     home = tmp_path / "home"
     ids = []
     for path in (h100_fixtures / "torch_trace.json", slower):
-        before = {r["id"] for r in SessionStore(home).list()}
+        before = {r.id for r in SessionStore(home).list()}
         assert main(["--home", str(home), "analyze", str(path), "--save"]) == 0
-        (new,) = {r["id"] for r in SessionStore(home).list()} - before
+        (new,) = {r.id for r in SessionStore(home).list()} - before
         ids.append(new)
     capsys.readouterr()
     rc = main(["--home", str(home), "diff", *ids, "--fail-on-regression", "5"])

@@ -18,11 +18,15 @@ from analyzers.diff import (
     gate,
 )
 from analyzers.diff_comparability import assess, kernel_score, shape_of
+from sessions.records import RunRecord
 from tests.conftest import H200_DATA, H200_RUNS
 
 
 def _record(name: str) -> dict:
-    return json.loads((H200_DATA / "runs" / H200_RUNS[name] / "record.json").read_text())
+    """The stored record (first layout, as captured) in today's layout, as the API hands it
+    to the analyzers."""
+    stored = json.loads((H200_DATA / "runs" / H200_RUNS[name] / "record.json").read_text())
+    return RunRecord.from_dict(stored).to_dict()
 
 
 @pytest.fixture()
@@ -52,7 +56,7 @@ def test_layer_stacks_of_one_model_are_comparable(eager: dict, best: dict) -> No
 def test_another_workload_is_named_and_nothing_else(eager: dict) -> None:
     moe = copy.deepcopy(eager)
     moe["spec"]["workload"] = "moe"
-    moe["extra"]["extra"]["shape"] = {**shape_of(eager), "experts": 64, "top_k": 6}
+    moe["details"]["shape"] = {**shape_of(eager), "experts": 64, "top_k": 6}
     diff = diff_runs(moe, eager)
     assert diff.verdict == "not comparable"
     assert diff.verdict_reason.startswith("workload moe vs dense")
@@ -68,7 +72,7 @@ def test_preset_batch_length_dtype_and_step_are_each_named(eager: dict) -> None:
     other["spec"]["preset"] = "tiny"
     assert [d.text() for d in assess(eager, other).differences] == ["preset llama-3.1-8b vs tiny"]
     other = copy.deepcopy(eager)
-    other["extra"]["extra"]["shape"].update(batch=8, prompt_len=512, dtype="float16")
+    other["details"]["shape"].update(batch=8, prompt_len=512, dtype="float16")
     other["metrics"]["step"] = "prefill"
     texts = [d.text() for d in assess(eager, other).differences]
     assert texts == ["batch 1 vs 8", "prompt_len 128 vs 512", "dtype bfloat16 vs float16",
@@ -77,7 +81,7 @@ def test_preset_batch_length_dtype_and_step_are_each_named(eager: dict) -> None:
 
 def test_force_compares_and_keeps_the_differences(eager: dict, best: dict) -> None:
     bigger = copy.deepcopy(best)
-    bigger["extra"]["extra"]["shape"]["batch"] = 4
+    bigger["details"]["shape"]["batch"] = 4
     diff = diff_runs(eager, bigger, force=True)
     assert diff.verdict == "improved" and diff.speedup is not None
     assert diff.comparability.forced and not diff.comparability.comparable
@@ -92,7 +96,7 @@ def test_ncu_block_against_whole_steps_withholds_the_verdict(best: dict) -> None
     ncu["id"] = "20261201-030458-2ae4ae"  # the real ncu run of the preset
     ncu["spec"]["profiler"] = "ncu"
     # as the real ncu run of the same preset recorded it
-    ncu["extra"]["extra"]["profile_scope"] = {"blocks_profiled": 1, "blocks_total": 32,
+    ncu["details"]["profile_scope"] = {"blocks_profiled": 1, "blocks_total": 32,
                                               "scope": "sample", "what": "decoder block 31 of 32"}
     kt = make_kernel_table({"name": ["gemv_m1_kernel"] * 6, "dur_ns": [9_000] * 6},
                            source="torch")
@@ -107,7 +111,7 @@ def test_ncu_block_against_whole_steps_withholds_the_verdict(best: dict) -> None
 
 
 def test_artifacts_of_different_scope_score_low(h100_fixtures: Path) -> None:
-    from sessions.analysis import analyze_paths
+    from workbench.api.pipeline.analysis import analyze_paths
 
     trace = analyze_paths([h100_fixtures / "torch_trace.json"])[1].kernels
     ncu = analyze_paths([h100_fixtures / "ncu_raw.csv"])[1].kernels
@@ -120,12 +124,12 @@ def test_artifacts_of_different_scope_score_low(h100_fixtures: Path) -> None:
 def test_suite_entry_regresses_and_fails_closed(eager: dict, best: dict) -> None:
     """The suite's gate on real runs: the eager step as the candidate of the best stack's
     baseline is a regression far beyond 150%; a changed shape is not judged."""
-    from workbench.cmd_suite import compare_entry
+    from workbench.api.suite import compare_entry
 
     row = compare_entry("decode", eager, best, 150.0)
     assert row["regression"] and row["verdict"] == "regressed" and row["undecided"] is None
     other = copy.deepcopy(eager)
-    other["extra"]["extra"]["shape"]["batch"] = 8
+    other["details"]["shape"]["batch"] = 8
     row = compare_entry("decode", other, best, 150.0)
     assert not row["regression"] and row["undecided"] == \
         "not comparable: batch 1 vs 8"

@@ -342,7 +342,7 @@ def _trace(events: list) -> str:
 def test_invalid_durations_are_counted_not_summed(tmp_path):
     """A negative duration printed "-99 us total, idle 1000%"; a duration given as text was
     converted ("5" -> 5 us); both now stay out of every sum and are counted in the notes."""
-    from sessions.analysis import analyze_parsed
+    from workbench.api.pipeline.analysis import analyze_parsed
 
     events = [
         {"ph": "X", "cat": "kernel", "name": "good", "ts": 0, "dur": 10, "args": {"device": 0}},
@@ -467,7 +467,7 @@ def test_cli_limit_flags(tmp_path):
 
 def test_sqlite_text_durations_give_an_unknown_total(tmp_path):
     """An nsys SQLite whose start/end are text printed "0 ns total": missing must be null."""
-    from sessions.analysis import analyze_paths
+    from workbench.api.pipeline.analysis import analyze_paths
 
     path = tmp_path / "text.sqlite"
     con = sqlite3.connect(path)

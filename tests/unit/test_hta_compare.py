@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from analyzers.hta_compare import compare_with_hta, kernel_totals_vs_hta
-from sessions.analysis import analyze_paths
+from workbench.api.pipeline.analysis import analyze_paths
 
 pytest.importorskip("hta")
 
-from sessions.hta_runner import run_hta, stage_trace_dir  # noqa: E402
+from workbench.api.pipeline.hta_runner import run_hta, stage_trace_dir  # noqa: E402
 from workbench.cli import main  # noqa: E402
 
 

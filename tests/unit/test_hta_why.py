@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 
 from analyzers.hta_compare import UNEXPLAINED, compare_with_hta, explain
-from sessions.analysis import analyze_paths
+from workbench.api.pipeline.analysis import analyze_paths
 from workbench.cli import main
 
 pytest.importorskip("hta")
 
-from sessions.hta_runner import hta_version, profiler_step_starts, run_hta  # noqa: E402
+from workbench.api.pipeline.hta_runner import hta_version, profiler_step_starts, run_hta  # noqa: E402
 
 H200 = Path(__file__).resolve().parents[1] / "data" / "h200"
 # A real H200 trace (llama-3.1-8b, L0-L5-gemv, CUDA graphs): its correlation ids all fit in
@@ -57,7 +57,7 @@ def test_hta_failure_is_a_note_and_our_analysis_stands(tmp_path: Path,
 
 def test_hta_not_installed_is_a_note(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                      capsys: pytest.CaptureFixture[str], h100_fixtures: Path) -> None:
-    import sessions.hta_runner as runner
+    import workbench.api.pipeline.hta_runner as runner
 
     monkeypatch.setattr(runner, "hta_available", lambda: False)
     assert main(["--home", str(tmp_path), "analyze", str(h100_fixtures / "torch_trace.json"),

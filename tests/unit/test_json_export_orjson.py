@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import workbench.export.json_export as export
-from sessions.analysis import analyze_paths
+from workbench.api.pipeline.analysis import analyze_paths
 
 
 def _reference(obj: object) -> object:

@@ -14,8 +14,10 @@ import pytest
 from analyzers.kernel_costs import attach_kernel_costs
 from profilers.parsers.kernel_table import make_kernel_table
 from profilers.parsers.kineto import load_kineto
-from sessions.analysis import analyze_paths, load_run_analysis
+from sessions.records import RunStatus
 from sessions.store import SessionStore
+from workbench.api.pipeline.analysis import analyze_paths, load_run_analysis
+from workloads.spec import RunSpec
 
 H200 = Path(__file__).resolve().parents[1] / "data" / "h200"
 
@@ -112,13 +114,13 @@ def test_ncu_values_stay_and_profiler_flops_are_the_last_resort():
 
 def test_a_stored_run_passes_its_inventory_to_the_analysis(tmp_path):
     store = SessionStore(tmp_path / "home")
-    record = store.new_run({"workload": "dense", "preset": "llama-3.1-8b", "profiler": "torch",
-                            "layers": ["L0", "L1", "L2", "L3", "L4", "L5", "L5-gemv"]})
+    record = store.new_run(RunSpec(workload="dense", preset="llama-3.1-8b", profiler="torch",
+                                   layers=["L0", "L1", "L2", "L3", "L4", "L5", "L5-gemv"]))
     shutil.copy(H200 / "dense_8b_best_bf16.trace.json.gz", store.run_dir(record.id) / "t.json.gz")
-    record.status, record.artifacts = "ok", {"trace": "t.json.gz"}
+    record.status, record.artifacts = RunStatus.OK, {"trace": "t.json.gz"}
     record.env = {"device_name": "NVIDIA H200", "device_kind": "cuda", "driver": "580.159.04"}
-    record.extra = {"extra": {"shape": {"dtype": "bfloat16"},
-                              "inventory": _fake_payload("L0-L4,L5,L5-gemv")}}
+    record.details = {"shape": {"dtype": "bfloat16"},
+                      "inventory": _fake_payload("L0-L4,L5,L5-gemv")}
     store.save(record)
     analysis = load_run_analysis(store, store.get(record.id))
     assert (analysis.kernels["cost_source"].astype(str) == "inventory").all()

@@ -99,7 +99,7 @@ def test_skipped_layers_are_recorded_in_stack_order():
 def test_the_workloads_command_says_which_layers_apply(capsys):
     import argparse
 
-    from workbench.commands import cmd_workloads
+    from workbench.cli.commands import cmd_workloads
 
     assert cmd_workloads(argparse.Namespace()) == 0
     out = capsys.readouterr().out
@@ -110,7 +110,7 @@ def test_the_workloads_command_says_which_layers_apply(capsys):
 
 
 def test_the_ladder_reads_the_catalog_for_the_moe_decoders():
-    from workbench.cmd_ladder import default_layer_sets, select_layer_sets
+    from workbench.api.ladder import default_layer_sets, select_layer_sets
 
     assert default_layer_sets("gptoss")[-1] == ["L0", "L1", "L2", "L3", "L4", "L5",
                                                 "L5-moe-fp8", "L6-moe-grouped"]

@@ -73,7 +73,7 @@ def test_targets_met_only_when_every_layer_meets_them():
     assert both["gini_max"] == pytest.approx(rh.gini(skewed.counts))
     lines = "\n".join(rh.summary_lines(both))
     assert "Gini" in lines and "NOT met" in lines and "target < 0.2" in lines
-    assert "seed targets: met" in "\n".join(rh.summary_lines(rh.summarize([even], 2, "x", 0.0)))
+    assert "targets (Gini, load spread): met" in "\n".join(rh.summary_lines(rh.summarize([even], 2, "x", 0.0)))
 
 
 def test_no_tokens_is_unavailable_not_zero():

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from sessions.analysis import analyze_paths
+from workbench.api.pipeline.analysis import analyze_paths
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "h100" / "mm_full_ncu_report.json.gz"
 

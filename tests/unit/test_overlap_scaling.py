@@ -63,11 +63,11 @@ def test_knee_and_efficiency():
 
 def test_merge_rank_results_names_the_failed_rank():
     ok = {"status": "ok", "error": None, "metrics": {"latency_ms": {"median": 2.0}},
-          "extra": {"distributed": {"backend": "nccl", "plan": "tp"}}}
+          "details": {"distributed": {"backend": "nccl", "plan": "tp"}}}
     merged = merge_rank_results([ok, None], 2)
     assert merged["status"] == "failed" and merged["error"].startswith("rank 1:")
-    ranks = merged["extra"]["distributed"]["ranks"]
+    ranks = merged["details"]["distributed"]["ranks"]
     assert [r["status"] for r in ranks] == ["ok", "missing"]
     both = merge_rank_results([ok, {**ok, "metrics": {"latency_ms": {"median": 3.0}}}], 2)
-    assert both["status"] == "ok" and both["extra"]["distributed"]["slowest_rank"] == 1
-    assert both["extra"]["distributed"]["latency_spread_pct"] == 50.0
+    assert both["status"] == "ok" and both["details"]["distributed"]["slowest_rank"] == 1
+    assert both["details"]["distributed"]["latency_spread_pct"] == 50.0

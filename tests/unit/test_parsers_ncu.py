@@ -176,7 +176,7 @@ def test_ncu_rep_string_metrics_are_read_as_strings(h100_fixtures, tmp_path, mon
     """The device name is a string metric: read by value kind it stays a name (the roofline
     needs it), and durations / bytes keep their units."""
     import profilers.parsers.ncu_rep as ncu_rep
-    from sessions.analysis import device_name_of
+    from workbench.api.pipeline.analysis import device_name_of
 
     (tmp_path / "ncu_report.py").write_text(FAKE_NCU_REPORT)
     monkeypatch.setattr(ncu_rep, "ncu_python_dirs", lambda: [tmp_path])

@@ -141,7 +141,7 @@ def test_gpu_name_sm_count_and_ceilings_from_target_info(tmp_path):
     """An nsys file named no device, so no roofline: TARGET_INFO_GPU now gives the name, SMs,
     clock and bandwidth, and the analysis finds the H100's ceilings."""
     from profilers.parsers.detect import load_artifact
-    from sessions.analysis import analyze_parsed
+    from workbench.api.pipeline.analysis import analyze_parsed
 
     p = make_db(tmp_path / "r.sqlite")
     _set(p, "CREATE TABLE TARGET_INFO_GPU (id INT, name TEXT, smCount INT, clockRate INT, "

@@ -16,7 +16,7 @@ import pytest
 
 from analyzers.temporal import temporal_profile
 from profilers.parsers.detect import load_artifact
-from sessions.analysis import analyze_parsed
+from workbench.api.pipeline.analysis import analyze_parsed
 
 EXTERNAL = Path(__file__).resolve().parents[1] / "data" / "external"
 EVERYTHING = (0, 2**62)  # a window holding every runtime call, for exact call counts

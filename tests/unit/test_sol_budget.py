@@ -207,7 +207,7 @@ def test_steps_from_profiler_step_ops_and_between_steps_excluded():
 
 
 def test_ncu_artifacts_get_no_budget(h100_fixtures):
-    from sessions.analysis import analyze_paths
+    from workbench.api.pipeline.analysis import analyze_paths
 
     _, analysis = analyze_paths([h100_fixtures / "ncu_raw.csv"])
     assert analysis.budget is None and analysis.roofline is not None

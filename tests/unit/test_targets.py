@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from workloads import targets
+from workloads.errors import TargetError
 from workloads.interface import Workload
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,9 +44,9 @@ def test_parse_target(text, kind, location, attribute) -> None:
 
 
 def test_bad_target_text_is_refused() -> None:
-    with pytest.raises(targets.TargetError, match="cannot read target"):
+    with pytest.raises(TargetError, match="cannot read target"):
         targets.parse_target("not a target!")
-    with pytest.raises(targets.TargetError, match="does not exist"):
+    with pytest.raises(TargetError, match="does not exist"):
         targets.check_target("nowhere/at_all.py:build")
 
 
@@ -87,14 +88,14 @@ def test_module_target_and_argumentless_build(tmp_path: Path, monkeypatch) -> No
 def test_failures_are_one_line_target_errors(tmp_path: Path, body: str, needle: str) -> None:
     path = tmp_path / "target.py"
     path.write_text(body)
-    with pytest.raises(targets.TargetError) as caught:
+    with pytest.raises(TargetError) as caught:
         targets.build_target(f"{path}:build", {})
     line = caught.value.one_line()
     assert needle in line and "\n" not in line
 
 
 def test_missing_module_is_a_target_error() -> None:
-    with pytest.raises(targets.TargetError, match="cannot import target module"):
+    with pytest.raises(TargetError, match="cannot import target module"):
         targets.load_target("no_such_pkg_xyz.models:build")
 
 
@@ -116,5 +117,5 @@ def test_broken_entry_point_is_a_target_error(tmp_path: Path, monkeypatch) -> No
     entry_points = dist / "byo_plugin-0.1.dist-info" / "entry_points.txt"
     entry_points.write_text(entry_points.read_text().replace("byo_plugin_mod", "byo_plugin_broken"))
     monkeypatch.syspath_prepend(str(dist))
-    with pytest.raises(targets.TargetError, match="cannot load entry point 'byo-tiny'.*cuda"):
+    with pytest.raises(TargetError, match="cannot load entry point 'byo-tiny'.*cuda"):
         targets.build_target("byo-tiny", {})

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from sessions.store import RunRecord
-from workbench.cmd_ladder import default_layer_sets, parse_layer_sets
+from sessions.records import RunRecord, RunStatus
+from workbench.api.ladder import default_layer_sets, parse_layer_sets
 from workbench.export.ladder_md import build_ladder, render_ladder_markdown
+from workloads.spec import RunSpec
 
 
 def record(run_id, layers, tps, p10, p90, ok=True, outcomes=(), status="ok", extra=None):
     median = 1e3 / tps
     return RunRecord(
-        id=run_id, created_at=0.0, status=status, spec={"layers": layers},
+        id=run_id, created_at=0.0, status=RunStatus(status), spec=RunSpec(layers=layers),
         metrics={"tokens_per_s": tps, "peak_mem_bytes": 2**30,
                  "latency_ms": {"median": median, "p99": median * 1.1, "p10": p10, "p90": p90}},
         parity={"ok": ok, "max_rel_err": 0.01 if ok else 0.4, "top1_agreement": 1.0 if ok
                 else 0.5},
-        extra={"layers": [{"name": n, "applied": a, "reason": r} for n, a, r in outcomes],
-               "extra": extra or {}})
+        layers_applied=[{"name": n, "applied": a, "reason": r} for n, a, r in outcomes],
+        details=extra or {})
 
 
 def test_speedups_parity_fail_and_explanations():

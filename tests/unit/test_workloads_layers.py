@@ -75,22 +75,26 @@ def test_layer_for_another_workload_is_refused(monkeypatch):
 
 def test_requirements_on_a_cpu_run(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert requirements.unmet_reason("cuda", CPU) == "needs a CUDA GPU (none available)"
-    assert "compute capability >= 8.9" in requirements.unmet_reason("cc>=8.9", CPU)
-    assert requirements.unmet_reason("multi_gpu", CPU).startswith("needs 2 or more")
-    assert requirements.unmet_reason("warp-drive", CPU) == "unknown requirement 'warp-drive'"
-    assert requirements.unmet_reason("cc>=x", CPU) == "malformed requirement 'cc>=x'"
-    assert requirements.unmet_reason("flex_attention", CPU) is None  # torch >= 2.5 has it
-    assert requirements.first_unmet((), CPU) is None
-    assert requirements.first_unmet(("flex_attention", "cuda"), CPU).startswith("needs a CUDA")
+    cpu = requirements.facts_from_torch(CPU)
+    assert requirements.unmet_reason("cuda", cpu) == "needs a CUDA GPU (none available)"
+    assert "compute capability >= 8.9" in requirements.unmet_reason("cc>=8.9", cpu)
+    assert requirements.unmet_reason("multi_gpu", cpu).startswith("needs 2 or more")
+    assert requirements.unmet_reason("warp-drive", cpu) == "unknown requirement 'warp-drive'"
+    assert requirements.unmet_reason("cc>=x", cpu) == "malformed requirement 'cc>=x'"
+    assert requirements.unmet_reason("flex_attention", cpu) is None  # torch >= 2.5 has it
+    assert requirements.first_unmet((), cpu) is None
+    assert requirements.first_unmet(("flex_attention", "cuda"), cpu).startswith("needs a CUDA")
 
 
 def test_compute_capability_compared_as_numbers(monkeypatch):
     cuda = torch.device("cuda")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "GPU")
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
-    assert requirements.unmet_reason("cc>=8.9", cuda) is None
+    assert requirements.unmet_reason("cc>=8.9", requirements.facts_from_torch(cuda)) is None
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
-    assert requirements.unmet_reason("cc>=8.9", cuda) == (
+    assert requirements.unmet_reason("cc>=8.9", requirements.facts_from_torch(cuda)) == (
         "needs compute capability >= 8.9, this GPU is 8.0")
-    assert requirements.unmet_reason("cuda", CPU) == "needs a CUDA GPU (run is on cpu)"
+    cpu = requirements.facts_from_torch(CPU)
+    assert requirements.unmet_reason("cuda", cpu) == "needs a CUDA GPU (run is on cpu)"

@@ -1,5 +1,5 @@
 """The "Advice" section of a report: the ranked rule findings with their evidence, and the LLM
-answer stored with the session (record.extra["llm_advice"]), if any."""
+answer stored with the session (record.llm_advice), if any."""
 
 from __future__ import annotations
 

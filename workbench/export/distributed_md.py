@@ -11,7 +11,7 @@ from workbench.export.fmt import NA, fmt_bytes, fmt_ns, fmt_num, fmt_pct, md_tab
 
 def ranks_section(record: Any) -> list[str]:
     """The '## Ranks' section of a torchrun run's report; [] for a single-process run."""
-    dist = ((record.extra or {}).get("extra") or {}).get("distributed") or {}
+    dist = record.details.get("distributed") or {}
     ranks = dist.get("ranks") or []
     if not ranks:
         return []

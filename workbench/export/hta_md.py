@@ -5,18 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from workbench.export.escape import md_text
-from workbench.export.fmt import md_table, shorten
-
-
-def fmt_num(value: Any, _digits: int = 0) -> str:
-    """Whole numbers as integers, others to 0.1 above 1000, else 4 significant digits."""
-    if value is None or value != value:
-        return "n/a"
-    v = float(value)
-    if v.is_integer():
-        return f"{int(v):,}"
-    return f"{v:,.1f}" if abs(v) >= 1000 else f"{v:.4g}"
-
+from workbench.export.fmt import fmt_exact, md_table, shorten
 
 _EXPLAINED = {"rounding": "ours rounded inward to whole us",
               "last step dropped": "ours without the last ProfilerStep, rounded"}
@@ -25,7 +14,7 @@ _EXPLAINED = {"rounding": "ours rounded inward to whole us",
 def _val(value: Any, unit: str) -> str:
     if value is None:
         return "n/a"
-    return fmt_num(value) + ("%" if unit == "%" else "")
+    return fmt_exact(value) + ("%" if unit == "%" else "")
 
 
 def render_hta_section(cmp: Any, top: int = 10) -> str:
@@ -46,31 +35,31 @@ def render_hta_section(cmp: Any, top: int = 10) -> str:
             verdict = "agree"
         else:
             by = (f"{r.delta_pct:+.3g}%" if r.delta_pct is not None else "")
-            verdict = f"differ by {fmt_num(r.delta, 6)} {r.unit} ({by})" + (f": {r.why}" if r.why else "")
+            verdict = f"differ by {fmt_exact(r.delta)} {r.unit} ({by})" + (f": {r.why}" if r.why else "")
         rows.append([r.metric, r.unit, _val(r.ours, r.unit), _val(r.hta, r.unit), verdict])
     out.append(md_table(["metric", "unit", "ours", "HTA", "verdict"], rows, align="llrrl"))
     off = cmp.kernel_disagreements
     if off is not None and len(off):
         out += ["", f"Kernels whose totals differ by more than 0.1% ({len(off)}):", ""]
         out.append(md_table(["kernel", "ours us", "HTA us", "delta %", "HTA's figure is"], [
-            [shorten(str(r.name), 70), fmt_num(r.ours_us, 6), fmt_num(r.hta_us, 6),
+            [shorten(str(r.name), 70), fmt_exact(r.ours_us), fmt_exact(r.hta_us),
              "n/a" if r.delta_pct != r.delta_pct else f"{r.delta_pct:+.2f}%",
              _EXPLAINED.get(str(getattr(r, "explained_by", "")), "unexplained")]
             for r in off.head(top).itertuples()], align="lrrrl"))
     if cmp.idle_by_category is not None and len(cmp.idle_by_category):
         out += ["", "HTA idle-time breakdown (all streams):", ""]
         out.append(md_table(["category", "idle us", "share"], [
-            [r.idle_category, fmt_num(r.idle_us, 6),
+            [r.idle_category, fmt_exact(r.idle_us),
              "n/a" if r.share != r.share else f"{r.share * 100:.1f}%"]
             for r in cmp.idle_by_category.itertuples()], align="lrr"))
     if cmp.launch_summary:
         out += ["", "HTA CUDA kernel launch statistics:", ""]
-        out.append(md_table(["", ""], [[k.replace("_", " "), fmt_num(v, 6)]
+        out.append(md_table(["", ""], [[k.replace("_", " "), fmt_exact(v)]
                                        for k, v in cmp.launch_summary.items()], align="lr"))
     if cmp.overlap is not None and len(cmp.overlap):
         out += ["", "HTA communication/computation overlap:", ""]
         out.append(md_table(list(map(str, cmp.overlap.columns)),
-                            [[fmt_num(v, 4) for v in row] for row in cmp.overlap.itertuples(index=False)]))
+                            [[fmt_exact(v) for v in row] for row in cmp.overlap.itertuples(index=False)]))
     for key, err in cmp.errors.items():
         out.append(f"- HTA {md_text(key)}: failed ({md_text(err)})")
     out += [f"- {md_text(n)}" for n in cmp.notes]

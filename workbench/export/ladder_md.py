@@ -72,8 +72,8 @@ def row_from_record(record: Any, label: str) -> LadderRow:
     metrics = record.metrics or {}
     latency = metrics.get("latency_ms") or {}
     parity = record.parity or {}
-    outcomes = (record.extra or {}).get("layers") or []
-    extra = (record.extra or {}).get("extra") or {}
+    outcomes = record.layers_applied
+    extra = record.details
     parity_ok = parity.get("ok") if isinstance(parity.get("ok"), bool) else None
     speculative = extra.get("speculative") or {}
     if parity_ok and speculative.get("matches_greedy") is False \
@@ -88,8 +88,8 @@ def row_from_record(record: Any, label: str) -> LadderRow:
                       + ("a near-tie, rounding" if speculative["verdict"] == "near_tie"
                          else "a clear winner, a bug")))
     return LadderRow(
-        label=label, layers=list((record.spec or {}).get("layers") or []), run_id=record.id,
-        status=record.status, tokens_per_s=_num(metrics.get("tokens_per_s")),
+        label=label, layers=list(record.spec.layers if record.spec else []), run_id=record.id,
+        status=str(record.status), tokens_per_s=_num(metrics.get("tokens_per_s")),
         p50_ms=_num(latency.get("median")), p99_ms=_num(latency.get("p99")),
         p10_ms=_num(latency.get("p10")), p90_ms=_num(latency.get("p90")),
         peak_mem_bytes=_num(metrics.get("peak_mem_bytes")), parity_ok=parity_ok,
@@ -132,8 +132,9 @@ def build_ladder(records: list[Any]) -> list[LadderRow]:
     """Rows in run order with speedups and explanations filled in."""
     rows: list[LadderRow] = []
     for index, record in enumerate(records):
-        layers = list((record.spec or {}).get("layers") or [])
-        before = set((records[index - 1].spec or {}).get("layers") or []) if index else set()
+        layers = list(record.spec.layers if record.spec else [])
+        previous = records[index - 1].spec if index else None
+        before = set(previous.layers if previous else [])
         added = [n for n in layers if n not in before]
         label = "+".join(added) if index and added else ",".join(layers) or "L0"
         rows.append(row_from_record(record, label if not index else f"+{label}"))

@@ -10,7 +10,7 @@ import datetime as _dt
 from typing import Any
 
 from analyzers.run_analysis import RunAnalysis
-from sessions.store import RunRecord
+from sessions.records import Metrics, RunRecord
 from workbench.export.advice_md import advice_section
 from workbench.export.distributed_md import distributed_section, ranks_section
 from workbench.export.escape import md_text
@@ -27,6 +27,7 @@ from workbench.export.fmt import (
 from workbench.export.ops_md import cpu_ops_by_gpu_time_section
 from workbench.export.regions_md import regions_section
 from workbench.export.roofline_md import budget_section, roofline_section
+from workloads.spec import RunSpec, replays_kernels
 
 
 def _when(ts: float | None) -> str:
@@ -35,58 +36,56 @@ def _when(ts: float | None) -> str:
 
 def _report_title(record: RunRecord) -> str:
     spec = record.spec
-    if record.kind == "analysis":  # no workload, preset or layers: name what was analyzed
-        inputs = [str(p).rsplit("/", 1)[-1] for p in spec.get("inputs") or []]
+    if spec is None:  # an analysis: no workload, preset or layers: name what was analyzed
+        inputs = [str(p).rsplit("/", 1)[-1] for p in record.inputs]
         return md_text(f"analysis of {', '.join(inputs) or 'artifacts'}"
-                       + (f" ({spec['profiler']})" if spec.get("profiler") else ""))
-    return md_text(f"{spec.get('workload', '?')}/{spec.get('preset', '?')} "
-                   f"[{','.join(spec.get('layers') or [])}]")
+                       + (f" ({record.artifact_format})" if record.artifact_format else ""))
+    return md_text(f"{spec.workload}/{spec.preset} [{','.join(spec.layers)}]")
 
 
 def render_run_report(record: RunRecord, analysis: RunAnalysis | None,
                       figures: dict[str, str] | None = None) -> str:
     """``figures``: figure name (roofline, budget) -> the SVG's path relative to the report."""
-    spec = record.spec
+    spec = record.spec or RunSpec(workload="", preset="", layers=[], profiler="")
     out = [f"# aiperf-workbench report — {_report_title(record)}", ""]
     out.append(md_table(["", ""], [
         ["session", record.id],
-        ["status", record.status + (f" — {record.error}" if record.error else "")],
+        ["status", f"{record.status}" + (f" — {record.error}" if record.error else "")],
         ["started", _when(record.created_at)],
         ["finished", _when(record.finished_at)],
         ["label", record.label or NA],
     ], align="ll"))
     out += ["", "## Run", ""]
-    params = spec.get("params") or {}
     out.append(md_table(["setting", "value"], [
-        ["workload", spec.get("workload")], ["preset", spec.get("preset")],
-        ["layers", ", ".join(spec.get("layers") or [])], ["profiler", spec.get("profiler")],
-        ["repeats (warm-up)", f"{spec.get('repeat')} ({spec.get('warmup')})"],
-        ["device requested", spec.get("device")],
-        ["parameter overrides", ", ".join(f"{k}={v}" for k, v in params.items()) or "none"],
+        ["workload", spec.workload], ["preset", spec.preset],
+        ["layers", ", ".join(spec.layers)], ["profiler", record.profiler],
+        ["repeats (warm-up)", f"{spec.repeat} ({spec.warmup})" if record.spec else NA],
+        ["device requested", spec.device],
+        ["parameter overrides", ", ".join(f"{k}={v}" for k, v in spec.params.items()) or "none"],
     ], align="ll"))
-    out += ["", "## Environment", "", _env_table(record.env)]
-    world = (((record.extra or {}).get("extra") or {}).get("distributed") or {}).get("world_size")
-    out += ["", "## Metrics", "", _metrics_table(record.metrics, int(world or 1))
-            if record.kind != "analysis" or record.metrics
+    out += ["", "## Environment", "", _env_table(dict(record.env))]
+    world = (record.details.get("distributed") or {}).get("world_size")
+    out += ["", "## Metrics", "", _metrics_table(dict(record.metrics), int(world or 1))
+            if record.spec is not None or record.metrics
             else "n/a (an analysis of another program's artifacts: nothing was timed here)"]
-    if spec.get("profiler") in ("ncu", "nsys"):
-        out += ["", f"Timed under {spec.get('profiler')}, which serializes (and for ncu "
+    if replays_kernels(record.profiler):
+        out += ["", f"Timed under {record.profiler}, which serializes (and for ncu "
                 "replays) every kernel: the latency above is the profiler's, not the model's. "
                 "A --profiler timer run of the same layers measures speed."]
-    mem_source = ((record.extra or {}).get("extra") or {}).get("peak_mem_source")
+    mem_source = record.details.get("peak_mem_source")
     if mem_source:
         out += ["", f"Peak memory is the {mem_source}."]
-    out += ["", "## Parity against L0", "", _parity_text(record.parity)]
-    router = ((record.extra or {}).get("extra") or {}).get("router")
+    out += ["", "## Parity against L0", "", _parity_text(dict(record.parity))]
+    router = record.details.get("router")
     if router:
-        out += ["", "## Router health", "", _router_text(router, (record.extra or {}).get(
-            "extra", {}).get("routing_parity"))]
-    layers = (record.extra or {}).get("layers") or []
+        out += ["", "## Router health", "", _router_text(router,
+                                                         record.details.get("routing_parity"))]
+    layers = record.layers_applied
     if layers:
         out += ["", "## Layers", "", md_table(["layer", "applied", "note"], [
             [li.get("name"), "yes" if li.get("applied") else "no", li.get("reason") or ""]
             for li in layers], align="lll")]
-    scope = ((record.extra or {}).get("extra") or {}).get("profile_scope")
+    scope = record.details.get("profile_scope")
     if scope:
         out += ["", "## Profiled scope", "", md_text(scope.get("note") or scope.get("what") or NA)]
     ranks = ranks_section(record)
@@ -96,19 +95,19 @@ def render_run_report(record: RunRecord, analysis: RunAnalysis | None,
         out += ["", *_analysis_sections(analysis, figures)]
         out += _profiled_vs_timed(analysis, record.metrics or {})
     out += ["", *advice_section(analysis.advice if analysis is not None else [],
-                                (record.extra or {}).get("llm_advice"))]
+                                record.llm_advice)]
     out += ["", "---", "artifacts: " + (md_text(", ".join(f"{k}={v}" for k, v in
                                                           record.artifacts.items())) or "none"), ""]
     return "\n".join(out)
 
 
-def _profiled_vs_timed(a: RunAnalysis, metrics: dict[str, Any]) -> list[str]:
+def _profiled_vs_timed(a: RunAnalysis, metrics: Metrics) -> list[str]:
     """The profiler's own cost, stated where it stretched the step: the budget's step comes
     from the profiled steps, the headline latency from timed repeats without the profiler (the
     8B eager step: 86 ms profiled, 26 ms timed)."""
     budget = a.budget
-    timed = ((metrics.get("latency_ms") or {}).get("median") if isinstance(
-        metrics.get("latency_ms"), dict) else None)
+    latency = metrics.get("latency_ms")
+    timed = latency.get("median") if isinstance(latency, dict) else None
     if budget is None or not isinstance(timed, (int, float)) or timed <= 0 or not budget.step_ns:
         return []
     profiled_ms = budget.step_ns / 1e6
@@ -147,7 +146,7 @@ def _metrics_table(m: dict[str, Any], world: int = 1) -> str:
     lat = m.get("latency_ms") or {}
     med, stdev = lat.get("median"), lat.get("stdev")
     cv = (stdev / lat["mean"]) if stdev is not None and lat.get("mean") else None
-    rows = [
+    rows: list[list[Any]] = [
         [f"{m.get('step') or 'step'} latency median", fmt_num(med, 4, "ms")],
         ["p10 / p90 / p99", " / ".join(fmt_num(lat.get(k), 4) for k in ("p10", "p90", "p99")) + " ms"],
         ["min / max", f"{fmt_num(lat.get('min'), 4)} / {fmt_num(lat.get('max'), 4)} ms"],
@@ -171,7 +170,8 @@ def _parity_text(p: dict[str, Any]) -> str:
         return "n/a"
     if p.get("skipped"):
         return f"skipped: {p['skipped']}"
-    verdict = {True: "ok", False: "FAILED"}.get(p.get("ok"), NA)
+    verdict = {True: "ok", False: "FAILED"}.get(bool(p["ok"]), NA) \
+        if isinstance(p.get("ok"), bool) else NA
     tol = p.get("tolerance")
     tol = tol if isinstance(tol, dict) else {"max_rel_err": tol}
     return md_table(["", ""], [
@@ -186,13 +186,14 @@ def _parity_text(p: dict[str, Any]) -> str:
 
 
 def _router_text(r: dict[str, Any], routing: dict[str, Any] | None) -> str:
-    """MoE router health (workloads.router_health) against the seed's targets."""
+    """MoE router health (workloads.router_health) against its targets."""
     if not r.get("available"):
         return f"n/a ({r.get('reason', 'not recorded')})"
     met, targets = r.get("met") or {}, r.get("targets") or {}
 
     def verdict(key: str) -> str:
-        return {True: "met", False: "NOT met"}.get(met.get(key), NA)
+        value = met.get(key)
+        return {True: "met", False: "NOT met"}[value] if isinstance(value, bool) else NA
 
     rows = [
         ["experts / top-k / gating", f"{r.get('experts')} / {r.get('top_k')} / {r.get('gating')}"],
@@ -207,7 +208,7 @@ def _router_text(r: dict[str, Any], routing: dict[str, Any] | None) -> str:
          f"{fmt_num(r.get('gini'), 3)} / {fmt_num(r.get('gini_max'), 3)}: {verdict('gini')}"],
         [f"load std / mean, mean / worst layer (target < {fmt_pct(targets.get('load_cv_lt', 0.1))})",
          f"{fmt_pct(r.get('load_cv'))} / {fmt_pct(r.get('load_cv_max'))}: {verdict('load_cv')}"],
-        ["seed targets", "met" if r.get("targets_met") else "NOT met"],
+        ["targets (Gini, load spread)", "met" if r.get("targets_met") else "NOT met"],
     ]
     if routing:
         rows.append(["parity routing flips (replayed)",

@@ -14,6 +14,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from analyzers.sol_budget import REMEDY_TEXT
+from workbench.export.fmt import fmt_ns, fmt_rate
 
 FIGURES = ("roofline", "budget")
 COLOURS = {"gemm": "#1f77b4", "attention": "#d62728", "elementwise": "#2ca02c",
@@ -21,17 +22,6 @@ COLOURS = {"gemm": "#1f77b4", "attention": "#d62728", "elementwise": "#2ca02c",
            "memcpy": "#7f7f7f", "memset": "#bcbd22", "communication": "#17becf",
            "other": "#ff7f0e"}
 FONT = 'font-family="DejaVu Sans, Helvetica, Arial, sans-serif"'
-
-
-def _si(value: float, unit: str) -> str:
-    for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= scale:
-            return f"{value / scale:.3g} {prefix}{unit}"
-    return f"{value:.3g} {unit}"
-
-
-def _us(ns: float) -> str:
-    return f"{ns / 1e3:,.1f} us" if ns < 1e7 else f"{ns / 1e6:,.2f} ms"
 
 
 def _finite(value: Any) -> float | None:
@@ -94,7 +84,7 @@ def roofline_svg(analysis: Any, width: int = 760, height: int = 480) -> str | No
     for d in range(y0, y1 + 1):
         y = py(10.0 ** d)
         out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + pw}" y2="{y:.1f}" stroke="#eee"/>')
-        out.append(_text(left - 6, y + 4, _si(10.0 ** d, "").strip() or "1", 11, "end"))
+        out.append(_text(left - 6, y + 4, fmt_rate(10.0 ** d, "").strip() or "1", 11, "end"))
     out.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>')
     out.append(_text(left + pw / 2, height - 30, "arithmetic intensity (FLOP / DRAM byte)", 12,
                      "middle"))
@@ -109,20 +99,20 @@ def roofline_svg(analysis: Any, width: int = 760, height: int = 480) -> str | No
         start = peak / bw if bw else lo
         out.append(f'<line x1="{px(max(start, lo)):.1f}" y1="{py(peak):.1f}" x2="{px(hi):.1f}" '
                    f'y2="{py(peak):.1f}" stroke="#333" stroke-width="1.5" clip-path="url(#plot)"/>')
-        out.append(_text(left + pw - 4, py(peak) - 4, f"{names[peak]} {_si(peak, 'FLOP/s')}", 10,
+        out.append(_text(left + pw - 4, py(peak) - 4, f"{names[peak]} {fmt_rate(peak, 'FLOP/s')}", 10,
                          "end", 'fill="#333"'))
     if bw:
         ridge = peaks[0] / bw if peaks else hi
         out.append(f'<line x1="{px(lo):.1f}" y1="{py(bw * lo):.1f}" x2="{px(ridge):.1f}" '
                    f'y2="{py(bw * ridge):.1f}" stroke="#333" stroke-width="1.5" '
                    'stroke-dasharray="6 3" clip-path="url(#plot)"/>')
-        out.append(_text(px(lo) + 6, py(bw * lo) - 8, f"DRAM {_si(bw, 'B/s')}", 10, "start",
+        out.append(_text(px(lo) + 6, py(bw * lo) - 8, f"DRAM {fmt_rate(bw, 'B/s')}", 10, "start",
                          'fill="#333"'))
     for ai, fps, share, row in sorted(points, key=lambda p: -p[2]):  # small ones on top
         colour = COLOURS.get(str(row.category), COLOURS["other"])
         radius = max(2.5, min(16.0, 16.0 * math.sqrt(share)))
-        title = (f"{row.name}: {row.launches} launches, {_us(float(row.total_ns))}, "
-                 f"{_si(fps, 'FLOP/s')}, {_si(float(row.achieved_bytes_per_s), 'B/s')}, "
+        title = (f"{row.name}: {row.launches} launches, {fmt_ns(float(row.total_ns))}, "
+                 f"{fmt_rate(fps, 'FLOP/s')}, {fmt_rate(float(row.achieved_bytes_per_s), 'B/s')}, "
                  f"{ai:.3g} FLOP/B, {row.bound}-bound")
         out.append(f'<circle cx="{px(ai):.1f}" cy="{py(fps):.1f}" r="{radius:.1f}" '
                    f'fill="{colour}" fill-opacity="0.6" stroke="{colour}" clip-path="url(#plot)">'
@@ -184,7 +174,7 @@ def budget_svg(analysis: Any, width: int = 760, rows: int = 12) -> str | None:
              ("idle gaps", b.idle_ns, "#ff7f0e"), ("host", b.host_ns or 0, "#9467bd"),
              ("unknown FLOPs/bytes", unknown.measured_ns if unknown else 0, "#bbbbbb")]
     for label, value in (("measured step", b.step_ns), ("at speed of light", b.sol_ns)):
-        out.append(_text(left - 8, y + 13, f"{label} {_us(value)}", 12, "end"))
+        out.append(_text(left - 8, y + 13, f"{label} {fmt_ns(value)}", 12, "end"))
         x = float(left)
         segments = parts if label == "measured step" else [parts[0], parts[4]]
         for name, ns, colour in segments:
@@ -192,7 +182,7 @@ def budget_svg(analysis: Any, width: int = 760, rows: int = 12) -> str | None:
                 continue
             w = ns * scale
             out.append(f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{bar}" '
-                       f'fill="{colour}"><title>{escape(name)}: {_us(ns)}</title></rect>')
+                       f'fill="{colour}"><title>{escape(name)}: {fmt_ns(ns)}</title></rect>')
             x += w
         y += bar + 8
     lx = 12.0
@@ -214,11 +204,11 @@ def budget_svg(analysis: Any, width: int = 760, rows: int = 12) -> str | None:
                    f'fill="{colour}"><title>{escape(ln.why)}</title></rect>')
         fix = ln.layer or REMEDY_TEXT.get(ln.remedy or "", "")
         out.append(_text(left + max(w, 1) + 6, y + 13,
-                         f"{_us(ln.lost_ns or 0)}" + (f" · {fix}" if ln.layer else ""), 11))
+                         f"{fmt_ns(ln.lost_ns or 0)}" + (f" · {fix}" if ln.layer else ""), 11))
         y += bar + 8
     if unknown:
         y += 14
-        out.append(_text(12, y, f"{_us(unknown.measured_ns)} per step in kernels of unknown "
+        out.append(_text(12, y, f"{fmt_ns(unknown.measured_ns)} per step in kernels of unknown "
                          "FLOPs/bytes: kept at their measured time, nothing claimed.", 11,
                          extra='fill="#555"'))
     height = y + 16
@@ -236,7 +226,7 @@ def figure_paths(report: Path) -> dict[str, Path]:
 
 def write_figures(report: Path, analysis: Any) -> dict[str, str]:
     """Write the figures the analysis has beside ``report``; name -> link relative to it."""
-    from sessions.atomic import write_text_atomic
+    from workloads.atomic import write_text_atomic
 
     written: dict[str, str] = {}
     if analysis is None or str(report) == "-":

@@ -36,7 +36,7 @@ from workloads.layers.moe_apply import (
 )
 from workloads.layers.precision import apply_eager_baseline, apply_tf32
 from workloads.layers.serving import apply_fp8_kv, apply_paged, apply_speculative
-from workloads.requirements import first_unmet
+from workloads.requirements import facts_from_torch, first_unmet
 
 LayerApply = Callable[[Workload, torch.device], "str | None"]
 
@@ -90,7 +90,7 @@ def apply_layers(names: list[str], workload: Workload, device: torch.device,
         elif apply_function(name, workload.name) is None:
             reason = "listed in the catalog but not implemented"
         else:
-            reason = first_unmet(info.requires, device)
+            reason = first_unmet(info.requires, facts_from_torch(device))
         if reason and getattr(workload, "skip_unmet_layers", False) \
                 and not reason.startswith("listed in the catalog"):
             outcomes.append(LayerOutcome(name, False, reason))

@@ -1,0 +1,1 @@
+"""The Textual app: routing (app.py), one screen per module (screens/), widgets."""
