@@ -8,6 +8,7 @@ the microseconds per step its fix can recover."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,7 @@ import pandas as pd
 from analyzers.advice.effect import impact, recoverable_text
 from analyzers.advice.facts import Facts
 from analyzers.advice.findings import Evidence, Finding
+from analyzers.distinct import isin_mask, str_mask, value_codes
 
 FP32_GEMM_SHARE = 0.10
 FP8_GEMM_SHARE = 0.30
@@ -43,6 +45,8 @@ MOE_DISPATCH_OPS = re.compile(r"^aten::(index_add_?|index_select|index|index_put
                               r"gather|scatter_?|scatter_add_?|scatter_reduce_?|nonzero|argsort|sort|"
                               r"topk|bincount|histc|masked_select|masked_scatter_?|unique\w*)$")
 MOE_WORKLOAD_RE = re.compile(r"moe|mixtral|gptoss|expert|deepseek|qwen.*moe", re.I)
+MOE_OP_RE = re.compile(r"index_add|expert|moe", re.I)
+ATTENTION_MATH_OP = re.compile(r"attention_math")
 MEMORY_BOUND_CATEGORIES = ("elementwise", "norm", "reduction")
 
 def _ns(kt: pd.DataFrame, mask: np.ndarray) -> int:
@@ -50,23 +54,39 @@ def _ns(kt: pd.DataFrame, mask: np.ndarray) -> int:
 
 
 def _name_mask(kt: pd.DataFrame, pattern: re.Pattern[str]) -> np.ndarray:
-    names = kt["name"].astype("category")
-    hits = np.array([bool(pattern.search(str(n))) for n in names.cat.categories], dtype=bool)
-    codes = np.asarray(names.cat.codes)
-    return np.where(codes >= 0, hits[np.clip(codes, 0, None)] if len(hits) else False, False)
+    return str_mask(kt["name"], pattern.search)
+
+
+def _op_mask(kt: pd.DataFrame, test: Callable[[str], object]) -> np.ndarray:
+    """Rows whose parent op's name passes ``test`` (a missing op reads as "")."""
+    return str_mask(kt["op_name"], test, missing=bool(test("")))
 
 
 def _top_names(kt: pd.DataFrame, mask: np.ndarray, total_ns: int, n: int = 3
                ) -> list[tuple[str, int, float]]:
-    sub = kt[mask]
-    if not len(sub):
+    """The ``n`` names with the most GPU time among the masked rows: (name, ns, share)."""
+    if not mask.any():
         return []
-    sums = sub.groupby(sub["name"].astype(str), observed=True)["dur_ns"].sum().sort_values(ascending=False)
-    return [(str(k), int(v), int(v) / total_ns) for k, v in sums.head(n).items()]
+    codes, names = value_codes(kt["name"])
+    dur = kt["dur_ns"].to_numpy(dtype="int64", na_value=0)
+    keep = mask & (codes >= 0)  # a launch without a name has no name to cite
+    per_code = pd.Series(dur[keep]).groupby(codes[keep]).sum()
+    sums: dict[str, int] = {}
+    for code, ns in zip(per_code.index, per_code.to_numpy(), strict=True):
+        key = str(names[code])
+        sums[key] = sums.get(key, 0) + int(ns)
+    # The order of a groupby by name (sorted names), then the same descending sort: ties rank
+    # as they always did.
+    ranked = pd.Series(sums, dtype="Int64").sort_index().sort_values(ascending=False)
+    return [(str(k), int(v), int(v) / total_ns) for k, v in ranked.head(n).items()]
 
 
 def _cat_mask(kt: pd.DataFrame, *cats: str) -> np.ndarray:
-    return np.asarray(kt["category"].astype(str).isin(cats))
+    return isin_mask(kt["category"], cats)
+
+
+def _kind_mask(kt: pd.DataFrame, kind: str) -> np.ndarray:
+    return isin_mask(kt["kind"], (kind,))
 
 
 def fp32_gemm_off_tensor_cores(f: Facts) -> Finding | None:
@@ -178,12 +198,14 @@ def elementwise_chains(f: Facts) -> Finding | None:
         return None
     kt, total = f.kernels, f.total_ns
     assert kt is not None and total
-    kern = kt[kt["kind"].astype(str) == "kernel"]
-    if "start_ns" in kern and kern["start_ns"].notna().all():
-        kern = kern.sort_values("start_ns", kind="stable")
-    is_mem = np.asarray(kern["category"].astype(str).isin(MEMORY_BOUND_CATEGORIES))
-    stream = kern["stream"].to_numpy(dtype="int64", na_value=-1)
-    dur = kern["dur_ns"].to_numpy(dtype="int64", na_value=0)
+    rows = np.flatnonzero(_kind_mask(kt, "kernel"))
+    start = kt["start_ns"].to_numpy(dtype="float64", na_value=np.nan)[rows]
+    if not np.isnan(start).any():  # launch order: by start time where every one is known
+        rows = rows[np.argsort(kt["start_ns"].to_numpy(dtype="int64", na_value=0)[rows],
+                               kind="stable")]
+    is_mem = _cat_mask(kt, *MEMORY_BOUND_CATEGORIES)[rows]
+    stream = kt["stream"].to_numpy(dtype="int64", na_value=-1)[rows]
+    dur = kt["dur_ns"].to_numpy(dtype="int64", na_value=0)[rows]
     chain_ns, chains, lengths = 0, 0, []
     # Runs of consecutive memory-bound kernels, per stream (launch order within a stream).
     for s in np.unique(stream):
@@ -232,12 +254,11 @@ def attention_not_flash(f: Facts) -> Finding | None:
     assert kt is not None and total
     if (_cat_mask(kt, "attention") & _name_mask(kt, FLASH_RE)).any():
         return None
-    ops = kt["op_name"].astype(object).fillna("").astype(str)
     softmax = _name_mask(kt, re.compile(r"softmax", re.I))
-    batched = np.asarray(ops.str.contains(BATCHED_MATMUL_OPS))
-    math = softmax | np.asarray(ops.str.contains(MATH_ATTENTION_OPS)) | (
+    batched = _op_mask(kt, BATCHED_MATMUL_OPS.search)
+    math = softmax | _op_mask(kt, MATH_ATTENTION_OPS.search) | (
         _cat_mask(kt, "attention") & ~_name_mask(kt, FLASH_RE))
-    if not np.asarray(ops.str.contains("attention_math")).any() and not (softmax.any() and batched.any()):
+    if not _op_mask(kt, ATTENTION_MATH_OP.search).any() and not (softmax.any() and batched.any()):
         return None  # a softmax alone (sampling, a router) is not an attention
     share = _ns(kt, math) / total
     if share < MATH_ATTENTION_SHARE:
@@ -271,8 +292,7 @@ def moe_dispatch(f: Facts) -> Finding | None:
         return None
     kt, total = f.kernels, f.total_ns
     assert kt is not None and total
-    ops = kt["op_name"].astype(object).fillna("").astype(str)
-    by_op = np.asarray(ops.str.match(MOE_DISPATCH_OPS)) & ~_cat_mask(kt, "gemm", "attention")
+    by_op = _op_mask(kt, MOE_DISPATCH_OPS.match) & ~_cat_mask(kt, "gemm", "attention")
     mask = _cat_mask(kt, "moe_dispatch") | by_op
     share = _ns(kt, mask) / total
     if share < MOE_DISPATCH_SHARE:
@@ -280,7 +300,7 @@ def moe_dispatch(f: Facts) -> Finding | None:
     top = _top_names(kt, mask, total)
     moe_like = (bool(f.router) or len(top) >= 2
                 or bool(MOE_WORKLOAD_RE.search(str(f.env.get("workload") or "")))
-                or bool(np.asarray(ops.str.contains("index_add|expert|moe", case=False)).any()))
+                or bool(_op_mask(kt, MOE_OP_RE.search).any()))
     if not moe_like:
         return None
     launches = int(mask.sum())

@@ -16,6 +16,7 @@ from analyzers.advice.effect import fmt_us, impact, recoverable_text
 from analyzers.advice.facts import Facts
 from analyzers.advice.findings import Evidence, Finding
 from analyzers.advice.rules_kernels import _cat_mask, _short, _top_names
+from analyzers.distinct import str_mask
 
 FAR_BELOW_FACTOR = 5.0  # measured / speed-of-light at least this
 MIN_LOST_SHARE = 0.03  # of the step: smaller losses are not worth a finding
@@ -113,7 +114,7 @@ def _decode_attention(f: Facts) -> Finding | None:
         return None
     top = _top_names(kt, attn, f.total_ns)
     name = top[0][0]
-    launches = int((kt["name"].astype(str) == name).sum()) / f.steps
+    launches = int(str_mask(kt["name"], name.__eq__).sum()) / f.steps
     us = lost_ns / 1e3
     ceil = f"{f.ceilings.source} ceilings of the {f.ceilings.device_name}"
     layer = f.layer("attention_kernel")

@@ -3,6 +3,8 @@ shared memory per block) and collective communication left exposed beside comput
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -10,6 +12,7 @@ from analyzers.advice.effect import impact, recoverable_text
 from analyzers.advice.facts import Facts
 from analyzers.advice.findings import Evidence, Finding
 from analyzers.advice.rules_kernels import _cat_mask, _ns, _top_names
+from analyzers.distinct import map_distinct
 
 LOW_OCCUPANCY = 0.25
 LOW_OCCUPANCY_SHARE = 0.05
@@ -39,6 +42,18 @@ def _occupancy(regs: np.ndarray, smem: np.ndarray, threads: np.ndarray, cc: floa
     return occ, limiter
 
 
+def _block_threads(block: Any) -> float:
+    return float(np.prod(block)) if isinstance(block, (tuple, list)) and len(block) else np.nan
+
+
+def _threads_per_block(blocks: pd.Series) -> np.ndarray:
+    """Threads per block of each launch, computed once per distinct block shape."""
+    try:
+        return map_distinct(blocks, _block_threads, np.nan, dtype="float64")
+    except TypeError:  # unhashable shapes (lists): one at a time
+        return np.array([_block_threads(b) for b in blocks], dtype="float64")
+
+
 def low_occupancy(f: Facts) -> Finding | None:
     if not f.has_kernels:
         return None
@@ -58,8 +73,7 @@ def low_occupancy(f: Facts) -> Finding | None:
     else:
         regs = kt["registers"].to_numpy(dtype="float64", na_value=np.nan)
         smem = kt["shared_mem"].to_numpy(dtype="float64", na_value=np.nan)
-        threads = np.array([float(np.prod(b)) if isinstance(b, (tuple, list)) and len(b) else np.nan
-                            for b in kt["block"]], dtype="float64")
+        threads = _threads_per_block(kt["block"])
         known = ~np.isnan(regs) & ~np.isnan(threads) & (threads > 0)
         if not known.any():
             return None

@@ -89,6 +89,16 @@ def _cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
     return np.concatenate(parts) if parts else np.empty(0, dtype=dtype)
 
 
+def _shape_objects(shapes: dict[tuple[int, ...], int]) -> np.ndarray:
+    """The interned (x, y, z) triples as an object array, None last (id -1 picks it): a
+    column takes them by fancy indexing, one reference per launch and no tuple built per
+    launch."""
+    out = np.empty(len(shapes) + 1, dtype=object)
+    for triple, i in shapes.items():
+        out[i] = triple
+    return out
+
+
 def _names_cat(codes: np.ndarray, names: np.ndarray) -> pd.Categorical:
     import pandas as pd
 
@@ -185,15 +195,12 @@ def _build(path: Path, col: _Collector, header: dict[str, Any], rank_default: in
     for d in (k, o, r, an):
         for key in ("ts", "dur", "flops"):
             if key in d:
-                d[key] = d[key].astype(np.float64)
+                d[key] = d[key].astype(np.float64, copy=False)
     invalid: dict[str, int] = {}
     keep_k = _valid_durations(k)
     invalid["kernels"] = int((~keep_k).sum())
     if invalid["kernels"]:
         k = _keep_rows(k, keep_k)
-        rows = np.flatnonzero(keep_k)
-        col.k_grid = [col.k_grid[i] for i in rows]
-        col.k_block = [col.k_block[i] for i in rows]
     for key, d in (("ops", o), ("runtime", r)):
         keep = _valid_durations(d)
         invalid[key] = int((~keep).sum())
@@ -210,6 +217,7 @@ def _build(path: Path, col: _Collector, header: dict[str, Any], rank_default: in
     op_name = np.where(has_op, names[np.maximum(op_name_ids, 0)] if len(names) else none, none)
     flops = np.where(has_op, o["flops"][np.maximum(op_row, 0)] if len(o["flops"]) else np.nan, np.nan)
 
+    shapes = _shape_objects(col.shapes)
     start = _ns(k["ts"])
     order = np.argsort(np.where(start._mask, np.iinfo(np.int64).max, start._data), kind="stable")
     # Only the first kernel of each op carries the op's FLOPs, so sums over kernels stay right.
@@ -227,8 +235,8 @@ def _build(path: Path, col: _Collector, header: dict[str, Any], rank_default: in
                                        np.zeros(len(order), dtype=bool)),
         "start_ns": start[order],
         "dur_ns": _ns(k["dur"])[order],
-        "grid": [col.k_grid[i] for i in order],
-        "block": [col.k_block[i] for i in order],
+        "grid": shapes[k["grid"][order]],
+        "block": shapes[k["block"][order]],
         "registers": _masked_int(k["regs"][order]),
         "shared_mem": _masked_int(k["smem"][order]),
         "correlation": _masked_int(k["corr"][order]),
