@@ -89,6 +89,27 @@ def _cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
     return np.concatenate(parts) if parts else np.empty(0, dtype=dtype)
 
 
+def _same_int(value: int, n: int) -> pd.arrays.IntegerArray:
+    import pandas as pd
+
+    return pd.arrays.IntegerArray(np.full(n, value, dtype=np.int64), np.zeros(n, dtype=bool))
+
+
+def _texts_cat(codes: np.ndarray, texts: np.ndarray) -> pd.Categorical:
+    """Interned texts (ids into ``texts``, -1 none) as the Categorical ``pd.Categorical``
+    would make of the strings (sorted distinct categories), without one string per row."""
+    import pandas as pd
+
+    if not len(codes):
+        return pd.Categorical([])
+    used = np.unique(codes[codes >= 0])
+    # Distinct ids can decode to the same text (invalid UTF-8 replaced): one category each.
+    categories, position = np.unique(texts[used], return_inverse=True)
+    remap = np.full(len(texts) + 1, -1, dtype=np.int32)  # the last slot: id -1 stays -1
+    remap[used] = np.asarray(position).reshape(-1)
+    return pd.Categorical.from_codes(remap[codes], categories=pd.Index(categories))
+
+
 def _shape_objects(shapes: dict[tuple[int, ...], int]) -> np.ndarray:
     """The interned (x, y, z) triples as an object array, None last (id -1 picks it): a
     column takes them by fancy indexing, one reference per launch and no tuple built per
@@ -231,8 +252,7 @@ def _build(path: Path, col: _Collector, header: dict[str, Any], rank_default: in
             k["kind"][order].astype(np.int8), categories=list(_KIND_NAMES)),
         "stream": _masked_int(k["stream"][order]),
         "device": _masked_int(k["device"][order]),
-        "rank": pd.arrays.IntegerArray(np.full(len(order), rank, dtype=np.int64),
-                                       np.zeros(len(order), dtype=bool)),
+        "rank": _same_int(rank, len(order)),
         "start_ns": start[order],
         "dur_ns": _ns(k["dur"])[order],
         "grid": shapes[k["grid"][order]],
@@ -244,21 +264,18 @@ def _build(path: Path, col: _Collector, header: dict[str, Any], rank_default: in
         "flops": flops_sorted,
     }, source="torch")
 
-    dims_names = np.array([b.decode("utf-8", "replace") for b in col.dims] + [None], dtype=object)
+    dims_names = np.array([b.decode("utf-8", "replace") for b in col.dims], dtype=object)
     ops = pd.DataFrame({
         "name": _names_cat(o["name"], names),
         "start_ns": _ns(o["ts"]),
         "dur_ns": _ns(o["dur"]),
         "external_id": _masked_int(o["ext"]),
         "flops": pd.array(o["flops"], dtype="Float64"),
-        "input_dims": pd.Categorical(dims_names[o["dims"]]) if len(o["dims"]) else
-        pd.Categorical([]),
+        "input_dims": _texts_cat(o["dims"], dims_names),
         # JSON text as recorded (record_shapes): "Input type" and "Concrete Inputs".
-        "input_types": pd.Categorical(dims_names[o["types"]]) if len(o["types"]) else
-        pd.Categorical([]),
-        "concrete_inputs": pd.Categorical(dims_names[o["concrete"]]) if len(o["concrete"]) else
-        pd.Categorical([]),
-        "rank": pd.array([rank] * len(o["ext"]), dtype="Int64"),
+        "input_types": _texts_cat(o["types"], dims_names),
+        "concrete_inputs": _texts_cat(o["concrete"], dims_names),
+        "rank": _same_int(rank, len(o["ext"])),
     })
     runtime = pd.DataFrame({
         "name": _names_cat(r["name"], names),
@@ -267,7 +284,7 @@ def _build(path: Path, col: _Collector, header: dict[str, Any], rank_default: in
         "correlation": _masked_int(r["corr"]),
         "external_id": _masked_int(r["ext"]),
         "pid": _masked_int(r["pid"]),
-        "rank": pd.array([rank] * len(r["ext"]), dtype="Int64"),
+        "rank": _same_int(rank, len(r["ext"])),
         "thread": _masked_int(r["thread"]),  # pid * 2**32 + tid: annotation ranges' key
     })
     annotations = _annotations(an, names, rank)
