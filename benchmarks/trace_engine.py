@@ -112,10 +112,15 @@ print(json.dumps({"total_ns": total, "kernels": n}))
 """
 
 SPLIT = """
-import io, json, sys, time, contextlib
+import io, json, os, sys, time, contextlib
 T, t0 = {}, time.perf_counter()
 import analyzers.run_analysis as ra
+import analyzers.regions as regions
+import analyzers.advice.engine as engine
 import profilers.parsers.detect as detect
+import profilers.parsers.kineto as kineto
+import profilers.parsers._kineto_columns as columns
+import sessions.analysis as sa
 import workbench.export.json_export as jx
 import workbench.export.markdown as md
 from workbench.cli import main
@@ -133,18 +138,26 @@ def timed(mod, name, key):
             T[key] = T.get(key, 0.0) + time.perf_counter() - t
     setattr(mod, name, wrapper)
 
-timed(detect, "load_artifacts", "parse (load_artifacts)")
+# parse: the Kineto reader's two stages where it is one, else the whole parse
+timed(kineto, "collect", "parse: decode to columns (collect, both processes)")
+timed(kineto, "_build", "parse: build the frames (_build)")
+timed(detect, "load_artifacts", "parse (load_artifacts, all of it)")
+timed(sa, "attach_kernel_costs", "analyzers: attach_kernel_costs")
 # every analysis analyze_tables calls, whatever the roofline / budget code is called today
 for name, obj in list(vars(ra).items()):
     if callable(obj) and getattr(obj, "__module__", "").startswith("analyzers.") \\
-            and name not in ("analyze_tables", "RunAnalysis") and not isinstance(obj, type):
+            and name not in ("analyze_tables", "RunAnalysis", "attach_advice") \\
+            and not isinstance(obj, type):
         timed(ra, name, "analyzers: " + name)
+timed(engine, "build_facts", "advice: facts")
+timed(engine, "run_rules", "advice: rules")
+timed(regions, "region_analysis", "analyzers: region_analysis")
 timed(md, "render_artifact_report", "markdown report")
 timed(jx, "analysis_to_dict", "json: sections")
 timed(jx, "dumps", "json: serialize")
 with contextlib.redirect_stdout(io.StringIO()):
     rc = main(sys.argv[1:])
-T["total in process"] = time.perf_counter() - t0
+T["total in process (to main's return)"] = time.perf_counter() - t0
 print(json.dumps({"rc": rc, "stages_s": T}), file=sys.stderr)
 """
 
@@ -277,9 +290,16 @@ def split(trace: Path) -> dict[str, Any]:
         r = run_measured([sys.executable, "-c", SPLIT, "--home", str(Path(tmp) / "home"),
                           "analyze", str(trace), "--json", str(Path(tmp) / "a.json")])
     stages = json.loads(r["stderr"].strip().splitlines()[-1])["stages_s"]
-    stages.pop("total in process")
-    stages["other (interpreter start, CLI glue)"] = r["wall_s"] - sum(stages.values())
+    in_process = stages.pop("total in process (to main's return)")
+    parse = stages.get("parse (load_artifacts, all of it)", 0.0)
+    inner = [k for k in stages if k.startswith("parse: ")]
+    if inner:  # the Kineto stages are inside load_artifacts: what is left of it
+        stages["parse (load_artifacts, all of it)"] = parse - sum(stages[k] for k in inner)
+        stages["parse: the rest (detect, merge)"] = stages.pop("parse (load_artifacts, all of it)")
+    stages["other in process (CLI glue, unwrapped code)"] = in_process - sum(stages.values())
+    stages["interpreter start and exit"] = r["wall_s"] - in_process
     stages["whole process"] = r["wall_s"]
+    stages["whole process CPU (both processes)"] = r["cpu_s"]
     return {k: round(v, 4) for k, v in stages.items()}
 
 

@@ -26,7 +26,15 @@ from typing import Any
 
 import numpy as np
 
-from profilers.parsers._io import input_limits, open_maybe_gzip, too_many_bytes, too_many_events
+from profilers.parsers._io import (
+    GZIP_MAGIC,
+    head_bytes,
+    input_limits,
+    open_maybe_gzip,
+    too_many_bytes,
+    too_many_events,
+)
+from profilers.parsers._trace_mapped import MappedTraceStream, Span
 from profilers.parsers._trace_split import can_split, parse_in_two
 from profilers.parsers._trace_stream import MISSING, Args, Event, TraceStream
 
@@ -43,6 +51,7 @@ _RUNTIME_CATS = {"cuda_runtime", "cuda_driver", "Runtime", "mtia_runtime", "xpu_
 _ANNOTATION_KINDS = {"user_annotation": 0, "gpu_user_annotation": 1, "overhead": 2}  # regions
 ANNOTATION_KIND_NAMES = ["user_annotation", "gpu_user_annotation", "overhead"]
 _NOARGS = Args()
+_NONE_TYPE = type(None)
 
 # Which table an event's category feeds (0: none of them).
 _DEVICE, _OP, _RUNTIME, _ANNOTATION = 1, 2, 3, 4
@@ -54,8 +63,8 @@ _TS, _DUR, _ARGS = attrgetter("ts"), attrgetter("dur"), attrgetter("args")
 _EXT, _CORR, _DEV = attrgetter("external_id"), attrgetter("correlation"), attrgetter("device")
 _STREAM, _REGS, _SMEM = attrgetter("stream"), attrgetter("registers"), attrgetter("shared_mem")
 _GRID, _BLOCK, _FLOPS = attrgetter("grid"), attrgetter("block"), attrgetter("flops")
-_DIMS, _TYPES = attrgetter("input_dims"), attrgetter("input_types")
-_CONCRETE = attrgetter("concrete_inputs")
+_RECORDED = attrgetter("input_dims", "input_types", "concrete_inputs")
+RECORDED_SEP = b"\1"  # between an op's three recorded texts: raw JSON never holds byte 1
 
 
 class ReadCounts:
@@ -130,7 +139,7 @@ def _threads(pid: np.ndarray, tid: np.ndarray) -> np.ndarray:
 
 def _args_of(events: list[Event]) -> list[Args]:
     args = list(map(_ARGS, events))
-    if None in args:
+    if _NONE_TYPE in set(map(type, args)):  # (``None in args`` compares each Struct)
         args = [x if x is not None else _NOARGS for x in args]
     return args
 
@@ -138,21 +147,22 @@ def _args_of(events: list[Event]) -> list[Args]:
 class _Collector:
     """Column lists for one trace file, filled chunk by chunk.
 
-    Names, recorded shapes (Input Dims / types / concrete inputs) and grid / block triples are
-    interned: a column holds integer ids into ``names`` / ``dims`` / ``shapes``, so nothing
-    per event outlives its chunk and a worker sends back a few arrays."""
+    Names, an op's recorded inputs (its Input Dims, Input type and Concrete Inputs texts, one
+    key) and grid / block triples are interned: a column holds integer ids into ``names`` /
+    ``recorded`` / ``shapes``, so nothing per event outlives its chunk and a worker sends back
+    a few arrays."""
 
     def __init__(self, path: Path | None = None, max_events: int | None = None) -> None:
         self.path = path
         self.max_events = max_events
         self.names: dict[str, int] = {}
-        self.dims: dict[bytes, int] = {}
+        self.recorded: dict[bytes, int] = {}  # dims + SEP + types + SEP + concrete inputs
         self.shapes: dict[tuple[int, ...], int] = {}  # grid / block triples
         self.k: dict[str, list[Any]] = {c: [] for c in (
             "name", "kind", "ts", "dur", "ext", "corr", "device", "stream", "regs", "smem",
             "grid", "block")}
-        self.o: dict[str, list[Any]] = {c: [] for c in ("name", "ts", "dur", "ext", "flops", "dims",
-                                                        "types", "concrete")}
+        self.o: dict[str, list[Any]] = {c: [] for c in ("name", "ts", "dur", "ext", "flops",
+                                                        "recorded")}
         self.r: dict[str, list[Any]] = {c: [] for c in ("name", "ts", "dur", "corr", "ext", "pid",
                                                         "thread")}
         self.a: dict[str, list[Any]] = {c: [] for c in ("name", "ts", "dur", "kind", "pid", "thread")}
@@ -176,14 +186,14 @@ class _Collector:
             return np.array([table[n if isinstance(n, str) else "<unnamed>"] for n in names],
                             dtype=np.int32)
 
-    def _intern_raw(self, raws: list[Any]) -> np.ndarray:
-        """Ids of recorded-shape texts in ``dims``; -1 where the event has none."""
-        keys = list(map(bytes, raws))
-        dims = self.dims
-        ids = np.fromiter(map(dims.get, keys, repeat(-1)), np.int32, len(keys))
-        for i in np.flatnonzero(ids < 0).tolist():  # absent (b""), or new text
-            if keys[i]:
-                ids[i] = dims.setdefault(keys[i], len(dims))
+    def _intern_recorded(self, args: list[Args]) -> np.ndarray:
+        """Ids of the ops' recorded inputs in ``recorded``: the three raw texts joined in one
+        key (one lookup per op, and no bytes object per text)."""
+        keys = list(map(RECORDED_SEP.join, map(_RECORDED, args)))
+        table = self.recorded
+        ids = np.fromiter(map(table.get, keys, repeat(-1)), np.int32, len(keys))
+        for i in np.flatnonzero(ids < 0).tolist():  # new keys
+            ids[i] = table.setdefault(keys[i], len(table))
         return ids
 
     def _intern_shapes(self, lists: list[Any]) -> np.ndarray:
@@ -211,9 +221,9 @@ class _Collector:
         name_ids = np.array([names.setdefault(n, len(names)) for n in other.names],
                             dtype=np.int32)
         # One extra slot: remap[-1] keeps "none" (-1) at -1.
-        dims = self.dims
-        dim_ids = np.array([dims.setdefault(d, len(dims)) for d in other.dims] + [-1],
-                           dtype=np.int32)
+        recorded = self.recorded
+        recorded_ids = np.array([recorded.setdefault(d, len(recorded)) for d in other.recorded]
+                                + [-1], dtype=np.int32)
         shapes = self.shapes
         shape_ids = np.array([shapes.setdefault(t, len(shapes)) for t in other.shapes] + [-1],
                              dtype=np.int32)
@@ -222,8 +232,8 @@ class _Collector:
             for key, parts in theirs.items():
                 if key == "name":
                     mine[key].extend(name_ids[part] for part in parts)
-                elif key in ("dims", "types", "concrete"):  # all three interned in ``dims``
-                    mine[key].extend(dim_ids[part] for part in parts)
+                elif key == "recorded":
+                    mine[key].extend(recorded_ids[part] for part in parts)
                 elif key in ("grid", "block"):
                     mine[key].extend(shape_ids[part] for part in parts)
                 else:
@@ -305,15 +315,14 @@ class _Collector:
         o["dur"].append(_float_column(ops, _DUR))
         o["ext"].append(_int_column(a, _EXT))
         o["flops"].append(_float_column(a, _FLOPS))
-        # Input dims, input types and concrete (scalar) inputs: interned in one table.
-        o["dims"].append(self._intern_raw(list(map(_DIMS, a))))
-        o["types"].append(self._intern_raw(list(map(_TYPES, a))))
-        o["concrete"].append(self._intern_raw(list(map(_CONCRETE, a))))
+        o["recorded"].append(self._intern_recorded(a))
 
 
-def _parse_stream(path: Path, raw: Any, bare: bool = False) -> tuple[_Collector, TraceStream]:
-    """Decode one stream into columns; the TraceStream (closed) keeps the header bytes."""
-    stream = TraceStream(path, raw, bare=bare)
+def _parse_stream(path: Path, source: Any, bare: bool = False) -> tuple[_Collector, TraceStream]:
+    """Decode one stream into columns; the TraceStream (closed) keeps the header bytes.
+    ``source``: a ``Span`` of a plain file (decoded in place), or a binary stream (gzip)."""
+    stream = MappedTraceStream(path, source, bare) if isinstance(source, Span) else \
+        TraceStream(path, source, bare=bare)
     col = _Collector(path, input_limits().max_events)
     # Millions of short-lived acyclic objects: cyclic GC passes would only cost time.
     gc_was_on = gc.isenabled()
@@ -365,5 +374,6 @@ def collect(path: Path) -> tuple[_Collector, dict[str, Any], ReadCounts]:
         col.merge(rest)
         col.check_events()
         return col, first.header(suffix=second.suffix), _counts(first) + _counts(second)
-    col, first = _parse_stream(path, open_maybe_gzip(path))
+    plain = head_bytes(path, 2) != GZIP_MAGIC
+    col, first = _parse_stream(path, Span(0, size) if plain else open_maybe_gzip(path))
     return col, first.header(), _counts(first)

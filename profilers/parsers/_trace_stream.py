@@ -95,7 +95,7 @@ def _readable_args(args: dict[str, Any]) -> dict[str, Any]:
     return keep
 
 
-def _lenient_events(chunk: bytes | bytearray) -> tuple[list[Event], int, int]:
+def _lenient_events(chunk: bytes | bytearray | memoryview) -> tuple[list[Event], int, int]:
     """Slow path for a chunk with wrong types: (the events that convert strictly, how many
     were skipped, how many kept with their unreadable args dropped)."""
     items = _GENERIC.decode(chunk)
@@ -171,7 +171,7 @@ class TraceStream:
         self._buf += block
         return True
 
-    def _decode(self, chunk: bytes | bytearray) -> list[Event]:
+    def _decode(self, chunk: bytes | bytearray | memoryview) -> list[Event]:
         try:
             try:
                 return _DECODER.decode(chunk)

@@ -27,6 +27,7 @@ import numpy as np
 from profilers.parsers._io import require_file
 from profilers.parsers._kineto_columns import (
     MISSING,
+    RECORDED_SEP,
     ReadCounts,
     _Collector,
     collect,
@@ -78,10 +79,16 @@ def _ns(us: np.ndarray) -> pd.arrays.IntegerArray:
         # Whole and fractional microseconds apart: ts ~ 4e12 us leaves only ~1 ns of float
         # resolution, and multiplying first would round some timestamps the wrong way.
         whole = np.floor(us)
-        bad = ~np.isfinite(us) | (np.abs(whole) >= 2.0**52)
-        whole = np.where(bad, 0.0, whole)
-        frac = np.where(bad, 0.0, us - whole)
-        ns = whole.astype(np.int64) * 1000 + np.rint(frac * 1000.0).astype(np.int64)
+        frac = us - whole
+        bad = ~(np.abs(whole) < 2.0**52)  # NaN and +-inf compare False: bad too
+        if bad.any():
+            whole[bad] = 0.0
+            frac[bad] = 0.0
+        frac *= 1000.0
+        np.rint(frac, out=frac)
+        ns = whole.astype(np.int64)
+        ns *= 1000
+        ns += frac.astype(np.int64)
         return pd.arrays.IntegerArray(ns, bad)
 
 
@@ -95,6 +102,26 @@ def _same_int(value: int, n: int) -> pd.arrays.IntegerArray:
     return pd.arrays.IntegerArray(np.full(n, value, dtype=np.int64), np.zeros(n, dtype=bool))
 
 
+def _used_ids(codes: np.ndarray, n: int) -> np.ndarray:
+    """The ids in [0, n) that occur in ``codes`` (-1 = none), ascending: a count, not a sort."""
+    return np.flatnonzero(np.bincount(codes[codes >= 0], minlength=n))
+
+
+def _recorded_columns(ids: np.ndarray, recorded: dict[bytes, int]
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each op's Input Dims, Input type and Concrete Inputs as ids into one table of texts
+    (-1: not recorded), from the interned joined keys: the per-key work is per distinct key."""
+    texts: dict[bytes, int] = {}
+    parts = np.full((len(recorded) + 1, 3), -1, dtype=np.int32)  # last row: id -1
+    for key, i in recorded.items():
+        for j, raw in enumerate(key.split(RECORDED_SEP)):
+            if raw:
+                parts[i, j] = texts.setdefault(raw, len(texts))
+    decoded = np.array([t.decode("utf-8", "replace") for t in texts], dtype=object)
+    rows = parts[ids] if len(ids) else np.zeros((0, 3), dtype=np.int32)
+    return rows[:, 0], rows[:, 1], rows[:, 2], decoded
+
+
 def _texts_cat(codes: np.ndarray, texts: np.ndarray) -> pd.Categorical:
     """Interned texts (ids into ``texts``, -1 none) as the Categorical ``pd.Categorical``
     would make of the strings (sorted distinct categories), without one string per row."""
@@ -102,7 +129,7 @@ def _texts_cat(codes: np.ndarray, texts: np.ndarray) -> pd.Categorical:
 
     if not len(codes):
         return pd.Categorical([])
-    used = np.unique(codes[codes >= 0])
+    used = _used_ids(codes, len(texts))
     # Distinct ids can decode to the same text (invalid UTF-8 replaced): one category each.
     categories, position = np.unique(texts[used], return_inverse=True)
     remap = np.full(len(texts) + 1, -1, dtype=np.int32)  # the last slot: id -1 stays -1
@@ -123,7 +150,7 @@ def _shape_objects(shapes: dict[tuple[int, ...], int]) -> np.ndarray:
 def _names_cat(codes: np.ndarray, names: np.ndarray) -> pd.Categorical:
     import pandas as pd
 
-    used = np.unique(codes)
+    used = _used_ids(codes, len(names))
     remap = np.full(len(names) + 1, -1, dtype=np.int32)
     remap[used] = np.arange(len(used), dtype=np.int32)
     return pd.Categorical.from_codes(remap[codes], categories=pd.Index(names[used], dtype=object))
@@ -264,19 +291,19 @@ def _build(path: Path, col: _Collector, header: dict[str, Any], rank_default: in
         "flops": flops_sorted,
     }, source="torch")
 
-    dims_names = np.array([b.decode("utf-8", "replace") for b in col.dims], dtype=object)
+    dims, types, concrete, texts = _recorded_columns(o["recorded"], col.recorded)
     ops = pd.DataFrame({
         "name": _names_cat(o["name"], names),
         "start_ns": _ns(o["ts"]),
         "dur_ns": _ns(o["dur"]),
         "external_id": _masked_int(o["ext"]),
         "flops": pd.array(o["flops"], dtype="Float64"),
-        "input_dims": _texts_cat(o["dims"], dims_names),
+        "input_dims": _texts_cat(dims, texts),
         # JSON text as recorded (record_shapes): "Input type" and "Concrete Inputs".
-        "input_types": _texts_cat(o["types"], dims_names),
-        "concrete_inputs": _texts_cat(o["concrete"], dims_names),
+        "input_types": _texts_cat(types, texts),
+        "concrete_inputs": _texts_cat(concrete, texts),
         "rank": _same_int(rank, len(o["ext"])),
-    })
+    }, copy=False)
     runtime = pd.DataFrame({
         "name": _names_cat(r["name"], names),
         "start_ns": _ns(r["ts"]),
@@ -286,7 +313,7 @@ def _build(path: Path, col: _Collector, header: dict[str, Any], rank_default: in
         "pid": _masked_int(r["pid"]),
         "rank": _same_int(rank, len(r["ext"])),
         "thread": _masked_int(r["thread"]),  # pid * 2**32 + tid: annotation ranges' key
-    })
+    }, copy=False)
     annotations = _annotations(an, names, rank)
     props = header.get("deviceProperties")
     props = [p for p in props if isinstance(p, dict)] if isinstance(props, list) else []

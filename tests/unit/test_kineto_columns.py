@@ -2,7 +2,8 @@
 getters, interned names / shapes / grid triples): checked value for value against a plain
 per-event reading of the same decoded events, on generated events with every odd type the
 reader lets through (null fields, text ids, ids beyond int64, missing args, MTIA waits,
-annotation ranges, pids / tids out of range)."""
+annotation ranges, pids / tids out of range). An op's three recorded-input texts are one
+interned key (joined by byte 1)."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def _reference(events: list[Event]) -> dict[str, list]:
     out: dict[str, list] = {t + "." + c: [] for t, cols in (
         ("k", ("name", "kind", "ts", "dur", "ext", "corr", "device", "stream", "regs", "smem",
                "grid", "block")),
-        ("o", ("name", "ts", "dur", "ext", "flops", "dims", "types", "concrete")),
+        ("o", ("name", "ts", "dur", "ext", "flops", "recorded")),
         ("r", ("name", "ts", "dur", "corr", "ext", "pid", "thread")),
         ("a", ("name", "ts", "dur", "kind", "pid", "thread"))) for c in cols}
     for e in events:
@@ -75,13 +76,10 @@ def _reference(events: list[Event]) -> dict[str, list]:
                        grid=tuple(x.grid) if x and x.grid else None,
                        block=tuple(x.block) if x and x.block else None)
         elif group == "o":
-            def raw(r):
-                return bytes(r) or None
             row.update(ext=_int(x.external_id) if x else MISSING,
                        flops=_float(x.flops) if x else np.nan,
-                       dims=raw(x.input_dims) if x else None,
-                       types=raw(x.input_types) if x else None,
-                       concrete=raw(x.concrete_inputs) if x else None)
+                       recorded=tuple(bytes(r) or None for r in (
+                           x.input_dims, x.input_types, x.concrete_inputs)) if x else (None,) * 3)
         elif group == "r":
             row.update(corr=_int(x.correlation) if x else MISSING,
                        ext=_int(x.external_id) if x else MISSING, pid=_int(e.pid),
@@ -96,7 +94,7 @@ def _reference(events: list[Event]) -> dict[str, list]:
 def _columns(col: _Collector) -> dict[str, list]:
     """The collector's columns with interned ids turned back into values."""
     names = list(col.names)
-    dims = list(col.dims)
+    recorded = [tuple(t or None for t in key.split(b"\1")) for key in col.recorded]
     shapes = list(col.shapes)
     out = {}
     for table, cols in (("k", col.k), ("o", col.o), ("r", col.r), ("a", col.a)):
@@ -104,8 +102,8 @@ def _columns(col: _Collector) -> dict[str, list]:
             values = np.concatenate(parts) if parts else np.zeros(0)
             if key == "name":
                 values = [names[i] for i in values]
-            elif key in ("dims", "types", "concrete"):
-                values = [dims[i] if i >= 0 else None for i in values]
+            elif key == "recorded":
+                values = [recorded[i] for i in values]
             elif key in ("grid", "block"):
                 values = [shapes[i] if i >= 0 else None for i in values]
             else:
