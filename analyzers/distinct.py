@@ -49,3 +49,4 @@ def str_mask(column: Any, test: Callable[[str], Any], missing: bool = False) -> 
 def isin_mask(column: Any, wanted: tuple[str, ...] | list[str]) -> np.ndarray:
     """Row mask of ``column.astype(str).isin(wanted)``."""
     return str_mask(column, set(wanted).__contains__)
+

@@ -18,7 +18,6 @@ Unknown stays <NA>, and the notes say why.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from functools import lru_cache
 from typing import Any
 
@@ -34,6 +33,7 @@ from analyzers.inventory_match import (
     match_inventory,
 )
 from profilers.parsers.kernel_table import COST_SOURCES
+from profilers.parsers.lookup import lookup_rows
 from workloads.inventory_format import decode
 from workloads.op_cost import Arg, OpCost, TensorArg, dtype_bytes, op_cost
 
@@ -203,19 +203,14 @@ def _kernel_op_rows(kernels: pd.DataFrame, ops: pd.DataFrame, runtime: pd.DataFr
     op_ext, op_ok = ints(ops, "external_id")
     if not rt_ok.any() or not op_ok.any():  # e.g. MTIA's runtime calls carry no External id
         return rows
-    # correlation -> External id (first runtime call of a correlation id wins)
-    by_corr = pd.Index(rt_corr[rt_ok])
-    first = ~by_corr.duplicated(keep="first")
-    by_corr, corr_ext = by_corr[first], rt_ext[rt_ok][first]
-    # External id -> op row (the last op of an External id wins)
-    by_ext = pd.Index(op_ext[op_ok])
-    last = ~by_ext.duplicated(keep="last")
-    by_ext, ext_row = by_ext[last], np.flatnonzero(op_ok)[last]
     corr, ok = ints(kernels, "correlation")
-    pos = by_corr.get_indexer(corr[ok])
-    ext = np.where(pos >= 0, corr_ext[np.maximum(pos, 0)], -1)
-    at = by_ext.get_indexer(ext)
-    rows[np.flatnonzero(ok)] = np.where((pos >= 0) & (at >= 0), ext_row[np.maximum(at, 0)], -1)
+    # correlation -> External id (first runtime call of a correlation id wins)
+    pos = lookup_rows(rt_corr[rt_ok], corr[ok], keep="first")
+    ext = np.where(pos >= 0, rt_ext[rt_ok][np.maximum(pos, 0)], -1)
+    # External id -> op row (the last op of an External id wins)
+    at = lookup_rows(op_ext[op_ok], ext, keep="last")
+    rows[np.flatnonzero(ok)] = np.where((pos >= 0) & (at >= 0),
+                                        np.flatnonzero(op_ok)[np.maximum(at, 0)], -1)
     return rows
 
 
@@ -282,7 +277,7 @@ def _op_costs(ops: pd.DataFrame, used: np.ndarray) -> dict[str, np.ndarray]:
     costs = np.empty((len(keys), 5))
     for i, key in enumerate(keys):
         cost = _cost_of(*(texts[code] for (_, texts), code in zip(parts, key, strict=True)))
-        aux_f, aux_b = aux_kernel_cost(asdict(cost))
+        aux_f, aux_b = aux_kernel_cost(vars(cost))  # flat fields: asdict's deep copy not needed
         costs[i] = (_nan(cost.flops), _nan(cost.bytes), _nan(aux_f), _nan(aux_b),
                     cost.kind in ANCHOR_KINDS)
     for j, k in enumerate(("flops", "bytes", "aux_flops", "aux_bytes")):

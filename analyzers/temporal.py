@@ -35,6 +35,7 @@ import pandas as pd
 
 from analyzers.distinct import isin_mask, value_codes
 from analyzers.runtime_api import is_launch, is_sync
+from profilers.parsers.lookup import lookup_rows
 
 _NA = np.iinfo(np.int64).min  # sentinel for a missing integer while columns are int64
 
@@ -302,12 +303,10 @@ def _with_runtime(profile: dict[str, Any], kt: pd.DataFrame, runtime: pd.DataFra
     corr_rt, has_crt = _int_column(runtime, "correlation")
     has_corr = has_crt & has_start
     if len(gaps) and has_corr.any():
-        lookup = pd.Series(rt_start[has_corr], index=corr_rt[has_corr])
-        lookup = lookup[~lookup.index.duplicated(keep="first")]
         wanted = np.where(has_ck[next_rows], corr_k[next_rows], _NA)
-        pos = lookup.index.get_indexer(wanted)
-        found = (pos >= 0) & has_ck[next_rows]
-        issued_at = lookup.to_numpy()[np.maximum(pos, 0)]
+        row = lookup_rows(corr_rt[has_corr], wanted, keep="first")
+        found = (row >= 0) & has_ck[next_rows]
+        issued_at = rt_start[has_corr][np.maximum(row, 0)]
         late = found & (issued_at >= gap_starts)
         launch_bound = int(gaps[late].sum())
 

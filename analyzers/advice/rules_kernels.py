@@ -207,16 +207,18 @@ def elementwise_chains(f: Facts) -> Finding | None:
     stream = kt["stream"].to_numpy(dtype="int64", na_value=-1)[rows]
     dur = kt["dur_ns"].to_numpy(dtype="int64", na_value=0)[rows]
     chain_ns, chains, lengths = 0, 0, []
-    # Runs of consecutive memory-bound kernels, per stream (launch order within a stream).
+    # Runs of consecutive memory-bound kernels, per stream (launch order within a stream);
+    # every run of a stream at once (prefix sums), not one Python step per run.
     for s in np.unique(stream):
         sel = np.flatnonzero(stream == s)
         flags = is_mem[sel]
         edges = np.flatnonzero(np.diff(np.concatenate(([0], flags.astype(int), [0]))))
-        for start, end in zip(edges[::2], edges[1::2], strict=True):
-            if end - start >= ELEMENTWISE_CHAIN_MIN_LEN:
-                chains += 1
-                lengths.append(int(end - start))
-                chain_ns += int(dur[sel[start:end]].sum())
+        starts, ends = edges[::2], edges[1::2]
+        long = (ends - starts) >= ELEMENTWISE_CHAIN_MIN_LEN
+        summed = np.concatenate(([0], np.cumsum(dur[sel])))
+        chains += int(long.sum())
+        lengths += (ends - starts)[long].tolist()
+        chain_ns += int((summed[ends[long]] - summed[starts[long]]).sum())
     share = chain_ns / total
     if share < ELEMENTWISE_CHAIN_SHARE:
         return None

@@ -78,9 +78,13 @@ def low_occupancy(f: Facts) -> Finding | None:
         if not known.any():
             return None
         occ = np.full(len(kt), np.nan)
-        limiter = np.array([""] * len(kt), dtype=object)
-        o, lim = _occupancy(regs[known], np.nan_to_num(smem[known]), threads[known], f.cc)
-        occ[known], limiter[known] = o, lim
+        limiter = np.full(len(kt), "", dtype=object)
+        # Once per distinct (registers, shared memory, threads): a few hundred, not a launch each
+        inputs = np.stack([regs[known], np.nan_to_num(smem[known]), threads[known]], axis=1)
+        distinct, which = np.unique(inputs, axis=0, return_inverse=True)
+        o, lim = _occupancy(distinct[:, 0], distinct[:, 1], distinct[:, 2], f.cc)
+        which = np.asarray(which).reshape(-1)
+        occ[known], limiter[known] = o[which], lim.astype(object)[which]
         how = "occupancy computed from registers/thread, shared memory and block size"
     # Tensor-core GEMM and attention kernels run at low occupancy by design (TMA, warp
     # specialization); the rule is about the rest.

@@ -26,6 +26,7 @@ import pandas as pd
 
 from analyzers.distinct import isin_mask, value_codes
 from analyzers.runtime_api import is_sync
+from profilers.parsers.lookup import lookup_rows
 
 MAX_STEP_COUNT_CANDIDATES = 8
 MIN_COVERAGE = 0.8  # the steps hold at least this share of the kernels (prefix/suffix allowed)
@@ -206,10 +207,9 @@ def _launch_times(kt: pd.DataFrame, runtime: pd.DataFrame | None, rows: np.ndarr
     has = ~np.isnan(corr) & ~np.isnan(rt_start)
     if not has.any():
         return None
-    lookup = pd.Series(rt_start[has], index=corr[has])
-    lookup = lookup[~lookup.index.duplicated(keep="first")]
     k_corr = kt["correlation"].to_numpy(dtype="float64", na_value=np.nan)[rows]
-    return lookup.reindex(k_corr).to_numpy(dtype="float64")
+    row = lookup_rows(corr[has], k_corr, keep="first")
+    return np.where(row >= 0, rt_start[has][np.maximum(row, 0)], np.nan)
 
 
 def _classify_syncs(runtime: pd.DataFrame, host_spans: tuple[tuple[int, int], ...] | None,

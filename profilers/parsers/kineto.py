@@ -33,6 +33,7 @@ from profilers.parsers._kineto_columns import (
     collect,
     import_pandas,
 )
+from profilers.parsers.lookup import lookup_rows
 from workloads.errors import WorkbenchError
 
 if TYPE_CHECKING:
@@ -162,8 +163,6 @@ def _link_ops(c: dict[str, np.ndarray], o: dict[str, np.ndarray], r: dict[str, n
     First the kernel's External id; then its correlation -> the runtime call's External id;
     then the innermost cpu_op whose interval holds that runtime call's start.
     """
-    import pandas as pd
-
     n_ops = len(o["ext"])
     row = np.full(len(c["ext"]), -1, dtype=np.int64)
     if n_ops == 0 or len(row) == 0:
@@ -171,33 +170,46 @@ def _link_ops(c: dict[str, np.ndarray], o: dict[str, np.ndarray], r: dict[str, n
     ok = o["ext"] != MISSING
     if not ok.any():
         return row
-    by_ext = pd.Series(np.flatnonzero(ok), index=o["ext"][ok])
-    by_ext = by_ext[~by_ext.index.duplicated(keep="last")]
+    op_rows = np.flatnonzero(ok)
 
-    def lookup(ext: np.ndarray) -> np.ndarray:
-        pos = by_ext.index.get_indexer(ext)
-        return np.where((pos >= 0) & (ext != MISSING), by_ext.to_numpy()[np.maximum(pos, 0)], -1)
+    def lookup(ext: np.ndarray) -> np.ndarray:  # the last op of an External id
+        at = lookup_rows(o["ext"][ok], ext, keep="last")
+        return np.where((at >= 0) & (ext != MISSING), op_rows[np.maximum(at, 0)], -1)
 
     row = lookup(c["ext"])
     todo = np.flatnonzero((row < 0) & (c["corr"] != MISSING))
     if len(todo) and len(r["corr"]):
-        rt = pd.Series(np.arange(len(r["corr"])), index=r["corr"])
-        rt = rt[~rt.index.duplicated(keep="first")]
-        pos = rt.index.get_indexer(c["corr"][todo])
+        pos = lookup_rows(r["corr"], c["corr"][todo], keep="first")
         hit = pos >= 0
-        todo, rrow = todo[hit], rt.to_numpy()[pos[hit]]
+        todo, rrow = todo[hit], pos[hit]
         row[todo] = lookup(r["ext"][rrow])
         left = row[todo] < 0
         if left.any():
-            order = np.argsort(o["ts"], kind="stable")
-            starts, ends = o["ts"][order], (o["ts"] + o["dur"])[order]
-            for i, ts in zip(todo[left], r["ts"][rrow[left]], strict=True):
-                j = int(np.searchsorted(starts, ts, side="right")) - 1
-                for jj in range(j, max(j - 64, -1), -1):
-                    if ends[jj] >= ts:
-                        row[i] = order[jj]
-                        break
+            row[todo[left]] = _innermost_op(o, r["ts"][rrow[left]])
     return row
+
+
+_MAX_NESTING = 64  # ops looked at back from a call's start for one that holds it
+
+
+def _innermost_op(o: dict[str, np.ndarray], ts: np.ndarray) -> np.ndarray:
+    """Row of the op that holds each time ``ts`` and started last (looking back at most
+    _MAX_NESTING ops by start), or -1; vectorized over the calls, one pass per depth."""
+    order = np.argsort(o["ts"], kind="stable")
+    starts, ends = o["ts"][order], (o["ts"] + o["dur"])[order]
+    last = np.searchsorted(starts, ts, side="right") - 1
+    out = np.full(len(ts), -1, dtype=np.int64)
+    todo = np.arange(len(ts))
+    for back in range(_MAX_NESTING):
+        at = last[todo] - back
+        todo = todo[at >= 0]
+        at = at[at >= 0]
+        holds = ends[at] >= ts[todo]
+        out[todo[holds]] = order[at[holds]]
+        todo = todo[~holds]
+        if not len(todo):
+            break
+    return out
 
 
 _MAX_US = 2.0**52 / 1000  # beyond this a microsecond value has no nanosecond resolution left
