@@ -3,6 +3,7 @@ shared memory per block) and collective communication left exposed beside comput
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -54,6 +55,21 @@ def _threads_per_block(blocks: pd.Series) -> np.ndarray:
         return np.array([_block_threads(b) for b in blocks], dtype="float64")
 
 
+def _distinct_triples(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row -> distinct id, the distinct rows) of equal-length float columns, by hashing
+    each column's values to codes and the code tuples to one integer (no sort of rows)."""
+    factorized = [pd.factorize(column) for column in columns]
+    if math.prod(len(uniques) + 1 for _, uniques in factorized) >= 2**62:  # hostile: sort
+        distinct, which = np.unique(np.stack(columns, axis=1), axis=0, return_inverse=True)
+        return np.asarray(which).reshape(-1), distinct
+    key = np.zeros(len(columns[0]), dtype=np.int64)
+    for codes, uniques in factorized:
+        key = key * (len(uniques) + 1) + codes
+    which, _ = pd.factorize(key)
+    first = np.unique(which, return_index=True)[1]
+    return which, np.stack([c[first] for c in columns], axis=1)
+
+
 def low_occupancy(f: Facts) -> Finding | None:
     if not f.has_kernels:
         return None
@@ -80,10 +96,9 @@ def low_occupancy(f: Facts) -> Finding | None:
         occ = np.full(len(kt), np.nan)
         limiter = np.full(len(kt), "", dtype=object)
         # Once per distinct (registers, shared memory, threads): a few hundred, not a launch each
-        inputs = np.stack([regs[known], np.nan_to_num(smem[known]), threads[known]], axis=1)
-        distinct, which = np.unique(inputs, axis=0, return_inverse=True)
+        which, distinct = _distinct_triples(regs[known], np.nan_to_num(smem[known]),
+                                            threads[known])
         o, lim = _occupancy(distinct[:, 0], distinct[:, 1], distinct[:, 2], f.cc)
-        which = np.asarray(which).reshape(-1)
         occ[known], limiter[known] = o[which], lim.astype(object)[which]
         how = "occupancy computed from registers/thread, shared memory and block size"
     # Tensor-core GEMM and attention kernels run at low occupancy by design (TMA, warp
