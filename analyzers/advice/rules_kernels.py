@@ -57,9 +57,11 @@ def _name_mask(kt: pd.DataFrame, pattern: re.Pattern[str]) -> np.ndarray:
     return str_mask(kt["name"], pattern.search)
 
 
-def _op_mask(kt: pd.DataFrame, test: Callable[[str], object]) -> np.ndarray:
+def _op_mask(f: Facts, test: Callable[[str], object]) -> np.ndarray:
     """Rows whose parent op's name passes ``test`` (a missing op reads as "")."""
-    return str_mask(kt["op_name"], test, missing=bool(test("")))
+    codes, values = f.op_names
+    hits = np.array([bool(test(str(v))) for v in values] + [bool(test(""))], dtype=bool)
+    return hits[codes]
 
 
 def _top_names(kt: pd.DataFrame, mask: np.ndarray, total_ns: int, n: int = 3
@@ -257,10 +259,10 @@ def attention_not_flash(f: Facts) -> Finding | None:
     if (_cat_mask(kt, "attention") & _name_mask(kt, FLASH_RE)).any():
         return None
     softmax = _name_mask(kt, re.compile(r"softmax", re.I))
-    batched = _op_mask(kt, BATCHED_MATMUL_OPS.search)
-    math = softmax | _op_mask(kt, MATH_ATTENTION_OPS.search) | (
+    batched = _op_mask(f, BATCHED_MATMUL_OPS.search)
+    math = softmax | _op_mask(f, MATH_ATTENTION_OPS.search) | (
         _cat_mask(kt, "attention") & ~_name_mask(kt, FLASH_RE))
-    if not _op_mask(kt, ATTENTION_MATH_OP.search).any() and not (softmax.any() and batched.any()):
+    if not _op_mask(f, ATTENTION_MATH_OP.search).any() and not (softmax.any() and batched.any()):
         return None  # a softmax alone (sampling, a router) is not an attention
     share = _ns(kt, math) / total
     if share < MATH_ATTENTION_SHARE:
@@ -294,7 +296,7 @@ def moe_dispatch(f: Facts) -> Finding | None:
         return None
     kt, total = f.kernels, f.total_ns
     assert kt is not None and total
-    by_op = _op_mask(kt, MOE_DISPATCH_OPS.match) & ~_cat_mask(kt, "gemm", "attention")
+    by_op = _op_mask(f, MOE_DISPATCH_OPS.match) & ~_cat_mask(kt, "gemm", "attention")
     mask = _cat_mask(kt, "moe_dispatch") | by_op
     share = _ns(kt, mask) / total
     if share < MOE_DISPATCH_SHARE:
@@ -302,7 +304,7 @@ def moe_dispatch(f: Facts) -> Finding | None:
     top = _top_names(kt, mask, total)
     moe_like = (bool(f.router) or len(top) >= 2
                 or bool(MOE_WORKLOAD_RE.search(str(f.env.get("workload") or "")))
-                or bool(_op_mask(kt, MOE_OP_RE.search).any()))
+                or bool(_op_mask(f, MOE_OP_RE.search).any()))
     if not moe_like:
         return None
     launches = int(mask.sum())
