@@ -18,6 +18,7 @@ from __future__ import annotations
 import gc
 import os
 import sys
+from collections import defaultdict
 from collections.abc import Callable
 from itertools import repeat
 from operator import attrgetter
@@ -55,14 +56,16 @@ _NONE_TYPE = type(None)
 
 # Which table an event's category feeds (0: none of them).
 _DEVICE, _OP, _RUNTIME, _ANNOTATION = 1, 2, 3, 4
-_GROUP_OF = {**{c: _DEVICE for c in _GPU_KINDS}, **{c: _OP for c in _OP_CATS},
-             **{c: _RUNTIME for c in _RUNTIME_CATS}, **{c: _ANNOTATION for c in _ANNOTATION_KINDS}}
+# a defaultdict: any other category (or none) is 0, looked up in C without a default argument
+_GROUP_OF: defaultdict[str | None, int] = defaultdict(int, {
+    **{c: _DEVICE for c in _GPU_KINDS}, **{c: _OP for c in _OP_CATS},
+    **{c: _RUNTIME for c in _RUNTIME_CATS}, **{c: _ANNOTATION for c in _ANNOTATION_KINDS}})
 
 _CAT, _NAME, _PID, _TID = attrgetter("cat"), attrgetter("name"), attrgetter("pid"), attrgetter("tid")
 _TS, _DUR, _ARGS = attrgetter("ts"), attrgetter("dur"), attrgetter("args")
 _EXT, _CORR, _DEV = attrgetter("external_id"), attrgetter("correlation"), attrgetter("device")
 _STREAM, _REGS, _SMEM = attrgetter("stream"), attrgetter("registers"), attrgetter("shared_mem")
-_GRID, _BLOCK, _FLOPS = attrgetter("grid"), attrgetter("block"), attrgetter("flops")
+_LAUNCH, _FLOPS = attrgetter("grid", "block"), attrgetter("flops")
 _RECORDED = attrgetter("input_dims", "input_types", "concrete_inputs")
 RECORDED_SEP = b"\1"  # between an op's three recorded texts: raw JSON never holds byte 1
 
@@ -148,19 +151,19 @@ class _Collector:
     """Column lists for one trace file, filled chunk by chunk.
 
     Names, an op's recorded inputs (its Input Dims, Input type and Concrete Inputs texts, one
-    key) and grid / block triples are interned: a column holds integer ids into ``names`` /
-    ``recorded`` / ``shapes``, so nothing per event outlives its chunk and a worker sends back
-    a few arrays."""
+    key) and a kernel's (grid, block) pair are interned: a column holds integer ids into
+    ``names`` / ``recorded`` / ``launches``, so nothing per event outlives its chunk and a
+    worker sends back a few arrays."""
 
     def __init__(self, path: Path | None = None, max_events: int | None = None) -> None:
         self.path = path
         self.max_events = max_events
         self.names: dict[str, int] = {}
         self.recorded: dict[bytes, int] = {}  # dims + SEP + types + SEP + concrete inputs
-        self.shapes: dict[tuple[int, ...], int] = {}  # grid / block triples
+        self.launches: dict[Any, int] = {}  # (grid, block) of a kernel, each a tuple or None
         self.k: dict[str, list[Any]] = {c: [] for c in (
             "name", "kind", "ts", "dur", "ext", "corr", "device", "stream", "regs", "smem",
-            "grid", "block")}
+            "launch")}
         self.o: dict[str, list[Any]] = {c: [] for c in ("name", "ts", "dur", "ext", "flops",
                                                         "recorded")}
         self.r: dict[str, list[Any]] = {c: [] for c in ("name", "ts", "dur", "corr", "ext", "pid",
@@ -196,14 +199,14 @@ class _Collector:
             ids[i] = table.setdefault(keys[i], len(table))
         return ids
 
-    def _intern_shapes(self, lists: list[Any]) -> np.ndarray:
-        """Ids of (x, y, z) triples in ``shapes``; -1 where absent or empty."""
-        keys: list[Any] = [tuple(v) if v else None for v in lists]
-        shapes: dict[Any, int] = self.shapes
-        ids = np.fromiter(map(shapes.get, keys, repeat(-1)), np.int32, len(keys))
-        for i in np.flatnonzero(ids < 0).tolist():
-            if keys[i] is not None:
-                ids[i] = shapes.setdefault(keys[i], len(shapes))
+    def _intern_launches(self, args: list[Args]) -> np.ndarray:
+        """Ids of the kernels' (grid, block) pairs in ``launches`` (decoded as tuples: one
+        lookup per kernel, no tuple built here)."""
+        keys = list(map(_LAUNCH, args))
+        table = self.launches
+        ids = np.fromiter(map(table.get, keys, repeat(-1)), np.int32, len(keys))
+        for i in np.flatnonzero(ids < 0).tolist():  # new pairs
+            ids[i] = table.setdefault(keys[i], len(table))
         return ids
 
     def compact(self) -> _Collector:
@@ -224,9 +227,9 @@ class _Collector:
         recorded = self.recorded
         recorded_ids = np.array([recorded.setdefault(d, len(recorded)) for d in other.recorded]
                                 + [-1], dtype=np.int32)
-        shapes = self.shapes
-        shape_ids = np.array([shapes.setdefault(t, len(shapes)) for t in other.shapes] + [-1],
-                             dtype=np.int32)
+        launches = self.launches
+        launch_ids = np.array([launches.setdefault(t, len(launches)) for t in other.launches],
+                              dtype=np.int32)
         for mine, theirs in ((self.k, other.k), (self.o, other.o), (self.r, other.r),
                              (self.a, other.a)):
             for key, parts in theirs.items():
@@ -234,8 +237,8 @@ class _Collector:
                     mine[key].extend(name_ids[part] for part in parts)
                 elif key == "recorded":
                     mine[key].extend(recorded_ids[part] for part in parts)
-                elif key in ("grid", "block"):
-                    mine[key].extend(shape_ids[part] for part in parts)
+                elif key == "launch":
+                    mine[key].extend(launch_ids[part] for part in parts)
                 else:
                     mine[key].extend(parts)
 
@@ -243,12 +246,12 @@ class _Collector:
         n = len(events)
         self.n_events += n
         self.check_events()
-        cats = list(map(_CAT, events))
-        group = np.fromiter(map(_GROUP_OF.get, cats, repeat(0)), np.int8, n)
+        group = np.fromiter(map(_GROUP_OF.__getitem__, map(_CAT, events)), np.int8, n)
         rows = {g: np.flatnonzero(group == g).tolist() for g in (_DEVICE, _OP, _RUNTIME, _ANNOTATION)}
         take = events.__getitem__
         if rows[_DEVICE]:
-            self._add_device([cats[i] for i in rows[_DEVICE]], list(map(take, rows[_DEVICE])))
+            kern = list(map(take, rows[_DEVICE]))
+            self._add_device(list(map(_CAT, kern)), kern)
         if rows[_OP]:
             self._add_ops(list(map(take, rows[_OP])))
         if rows[_RUNTIME]:
@@ -304,8 +307,7 @@ class _Collector:
         k["stream"].append(_id_column(a, _STREAM))
         k["regs"].append(_int_column(a, _REGS))
         k["smem"].append(_int_column(a, _SMEM))
-        k["grid"].append(self._intern_shapes(list(map(_GRID, a))))
-        k["block"].append(self._intern_shapes(list(map(_BLOCK, a))))
+        k["launch"].append(self._intern_launches(a))
 
     def _add_ops(self, ops: list[Event]) -> None:
         a = _args_of(ops)

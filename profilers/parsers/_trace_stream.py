@@ -52,8 +52,8 @@ class Args(msgspec.Struct, gc=False):  # gc=False: no cycles, and GC passes cost
     correlation: int | None = MISSING
     device: int | None = MISSING
     stream: int | str | None = MISSING  # ROCm's runtime calls give "0x0": kept, read as missing
-    grid: list[int] | None = None
-    block: list[int] | None = None
+    grid: tuple[int, ...] | None = None  # tuples: hashable as decoded, interned at once
+    block: tuple[int, ...] | None = None
     registers: int | None = msgspec.field(default=MISSING, name="registers per thread")
     shared_mem: int | None = msgspec.field(default=MISSING, name="shared memory")
     flops: float | None = _NAN

@@ -138,14 +138,17 @@ def _texts_cat(codes: np.ndarray, texts: np.ndarray) -> pd.Categorical:
     return pd.Categorical.from_codes(remap[codes], categories=pd.Index(categories))
 
 
-def _shape_objects(shapes: dict[tuple[int, ...], int]) -> np.ndarray:
-    """The interned (x, y, z) triples as an object array, None last (id -1 picks it): a
-    column takes them by fancy indexing, one reference per launch and no tuple built per
-    launch."""
-    out = np.empty(len(shapes) + 1, dtype=object)
-    for triple, i in shapes.items():
-        out[i] = triple
-    return out
+def _launch_objects(launches: dict[Any, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The interned (grid, block) pairs as two object arrays of tuples (None for an absent or
+    empty one): a column takes them by fancy indexing, one reference per launch and no tuple
+    built per launch. Equal triples share one tuple object."""
+    grid = np.empty(len(launches), dtype=object)
+    block = np.empty(len(launches), dtype=object)
+    triples: dict[Any, Any] = {}
+    for (g, b), i in launches.items():
+        grid[i] = triples.setdefault(g, g) if g else None
+        block[i] = triples.setdefault(b, b) if b else None
+    return grid, block
 
 
 def _names_cat(codes: np.ndarray, names: np.ndarray) -> pd.Categorical:
@@ -277,7 +280,7 @@ def _build(path: Path, col: _Collector, header: dict[str, Any], rank_default: in
     op_name = np.where(has_op, names[np.maximum(op_name_ids, 0)] if len(names) else none, none)
     flops = np.where(has_op, o["flops"][np.maximum(op_row, 0)] if len(o["flops"]) else np.nan, np.nan)
 
-    shapes = _shape_objects(col.shapes)
+    grids, blocks = _launch_objects(col.launches)
     start = _ns(k["ts"])
     order = np.argsort(np.where(start._mask, np.iinfo(np.int64).max, start._data), kind="stable")
     # Only the first kernel of each op carries the op's FLOPs, so sums over kernels stay right.
@@ -294,8 +297,8 @@ def _build(path: Path, col: _Collector, header: dict[str, Any], rank_default: in
         "rank": _same_int(rank, len(order)),
         "start_ns": start[order],
         "dur_ns": _ns(k["dur"])[order],
-        "grid": shapes[k["grid"][order]],
-        "block": shapes[k["block"][order]],
+        "grid": grids[k["launch"][order]],
+        "block": blocks[k["launch"][order]],
         "registers": _masked_int(k["regs"][order]),
         "shared_mem": _masked_int(k["smem"][order]),
         "correlation": _masked_int(k["corr"][order]),

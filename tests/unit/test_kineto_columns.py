@@ -1,5 +1,5 @@
 """The Kineto collector turns a chunk's events into columns in C (np.fromiter over field
-getters, interned names / shapes / grid triples): checked value for value against a plain
+getters, interned names / recorded inputs / (grid, block) pairs): checked value for value against a plain
 per-event reading of the same decoded events, on generated events with every odd type the
 reader lets through (null fields, text ids, ids beyond int64, missing args, MTIA waits,
 annotation ranges, pids / tids out of range). An op's three recorded-input texts are one
@@ -50,7 +50,7 @@ def _reference(events: list[Event]) -> dict[str, list]:
     tuples, dims as bytes): what the columns must hold."""
     out: dict[str, list] = {t + "." + c: [] for t, cols in (
         ("k", ("name", "kind", "ts", "dur", "ext", "corr", "device", "stream", "regs", "smem",
-               "grid", "block")),
+               "launch")),
         ("o", ("name", "ts", "dur", "ext", "flops", "recorded")),
         ("r", ("name", "ts", "dur", "corr", "ext", "pid", "thread")),
         ("a", ("name", "ts", "dur", "kind", "pid", "thread"))) for c in cols}
@@ -73,8 +73,8 @@ def _reference(events: list[Event]) -> dict[str, list]:
                        stream=_int(x.stream) if x else MISSING,
                        regs=_int(x.registers) if x else MISSING,
                        smem=_int(x.shared_mem) if x else MISSING,
-                       grid=tuple(x.grid) if x and x.grid else None,
-                       block=tuple(x.block) if x and x.block else None)
+                       launch=(tuple(x.grid) if x and x.grid else None,
+                               tuple(x.block) if x and x.block else None))
         elif group == "o":
             row.update(ext=_int(x.external_id) if x else MISSING,
                        flops=_float(x.flops) if x else np.nan,
@@ -95,7 +95,7 @@ def _columns(col: _Collector) -> dict[str, list]:
     """The collector's columns with interned ids turned back into values."""
     names = list(col.names)
     recorded = [tuple(t or None for t in key.split(b"\1")) for key in col.recorded]
-    shapes = list(col.shapes)
+    launches = [(g or None, b or None) for g, b in col.launches]
     out = {}
     for table, cols in (("k", col.k), ("o", col.o), ("r", col.r), ("a", col.a)):
         for key, parts in cols.items():
@@ -104,8 +104,8 @@ def _columns(col: _Collector) -> dict[str, list]:
                 values = [names[i] for i in values]
             elif key == "recorded":
                 values = [recorded[i] for i in values]
-            elif key in ("grid", "block"):
-                values = [shapes[i] if i >= 0 else None for i in values]
+            elif key == "launch":
+                values = [launches[i] for i in values]
             else:
                 values = values.tolist()
             out[table + "." + key] = values
