@@ -103,9 +103,11 @@ def anchor_classes(kernels: pd.DataFrame) -> np.ndarray:
                         dtype=object)
     # Category depends on the name only: classify each distinct name once.
     first = pd.Series(np.arange(len(codes))).groupby(codes).first()
-    lookup = {int(code): kernel_anchor_class(str(names.cat.categories[code]), cats[row])
-              for code, row in first.items() if code >= 0}
-    return np.array([lookup.get(int(c)) for c in codes], dtype=object)
+    by_code = np.full(len(names.cat.categories) + 1, None, dtype=object)  # last: no name
+    for code, row in first.items():
+        if code >= 0:
+            by_code[code] = kernel_anchor_class(str(names.cat.categories[code]), cats[row])
+    return by_code[codes]
 
 
 def _find_steps(trace_kinds: np.ndarray, inv_kinds: np.ndarray) -> tuple[list[int], int]:

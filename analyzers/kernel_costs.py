@@ -18,13 +18,13 @@ Unknown stays <NA>, and the notes say why.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from analyzers.distinct import isin_mask, map_distinct, value_codes
 from analyzers.inventory_match import (
     ANCHOR_KINDS,
     InventoryMatch,
@@ -32,6 +32,8 @@ from analyzers.inventory_match import (
     aux_kernel_cost,
     match_inventory,
 )
+from profilers.parsers.kernel_table import COST_SOURCES
+from profilers.parsers.lookup import lookup_rows
 from profilers.parsers.schema import Col
 from workloads.inventory_format import decode
 from workloads.op_cost import Arg, OpCost, TensorArg, dtype_bytes, op_cost
@@ -48,18 +50,16 @@ def attach_kernel_costs(kernels: pd.DataFrame, ops: pd.DataFrame | None = None,
     ``inventory``: the run's stored inventory payload (result.json ``details.inventory``), if any.
     """
     out = kernels.copy()
-    n = len(out)
     notes: list[str] = []
-    flops = out["flops"].to_numpy(dtype="float64", na_value=np.nan).copy()
-    nbytes = out["dram_bytes"].to_numpy(dtype="float64", na_value=np.nan).copy()
-    source = np.full(n, None, dtype=object)
-    if "cost_source" in out:
-        source[:] = out["cost_source"].astype("object").where(out["cost_source"].notna(), None)
-    is_ncu = (out["source"].astype("object") == "ncu").to_numpy()
-    source[is_ncu & (~np.isnan(flops) | ~np.isnan(nbytes)) & (source == None)] = "ncu"  # noqa: E711
+    flops = out[Col.FLOPS].to_numpy(dtype="float64", na_value=np.nan).copy()
+    nbytes = out[Col.DRAM_BYTES].to_numpy(dtype="float64", na_value=np.nan).copy()
+    # Where each row's cost comes from, as a code into COST_SOURCES (-1: unknown).
+    source = _source_codes(out)
+    is_ncu = isin_mask(out[Col.SOURCE], ("ncu",))
+    source[is_ncu & (~np.isnan(flops) | ~np.isnan(nbytes)) & (source < 0)] = _NCU
     profiler_flops = np.where(is_ncu, np.nan, flops)
     flops[~is_ncu], nbytes[~is_ncu] = np.nan, np.nan
-    open_rows = ~is_ncu & (out["source"].astype("object").isin(INVENTORY_SOURCES)).to_numpy()
+    open_rows = ~is_ncu & isin_mask(out[Col.SOURCE], INVENTORY_SOURCES)
 
     match: InventoryMatch | None = None
     if inventory is not None and open_rows.any():
@@ -70,29 +70,44 @@ def attach_kernel_costs(kernels: pd.DataFrame, ops: pd.DataFrame | None = None,
             match = _match_per_rank(out, decoded, step_windows, notes)
             hit = open_rows & match.assigned
             flops[hit], nbytes[hit] = match.flops[hit], match.dram_bytes[hit]
-            source[hit] = "inventory"
+            source[hit] = COST_SOURCES.index("inventory")
             open_rows &= ~hit
     if open_rows.any() and ops is not None and runtime is not None and len(ops):
         shape_flops, shape_bytes = op_shape_costs(out, ops, runtime)
         hit = open_rows & (~np.isnan(shape_flops) | ~np.isnan(shape_bytes))
         flops[hit], nbytes[hit] = shape_flops[hit], shape_bytes[hit]
-        source[hit] = "op_shapes"
+        source[hit] = COST_SOURCES.index("op_shapes")
         open_rows &= ~hit
         if hit.any():
             notes.append(f"FLOPs/bytes of {int(hit.sum()):,} kernels from their aten op's "
                          "recorded shapes")
     with_flops = open_rows & ~np.isnan(profiler_flops)
     flops[with_flops] = profiler_flops[with_flops]
-    source[with_flops] = "with_flops"
-    out["flops"] = pd.array(np.where(np.isnan(flops), None, flops), dtype="Float64")
-    out["dram_bytes"] = pd.array(np.where(np.isnan(nbytes), None, nbytes), dtype="Float64")
-    from profilers.parsers.kernel_table import COST_SOURCES
-
-    out["cost_source"] = pd.Categorical(source, categories=list(COST_SOURCES))
+    source[with_flops] = COST_SOURCES.index("with_flops")
+    out[Col.FLOPS] = _floating(flops)
+    out[Col.DRAM_BYTES] = _floating(nbytes)
+    out[Col.COST_SOURCE] = pd.Categorical.from_codes(source, categories=list(COST_SOURCES))
     coverage = _coverage(out)
     if coverage:
         notes.append(coverage)
     return out, notes, match
+
+
+_NCU = COST_SOURCES.index("ncu")
+
+
+def _source_codes(kernels: pd.DataFrame) -> np.ndarray:
+    """The table's own ``cost_source`` as codes into COST_SOURCES (-1: none)."""
+    if "cost_source" not in kernels:
+        return np.full(len(kernels), -1, dtype=np.int8)
+    lookup = {name: i for i, name in enumerate(COST_SOURCES)}
+    return map_distinct(kernels[Col.COST_SOURCE], lambda v: lookup.get(v, -1), -1, dtype=np.int8)
+
+
+def _floating(values: np.ndarray) -> pd.arrays.FloatingArray:
+    """A Float64 column with NaN as <NA> (built from the arrays, not one object per row)."""
+    missing = np.isnan(values)
+    return pd.arrays.FloatingArray(np.where(missing, 0.0, values), missing)
 
 
 def _match_per_rank(kernels: pd.DataFrame, inventory: Any,
@@ -122,10 +137,12 @@ def _coverage(kernels: pd.DataFrame) -> str | None:
     total = dur.sum()
     if total <= 0:
         return None  # no kernels (a CPU run): nothing to say
-    by = kernels[Col.COST_SOURCE].astype("object").to_numpy()
+    codes, sources = value_codes(kernels[Col.COST_SOURCE])
     f_known = kernels[Col.FLOPS].notna().to_numpy()
     b_known = kernels[Col.DRAM_BYTES].notna().to_numpy()
-    parts = [f"{s} {dur[by == s].sum() / total:.0%}" for s in dict.fromkeys(by) if pd.notna(s)]
+    # In order of first appearance, as the rows name them.
+    seen = pd.unique(codes[codes >= 0])
+    parts = [f"{sources[c]} {dur[codes == c].sum() / total:.0%}" for c in seen]
     return (f"FLOPs known for {dur[f_known].sum() / total:.1%} of kernel time, bytes for "
             f"{dur[b_known].sum() / total:.1%}" + (f" ({', '.join(parts)})" if parts else ""))
 
@@ -176,24 +193,25 @@ def _kernel_op_rows(kernels: pd.DataFrame, ops: pd.DataFrame, runtime: pd.DataFr
                     ) -> np.ndarray:
     """Row of each kernel's parent op (-1 if none): kernel correlation -> the runtime call's
     External id -> the op with that External id (the innermost op that launched it)."""
-    corr = kernels[Col.CORRELATION].to_numpy(dtype="float64", na_value=np.nan)
-    rt = runtime[runtime["correlation"].notna() & runtime["external_id"].notna()]
-    rt_ext = pd.Series(rt["external_id"].to_numpy(dtype="int64"),
-                       index=rt["correlation"].to_numpy(dtype="int64"))
-    rt_ext = rt_ext[~rt_ext.index.duplicated(keep="first")]
-    op_ok = ops["external_id"].notna().to_numpy()
-    op_row = pd.Series(np.flatnonzero(op_ok), index=ops["external_id"].to_numpy(
-        dtype="float64", na_value=np.nan)[op_ok].astype("int64"))
-    op_row = op_row[~op_row.index.duplicated(keep="last")]
+    def ints(frame: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray]:
+        column = frame[col]
+        return column.to_numpy(dtype="int64", na_value=0), column.notna().to_numpy()
+
     rows = np.full(len(kernels), -1, dtype=np.int64)
-    if rt_ext.empty or op_row.empty:  # e.g. MTIA's runtime calls carry no External id
+    rt_corr, rt_has_corr = ints(runtime, "correlation")
+    rt_ext, rt_has_ext = ints(runtime, "external_id")
+    rt_ok = rt_has_corr & rt_has_ext
+    op_ext, op_ok = ints(ops, "external_id")
+    if not rt_ok.any() or not op_ok.any():  # e.g. MTIA's runtime calls carry no External id
         return rows
-    ok = ~np.isnan(corr)
-    pos = rt_ext.index.get_indexer(corr[ok].astype("int64"))
-    ext = np.where(pos >= 0, rt_ext.to_numpy()[np.maximum(pos, 0)], -1)
-    at = op_row.index.get_indexer(ext)
-    rows[np.flatnonzero(ok)] = np.where((pos >= 0) & (at >= 0), op_row.to_numpy()[np.maximum(at, 0)],
-                                        -1)
+    corr, ok = ints(kernels, Col.CORRELATION)
+    # correlation -> External id (first runtime call of a correlation id wins)
+    pos = lookup_rows(rt_corr[rt_ok], corr[ok], keep="first")
+    ext = np.where(pos >= 0, rt_ext[rt_ok][np.maximum(pos, 0)], -1)
+    # External id -> op row (the last op of an External id wins)
+    at = lookup_rows(op_ext[op_ok], ext, keep="last")
+    rows[np.flatnonzero(ok)] = np.where((pos >= 0) & (at >= 0),
+                                        np.flatnonzero(op_ok)[np.maximum(at, 0)], -1)
     return rows
 
 
@@ -240,24 +258,51 @@ def _duration_shares(group: np.ndarray, mask: np.ndarray, dur: np.ndarray, group
 
 
 def _op_costs(ops: pd.DataFrame, used: np.ndarray) -> dict[str, np.ndarray]:
-    columns = [ops[c] if c in ops else None for c in ("input_dims", "input_types",
-                                                      "concrete_inputs")]
-    names = ops["name"].astype("object").to_numpy()[used]
-    texts = [np.full(len(used), "", dtype=object) if c is None else
-             c.astype("object").to_numpy()[used] for c in columns]
+    """Cost of each used op, computed once per distinct (name, dims, types, concrete inputs)."""
+    columns = ["name"] + [c for c in ("input_dims", "input_types", "concrete_inputs")]
+    parts = []  # per column: (codes of the used ops, their texts; "" where missing)
+    for col in columns:
+        if col not in ops:
+            parts.append((np.zeros(len(used), dtype=np.int64), np.array([""], dtype=object)))
+            continue
+        codes, values = value_codes(ops[col])
+        # last: a missing value (the name as str() of NaN writes it; a shape text as "")
+        texts = np.array([(str(v) if col == "name" else v if isinstance(v, str) else "")
+                          for v in values] + ["nan" if col == "name" else ""], dtype=object)
+        parts.append((codes[used], texts))
     out = {k: np.full(len(used), np.nan) for k in ("flops", "bytes", "aux_flops", "aux_bytes")}
     out["anchor"] = np.zeros(len(used), dtype=bool)
-    memo: dict[tuple[str, ...], tuple[float, float, float, float, bool]] = {}
-    for i in range(len(used)):
-        key = (str(names[i]), *(t[i] if isinstance(t[i], str) else "" for t in texts))
-        if key not in memo:
-            cost = _cost_of(*key)
-            aux_f, aux_b = aux_kernel_cost(asdict(cost))
-            memo[key] = (_nan(cost.flops), _nan(cost.bytes), _nan(aux_f), _nan(aux_b),
-                         cost.kind in ANCHOR_KINDS)
-        (out["flops"][i], out["bytes"][i], out["aux_flops"][i], out["aux_bytes"][i],
-         out["anchor"][i]) = memo[key]
+    if not len(used):
+        return out
+    which, keys = _distinct_rows([(codes, len(texts)) for codes, texts in parts])
+    costs = np.empty((len(keys), 5))
+    for i, key in enumerate(keys):
+        cost = _cost_of(*(texts[code] for (_, texts), code in zip(parts, key, strict=True)))
+        aux_f, aux_b = aux_kernel_cost(vars(cost))  # flat fields: asdict's deep copy not needed
+        costs[i] = (_nan(cost.flops), _nan(cost.bytes), _nan(aux_f), _nan(aux_b),
+                    cost.kind in ANCHOR_KINDS)
+    for j, k in enumerate(("flops", "bytes", "aux_flops", "aux_bytes")):
+        out[k] = costs[which, j]
+    out["anchor"] = costs[which, 4].astype(bool)
     return out
+
+
+def _distinct_rows(columns: list[tuple[np.ndarray, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """(row -> distinct id, distinct rows as code tuples) of equal-length code columns, each
+    code in [-1, size - 1)."""
+    stacked = np.stack([codes for codes, _ in columns], axis=1)
+    span = 1
+    for _, size in columns:
+        span *= size + 1
+    if span < 2**62:  # one integer key per row: hashing, not a sort of rows
+        key = np.zeros(len(stacked), dtype=np.int64)
+        for codes, size in columns:
+            key = key * (size + 1) + (codes + 1)
+        which = pd.factorize(key)[0]
+        first = np.unique(which, return_index=True)[1]  # a row of each, in id order
+        return which, stacked[first]
+    keys, which = np.unique(stacked, axis=0, return_inverse=True)
+    return np.asarray(which).reshape(-1), keys
 
 
 def _nan(value: float | None) -> float:

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from profilers.parsers.lookup import lookup_rows
+
 _TORCH_SUFFIX = re.compile(r",\s*(?:seq|op_id|sizes|input_op_ids|stream|ids)\s*=.*$", re.S)
 _NUMBERED = re.compile(r"^(.*?\D)(\d+)$")
 _STEP_WORDS = re.compile(r"step|iter|epoch|batch|loop|round|sample", re.I)
@@ -165,13 +167,9 @@ def _launch_points(kernels: pd.DataFrame, runtime: pd.DataFrame | None
     ok = ~np.isnan(corr_rt) & ~np.isnan(_ints(runtime["start_ns"]))
     if not ok.any():
         return None
-    index = pd.Index(corr_rt[ok])
-    first = ~index.duplicated(keep="first")
-    index = index[first]
-    starts = _ints(runtime["start_ns"])[ok][first]
-    threads = (_ints(runtime["thread"])[ok][first] if "thread" in runtime
-               else np.full(int(first.sum()), np.nan))
-    pos = index.get_indexer(_ints(kernels["correlation"]))
+    starts = _ints(runtime["start_ns"])[ok]
+    threads = _ints(runtime["thread"])[ok] if "thread" in runtime else np.full(int(ok.sum()), np.nan)
+    pos = lookup_rows(corr_rt[ok], _ints(kernels["correlation"]), keep="first")
     found = pos >= 0
     if not found.any():
         return None

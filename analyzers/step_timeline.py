@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from profilers.parsers.lookup import lookup_rows
 from profilers.parsers.schema import Col
 
 # The first profiled step carries the profiler's start-up (buffer requests inflate its host
@@ -291,9 +292,8 @@ def _decompose(kt: pd.DataFrame, rows: np.ndarray, s: np.ndarray, e: np.ndarray,
         rt_start = runtime["start_ns"].to_numpy(dtype="float64", na_value=np.nan)
         has_corr = ~np.isnan(corr_rt) & ~np.isnan(rt_start)
         if has_corr.any():
-            lookup = pd.Series(rt_start[has_corr], index=corr_rt[has_corr])
-            lookup = lookup[~lookup.index.duplicated(keep="first")]
-            issued = lookup.reindex(corr_k).to_numpy(dtype="float64")
+            row = lookup_rows(corr_rt[has_corr], corr_k, keep="first")
+            issued = np.where(row >= 0, rt_start[has_corr][np.maximum(row, 0)], np.nan)
             late = ~np.isnan(issued) & (issued >= g0)
             launch_gap = int(((g1 - g0) - over_gaps)[late].sum())
 

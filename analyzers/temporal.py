@@ -33,7 +33,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analyzers.distinct import isin_mask, value_codes
 from analyzers.runtime_api import is_launch, is_sync
+from profilers.parsers.lookup import lookup_rows
 from profilers.parsers.schema import Col, Kind
 
 _NA = np.iinfo(np.int64).min  # sentinel for a missing integer while columns are int64
@@ -212,14 +214,13 @@ def temporal_profile(kt: pd.DataFrame, runtime: pd.DataFrame | None = None,
     gap_stats = GapStats(count=int(len(gaps)), total_ns=int(gaps.sum()), p50_ns=p50,
                          p90_ns=p90, p99_ns=p99, max_ns=int(gaps.max()) if len(gaps) else None)
 
-    kinds = kt[Col.KIND].astype("object").to_numpy()[rows]
     durs = e - s
-    is_kernel = kinds == Kind.KERNEL
+    is_kernel = isin_mask(kt[Col.KIND], (Kind.KERNEL,))[rows]
     kernel_ns = int(durs[is_kernel].sum())
     short = is_kernel & (durs < short_threshold_ns)
     activity_ns = int(durs.sum())
-    memcpy_ns = int(durs[kinds == Kind.MEMCPY].sum())
-    memset_ns = int(durs[kinds == Kind.MEMSET].sum())
+    memcpy_ns = int(durs[isin_mask(kt[Col.KIND], (Kind.MEMCPY,))[rows]].sum())
+    memset_ns = int(durs[isin_mask(kt[Col.KIND], (Kind.MEMSET,))[rows]].sum())
 
     idle_union = window_ns - busy_union if len(s) else 0
     profile: dict[str, Any] = dict(
@@ -259,8 +260,15 @@ def _with_runtime(profile: dict[str, Any], kt: pd.DataFrame, runtime: pd.DataFra
     rt_dur = np.where(has_dur & (rt_dur > 0), rt_dur, 0)
     rt_end = rt_start + rt_dur
     in_window = has_start & (rt_end > lo) & (rt_start < hi)
-    names = runtime["name"].astype("object").to_numpy()
-    uniq, inverse = np.unique(names.astype(str), return_inverse=True)
+    # Per distinct name, not per call (codes, never a string per call); the names sorted, as
+    # the per-name sync lines have always been listed.
+    codes, values = value_codes(runtime["name"])
+    texts = np.array([str(v) for v in values] + ["nan"], dtype=object)  # last: no name
+    order = np.argsort(texts, kind="stable")
+    uniq = texts[order]
+    inverse = np.empty(len(texts), dtype=np.int64)
+    inverse[order] = np.arange(len(texts))
+    inverse = inverse[codes]
     sync_name = np.array([is_sync(n) for n in uniq], dtype=bool)
     is_sync_row = sync_name[inverse] & in_window
     is_launch_row = np.array([is_launch(n) for n in uniq], dtype=bool)[inverse] & in_window
@@ -296,12 +304,10 @@ def _with_runtime(profile: dict[str, Any], kt: pd.DataFrame, runtime: pd.DataFra
     corr_rt, has_crt = _int_column(runtime, "correlation")
     has_corr = has_crt & has_start
     if len(gaps) and has_corr.any():
-        lookup = pd.Series(rt_start[has_corr], index=corr_rt[has_corr])
-        lookup = lookup[~lookup.index.duplicated(keep="first")]
         wanted = np.where(has_ck[next_rows], corr_k[next_rows], _NA)
-        pos = lookup.index.get_indexer(wanted)
-        found = (pos >= 0) & has_ck[next_rows]
-        issued_at = lookup.to_numpy()[np.maximum(pos, 0)]
+        row = lookup_rows(corr_rt[has_corr], wanted, keep="first")
+        found = (row >= 0) & has_ck[next_rows]
+        issued_at = rt_start[has_corr][np.maximum(row, 0)]
         late = found & (issued_at >= gap_starts)
         launch_bound = int(gaps[late].sum())
 

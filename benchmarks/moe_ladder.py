@@ -5,7 +5,7 @@
     python benchmarks/moe_ladder.py --device cpu --moe-preset tiny --gptoss-preset tiny \\
         --prefill-len 32 --repeat 2                        # a smoke test
 
-Every row is a stored session run by ``workbench.cmd_ladder.run_ladder`` — the function behind
+Every row is a stored session run by ``workbench.api.ladder.run_ladder`` — the function behind
 `aiperf-workbench ladder` — so each goes through profilers.runner.run, the child process, the
 layers as the catalog applies them and the parity guard against L0, exactly as a user's
 ladder does (``unmet_layers=skip``: a layer the machine cannot run is a row note, not a
@@ -218,7 +218,7 @@ def main() -> int:
             "ceilings_measured_here": ceilings, "metrics": metrics, "targets": TARGETS,
             "parts": results, "failures": failures,
             "wall_s": round(time.monotonic() - started, 1),
-            "what": "every row a stored session through workbench.cmd_ladder.run_ladder (the "
+            "what": "every row a stored session through workbench.api.ladder.run_ladder (the "
                     "`aiperf-workbench ladder` code path: child process, catalog layers, "
                     "parity against L0); tokens/s from the median of the timed steps; a "
                     "decode row's share = the workload's bytes per step / median step / the "

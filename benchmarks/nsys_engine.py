@@ -43,11 +43,18 @@ DEFAULT_SOURCE = ROOT.parent / "shared" / "external" / "nsys" / "mfu_2gpu_before
 ACTIVITY = ("CUPTI_ACTIVITY_KIND_KERNEL", "CUPTI_ACTIVITY_KIND_MEMCPY", "CUPTI_ACTIVITY_KIND_MEMSET")
 
 
+_PYCACHE = Path(tempfile.mkdtemp(prefix="nsys-bench-pycache-"))
+
+
 def run_once(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
-    """Wall s, CPU s and peak RSS MB of one process (wait4 gives that child's own rusage)."""
+    """Wall s, CPU s and peak RSS MB of one process (wait4 gives that child's own rusage).
+    The child runs as a user's process does: bytecode cached (a private PYTHONPYCACHEPREFIX,
+    written by the warm-up runs), whatever the caller's PYTHONDONTWRITEBYTECODE."""
+    user = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    user["PYTHONPYCACHEPREFIX"] = str(_PYCACHE)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, **(env or {})}, cwd=ROOT)
+                            env={**user, **(env or {})}, cwd=ROOT)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
@@ -119,7 +126,9 @@ def main() -> None:
     total, count = truth_total(path)
     home = Path(tempfile.mkdtemp(prefix="nsys-bench-home-"))
     json_out = home / "a.json"
-    cli = [sys.executable, "-m", "workbench.cli", "--home", str(home), "analyze", str(path)]
+    script = Path(sys.executable).parent / "aiperf-workbench"  # the installed command
+    cli = ([str(script)] if script.is_file() else [sys.executable, "-m", "workbench.cli"]) + [
+        "--home", str(home), "analyze", str(path)]
     runs: dict[str, tuple[list[str], dict[str, str] | None]] = {
         "ours": (cli, None),
         "ours_json": (cli + ["--json", str(json_out)], None),

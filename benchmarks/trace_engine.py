@@ -2,7 +2,7 @@
 
     python benchmarks/trace_engine.py TRACE.json [--name hf_moe_100mb] [--repeats 5]
         [--hta-repeats 3] [--no-hta] [--mode e2e|component|both] [--split]
-        [--out benchmarks/results/trace_engine-cpu2.json]
+        [--baseline COMMIT] [--out benchmarks/results/trace_engine-cpu2.json]
 
 Figures (the results file names each one's kind under "figures"):
 - e2e (the headline): the whole ``aiperf-workbench analyze TRACE`` process, and the same with
@@ -19,6 +19,12 @@ Figures (the results file names each one's kind under "figures"):
 - split (``--split``): one more ``analyze --json`` run in a child that times each stage of the
   command (parse, every analyzer ``analyze_tables`` calls, advice, markdown, JSON) by wrapping
   the functions: where the whole-process time goes.
+- baseline (``--baseline COMMIT``): the same e2e figures (and split) of that commit's code, a
+  ``git archive`` of it run ahead of this checkout, interleaved in the same run: before/after.
+
+Every child runs as an installed user's process does: with its bytecode cached (a warm-up run
+writes it to a private ``PYTHONPYCACHEPREFIX``; ``PYTHONDONTWRITEBYTECODE`` from the caller's
+environment would otherwise recompile every module on every run, ~0.3 s that no user pays).
 The reference total (every kernel / gpu_memcpy / gpu_memset ``dur`` in integer ns, decimal
 exact) comes from a separate process decoding the file event by event with the standard
 library, independent of our parser. Prints a short table last and writes the results JSON.
@@ -112,10 +118,22 @@ print(json.dumps({"total_ns": total, "kernels": n}))
 """
 
 SPLIT = """
-import io, json, sys, time, contextlib
+import io, json, os, sys, time, contextlib
 T, t0 = {}, time.perf_counter()
+TREE = os.environ.get("TRACE_ENGINE_TREE")
+if TREE:  # another commit's code (--baseline), ahead of this checkout's editable install
+    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f)]
+    sys.path.insert(0, TREE)
 import analyzers.run_analysis as ra
+import analyzers.regions as regions
+import analyzers.advice.engine as engine
 import profilers.parsers.detect as detect
+import profilers.parsers.kineto as kineto
+import profilers.parsers._kineto_columns as columns
+try:  # the analysis pipeline: workbench.api.pipeline since the front-door split
+    import workbench.api.pipeline.analysis as sa
+except ImportError:  # a baseline commit from before it
+    import sessions.analysis as sa
 import workbench.export.json_export as jx
 import workbench.export.markdown as md
 from workbench.cli import main
@@ -133,18 +151,26 @@ def timed(mod, name, key):
             T[key] = T.get(key, 0.0) + time.perf_counter() - t
     setattr(mod, name, wrapper)
 
-timed(detect, "load_artifacts", "parse (load_artifacts)")
+# parse: the Kineto reader's two stages where it is one, else the whole parse
+timed(kineto, "collect", "parse: decode to columns (collect, both processes)")
+timed(kineto, "_build", "parse: build the frames (_build)")
+timed(detect, "load_artifacts", "parse (load_artifacts, all of it)")
+timed(sa, "attach_kernel_costs", "analyzers: attach_kernel_costs")
 # every analysis analyze_tables calls, whatever the roofline / budget code is called today
 for name, obj in list(vars(ra).items()):
     if callable(obj) and getattr(obj, "__module__", "").startswith("analyzers.") \\
-            and name not in ("analyze_tables", "RunAnalysis") and not isinstance(obj, type):
+            and name not in ("analyze_tables", "RunAnalysis", "attach_advice") \\
+            and not isinstance(obj, type):
         timed(ra, name, "analyzers: " + name)
+timed(engine, "build_facts", "advice: facts")
+timed(engine, "run_rules", "advice: rules")
+timed(regions, "region_analysis", "analyzers: region_analysis")
 timed(md, "render_artifact_report", "markdown report")
 timed(jx, "analysis_to_dict", "json: sections")
 timed(jx, "dumps", "json: serialize")
 with contextlib.redirect_stdout(io.StringIO()):
     rc = main(sys.argv[1:])
-T["total in process"] = time.perf_counter() - t0
+T["total in process (to main's return)"] = time.perf_counter() - t0
 print(json.dumps({"rc": rc, "stages_s": T}), file=sys.stderr)
 """
 
@@ -168,10 +194,22 @@ def _tree_rss(pid: int) -> tuple[int, int]:
     return total, largest
 
 
+_PYCACHE = Path(tempfile.mkdtemp(prefix="trace-engine-pycache-"))
+
+
+def user_env(**extra: str) -> dict[str, str]:
+    """The environment of a user's process: bytecode cached (here in a private prefix, written
+    by the warm-up runs), whatever the caller's PYTHONDONTWRITEBYTECODE."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(_PYCACHE)
+    return {**env, **extra}
+
+
 def run_measured(argv: list[str], stdout: Any = subprocess.DEVNULL, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run ``argv``; wall seconds, CPU seconds of the tree, peak tree / single-process RSS."""
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=ROOT, stdout=stdout, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=stdout, stderr=subprocess.PIPE,
+                            env=env if env is not None else user_env())
     peak = [0, 0]
     done = threading.Event()
 
@@ -209,6 +247,21 @@ def cli_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "workbench.cli"]
 
 
+def baseline_tree(commit: str) -> Path:
+    """``git archive`` of ``commit`` in a temporary folder (its code, this checkout's venv)."""
+    tree = Path(tempfile.mkdtemp(prefix=f"trace-engine-{commit[:8]}-"))
+    archive = subprocess.run(["git", "archive", commit], capture_output=True, cwd=ROOT, check=True)
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    return tree
+
+
+def _tree_cli(tree: Path) -> list[str]:
+    code = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in "
+            f"repr(f)]; sys.path.insert(0, {str(tree)!r}); from workbench.cli import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    return [sys.executable, "-c", code]
+
+
 def _stats(values: list[float], unit: str) -> dict[str, Any]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values),
             "n": len(values), "unit": unit}
@@ -221,21 +274,41 @@ def _meters(prefix: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
             f"{prefix}_peak_rss_one_process_mb": _stats([r["peak_rss_one"] / 1e6 for r in runs], "MB")}
 
 
-def e2e(trace: Path, repeats: int, hta_repeats: int, ref: dict[str, Any] | None) -> tuple[dict, list[str]]:
-    """Whole-process figures for ours (plain, --json) and HTA, interleaved run by run."""
+def e2e(trace: Path, repeats: int, hta_repeats: int, ref: dict[str, Any] | None,
+        baseline: Path | None = None) -> tuple[dict, list[str]]:
+    """Whole-process figures for ours (plain, --json), HTA and the baseline commit's code,
+    interleaved run by run."""
     cli, plain, with_json, hta = cli_command(), [], [], []
+    old_plain: list[dict[str, Any]] = []
+    old_json: list[dict[str, Any]] = []
     lines = []
     with tempfile.TemporaryDirectory(prefix="trace-engine-") as tmp:
         home, out = Path(tmp) / "home", Path(tmp) / "analysis.json"
-        base = cli + ["--home", str(home), "analyze", str(trace)]
+        args = ["--home", str(home), "analyze", str(trace)]
+        base = cli + args
+        old = _tree_cli(baseline) + args if baseline is not None else None
         run_measured(base)  # warm-up: page cache, .pyc files
+        if old is not None:
+            run_measured(old)
         for i in range(repeats):
             plain.append(run_measured(base))
             with_json.append(run_measured(base + ["--json", str(out)]))
+            if old is not None:
+                old_plain.append(run_measured(old))
+                old_json.append(run_measured(old + ["--json", str(Path(tmp) / "old.json")]))
             if i < hta_repeats:
                 hta.append(_stdout_json(HTA, trace))
         doc = json.loads(out.read_text())
+        if old is not None:
+            old_doc = json.loads((Path(tmp) / "old.json").read_text())
     metrics = {**_meters("ours_analyze", plain), **_meters("ours_analyze_json", with_json)}
+    if old is not None:
+        metrics.update({**_meters("baseline_analyze", old_plain),
+                        **_meters("baseline_analyze_json", old_json)})
+        metrics["baseline_same_analysis"] = {"median": _same_analysis(old_doc, doc),
+                                             "unit": "bool"}
+        lines.append(f"{'baseline: analyze':<24} {_row(old_plain)}")
+        lines.append(f"{'baseline: analyze --json':<24} {_row(old_json)}")
     metrics["ours_kernel_total_ns"] = {"median": doc["kernel_total_ns"], "unit": "ns"}
     metrics["ours_kernel_count"] = {"median": doc["kernel_count"], "unit": "rows"}
     if ref:
@@ -264,6 +337,11 @@ def e2e(trace: Path, repeats: int, hta_repeats: int, ref: dict[str, Any] | None)
     return metrics, lines
 
 
+def _same_analysis(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """The two commits' --json analyses are the same document (sections, totals, advice)."""
+    return a == b
+
+
 def _row(runs: list[dict[str, Any]]) -> str:
     wall = [r["wall_s"] for r in runs]
     return (f"{statistics.median(wall):8.2f} s ({min(wall):.2f}-{max(wall):.2f}, n={len(runs)})"
@@ -272,14 +350,25 @@ def _row(runs: list[dict[str, Any]]) -> str:
             f" {max(r['peak_rss_one'] for r in runs) / 1e6:7.0f} MB one")
 
 
-def split(trace: Path) -> dict[str, Any]:
+def split(trace: Path, tree: Path | None = None) -> dict[str, Any]:
+    """Seconds per stage of one ``analyze --json`` (``tree``: another commit's code)."""
+    env = user_env(**({"TRACE_ENGINE_TREE": str(tree)} if tree is not None else {}))
     with tempfile.TemporaryDirectory(prefix="trace-engine-") as tmp:
-        r = run_measured([sys.executable, "-c", SPLIT, "--home", str(Path(tmp) / "home"),
-                          "analyze", str(trace), "--json", str(Path(tmp) / "a.json")])
+        argv = [sys.executable, "-c", SPLIT, "--home", str(Path(tmp) / "home"),
+                "analyze", str(trace), "--json", str(Path(tmp) / "a.json")]
+        run_measured(argv, env=env)  # warm-up: its bytecode
+        r = run_measured(argv, env=env)
     stages = json.loads(r["stderr"].strip().splitlines()[-1])["stages_s"]
-    stages.pop("total in process")
-    stages["other (interpreter start, CLI glue)"] = r["wall_s"] - sum(stages.values())
+    in_process = stages.pop("total in process (to main's return)")
+    parse = stages.get("parse (load_artifacts, all of it)", 0.0)
+    inner = [k for k in stages if k.startswith("parse: ")]
+    if inner:  # the Kineto stages are inside load_artifacts: what is left of it
+        stages["parse (load_artifacts, all of it)"] = parse - sum(stages[k] for k in inner)
+        stages["parse: the rest (detect, merge)"] = stages.pop("parse (load_artifacts, all of it)")
+    stages["other in process (CLI glue, unwrapped code)"] = in_process - sum(stages.values())
+    stages["interpreter start and exit"] = r["wall_s"] - in_process
     stages["whole process"] = r["wall_s"]
+    stages["whole process CPU (both processes)"] = r["cpu_s"]
     return {k: round(v, 4) for k, v in stages.items()}
 
 
@@ -292,7 +381,8 @@ def _merge(out: Path, label: str, result: dict[str, Any]) -> dict[str, Any]:
         name, _, rest = key.partition(".")
         if name == label:
             continue
-        if rest.split(".", 1)[0] not in ("e2e", "component", "split", "file_mb", "rss_bound_mb"):
+        if rest.split(".", 1)[0] not in ("e2e", "component", "split", "split_baseline", "file_mb",
+                                         "rss_bound_mb", "load_average"):
             key, _ = f"{name}.component.{rest}", relabelled.add(name)
         kept[key] = value
     result["metrics"] = {**kept, **result["metrics"]}
@@ -317,6 +407,7 @@ def main() -> None:
     ap.add_argument("--split", action="store_true", help="also time each stage of analyze")
     ap.add_argument("--no-reference", action="store_true", help="skip the stdlib-json total")
     ap.add_argument("--what", default="", help="what the trace is, for the notes")
+    ap.add_argument("--baseline", metavar="COMMIT", help="also time this commit's analyze")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "trace_engine-cpu2.json")
     args = ap.parse_args()
     label, size = args.name or args.trace.stem, args.trace.stat().st_size
@@ -324,9 +415,12 @@ def main() -> None:
     ref = None if args.no_reference else _stdout_json(REFERENCE, args.trace)
     metrics: dict[str, Any] = {"file_mb": {"median": size / 1e6, "unit": "MB"},
                                "rss_bound_mb": {"median": bound / 1e6, "unit": "MB"}}
+    tree = baseline_tree(args.baseline) if args.baseline else None
+    load_before = os.getloadavg()
     lines = []
     if args.mode in ("e2e", "both"):
-        m, lines = e2e(args.trace, args.repeats, 0 if args.no_hta else args.hta_repeats, ref)
+        m, lines = e2e(args.trace, args.repeats, 0 if args.no_hta else args.hta_repeats, ref,
+                       baseline=tree)
         for key in ("ours_analyze", "ours_analyze_json"):
             m[f"{key}_within_rss_bound"] = {
                 "median": m[f"{key}_peak_rss_tree_mb"]["max"] <= bound / 1e6, "unit": "bool"}
@@ -340,6 +434,14 @@ def main() -> None:
         lines.append(f"{'component (not e2e)':<24} {_row(runs)}")
     if args.split:
         metrics.update({f"split.{k}_s": {"median": v, "unit": "s"} for k, v in split(args.trace).items()})
+        if tree is not None:
+            metrics.update({f"split_baseline.{k}_s": {"median": v, "unit": "s"}
+                            for k, v in split(args.trace, tree).items()})
+    load_after = os.getloadavg()
+    metrics["load_average"] = {"median": round((load_before[0] + load_after[0]) / 2, 2),
+                               "min": round(min(load_before[0], load_after[0]), 2),
+                               "max": round(max(load_before[0], load_after[0]), 2),
+                               "unit": "1-min load, before and after the run"}
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
@@ -362,8 +464,10 @@ def main() -> None:
                       "reference_total_ns": ref["total_ns"] if ref else None,
                       "reference_kernels": ref["kernels"] if ref else None},
         "notes": f"{label}: {args.what or args.trace.name} ({size / 1e6:.0f} MB); load average "
-                 f"{os.getloadavg()[0]:.1f} at the end (other jobs share the box: ratios of the "
-                 "same run hold better than absolute times)",
+                 f"{load_before[0]:.1f} before, {load_after[0]:.1f} after on {os.cpu_count()} cores "
+                 "(other jobs share the box: ratios of the same run hold better than absolute "
+                 "times)" + (f"; baseline = commit {args.baseline} (git archive, same venv)"
+                             if args.baseline else ""),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(_merge(args.out, label, result), indent=2) + "\n")
@@ -377,7 +481,9 @@ def main() -> None:
     if args.split:
         for k, v in metrics.items():
             if k.startswith("split."):
-                print(f"  {k[6:-2]:<48} {v['median']:7.3f} s")
+                before = metrics.get("split_baseline." + k[len("split."):], {}).get("median")
+                print(f"  {k[6:-2]:<52} {v['median']:7.3f} s"
+                      + (f"   (baseline {before:7.3f} s)" if before is not None else ""))
     print(f"(results: {args.out})")
 
 

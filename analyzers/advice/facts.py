@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import pandas as pd
 
 from analyzers.advice.steps import StepTimeline, step_timeline
 from analyzers.ceilings import Ceilings, spec_ceilings
+from analyzers.distinct import value_codes
 from analyzers.layer_choice import has_remedy, layer_for
 from analyzers.profiled_steps import profiled_steps
 from profilers.parsers.schema import Col
@@ -65,6 +67,13 @@ class Facts:
     step_ns: float | None = None  # the measured step (wall), see step_source
     step_source: str = ""
     scope: str | None = None  # what the kernel artifact covers when not whole steps (ncu)
+
+    @cached_property
+    def op_names(self) -> tuple[Any, Any]:
+        """(codes, distinct values) of the kernels' parent-op names, found once for all the
+        rules that test them (an object column: hashing it is the cost)."""
+        assert self.kernels is not None
+        return value_codes(self.kernels[Col.OP_NAME])
 
     @property
     def per(self) -> str:

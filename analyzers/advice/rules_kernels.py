@@ -14,7 +14,15 @@ import numpy as np
 from analyzers.advice.effect import impact, recoverable_text
 from analyzers.advice.facts import Facts
 from analyzers.advice.findings import Evidence, Finding
-from analyzers.advice.kernel_select import category_mask, name_mask, short_name, time_ns, top_names
+from analyzers.advice.kernel_select import (
+    category_mask,
+    kind_mask,
+    name_mask,
+    op_mask,
+    short_name,
+    time_ns,
+    top_names,
+)
 from profilers.parsers.schema import Category, Col, Kind
 
 FP32_GEMM_SHARE = 0.10
@@ -44,7 +52,10 @@ MOE_DISPATCH_OPS = re.compile(r"^aten::(index_add_?|index_select|index|index_put
                               r"gather|scatter_?|scatter_add_?|scatter_reduce_?|nonzero|argsort|sort|"
                               r"topk|bincount|histc|masked_select|masked_scatter_?|unique\w*)$")
 MOE_WORKLOAD_RE = re.compile(r"moe|mixtral|gptoss|expert|deepseek|qwen.*moe", re.I)
+MOE_OP_RE = re.compile(r"index_add|expert|moe", re.I)
+ATTENTION_MATH_OP = re.compile(r"attention_math")
 MEMORY_BOUND_CATEGORIES = (Category.ELEMENTWISE, Category.NORM, Category.REDUCTION)
+
 
 def fp32_gemm_off_tensor_cores(f: Facts) -> Finding | None:
     if not f.has_kernels or f.device_kind == "cpu":
@@ -155,23 +166,27 @@ def elementwise_chains(f: Facts) -> Finding | None:
         return None
     kt, total = f.kernels, f.total_ns
     assert kt is not None and total
-    kern = kt[kt[Col.KIND].astype(str) == Kind.KERNEL]
-    if "start_ns" in kern and kern[Col.START_NS].notna().all():
-        kern = kern.sort_values("start_ns", kind="stable")
-    is_mem = np.asarray(kern[Col.CATEGORY].astype(str).isin(MEMORY_BOUND_CATEGORIES))
-    stream = kern[Col.STREAM].to_numpy(dtype="int64", na_value=-1)
-    dur = kern[Col.DUR_NS].to_numpy(dtype="int64", na_value=0)
+    rows = np.flatnonzero(kind_mask(kt, Kind.KERNEL))
+    start = kt[Col.START_NS].to_numpy(dtype="float64", na_value=np.nan)[rows]
+    if not np.isnan(start).any():  # launch order: by start time where every one is known
+        rows = rows[np.argsort(kt[Col.START_NS].to_numpy(dtype="int64", na_value=0)[rows],
+                               kind="stable")]
+    is_mem = category_mask(kt, *MEMORY_BOUND_CATEGORIES)[rows]
+    stream = kt[Col.STREAM].to_numpy(dtype="int64", na_value=-1)[rows]
+    dur = kt[Col.DUR_NS].to_numpy(dtype="int64", na_value=0)[rows]
     chain_ns, chains, lengths = 0, 0, []
-    # Runs of consecutive memory-bound kernels, per stream (launch order within a stream).
+    # Runs of consecutive memory-bound kernels, per stream (launch order within a stream);
+    # every run of a stream at once (prefix sums), not one Python step per run.
     for s in np.unique(stream):
         sel = np.flatnonzero(stream == s)
         flags = is_mem[sel]
         edges = np.flatnonzero(np.diff(np.concatenate(([0], flags.astype(int), [0]))))
-        for start, end in zip(edges[::2], edges[1::2], strict=True):
-            if end - start >= ELEMENTWISE_CHAIN_MIN_LEN:
-                chains += 1
-                lengths.append(int(end - start))
-                chain_ns += int(dur[sel[start:end]].sum())
+        starts, ends = edges[::2], edges[1::2]
+        long = (ends - starts) >= ELEMENTWISE_CHAIN_MIN_LEN
+        summed = np.concatenate(([0], np.cumsum(dur[sel])))
+        chains += int(long.sum())
+        lengths += (ends - starts)[long].tolist()
+        chain_ns += int((summed[ends[long]] - summed[starts[long]]).sum())
     share = chain_ns / total
     if share < ELEMENTWISE_CHAIN_SHARE:
         return None
@@ -209,12 +224,11 @@ def attention_not_flash(f: Facts) -> Finding | None:
     assert kt is not None and total
     if (category_mask(kt, Category.ATTENTION) & name_mask(kt, FLASH_RE)).any():
         return None
-    ops = kt[Col.OP_NAME].astype(object).fillna("").astype(str)
     softmax = name_mask(kt, re.compile(r"softmax", re.I))
-    batched = np.asarray(ops.str.contains(BATCHED_MATMUL_OPS))
-    math = softmax | np.asarray(ops.str.contains(MATH_ATTENTION_OPS)) | (
+    batched = op_mask(f, BATCHED_MATMUL_OPS.search)
+    math = softmax | op_mask(f, MATH_ATTENTION_OPS.search) | (
         category_mask(kt, Category.ATTENTION) & ~name_mask(kt, FLASH_RE))
-    if not np.asarray(ops.str.contains("attention_math")).any() and not (softmax.any() and batched.any()):
+    if not op_mask(f, ATTENTION_MATH_OP.search).any() and not (softmax.any() and batched.any()):
         return None  # a softmax alone (sampling, a router) is not an attention
     share = time_ns(kt, math) / total
     if share < MATH_ATTENTION_SHARE:
@@ -248,8 +262,7 @@ def moe_dispatch(f: Facts) -> Finding | None:
         return None
     kt, total = f.kernels, f.total_ns
     assert kt is not None and total
-    ops = kt[Col.OP_NAME].astype(object).fillna("").astype(str)
-    by_op = np.asarray(ops.str.match(MOE_DISPATCH_OPS)) & ~category_mask(kt, Category.GEMM, Category.ATTENTION)
+    by_op = op_mask(f, MOE_DISPATCH_OPS.match) & ~category_mask(kt, Category.GEMM, Category.ATTENTION)
     mask = category_mask(kt, Category.MOE_DISPATCH) | by_op
     share = time_ns(kt, mask) / total
     if share < MOE_DISPATCH_SHARE:
@@ -257,7 +270,7 @@ def moe_dispatch(f: Facts) -> Finding | None:
     top = top_names(kt, mask, total)
     moe_like = (bool(f.router) or len(top) >= 2
                 or bool(MOE_WORKLOAD_RE.search(str(f.env.get("workload") or "")))
-                or bool(np.asarray(ops.str.contains("index_add|expert|moe", case=False)).any()))
+                or bool(op_mask(f, MOE_OP_RE.search).any()))
     if not moe_like:
         return None
     launches = int(mask.sum())

@@ -16,6 +16,7 @@ from analyzers.advice.effect import fmt_us, impact, recoverable_text
 from analyzers.advice.facts import Facts
 from analyzers.advice.findings import Evidence, Finding
 from analyzers.advice.kernel_select import category_mask, short_name, top_names
+from analyzers.distinct import str_mask
 from profilers.parsers.schema import Category, Col
 
 FAR_BELOW_FACTOR = 5.0  # measured / speed-of-light at least this
@@ -114,7 +115,7 @@ def _decode_attention(f: Facts) -> Finding | None:
         return None
     top = top_names(kt, attn, f.total_ns)
     name = top[0][0]
-    launches = int((kt[Col.NAME].astype(str) == name).sum()) / f.steps
+    launches = int(str_mask(kt[Col.NAME], name.__eq__).sum()) / f.steps
     us = lost_ns / 1e3
     ceil = f"{f.ceilings.source} ceilings of the {f.ceilings.device_name}"
     layer = f.layer("attention_kernel")

@@ -11,11 +11,10 @@ import re
 from collections import Counter
 from typing import Any
 
-import numpy as np
-
 from analyzers.advice.effect import fmt_us, impact, layer_list, recoverable_text
 from analyzers.advice.facts import Facts
 from analyzers.advice.findings import Evidence, Finding
+from analyzers.distinct import isin_mask, str_mask
 from profilers.parsers.schema import Col, Kind
 
 LAUNCH_BOUND_IDLE_SHARE = 0.30
@@ -180,13 +179,12 @@ def host_device_copies(f: Facts) -> Finding | None:
         return None
     kt = f.kernels
     assert kt is not None
-    copies = kt[kt[Col.KIND].astype(str) == Kind.MEMCPY]
-    if not len(copies):
+    is_copy = isin_mask(kt[Col.KIND], (Kind.MEMCPY,))
+    if not is_copy.any():
         return None
-    names = copies[Col.NAME].astype(str)
-    host = np.asarray(names.str.contains(_HOST_COPY_RE))
-    host_ns = int(copies[Col.DUR_NS].to_numpy(dtype="int64", na_value=0)[host].sum())
-    pageable = int(np.asarray(names.str.contains(_PAGEABLE_RE)).sum())
+    host = is_copy & str_mask(kt[Col.NAME], _HOST_COPY_RE.search)
+    host_ns = int(kt[Col.DUR_NS].to_numpy(dtype="int64", na_value=0)[host].sum())
+    pageable = int((is_copy & str_mask(kt[Col.NAME], _PAGEABLE_RE.search)).sum())
     t = f.temporal
     activity = t.activity_ns if t is not None and t.activity_ns else f.total_ns
     share = host_ns / activity if activity else 0.0

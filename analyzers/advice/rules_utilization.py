@@ -3,6 +3,9 @@ shared memory per block) and collective communication left exposed beside comput
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -10,6 +13,7 @@ from analyzers.advice.effect import impact, recoverable_text
 from analyzers.advice.facts import Facts
 from analyzers.advice.findings import Evidence, Finding
 from analyzers.advice.kernel_select import category_mask, time_ns, top_names
+from analyzers.distinct import map_distinct
 from profilers.parsers.schema import Category, Col
 
 LOW_OCCUPANCY = 0.25
@@ -40,6 +44,33 @@ def _occupancy(regs: np.ndarray, smem: np.ndarray, threads: np.ndarray, cc: floa
     return occ, limiter
 
 
+def _block_threads(block: Any) -> float:
+    return float(np.prod(block)) if isinstance(block, (tuple, list)) and len(block) else np.nan
+
+
+def _threads_per_block(blocks: pd.Series) -> np.ndarray:
+    """Threads per block of each launch, computed once per distinct block shape."""
+    try:
+        return map_distinct(blocks, _block_threads, np.nan, dtype="float64")
+    except TypeError:  # unhashable shapes (lists): one at a time
+        return np.array([_block_threads(b) for b in blocks], dtype="float64")
+
+
+def _distinct_triples(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row -> distinct id, the distinct rows) of equal-length float columns, by hashing
+    each column's values to codes and the code tuples to one integer (no sort of rows)."""
+    factorized = [pd.factorize(column) for column in columns]
+    if math.prod(len(uniques) + 1 for _, uniques in factorized) >= 2**62:  # hostile: sort
+        distinct, which = np.unique(np.stack(columns, axis=1), axis=0, return_inverse=True)
+        return np.asarray(which).reshape(-1), distinct
+    key = np.zeros(len(columns[0]), dtype=np.int64)
+    for codes, uniques in factorized:
+        key = key * (len(uniques) + 1) + codes
+    which, _ = pd.factorize(key)
+    first = np.unique(which, return_index=True)[1]
+    return which, np.stack([c[first] for c in columns], axis=1)
+
+
 def low_occupancy(f: Facts) -> Finding | None:
     if not f.has_kernels:
         return None
@@ -59,15 +90,17 @@ def low_occupancy(f: Facts) -> Finding | None:
     else:
         regs = kt[Col.REGISTERS].to_numpy(dtype="float64", na_value=np.nan)
         smem = kt[Col.SHARED_MEM].to_numpy(dtype="float64", na_value=np.nan)
-        threads = np.array([float(np.prod(b)) if isinstance(b, (tuple, list)) and len(b) else np.nan
-                            for b in kt[Col.BLOCK]], dtype="float64")
+        threads = _threads_per_block(kt[Col.BLOCK])
         known = ~np.isnan(regs) & ~np.isnan(threads) & (threads > 0)
         if not known.any():
             return None
         occ = np.full(len(kt), np.nan)
-        limiter = np.array([""] * len(kt), dtype=object)
-        o, lim = _occupancy(regs[known], np.nan_to_num(smem[known]), threads[known], f.cc)
-        occ[known], limiter[known] = o, lim
+        limiter = np.full(len(kt), "", dtype=object)
+        # Once per distinct (registers, shared memory, threads): a few hundred, not a launch each
+        which, distinct = _distinct_triples(regs[known], np.nan_to_num(smem[known]),
+                                            threads[known])
+        o, lim = _occupancy(distinct[:, 0], distinct[:, 1], distinct[:, 2], f.cc)
+        occ[known], limiter[known] = o[which], lim.astype(object)[which]
         how = "occupancy computed from registers/thread, shared memory and block size"
     # Tensor-core GEMM and attention kernels run at low occupancy by design (TMA, warp
     # specialization); the rule is about the rest.

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analyzers.distinct import isin_mask, value_codes
 from analyzers.runtime_api import is_sync
+from profilers.parsers.lookup import lookup_rows
 from profilers.parsers.schema import Col, Kind
 
 MAX_STEP_COUNT_CANDIDATES = 8
@@ -79,10 +81,22 @@ class StepTimeline:
 
 
 def _kernel_order(kt: pd.DataFrame) -> np.ndarray:
-    kind = kt[Col.KIND].astype(str).to_numpy()
     start = kt[Col.START_NS].to_numpy(dtype="float64", na_value=np.nan)
-    rows = np.flatnonzero((kind == Kind.KERNEL) & ~np.isnan(start))
+    rows = np.flatnonzero(isin_mask(kt[Col.KIND], (Kind.KERNEL,)) & ~np.isnan(start))
     return rows[np.argsort(start[rows], kind="stable")]
+
+
+def _name_sequence(names: pd.Series, rows: np.ndarray) -> np.ndarray:
+    """The kernels' names at ``rows`` as integers, numbered in order of first appearance
+    (as ``pd.factorize`` of the name strings numbers them): one code per distinct name."""
+    codes, values = value_codes(names)
+    texts = np.array([str(v) for v in values], dtype=object)
+    # Distinct values with the same text are one name; a missing name is one more.
+    _, same = np.unique(texts, return_inverse=True) if len(texts) else (texts, np.zeros(0, int))
+    merged = np.append(np.asarray(same, dtype=np.int64), -1)[codes[rows]]
+    seq = pd.factorize(merged)[0]
+    seq[merged < 0] = -1  # a missing name stays missing (factorize's NA code)
+    return seq
 
 
 def _period(codes: np.ndarray) -> tuple[int, int, list[int]] | None:
@@ -142,7 +156,7 @@ def step_timeline(kt: pd.DataFrame | None, runtime: pd.DataFrame | None = None
     rows = _kernel_order(kt)
     if len(rows) < 4:
         return None
-    codes = pd.factorize(kt[Col.NAME].astype(str).to_numpy()[rows])[0]
+    codes = _name_sequence(kt[Col.NAME], rows)
     found = _period(codes)
     if found is None:
         return None
@@ -194,10 +208,9 @@ def _launch_times(kt: pd.DataFrame, runtime: pd.DataFrame | None, rows: np.ndarr
     has = ~np.isnan(corr) & ~np.isnan(rt_start)
     if not has.any():
         return None
-    lookup = pd.Series(rt_start[has], index=corr[has])
-    lookup = lookup[~lookup.index.duplicated(keep="first")]
     k_corr = kt[Col.CORRELATION].to_numpy(dtype="float64", na_value=np.nan)[rows]
-    return lookup.reindex(k_corr).to_numpy(dtype="float64")
+    row = lookup_rows(corr[has], k_corr, keep="first")
+    return np.where(row >= 0, rt_start[has][np.maximum(row, 0)], np.nan)
 
 
 def _classify_syncs(runtime: pd.DataFrame, host_spans: tuple[tuple[int, int], ...] | None,
@@ -205,15 +218,14 @@ def _classify_syncs(runtime: pd.DataFrame, host_spans: tuple[tuple[int, int], ..
     """Blocking calls from the first step on. In the step: inside a step's host span; between
     steps, a stream/event sync or blocking copy (a step ending in .item()) but not a device
     synchronize (the harness's fence)."""
-    names = runtime["name"].astype(str).to_numpy()
+    codes, values = value_codes(runtime["name"])
+    sync = np.append([is_sync(str(v)) for v in values], False).astype(bool)[codes]
     start = runtime["start_ns"].to_numpy(dtype="float64", na_value=np.nan)
     dur = runtime["dur_ns"].to_numpy(dtype="float64", na_value=0)
     out = []
     spans = np.asarray(host_spans or [], dtype="float64").reshape(-1, 2)
-    for i in np.flatnonzero(~np.isnan(start) & (start >= first_step_ns - 1)):
-        name = names[i]
-        if not is_sync(name):
-            continue
+    for i in np.flatnonzero(sync & ~np.isnan(start) & (start >= first_step_ns - 1)):
+        name = str(values[codes[i]])
         inside = bool(((spans[:, 0] < start[i]) & (start[i] < spans[:, 1])).any())
         before_last = len(spans) and start[i] < spans[-1, 1]
         in_step = inside or (bool(before_last) and not DEVICE_SYNC.match(name))

@@ -3,10 +3,11 @@
 Why: decoding is CPU-bound Python + msgspec work; on a 2-core machine two halves in two
 processes take about half the wall time. The file is cut at an event boundary (``}`` ``,``
 ``{`` between two array items) near its middle; the first half is read as
-``bytes[0:cut] + "]"`` (a complete array with its header before it), the second as
-``"[" + bytes[cut:]`` (a bare array followed by the header's tail). A cut that falls inside a
-string cannot decode in both halves, so any failure in either half falls back to the serial
-parse — never to a wrong answer. The worker returns its column arrays (numpy, pickled once).
+``bytes[0:cut]`` with the separator's first byte made ``]`` (a complete array with its header
+before it), the second from the separator's last byte made ``[`` (a bare array followed by the
+header's tail), each in its own private mapping of the file (``_trace_mapped``). A cut that
+falls inside a string cannot decode in both halves, so any failure in either half falls back
+to the serial parse — never to a wrong answer. The worker returns its column arrays (numpy, pickled once).
 """
 
 from __future__ import annotations
@@ -19,38 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from profilers.parsers._trace_mapped import Span
+
 SPLIT_MIN_BYTES = 48 << 20  # below this, a fork costs more than it saves
 _SEP = re.compile(rb"\}\s*,\s*\{")
 _PROBE = 4 << 20
-
-
-class RangeReader:
-    """A read-only binary stream over ``lead + file[start:end] + tail``."""
-
-    def __init__(self, path: Path, start: int, end: int, lead: bytes = b"", tail: bytes = b"") -> None:
-        self._f = open(path, "rb")  # noqa: SIM115 (closed by close())
-        self._f.seek(start)
-        self._left = end - start
-        self._lead = lead
-        self._tail = tail
-
-    def read(self, n: int = -1) -> bytes:
-        out = b""
-        if self._lead:
-            out, self._lead = self._lead, b""
-            n -= len(out)
-        if self._left > 0 and n > 0:
-            block = self._f.read(min(n, self._left))
-            self._left -= len(block)
-            if not block:
-                self._left = 0
-            out += block
-        if not out and self._tail:
-            out, self._tail = self._tail, b""
-        return out
-
-    def close(self) -> None:
-        self._f.close()
 
 
 def find_cut(path: Path, size: int, share: float = 0.5) -> tuple[int, int] | None:
@@ -77,7 +51,8 @@ def can_split(path: Path, size: int) -> bool:
 
 def _child(conn: Any, parse: Callable[..., Any], path: Path, start: int, size: int) -> None:
     try:
-        conn.send(("ok", parse(path, RangeReader(path, start, size, lead=b"["), bare=True)))
+        # the separator byte before the first event opens the bare array
+        conn.send(("ok", parse(path, Span(start - 1, size, open_at=start - 1), bare=True)))
     except BaseException as exc:  # noqa: BLE001 (any failure means: parse serially)
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
     finally:
@@ -101,7 +76,8 @@ def parse_in_two(path: Path, size: int, parse: Callable[..., Any], first_share: 
         if meanwhile is not None:
             meanwhile()
         try:
-            first = parse(path, RangeReader(path, 0, cut[0], tail=b"]"), bare=False)
+            # the separator byte after the last event closes the events array
+            first = parse(path, Span(0, cut[0] + 1, close_at=cut[0]), bare=False)
         except Exception:
             first = None
         try:

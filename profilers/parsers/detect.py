@@ -8,9 +8,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Literal
 
 from profilers.parsers._io import (
     GZIP_MAGIC,
@@ -21,10 +19,14 @@ from profilers.parsers._io import (
     require_file,
 )
 from profilers.parsers.kineto import load_kineto, trace_files
-from profilers.parsers.ncu_csv import load_ncu_csv
-from profilers.parsers.ncu_rep import load_ncu_rep
-from profilers.parsers.nsys_sqlite import load_nsys_sqlite
 from workloads.errors import WorkbenchError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas and the other formats' readers are imported when a file needs them: a Kineto
+# trace's parse starts (and forks its worker) before pandas is loaded, and pandas loads
+# while the worker parses (``_kineto_columns.collect``).
 
 ArtifactKind = Literal["kineto", "kineto_dir", "ncu_csv", "ncu_rep", "nsys_sqlite", "nsys_json",
                        "nsys_rep"]
@@ -116,11 +118,17 @@ def load_artifact(path: str | os.PathLike[str]) -> ParsedArtifact:
                               {**t.meta, "device_properties": t.device_properties},
                               annotations=t.annotations)
     if kind == "ncu_csv":
+        from profilers.parsers.ncu_csv import load_ncu_csv
+
         r = load_ncu_csv(path)
         return ParsedArtifact(kind, r.kernels, r.metrics, None, None, r.meta)
     if kind == "ncu_rep":
+        from profilers.parsers.ncu_rep import load_ncu_rep
+
         r = load_ncu_rep(path)
         return ParsedArtifact(kind, r.kernels, r.metrics, None, None, r.meta)
+    from profilers.parsers.nsys_sqlite import load_nsys_sqlite
+
     if kind == "nsys_json":
         from profilers.parsers.nsys_json import load_nsys_json
 
@@ -158,6 +166,8 @@ def load_artifacts(paths: list[str | os.PathLike[str]]) -> ParsedArtifact:
                               {**t.meta, "device_properties": t.device_properties},
                               annotations=t.annotations)
     parts = [load_artifact(p) for p in paths]
+    import pandas as pd
+
     from profilers.parsers.kernel_table import concat_kernel_tables
 
     metrics = [p.metrics for p in parts if p.metrics is not None]

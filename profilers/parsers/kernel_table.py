@@ -76,16 +76,20 @@ def make_kernel_table(columns: dict[str, Any], source: str) -> pd.DataFrame:
         if col in data:
             continue
         if col == "source":
-            data[col] = pd.Categorical([source] * n)
+            # codes, not a list of n strings to factorize (an empty table keeps no category)
+            data[col] = (pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[source])
+                         if n else pd.Categorical([]))
             continue
         if col == "cost_source":
             given = columns.get(col)
-            data[col] = pd.Categorical(list(given) if given is not None else [None] * n,
-                                       categories=list(COST_SOURCES))
+            data[col] = (pd.Categorical(list(given), categories=list(COST_SOURCES))
+                         if given is not None else
+                         pd.Categorical.from_codes(np.full(n, -1, dtype=np.int8),
+                                                   categories=list(COST_SOURCES)))
             continue
         values = columns.get(col)
         if values is None:
-            data[col] = pd.array([None] * n, dtype=dtype) if dtype != "object" else [None] * n
+            data[col] = _all_missing(dtype, n)
         else:
             # copy=False: the parsers hand over arrays they no longer use; two copies of every
             # column (here and in the DataFrame) were a third of an nsys parse's peak memory.
@@ -95,6 +99,17 @@ def make_kernel_table(columns: dict[str, Any], source: str) -> pd.DataFrame:
     if len(table) != n:
         raise ValueError("column lengths differ")
     return table
+
+
+def _all_missing(dtype: str, n: int) -> Any:
+    """A column of ``n`` missing values of ``dtype`` (built from arrays, not n Nones)."""
+    if dtype == "Int64":
+        return pd.arrays.IntegerArray(np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool))
+    if dtype == "Float64":
+        return pd.arrays.FloatingArray(np.zeros(n, dtype=np.float64), np.ones(n, dtype=bool))
+    if dtype == "object":
+        return np.full(n, None, dtype=object)
+    return pd.array([None] * n, dtype=dtype)
 
 
 def concat_kernel_tables(tables: list[pd.DataFrame]) -> pd.DataFrame:

@@ -27,11 +27,13 @@ import numpy as np
 from profilers.parsers._io import require_file
 from profilers.parsers._kineto_columns import (
     MISSING,
+    RECORDED_SEP,
     ReadCounts,
     _Collector,
     collect,
     import_pandas,
 )
+from profilers.parsers.lookup import lookup_rows
 from workloads.errors import WorkbenchError
 
 if TYPE_CHECKING:
@@ -78,10 +80,16 @@ def _ns(us: np.ndarray) -> pd.arrays.IntegerArray:
         # Whole and fractional microseconds apart: ts ~ 4e12 us leaves only ~1 ns of float
         # resolution, and multiplying first would round some timestamps the wrong way.
         whole = np.floor(us)
-        bad = ~np.isfinite(us) | (np.abs(whole) >= 2.0**52)
-        whole = np.where(bad, 0.0, whole)
-        frac = np.where(bad, 0.0, us - whole)
-        ns = whole.astype(np.int64) * 1000 + np.rint(frac * 1000.0).astype(np.int64)
+        frac = us - whole
+        bad = ~(np.abs(whole) < 2.0**52)  # NaN and +-inf compare False: bad too
+        if bad.any():
+            whole[bad] = 0.0
+            frac[bad] = 0.0
+        frac *= 1000.0
+        np.rint(frac, out=frac)
+        ns = whole.astype(np.int64)
+        ns *= 1000
+        ns += frac.astype(np.int64)
         return pd.arrays.IntegerArray(ns, bad)
 
 
@@ -89,10 +97,64 @@ def _cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
     return np.concatenate(parts) if parts else np.empty(0, dtype=dtype)
 
 
+def _same_int(value: int, n: int) -> pd.arrays.IntegerArray:
+    import pandas as pd
+
+    return pd.arrays.IntegerArray(np.full(n, value, dtype=np.int64), np.zeros(n, dtype=bool))
+
+
+def _used_ids(codes: np.ndarray, n: int) -> np.ndarray:
+    """The ids in [0, n) that occur in ``codes`` (-1 = none), ascending: a count, not a sort."""
+    return np.flatnonzero(np.bincount(codes[codes >= 0], minlength=n))
+
+
+def _recorded_columns(ids: np.ndarray, recorded: dict[bytes, int]
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each op's Input Dims, Input type and Concrete Inputs as ids into one table of texts
+    (-1: not recorded), from the interned joined keys: the per-key work is per distinct key."""
+    texts: dict[bytes, int] = {}
+    parts = np.full((len(recorded) + 1, 3), -1, dtype=np.int32)  # last row: id -1
+    for key, i in recorded.items():
+        for j, raw in enumerate(key.split(RECORDED_SEP)):
+            if raw:
+                parts[i, j] = texts.setdefault(raw, len(texts))
+    decoded = np.array([t.decode("utf-8", "replace") for t in texts], dtype=object)
+    rows = parts[ids] if len(ids) else np.zeros((0, 3), dtype=np.int32)
+    return rows[:, 0], rows[:, 1], rows[:, 2], decoded
+
+
+def _texts_cat(codes: np.ndarray, texts: np.ndarray) -> pd.Categorical:
+    """Interned texts (ids into ``texts``, -1 none) as the Categorical ``pd.Categorical``
+    would make of the strings (sorted distinct categories), without one string per row."""
+    import pandas as pd
+
+    if not len(codes):
+        return pd.Categorical([])
+    used = _used_ids(codes, len(texts))
+    # Distinct ids can decode to the same text (invalid UTF-8 replaced): one category each.
+    categories, position = np.unique(texts[used], return_inverse=True)
+    remap = np.full(len(texts) + 1, -1, dtype=np.int32)  # the last slot: id -1 stays -1
+    remap[used] = np.asarray(position).reshape(-1)
+    return pd.Categorical.from_codes(remap[codes], categories=pd.Index(categories))
+
+
+def _launch_objects(launches: dict[Any, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The interned (grid, block) pairs as two object arrays of tuples (None for an absent or
+    empty one): a column takes them by fancy indexing, one reference per launch and no tuple
+    built per launch. Equal triples share one tuple object."""
+    grid = np.empty(len(launches), dtype=object)
+    block = np.empty(len(launches), dtype=object)
+    triples: dict[Any, Any] = {}
+    for (g, b), i in launches.items():
+        grid[i] = triples.setdefault(g, g) if g else None
+        block[i] = triples.setdefault(b, b) if b else None
+    return grid, block
+
+
 def _names_cat(codes: np.ndarray, names: np.ndarray) -> pd.Categorical:
     import pandas as pd
 
-    used = np.unique(codes)
+    used = _used_ids(codes, len(names))
     remap = np.full(len(names) + 1, -1, dtype=np.int32)
     remap[used] = np.arange(len(used), dtype=np.int32)
     return pd.Categorical.from_codes(remap[codes], categories=pd.Index(names[used], dtype=object))
@@ -104,8 +166,6 @@ def _link_ops(c: dict[str, np.ndarray], o: dict[str, np.ndarray], r: dict[str, n
     First the kernel's External id; then its correlation -> the runtime call's External id;
     then the innermost cpu_op whose interval holds that runtime call's start.
     """
-    import pandas as pd
-
     n_ops = len(o["ext"])
     row = np.full(len(c["ext"]), -1, dtype=np.int64)
     if n_ops == 0 or len(row) == 0:
@@ -113,33 +173,46 @@ def _link_ops(c: dict[str, np.ndarray], o: dict[str, np.ndarray], r: dict[str, n
     ok = o["ext"] != MISSING
     if not ok.any():
         return row
-    by_ext = pd.Series(np.flatnonzero(ok), index=o["ext"][ok])
-    by_ext = by_ext[~by_ext.index.duplicated(keep="last")]
+    op_rows = np.flatnonzero(ok)
 
-    def lookup(ext: np.ndarray) -> np.ndarray:
-        pos = by_ext.index.get_indexer(ext)
-        return np.where((pos >= 0) & (ext != MISSING), by_ext.to_numpy()[np.maximum(pos, 0)], -1)
+    def lookup(ext: np.ndarray) -> np.ndarray:  # the last op of an External id
+        at = lookup_rows(o["ext"][ok], ext, keep="last")
+        return np.where((at >= 0) & (ext != MISSING), op_rows[np.maximum(at, 0)], -1)
 
     row = lookup(c["ext"])
     todo = np.flatnonzero((row < 0) & (c["corr"] != MISSING))
     if len(todo) and len(r["corr"]):
-        rt = pd.Series(np.arange(len(r["corr"])), index=r["corr"])
-        rt = rt[~rt.index.duplicated(keep="first")]
-        pos = rt.index.get_indexer(c["corr"][todo])
+        pos = lookup_rows(r["corr"], c["corr"][todo], keep="first")
         hit = pos >= 0
-        todo, rrow = todo[hit], rt.to_numpy()[pos[hit]]
+        todo, rrow = todo[hit], pos[hit]
         row[todo] = lookup(r["ext"][rrow])
         left = row[todo] < 0
         if left.any():
-            order = np.argsort(o["ts"], kind="stable")
-            starts, ends = o["ts"][order], (o["ts"] + o["dur"])[order]
-            for i, ts in zip(todo[left], r["ts"][rrow[left]], strict=True):
-                j = int(np.searchsorted(starts, ts, side="right")) - 1
-                for jj in range(j, max(j - 64, -1), -1):
-                    if ends[jj] >= ts:
-                        row[i] = order[jj]
-                        break
+            row[todo[left]] = _innermost_op(o, r["ts"][rrow[left]])
     return row
+
+
+_MAX_NESTING = 64  # ops looked at back from a call's start for one that holds it
+
+
+def _innermost_op(o: dict[str, np.ndarray], ts: np.ndarray) -> np.ndarray:
+    """Row of the op that holds each time ``ts`` and started last (looking back at most
+    _MAX_NESTING ops by start), or -1; vectorized over the calls, one pass per depth."""
+    order = np.argsort(o["ts"], kind="stable")
+    starts, ends = o["ts"][order], (o["ts"] + o["dur"])[order]
+    last = np.searchsorted(starts, ts, side="right") - 1
+    out = np.full(len(ts), -1, dtype=np.int64)
+    todo = np.arange(len(ts))
+    for back in range(_MAX_NESTING):
+        at = last[todo] - back
+        todo = todo[at >= 0]
+        at = at[at >= 0]
+        holds = ends[at] >= ts[todo]
+        out[todo[holds]] = order[at[holds]]
+        todo = todo[~holds]
+        if not len(todo):
+            break
+    return out
 
 
 _MAX_US = 2.0**52 / 1000  # beyond this a microsecond value has no nanosecond resolution left
@@ -185,15 +258,12 @@ def _build(path: Path, col: _Collector, header: dict[str, Any], rank_default: in
     for d in (k, o, r, an):
         for key in ("ts", "dur", "flops"):
             if key in d:
-                d[key] = d[key].astype(np.float64)
+                d[key] = d[key].astype(np.float64, copy=False)
     invalid: dict[str, int] = {}
     keep_k = _valid_durations(k)
     invalid["kernels"] = int((~keep_k).sum())
     if invalid["kernels"]:
         k = _keep_rows(k, keep_k)
-        rows = np.flatnonzero(keep_k)
-        col.k_grid = [col.k_grid[i] for i in rows]
-        col.k_block = [col.k_block[i] for i in rows]
     for key, d in (("ops", o), ("runtime", r)):
         keep = _valid_durations(d)
         invalid[key] = int((~keep).sum())
@@ -210,6 +280,7 @@ def _build(path: Path, col: _Collector, header: dict[str, Any], rank_default: in
     op_name = np.where(has_op, names[np.maximum(op_name_ids, 0)] if len(names) else none, none)
     flops = np.where(has_op, o["flops"][np.maximum(op_row, 0)] if len(o["flops"]) else np.nan, np.nan)
 
+    grids, blocks = _launch_objects(col.launches)
     start = _ns(k["ts"])
     order = np.argsort(np.where(start._mask, np.iinfo(np.int64).max, start._data), kind="stable")
     # Only the first kernel of each op carries the op's FLOPs, so sums over kernels stay right.
@@ -223,12 +294,11 @@ def _build(path: Path, col: _Collector, header: dict[str, Any], rank_default: in
             k["kind"][order].astype(np.int8), categories=list(_KIND_NAMES)),
         "stream": _masked_int(k["stream"][order]),
         "device": _masked_int(k["device"][order]),
-        "rank": pd.arrays.IntegerArray(np.full(len(order), rank, dtype=np.int64),
-                                       np.zeros(len(order), dtype=bool)),
+        "rank": _same_int(rank, len(order)),
         "start_ns": start[order],
         "dur_ns": _ns(k["dur"])[order],
-        "grid": [col.k_grid[i] for i in order],
-        "block": [col.k_block[i] for i in order],
+        "grid": grids[k["launch"][order]],
+        "block": blocks[k["launch"][order]],
         "registers": _masked_int(k["regs"][order]),
         "shared_mem": _masked_int(k["smem"][order]),
         "correlation": _masked_int(k["corr"][order]),
@@ -236,22 +306,19 @@ def _build(path: Path, col: _Collector, header: dict[str, Any], rank_default: in
         "flops": flops_sorted,
     }, source="torch")
 
-    dims_names = np.array([b.decode("utf-8", "replace") for b in col.dims] + [None], dtype=object)
+    dims, types, concrete, texts = _recorded_columns(o["recorded"], col.recorded)
     ops = pd.DataFrame({
         "name": _names_cat(o["name"], names),
         "start_ns": _ns(o["ts"]),
         "dur_ns": _ns(o["dur"]),
         "external_id": _masked_int(o["ext"]),
         "flops": pd.array(o["flops"], dtype="Float64"),
-        "input_dims": pd.Categorical(dims_names[o["dims"]]) if len(o["dims"]) else
-        pd.Categorical([]),
+        "input_dims": _texts_cat(dims, texts),
         # JSON text as recorded (record_shapes): "Input type" and "Concrete Inputs".
-        "input_types": pd.Categorical(dims_names[o["types"]]) if len(o["types"]) else
-        pd.Categorical([]),
-        "concrete_inputs": pd.Categorical(dims_names[o["concrete"]]) if len(o["concrete"]) else
-        pd.Categorical([]),
-        "rank": pd.array([rank] * len(o["ext"]), dtype="Int64"),
-    })
+        "input_types": _texts_cat(types, texts),
+        "concrete_inputs": _texts_cat(concrete, texts),
+        "rank": _same_int(rank, len(o["ext"])),
+    }, copy=False)
     runtime = pd.DataFrame({
         "name": _names_cat(r["name"], names),
         "start_ns": _ns(r["ts"]),
@@ -259,9 +326,9 @@ def _build(path: Path, col: _Collector, header: dict[str, Any], rank_default: in
         "correlation": _masked_int(r["corr"]),
         "external_id": _masked_int(r["ext"]),
         "pid": _masked_int(r["pid"]),
-        "rank": pd.array([rank] * len(r["ext"]), dtype="Int64"),
+        "rank": _same_int(rank, len(r["ext"])),
         "thread": _masked_int(r["thread"]),  # pid * 2**32 + tid: annotation ranges' key
-    })
+    }, copy=False)
     annotations = _annotations(an, names, rank)
     props = header.get("deviceProperties")
     props = [p for p in props if isinstance(p, dict)] if isinstance(props, list) else []
