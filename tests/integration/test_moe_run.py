@@ -51,7 +51,7 @@ def test_gptoss_tiny_with_all_moe_layers_keeps_parity(tmp_path: Path) -> None:
     run_id = proc.stdout.split()[1].rstrip(":")
     result = json.loads((home / "runs" / run_id / "result.json").read_text())
     assert result["parity"]["ok"] and result["parity"]["precision"] == "fp8"
-    assert [layer["name"] for layer in result["layers"]] == [
+    assert [layer["name"] for layer in result["layers_applied"]] == [
         "L0", "L1", "L5-moe-fp8", "L6-moe-grouped"]
     assert result["details"]["moe_impl"]["dispatch"] == "sorted"
     assert result["details"]["router"]["experts"] == 32
@@ -82,7 +82,7 @@ def test_a_range_says_which_layers_it_skips_and_why(tmp_path: Path) -> None:
     assert "parity vs L0: ok" in proc.stdout
     run_id = proc.stdout.split()[1].rstrip(":")
     result = json.loads((home / "runs" / run_id / "result.json").read_text())
-    layers = {layer["name"]: layer for layer in result["layers"]}
+    layers = {layer["name"]: layer for layer in result["layers_applied"]}
     assert [name for name, layer in layers.items() if layer["applied"]] == [
         "L0", "L1", "L2", "L3", "L5-moe-fp8", "L6-moe-grouped"]
     assert layers["L4"]["reason"].startswith("needs a CUDA GPU")  # unmet here, not skipped
