@@ -3,6 +3,7 @@
 ``main(argv)`` runs one command and returns its exit code; ``entry`` is the console script.
 """
 
-from workbench.cli.main import STOP, main
+from workbench.cli.main import STOP, entry, main
 
-__all__ = ["STOP", "main"]
+# ``entry`` too: a console script installed before the CLI became a package imports it here.
+__all__ = ["STOP", "entry", "main"]
