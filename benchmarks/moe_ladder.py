@@ -92,7 +92,7 @@ def nvml_clocks() -> dict[str, Any]:
 def row_facts(record: Any, row: Any, ceilings: dict[str, Any]) -> dict[str, Any]:
     """One ladder row with its limits: what the JSON keeps."""
     metrics = record.metrics or {}
-    extra = (record.extra or {}).get("extra") or {}
+    extra = record.details or {}
     gb_s, tflops = metrics.get("achieved_gb_s"), metrics.get("achieved_tflops")
     copy, gemm = ceilings.get("copy_bytes_per_s"), ceilings.get("bf16_gemm_flops")
     return {

@@ -52,7 +52,9 @@ def ncu_gemms(run_dir: Path) -> list[dict]:
 
 def inventory_gemms(run_dir: Path, count: int) -> list[dict]:
     result = json.loads((run_dir / "result.json").read_text())
-    inventory, why = decode((result.get("extra") or {}).get("inventory"))
+    # result.json: the child's report under "details" (today's layout) or "extra" (the H200
+    # sessions of 2026-12-01, written before the typed records)
+    inventory, why = decode((result.get("details") or result.get("extra") or {}).get("inventory"))
     if inventory is None:
         raise SystemExit(f"no inventory in {run_dir}: {why}")
     gemms = [inventory.op(i) for i in range(len(inventory)) if inventory.op(i)["kind"] == "gemm"]
