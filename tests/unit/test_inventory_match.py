@@ -31,6 +31,7 @@ DENSE = {  # trace -> the layers it was run with (dense llama-3.1-8b, decode, ba
 
 @cache
 def fake_inventory(workload: str, preset: str, layers: str):
+    pytest.importorskip("torch", reason="builds the inventory under torch's FakeTensorMode")
     from tests.support.fake_inventory import fake_inventory as record
 
     # The traces of tests/data/h200 predate the decode kernels: record the path they ran.

@@ -62,6 +62,7 @@ def test_ops_frame_keeps_input_types_and_concrete_inputs(h100_fixtures):
 
 
 def _fake_payload(layers: str) -> dict:
+    pytest.importorskip("torch", reason="builds the inventory under torch's FakeTensorMode")
     from tests.support.fake_inventory import fake_inventory
 
     return fake_inventory("dense", "llama-3.1-8b", layers.split(","), legacy=True)  # old traces
