@@ -23,14 +23,13 @@ def lookup_rows(keys: np.ndarray, wanted: np.ndarray, keep: str = "first") -> np
     order = None if in_order else np.argsort(keys, kind="stable")
     ordered = keys if order is None else keys[order]
     same = ordered[1:] == ordered[:-1]
+    rows: np.ndarray | None = order  # None: the row is the position
     if same.any():
         # of a run of equal keys (kept in row order by the stable sort), keep its first or last
         unique = np.concatenate(([True], ~same)) if keep == "first" \
             else np.concatenate((~same, [True]))
         rows = np.flatnonzero(unique) if order is None else order[unique]
         ordered = ordered[unique]
-    else:
-        rows = order  # None: the row is the position
     pos = np.searchsorted(ordered, wanted)
     np.minimum(pos, len(ordered) - 1, out=pos)
     hit = ordered[pos] == wanted
