@@ -13,7 +13,8 @@ the first keeps the header before its events and has the separator after its las
 array), and the last keeps the header's tail after the events. A cut is a ``}`` ``,`` ``{``
 between two events; one that falls inside a string or a nested value leaves the piece before it
 unterminated, which cannot decode — so any failure in any piece falls back to the serial parse,
-never to a wrong answer. The worker returns its pieces' column arrays (numpy, pickled once).
+never to a wrong answer. The worker sends each piece's column arrays (numpy, pickled) as soon
+as it is parsed; a thread here receives them meanwhile.
 """
 
 from __future__ import annotations
@@ -82,33 +83,50 @@ def can_split(path: Path, size: int) -> bool:
 
 
 def _take(work: list[tuple[Span, bool]], parse: Callable[..., Any], path: Path, next_piece: Any,
-          failed: Any) -> list[tuple[int, Any]]:
+          failed: Any, done: Callable[[int, Any], None]) -> None:
     """Parse pieces taken from the shared counter until none is left (or either process
-    failed): [(index, result)]."""
-    done = []
+    failed), handing each to ``done(index, result)``."""
     while not failed.value:
         with next_piece.get_lock():
             i = next_piece.value
             next_piece.value += 1
         if i >= len(work):
-            break
+            return
         span, bare = work[i]
         try:
-            done.append((i, parse(path, span, bare=bare)))
+            result = parse(path, span, bare=bare)
         except BaseException:
             failed.value = 1
             raise
-    return done
+        done(i, result)
 
 
 def _child(conn: Any, work: list[tuple[Span, bool]], parse: Callable[..., Any], path: Path,
            next_piece: Any, failed: Any) -> None:
+    # Each piece is sent as soon as it is parsed: the parent's reader thread takes it while
+    # both still parse, so little is left to pickle and pass when the last piece is done.
     try:
-        conn.send(("ok", _take(work, parse, path, next_piece, failed)))
+        _take(work, parse, path, next_piece, failed, lambda i, result: conn.send(("piece", i, result)))
+        conn.send(("done", 0, None))
     except BaseException as exc:  # noqa: BLE001 (any failure means: parse serially)
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        failed.value = 1
+        conn.send(("error", 0, f"{type(exc).__name__}: {exc}"))
     finally:
         conn.close()
+
+
+def _receive(conn: Any, into: dict[int, Any], status: list[str]) -> None:
+    """The worker's pieces as they come (a thread of this process); ``status[0]`` ends as
+    "done", or "error" when the worker failed or died."""
+    try:
+        while True:
+            kind, i, result = conn.recv()
+            if kind != "piece":
+                status[0] = kind
+                return
+            into[i] = result
+    except (EOFError, OSError):
+        status[0] = "error"
 
 
 def parse_in_pieces(path: Path, size: int, parse: Callable[..., Any],
@@ -124,29 +142,32 @@ def parse_in_pieces(path: Path, size: int, parse: Callable[..., Any],
     recv, send = ctx.Pipe(duplex=False)
     worker = ctx.Process(target=_child, args=(send, work, parse, path, next_piece, failed),
                          daemon=True)
-    worker.start()
+    worker.start()  # forked before the reader thread starts: the child gets no thread
     send.close()
-    mine: list[tuple[int, Any]] | None
+    results: dict[int, Any] = {}
+    theirs: dict[int, Any] = {}
+    status = ["error"]
+    reader = threading.Thread(target=_receive, args=(recv, theirs, status), daemon=True)
+    reader.start()
+    ok = True
     try:
         if meanwhile is not None:
             meanwhile()
         try:
-            mine = _take(work, parse, path, next_piece, failed)
+            _take(work, parse, path, next_piece, failed, results.__setitem__)
         except Exception:
-            mine = None
-        try:
-            status, theirs = recv.recv()
-        except (EOFError, OSError):
-            status, theirs = "error", None
+            ok = False
+        reader.join()
     finally:
-        recv.close()
         worker.join(timeout=10)
         if worker.is_alive():
             worker.kill()
             worker.join()
-    if mine is None or status != "ok":
+        reader.join(timeout=10)
+        recv.close()
+    if not ok or status[0] != "done":
         return None
-    results = dict(mine + theirs)
+    results.update(theirs)
     if sorted(results) != list(range(len(work))):
         return None
     return [results[i] for i in range(len(work))]

@@ -144,3 +144,33 @@ def test_the_faster_process_takes_the_pieces_the_other_has_not(h100_fixtures: Pa
     assert got is not None and len(got) > 5
     assert {pid for pid, _ in got} == {got[0][0]} and got[0][0] != os.getpid()
     assert [start for _, start in got] == sorted(start for _, start in got)
+
+
+def _dies_in_the_worker(path: Path, span: split.Span, bare: bool, parent: int,
+                        marker: Path) -> int:
+    if os.getpid() != parent:
+        marker.write_text("dying")
+        os._exit(3)  # the worker dies mid-parse, without a word
+    return span.start
+
+
+def test_a_worker_that_dies_means_the_serial_parse_not_a_hang(h100_fixtures: Path,
+                                                              tmp_path: Path) -> None:
+    import functools
+
+    path = _replicated(h100_fixtures, tmp_path / "t.json", 12)
+    marker = tmp_path / "worker-took-a-piece"
+
+    def busy() -> None:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    split_pieces = split.PIECE_BYTES
+    try:
+        split.PIECE_BYTES = 50_000
+        got = split.parse_in_pieces(path, path.stat().st_size, functools.partial(
+            _dies_in_the_worker, parent=os.getpid(), marker=marker), meanwhile=busy)
+    finally:
+        split.PIECE_BYTES = split_pieces
+    assert got is None
