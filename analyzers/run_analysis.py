@@ -79,6 +79,19 @@ def analyze_tables(source: str, kernels: pd.DataFrame, kernel_metrics: pd.DataFr
     its ProfilerStep#N / aiperf:step ranges delimit the budget's steps. ``workload``,
     ``layers``, ``device_kind``: the run's, so the budget names only layers this run can add
     (None for an artifact from elsewhere: no layer is named)."""
+    from analyzers.advice.steps import shared_step_timelines
+
+    with shared_step_timelines():  # the budget and the advice find the same steps once
+        return _analyze_tables(source, kernels, kernel_metrics, runtime, ops, top, ceilings,
+                               device_name, precision, annotations, workload, layers,
+                               device_kind)
+
+
+def _analyze_tables(source: str, kernels: pd.DataFrame, kernel_metrics: pd.DataFrame | None,
+                    runtime: pd.DataFrame | None, ops: pd.DataFrame | None, top: int,
+                    ceilings: Ceilings | None, device_name: str | None, precision: str | None,
+                    annotations: pd.DataFrame | None, workload: str | None,
+                    layers: Sequence[str], device_kind: str | None) -> RunAnalysis:
     analysis = RunAnalysis(source=source, device_name=device_name, kernels=kernels,
                            kernel_metrics=kernel_metrics, ceilings=ceilings, runtime=runtime)
     if ops is not None and len(ops):
