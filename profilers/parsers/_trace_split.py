@@ -31,7 +31,7 @@ from profilers.parsers._trace_mapped import Span
 
 SPLIT_MIN_BYTES = 48 << 20  # below this, a fork costs more than it saves
 PIECE_BYTES = 16 << 20  # pieces of about this size (a 1 GB trace: 60): the imbalance is < one
-_MAX_PIECES = 64
+_MIN_PIECES, _MAX_PIECES = 8, 64
 _SEP = re.compile(rb"\}\s*,\s*\{")
 _PROBE = 64 << 10
 _MAX_PROBE = 4 << 20
@@ -133,7 +133,8 @@ def parse_in_pieces(path: Path, size: int, parse: Callable[..., Any],
                     meanwhile: Callable[[], None] | None = None) -> list[Any] | None:
     """Every piece's ``parse(path, span, bare=...)``, in file order, or None to go serial.
     This process runs ``meanwhile`` (e.g. an import the caller needs next) before it joins in."""
-    count = max(2, min(_MAX_PIECES, size // PIECE_BYTES))
+    # at least _MIN_PIECES: whoever finishes first waits at most for one small piece
+    count = max(_MIN_PIECES, min(_MAX_PIECES, size // PIECE_BYTES))
     work = pieces(path, size, count)
     if work is None:
         return None
