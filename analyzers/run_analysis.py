@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from analyzers.breakdown import (
@@ -20,6 +21,7 @@ from analyzers.breakdown import (
     stream_breakdown,
 )
 from analyzers.ceilings import Ceilings
+from analyzers.distinct import value_codes
 from analyzers.overlap import distributed_analysis
 from analyzers.roofline import roofline
 from analyzers.sol_budget import SolBudget, sol_budget
@@ -65,8 +67,21 @@ class RunAnalysis:
         """GPU time by activity kind (kernel / memcpy / memset), exact ns."""
         if self.kernels is None or len(self.kernels) == 0:
             return {}
-        grouped = self.kernels.groupby(self.kernels[Col.KIND].astype(str))["dur_ns"].sum(min_count=1)
-        return {str(k): int(v) for k, v in grouped.items() if not pd.isna(v)}
+        dur = self.kernels[Col.DUR_NS]
+        if not pd.api.types.is_integer_dtype(dur.dtype):
+            grouped = self.kernels.groupby(self.kernels[Col.KIND].astype(str))["dur_ns"].sum(
+                min_count=1)
+            return {str(k): int(v) for k, v in grouped.items() if not pd.isna(v)}
+        # Integer ns summed per distinct kind (a few), not a string per launch: the groups of
+        # grouping by ``kind.astype(str)`` (a missing kind is no group), in its order.
+        codes, values = value_codes(self.kernels[Col.KIND])
+        known = dur.notna().to_numpy() & (codes >= 0)
+        codes, ns = codes[known], dur.to_numpy(dtype="int64", na_value=0)[known]
+        totals: dict[str, int] = {}
+        for code in np.flatnonzero(np.bincount(codes, minlength=len(values))).tolist():
+            text = str(values[code])
+            totals[text] = totals.get(text, 0) + int(ns[codes == code].sum())
+        return dict(sorted(totals.items()))
 
 
 def analyze_tables(source: str, kernels: pd.DataFrame, kernel_metrics: pd.DataFrame | None = None,
