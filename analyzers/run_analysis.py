@@ -21,7 +21,6 @@ from analyzers.breakdown import (
     stream_breakdown,
 )
 from analyzers.ceilings import Ceilings
-from analyzers.distinct import value_codes
 from analyzers.overlap import distributed_analysis
 from analyzers.roofline import roofline
 from analyzers.sol_budget import SolBudget, sol_budget
@@ -72,6 +71,8 @@ class RunAnalysis:
             grouped = self.kernels.groupby(self.kernels[Col.KIND].astype(str))["dur_ns"].sum(
                 min_count=1)
             return {str(k): int(v) for k, v in grouped.items() if not pd.isna(v)}
+        from analyzers.distinct import value_codes
+
         # Integer ns summed per distinct kind (a few), not a string per launch: the groups of
         # grouping by ``kind.astype(str)`` (a missing kind is no group), in its order.
         codes, values = value_codes(self.kernels[Col.KIND])

@@ -160,7 +160,7 @@ timed(sa, "attach_kernel_costs", "analyzers: attach_kernel_costs")
 for name, obj in list(vars(ra).items()):
     if callable(obj) and getattr(obj, "__module__", "").startswith("analyzers.") \\
             and name not in ("analyze_tables", "RunAnalysis", "attach_advice") \\
-            and not isinstance(obj, type):
+            and not name.startswith("_") and not isinstance(obj, type):
         timed(ra, name, "analyzers: " + name)
 timed(engine, "build_facts", "advice: facts")
 timed(engine, "run_rules", "advice: rules")
