@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from analyzers.distinct import str_mask
 from profilers.parsers.schema import Col
 
 
@@ -123,7 +124,7 @@ def unattributed_reason(kt: pd.DataFrame) -> str | None:
         return None
     corr = kt[Col.CORRELATION]
     replayed = orphan & corr.notna().to_numpy() & corr.duplicated(keep=False).to_numpy()
-    compiled = orphan & kt[Col.NAME].astype(str).str.startswith("triton_").to_numpy()
+    compiled = orphan & str_mask(kt[Col.NAME], lambda name: name.startswith("triton_"))
     causes = []
     if replayed.any():
         causes.append(f"kernels replayed from CUDA graphs ({int(corr[replayed].nunique())} "

@@ -96,17 +96,21 @@ def totals_note(totals: dict[str, dict[str, float | None]]) -> str:
 
 def anchor_classes(kernels: pd.DataFrame) -> np.ndarray:
     names = kernels[Col.NAME]
-    cats = kernels[Col.CATEGORY].astype("object").to_numpy()
     codes = names.cat.codes.to_numpy() if hasattr(names, "cat") else None
     if codes is None:
+        cats = kernels[Col.CATEGORY].astype("object").to_numpy()
         return np.array([kernel_anchor_class(str(n), c) for n, c in zip(names, cats, strict=True)],
                         dtype=object)
-    # Category depends on the name only: classify each distinct name once.
-    first = pd.Series(np.arange(len(codes))).groupby(codes).first()
-    by_code = np.full(len(names.cat.categories) + 1, None, dtype=object)  # last: no name
-    for code, row in first.items():
-        if code >= 0:
-            by_code[code] = kernel_anchor_class(str(names.cat.categories[code]), cats[row])
+    # Category depends on the name only: classify each distinct name once, with the category
+    # of its first launch (only those rows are read as objects, not one per launch).
+    n_names = len(names.cat.categories)
+    first = np.full(n_names + 1, -1, dtype=np.int64)  # last slot: launches without a name
+    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)  # the last write: the first launch
+    used = np.flatnonzero(first[:n_names] >= 0)
+    cats = kernels[Col.CATEGORY].iloc[first[used]].astype("object").to_numpy()
+    by_code = np.full(n_names + 1, None, dtype=object)  # last: no name
+    for code, cat in zip(used.tolist(), cats, strict=True):
+        by_code[code] = kernel_anchor_class(str(names.cat.categories[code]), cat)
     return by_code[codes]
 
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from analyzers.breakdown import (
@@ -65,8 +66,23 @@ class RunAnalysis:
         """GPU time by activity kind (kernel / memcpy / memset), exact ns."""
         if self.kernels is None or len(self.kernels) == 0:
             return {}
-        grouped = self.kernels.groupby(self.kernels[Col.KIND].astype(str))["dur_ns"].sum(min_count=1)
-        return {str(k): int(v) for k, v in grouped.items() if not pd.isna(v)}
+        dur = self.kernels[Col.DUR_NS]
+        if not pd.api.types.is_integer_dtype(dur.dtype):
+            grouped = self.kernels.groupby(self.kernels[Col.KIND].astype(str))["dur_ns"].sum(
+                min_count=1)
+            return {str(k): int(v) for k, v in grouped.items() if not pd.isna(v)}
+        from analyzers.distinct import value_codes
+
+        # Integer ns summed per distinct kind (a few), not a string per launch: the groups of
+        # grouping by ``kind.astype(str)`` (a missing kind is no group), in its order.
+        codes, values = value_codes(self.kernels[Col.KIND])
+        known = dur.notna().to_numpy() & (codes >= 0)
+        codes, ns = codes[known], dur.to_numpy(dtype="int64", na_value=0)[known]
+        totals: dict[str, int] = {}
+        for code in np.flatnonzero(np.bincount(codes, minlength=len(values))).tolist():
+            text = str(values[code])
+            totals[text] = totals.get(text, 0) + int(ns[codes == code].sum())
+        return dict(sorted(totals.items()))
 
 
 def analyze_tables(source: str, kernels: pd.DataFrame, kernel_metrics: pd.DataFrame | None = None,
@@ -79,6 +95,19 @@ def analyze_tables(source: str, kernels: pd.DataFrame, kernel_metrics: pd.DataFr
     its ProfilerStep#N / aiperf:step ranges delimit the budget's steps. ``workload``,
     ``layers``, ``device_kind``: the run's, so the budget names only layers this run can add
     (None for an artifact from elsewhere: no layer is named)."""
+    from analyzers.advice.steps import shared_step_timelines
+
+    with shared_step_timelines():  # the budget and the advice find the same steps once
+        return _analyze_tables(source, kernels, kernel_metrics, runtime, ops, top, ceilings,
+                               device_name, precision, annotations, workload, layers,
+                               device_kind)
+
+
+def _analyze_tables(source: str, kernels: pd.DataFrame, kernel_metrics: pd.DataFrame | None,
+                    runtime: pd.DataFrame | None, ops: pd.DataFrame | None, top: int,
+                    ceilings: Ceilings | None, device_name: str | None, precision: str | None,
+                    annotations: pd.DataFrame | None, workload: str | None,
+                    layers: Sequence[str], device_kind: str | None) -> RunAnalysis:
     analysis = RunAnalysis(source=source, device_name=device_name, kernels=kernels,
                            kernel_metrics=kernel_metrics, ceilings=ceilings, runtime=runtime)
     if ops is not None and len(ops):

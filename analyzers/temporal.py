@@ -243,10 +243,12 @@ def temporal_profile(kt: pd.DataFrame, runtime: pd.DataFrame | None = None,
                          host_bound_idle_share, host_bound_gap_share)
 
 
-def _process_keys(runtime: pd.DataFrame) -> np.ndarray | None:
+def _process_keys(runtime: pd.DataFrame, rows: np.ndarray) -> np.ndarray | None:
+    """The process (pid, else rank) of the runtime calls at ``rows`` (a mask) as objects:
+    only those rows are boxed (a 1 GB trace's 546k calls took 43 ms, its syncs take 1)."""
     for col in ("pid", "rank"):
         if col in runtime:
-            return runtime[col].astype("object").to_numpy()
+            return runtime[col][rows].astype("object").to_numpy()
     return None
 
 
@@ -283,9 +285,9 @@ def _with_runtime(profile: dict[str, Any], kt: pd.DataFrame, runtime: pd.DataFra
     syncs.sort(key=lambda x: -x.total_ns)
     blocked = _union_ns(clip_s[is_sync_row], clip_e[is_sync_row])
     processes: list[ProcessSync] = []
-    keys = _process_keys(runtime)
-    if keys is not None and is_sync_row.any():
-        proc_codes, proc_values = pd.factorize(keys[is_sync_row], use_na_sentinel=True)
+    keys = _process_keys(runtime, is_sync_row) if is_sync_row.any() else None
+    if keys is not None:
+        proc_codes, proc_values = pd.factorize(keys, use_na_sentinel=True)
         ss, se, sd = clip_s[is_sync_row], clip_e[is_sync_row], rt_dur[is_sync_row]
         for code in np.unique(proc_codes):
             sel = proc_codes == code

@@ -160,7 +160,7 @@ timed(sa, "attach_kernel_costs", "analyzers: attach_kernel_costs")
 for name, obj in list(vars(ra).items()):
     if callable(obj) and getattr(obj, "__module__", "").startswith("analyzers.") \\
             and name not in ("analyze_tables", "RunAnalysis", "attach_advice") \\
-            and not isinstance(obj, type):
+            and not name.startswith("_") and not isinstance(obj, type):
         timed(ra, name, "analyzers: " + name)
 timed(engine, "build_facts", "advice: facts")
 timed(engine, "run_rules", "advice: rules")
@@ -307,6 +307,13 @@ def e2e(trace: Path, repeats: int, hta_repeats: int, ref: dict[str, Any] | None,
                         **_meters("baseline_analyze_json", old_json)})
         metrics["baseline_same_analysis"] = {"median": _same_analysis(old_doc, doc),
                                              "unit": "bool"}
+        # before/after in the same run: wall and CPU seconds (CPU holds better under load)
+        for key, mine, theirs in (("analyze", plain, old_plain),
+                                  ("analyze_json", with_json, old_json)):
+            for meter, label in (("wall_s", "speedup"), ("cpu_s", "cpu_ratio")):
+                metrics[f"{label}_{key}_vs_baseline"] = {
+                    "median": statistics.median(r[meter] for r in theirs)
+                    / statistics.median(r[meter] for r in mine), "unit": "x"}
         lines.append(f"{'baseline: analyze':<24} {_row(old_plain)}")
         lines.append(f"{'baseline: analyze --json':<24} {_row(old_json)}")
     metrics["ours_kernel_total_ns"] = {"median": doc["kernel_total_ns"], "unit": "ns"}
@@ -477,7 +484,15 @@ def main() -> None:
         print(line)
     if "e2e.speedup_analyze_vs_hta" in metrics:
         print(f"speedup vs HTA (whole process): analyze {metrics['e2e.speedup_analyze_vs_hta']['median']:.1f}x,"
-              f" analyze --json {metrics['e2e.speedup_analyze_json_vs_hta']['median']:.1f}x")
+              f" analyze --json {metrics['e2e.speedup_analyze_json_vs_hta']['median']:.1f}x;"
+              f" CPU ratio {metrics['e2e.cpu_ratio_analyze_vs_hta']['median']:.1f}x,"
+              f" {metrics['e2e.cpu_ratio_analyze_json_vs_hta']['median']:.1f}x")
+    if "e2e.speedup_analyze_vs_baseline" in metrics:
+        print(f"vs baseline {args.baseline} (same run): analyze "
+              f"{metrics['e2e.speedup_analyze_vs_baseline']['median']:.2f}x wall, "
+              f"{metrics['e2e.cpu_ratio_analyze_vs_baseline']['median']:.2f}x CPU; --json "
+              f"{metrics['e2e.speedup_analyze_json_vs_baseline']['median']:.2f}x wall, "
+              f"{metrics['e2e.cpu_ratio_analyze_json_vs_baseline']['median']:.2f}x CPU")
     if args.split:
         for k, v in metrics.items():
             if k.startswith("split."):

@@ -19,7 +19,11 @@ candidate step counts, each checked in O(kernels)).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -145,9 +149,40 @@ def _busy_in(s: np.ndarray, e: np.ndarray, lo: int, hi: int) -> tuple[int, np.nd
     return int((me - ms).sum()), ms, me
 
 
+# (id(kernels), id(runtime)) -> (kernels, runtime, timeline) while shared_step_timelines() is on
+_SHARED: ContextVar[dict[tuple[int, int], Any] | None] = ContextVar("shared_step_timelines",
+                                                                   default=None)
+
+
+@contextmanager
+def shared_step_timelines() -> Iterator[None]:
+    """Within it, ``step_timeline`` of the same kernel and runtime frames is found once.
+
+    Why: one analysis asks twice — the budget's step finder (analyzers.step_timeline, where a
+    trace has no step ranges) and the advice's facts — and on a 1 GB trace each search takes
+    ~0.1 s. The frames are the same objects both times and analyzers never change a frame they
+    are given, so the second answer is the first. The cache lives only inside the ``with``
+    (one analysis) and holds the frames, so their ids cannot be reused meanwhile."""
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
 def step_timeline(kt: pd.DataFrame | None, runtime: pd.DataFrame | None = None
                   ) -> StepTimeline | None:
     """The profiled steps of a one-device trace, or None when no kernel sequence repeats."""
+    shared = _SHARED.get()
+    if shared is None:
+        return _find_steps(kt, runtime)
+    key = (id(kt), id(runtime))
+    if key not in shared:
+        shared[key] = (kt, runtime, _find_steps(kt, runtime))
+    return shared[key][2]
+
+
+def _find_steps(kt: pd.DataFrame | None, runtime: pd.DataFrame | None) -> StepTimeline | None:
     if kt is None or len(kt) < 4 or "start_ns" not in kt:
         return None
     devices = kt[Col.DEVICE].dropna().unique() if "device" in kt else []

@@ -36,7 +36,7 @@ from profilers.parsers._io import (
     too_many_events,
 )
 from profilers.parsers._trace_mapped import MappedTraceStream, Span
-from profilers.parsers._trace_split import can_split, parse_in_two
+from profilers.parsers._trace_split import can_split, parse_in_pieces
 from profilers.parsers._trace_stream import MISSING, Args, Event, TraceStream
 
 _GPU_KINDS = {"kernel": 0, "Kernel": 0, "gpu_memcpy": 1, "Memcpy": 1, "gpu_memset": 2, "Memset": 2,
@@ -364,18 +364,17 @@ def collect(path: Path) -> tuple[_Collector, dict[str, Any], ReadCounts]:
     max_bytes = input_limits().max_bytes
     if max_bytes is not None and size > max_bytes:  # uncompressed or not: never smaller inside
         raise too_many_bytes(path, "trace", max_bytes)
-    halves = None
     if can_split(path, size):
-        # Without pandas loaded yet, the parent imports it during the worker's parse, so it
-        # takes the smaller part of the file.
-        first_share = 0.5 if "pandas" in sys.modules else 0.3
-        halves = parse_in_two(path, size, _parse_stream, first_share=first_share,
-                              meanwhile=import_pandas)
-    if halves is not None:
-        (col, first), (rest, second) = halves
-        col.merge(rest)
-        col.check_events()
-        return col, first.header(suffix=second.suffix), _counts(first) + _counts(second)
+        # pieces shared by this process and a forked worker; this one imports pandas first
+        # when it is not loaded yet (the worker meanwhile parses)
+        parts = parse_in_pieces(path, size, _parse_stream, meanwhile=import_pandas)
+        if parts is not None:
+            col, first = parts[0]
+            for rest, _ in parts[1:]:
+                col.merge(rest)
+            col.check_events()
+            counts = sum((_counts(s) for _, s in parts[1:]), _counts(first))
+            return col, first.header(suffix=parts[-1][1].suffix), counts
     plain = head_bytes(path, 2) != GZIP_MAGIC
     col, first = _parse_stream(path, Span(0, size) if plain else open_maybe_gzip(path))
     return col, first.header(), _counts(first)

@@ -2,7 +2,7 @@
 
 Accepts ``.json``, ``.json.gz`` (detected by magic bytes) or a directory of per-rank traces.
 Events are decoded chunk by chunk into columns (see ``_trace_stream`` and ``_kineto_columns``;
-an uncompressed trace above 48 MB is parsed in two processes, see ``_trace_split``); names are
+an uncompressed trace above 48 MB is parsed in pieces shared by two processes, see ``_trace_split``); names are
 interned to integer ids, so no per-event Python dict ever exists and peak memory stays near the
 file size.
 

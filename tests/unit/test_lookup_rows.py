@@ -13,10 +13,15 @@ from profilers.parsers.lookup import lookup_rows
 
 @pytest.mark.parametrize("keep", ["first", "last"])
 @pytest.mark.parametrize("dtype", [np.int64, np.float64])
-def test_lookup_rows_equals_a_dict(keep, dtype):
+@pytest.mark.parametrize("keys_are", ["shuffled", "in order", "in order, distinct"])
+def test_lookup_rows_equals_a_dict(keep, dtype, keys_are):
+    """Keys in order (a trace's ids usually are) take a path without the sort, distinct ones
+    one without the compaction of duplicates: all three give the dict's rows."""
     rng = np.random.default_rng(3)
     for _ in range(200):
         keys = rng.integers(-5, 40, rng.integers(0, 60)).astype(dtype)
+        if keys_are != "shuffled":
+            keys = np.unique(keys) if keys_are.endswith("distinct") else np.sort(keys)
         wanted = rng.integers(-8, 45, rng.integers(0, 30)).astype(dtype)
         if dtype == np.float64 and len(keys):
             keys[rng.random(len(keys)) < 0.1] = np.nan  # a missing key is never found
