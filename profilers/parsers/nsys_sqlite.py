@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from profilers.parsers import nsys_page_reads as page_reads
 from profilers.parsers._io import SQLITE_MAGIC, head_bytes, require_file
 from profilers.parsers._sqlite_columns import (
     MISSING,
@@ -42,6 +43,8 @@ from profilers.parsers._sqlite_columns import (
     unpack,
 )
 from profilers.parsers.kernel_table import make_kernel_table
+from profilers.parsers.nsys_page_reads import CORR_MASK, NVTX_RANGE_TYPES, PID_MASK
+from profilers.parsers.nsys_pages import PagesUnusable, RawText, open_db
 from profilers.parsers.ranges import empty_ranges, ranges_frame
 from workloads.errors import WorkbenchError
 
@@ -50,13 +53,9 @@ MEMCPY = "CUPTI_ACTIVITY_KIND_MEMCPY"
 MEMSET = "CUPTI_ACTIVITY_KIND_MEMSET"
 RUNTIME = "CUPTI_ACTIVITY_KIND_RUNTIME"
 NVTX = "NVTX_EVENTS"
-# NVTX event types that are ranges (ENUM_NSYS_EVENT_TYPE): push/pop and start/end.
-NVTX_RANGE_TYPES = (59, 60)
 # Above this many NVTX rows the ranges are not read (a torch emit_nvtx run writes one range
 # per op: ~1M rows cost ~1 s to read); regions then say so. Raise it to read them all.
 NVTX_MAX_RANGES = 250_000
-CORR_MASK = (1 << 33) - 1
-PID_MASK = (1 << 24) - 1
 
 # CUpti_ActivityMemcpyKind
 COPY_KINDS = {0: "Unknown", 1: "HtoD", 2: "DtoH", 3: "HtoA", 4: "AtoH", 5: "AtoA", 6: "AtoD",
@@ -300,16 +299,64 @@ def _nvtx_read(con: sqlite3.Connection, tables: set[str], max_ranges: int,
                              "text_id": _opt(cols, "textId")}, where)
 
 
-def _nvtx(con: sqlite3.Connection, read: ColumnRead, r: dict[str, np.ndarray]) -> pd.DataFrame:
-    texts: list[Any] = [None] * len(r["start"])
-    if "text" in table_columns(con, NVTX):
-        texts = [t for (t,) in con.execute(
-            f"SELECT text FROM {NVTX} WHERE {read.where} ORDER BY rowid")]
-    strings = strings_for(con, r["text_id"])
-    labels = [t if isinstance(t, str) else strings.get(int(i), "<unnamed>")
-              for t, i in zip(texts, r["text_id"].tolist(), strict=True)]
-    return ranges_frame(pd.Categorical(labels), _masked(r["start"]), _masked(r["end"]), "nvtx",
+def _nvtx(con: sqlite3.Connection, read: ColumnRead, r: dict[str, np.ndarray],
+          text: RawText | None) -> pd.DataFrame:
+    """The ranges frame; a range's name is its ``text`` where that is text, else the string
+    of its ``textId``. ``text``: that column from the pages (None: read it here with SQL)."""
+    if text is None:
+        text = _sql_text(con, read) if "text" in table_columns(con, NVTX) else RawText(
+            np.full(len(r["start"]), -1, dtype=np.int64), [])
+    # names by code: the texts, then the registered strings of the ranges without text
+    no_text = text.codes < 0
+    ids, id_codes = np.unique(r["text_id"][no_text], return_inverse=True)
+    strings = strings_for(con, ids)
+    names = np.array(text.labels + [strings.get(int(i), "<unnamed>") for i in ids.tolist()],
+                     dtype=object)
+    codes = text.codes.copy()
+    codes[no_text] = len(text.labels) + id_codes.ravel()
+    # the names used, sorted, as pd.Categorical(list of names) has them
+    used, row_used = np.unique(codes, return_inverse=True)
+    categories, remap = np.unique(names[used], return_inverse=True)
+    return ranges_frame(pd.Categorical.from_codes(remap.ravel()[row_used.ravel()],
+                                                  categories=pd.Index(categories.tolist())),
+                        _masked(r["start"]), _masked(r["end"]), "nvtx",
                         thread=_masked(r["thread"]))
+
+
+def _sql_text(con: sqlite3.Connection, read: ColumnRead) -> RawText:
+    """The ``text`` column of the ranges read, with SQL: a code per row (-1: not text)."""
+    texts = [t if isinstance(t, str) else None for (t,) in con.execute(
+        f"SELECT text FROM {NVTX} WHERE {read.where} ORDER BY rowid")]
+    codes, labels = pd.factorize(pd.Series(texts, dtype=object))
+    return RawText(np.asarray(codes, dtype=np.int64), [str(x) for x in labels])
+
+
+def _read_tables(p: Any, con: sqlite3.Connection, uri: str, reads: list[ColumnRead],
+                 with_thread: bool, page_reader: bool
+                 ) -> tuple[dict[str, dict[str, np.ndarray]], RawText | None]:
+    """Every read's columns: from the file's pages where that applies (nsys_pages), the
+    other tables with SQL."""
+    got: dict[str, dict[str, np.ndarray]] = {}
+    text = None
+    pages = open_db(p) if page_reader else None
+    for read in reads:
+        if pages is None:
+            break
+        try:
+            if read.table == NVTX:
+                got[NVTX], text = page_reads.nvtx(pages, con, NVTX)
+            elif read.table == RUNTIME:
+                got[RUNTIME] = page_reads.runtime(pages, con, RUNTIME, with_thread)
+            else:
+                got[read.table] = page_reads.activity(pages, con, read.table,
+                                                      read.table == KERNELS,
+                                                      read.table == MEMCPY)
+        except PagesUnusable:
+            pass
+    rest = [r for r in reads if r.table not in got]
+    got.update(zip([r.table for r in rest],
+                   read_columns(lambda: sqlite3.connect(uri, uri=True), rest), strict=True))
+    return got, text
 
 
 def _row_dicts(con: sqlite3.Connection, table: str) -> list[dict[str, Any]]:
@@ -384,7 +431,10 @@ def nvtx_max_ranges() -> int:
                              "e.g. AIPERF_NVTX_MAX_RANGES=2000000") from None
 
 
-def load_nsys_sqlite(path: str | os.PathLike[str], max_nvtx_ranges: int | None = None) -> NsysTrace:
+def load_nsys_sqlite(path: str | os.PathLike[str], max_nvtx_ranges: int | None = None,
+                     page_reader: bool = True) -> NsysTrace:
+    """``page_reader``: read tables from the file's pages where that applies (False: all
+    with SQL — the same result, slower; for tests and benchmarks)."""
     p = require_file(path, "nsys SQLite export")
     if not head_bytes(p, 16).startswith(SQLITE_MAGIC):
         raise WorkbenchError(f"{p}: not an SQLite database",
@@ -410,12 +460,12 @@ def load_nsys_sqlite(path: str | os.PathLike[str], max_nvtx_ranges: int | None =
             reads.append(_runtime_read(table_columns(con, RUNTIME), nvtx_read is not None))
         if nvtx_read is not None:
             reads.append(nvtx_read)
-        got = dict(zip([r.table for r in reads],
-                       read_columns(lambda: sqlite3.connect(uri, uri=True), reads), strict=True))
+        got, text = _read_tables(p, con, uri, reads, nvtx_read is not None, page_reader)
         _unique_correlations(*(got[t]["corr"] for t in (KERNELS, MEMCPY, MEMSET, RUNTIME)
                                if t in got))
         kernels = _kernel_table(con, got, notes)
-        nvtx = _nvtx(con, nvtx_read, got[NVTX]) if nvtx_read is not None else empty_ranges()
+        nvtx = (_nvtx(con, nvtx_read, got[NVTX], text) if nvtx_read is not None
+                else empty_ranges())
         runtime = _runtime(con, got.get(RUNTIME), with_thread=nvtx_read is not None)
         props = gpu_properties(con, tables)
         driver = _driver(con, tables)
