@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -80,10 +81,18 @@ def _stem(name: str) -> tuple[str, int | None]:
 
 def _side(kinds: pd.Series) -> np.ndarray:
     """Per range: "gpu" (on the GPU timeline), "cpu", or "" (profiler overhead: no region)."""
-    codes, labels = pd.factorize(kinds.astype("object"))
+    if isinstance(kinds.dtype, pd.CategoricalDtype):  # per category, not per range
+        codes, labels = kinds.cat.codes.to_numpy(), list(kinds.cat.categories)
+    else:
+        codes, labels = pd.factorize(kinds.astype("object"))
     side = np.array(["gpu" if "gpu" in str(k) else "" if str(k) == "overhead" else "cpu"
                      for k in labels] + ["cpu"], dtype=object)
     return side[codes]  # code -1 (missing kind): the last entry
+
+
+def _rows(frame: pd.DataFrame, keep: np.ndarray | pd.Series) -> pd.DataFrame:
+    """``frame[keep]``, without the copy when every row is kept (a million NVTX ranges)."""
+    return frame if bool(np.all(keep)) else frame[keep]
 
 
 def _ints(series: pd.Series) -> np.ndarray:
@@ -109,15 +118,10 @@ def _nest(ks: np.ndarray, ke: np.ndarray) -> _Nest:
     order = np.lexsort((-ke, ks))
     ks, ke = ks[order], ke[order]
     n = len(order)
-    # Depth = ranges open at a start: a sweep over starts (+1) and ends (-1), ends first at a tie.
-    times = np.concatenate([ke, ks])
-    delta = np.concatenate([np.full(n, -1, dtype=np.int64), np.ones(n, dtype=np.int64)])
-    pos = np.concatenate([np.arange(n), np.arange(n)])
-    sweep = np.lexsort((pos, delta, times))  # ends before starts, outer starts first
-    running = np.cumsum(delta[sweep])
-    is_start = delta[sweep] > 0
-    depth = np.zeros(n, dtype=np.int64)
-    depth[pos[sweep][is_start]] = running[is_start] - 1
+    # Depth = ranges open at a start, less one: in nesting order the i-th range has i ranges
+    # started before it (outer ones first at a tie), and the ends at or before its start are
+    # closed (ends first at a tie).
+    depth = np.arange(n, dtype=np.int64) - np.searchsorted(np.sort(ke), ks, side="right")
     depth = np.maximum(depth, 0)
     parent = np.full(n, -1, dtype=np.int64)
     for d in range(1, int(depth.max(initial=0)) + 1):
@@ -181,7 +185,7 @@ def _launch_points(kernels: pd.DataFrame, runtime: pd.DataFrame | None
 def _owners(ranges: pd.DataFrame, kernels: pd.DataFrame, runtime: pd.DataFrame | None,
             kind: str) -> tuple[_Nest, np.ndarray, str] | None:
     """(nesting, owner position per kernel or -1, attribution label)."""
-    sel = ranges[_side(ranges["kind"]) == kind]
+    sel = _rows(ranges, _side(ranges["kind"]) == kind)
     start, end = _ints(sel["start_ns"]), _ints(sel["end_ns"])
     thread = _ints(sel["thread"]) if kind == "cpu" else _ints(sel["device"])
     if kind == "cpu":
@@ -220,7 +224,14 @@ def _owners(ranges: pd.DataFrame, kernels: pd.DataFrame, runtime: pd.DataFrame |
 def _name_codes(names: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """(code per range, normalised name per code): names are normalised once per distinct
     name, not per range (a torch emit_nvtx run has a million ranges)."""
-    codes, labels = pd.factorize(names.astype("object"))
+    if isinstance(names.dtype, pd.CategoricalDtype):
+        # by category code (integers: no string hashing per range), in order of appearance
+        # as factorizing the strings gives
+        cat_codes = names.cat.codes.to_numpy()
+        codes, first = pd.factorize(np.where(cat_codes < 0, np.nan, cat_codes))
+        labels = names.cat.categories.to_numpy(dtype=object)[first.astype(np.int64)]
+    else:
+        codes, labels = pd.factorize(names.astype("object"))
     norm = [normalize_name(str(x)) for x in labels]
     norm_codes, uniq = pd.factorize(np.array(norm + ["<unnamed>"], dtype=object))
     return norm_codes[codes], np.asarray(uniq, dtype=object)  # code -1 -> "<unnamed>"
@@ -259,8 +270,8 @@ def region_analysis(ranges: pd.DataFrame | None, kernels: pd.DataFrame | None,
     """Regions of a run; None when it holds no ranges (or no GPU activity)."""
     if ranges is None or not len(ranges) or kernels is None or not len(kernels):
         return None
-    ranges = ranges[ranges["start_ns"].notna() & ranges["end_ns"].notna()
-                    & (ranges["end_ns"] >= ranges["start_ns"])]
+    ranges = _rows(ranges, (ranges["start_ns"].notna() & ranges["end_ns"].notna()
+                            & (ranges["end_ns"] >= ranges["start_ns"])).to_numpy(dtype=bool))
     notes: list[str] = []
     result = None
     side = _side(ranges["kind"])
@@ -275,7 +286,7 @@ def region_analysis(ranges: pd.DataFrame | None, kernels: pd.DataFrame | None,
         return None
     nest, owner, label = result
     kind = "cpu" if label == "launch" else "gpu"
-    sel = ranges[side == kind]
+    sel = _rows(ranges, side == kind)
     dur = _ints(kernels["dur_ns"])
     dur = np.where(np.isnan(dur), 0, dur).astype(np.int64)
     n = len(nest.order)
@@ -314,12 +325,20 @@ def region_analysis(ranges: pd.DataFrame | None, kernels: pd.DataFrame | None,
                                                                                  dtype=object))
     tree = _tree(frame.assign(node=node, path=path), nest, path, total)
     return RegionAnalysis(
-        source=source or ", ".join(sorted(str(k) for k in pd.unique(sel["kind"].astype(object))))
+        source=source or ", ".join(sorted(str(k) for k in _kinds(sel["kind"])))
         or "ranges",
         attribution=label, range_count=n, total_gpu_ns=total, attributed_gpu_ns=attributed,
         tree=tree, by_name=by_name,
         iterations=_iterations(frame, name_code, uniq_names, nest, sel, ranges, attributed),
         notes=notes)
+
+
+def _kinds(kinds: pd.Series) -> list[Any]:
+    """The distinct kinds present (per category code for a categorical column)."""
+    if isinstance(kinds.dtype, pd.CategoricalDtype):
+        used = np.unique(kinds.cat.codes.to_numpy())
+        return [kinds.cat.categories[c] if c >= 0 else np.nan for c in used.tolist()]
+    return list(pd.unique(kinds.astype(object)))
 
 
 def _tree(frame: pd.DataFrame, nest: _Nest, path: np.ndarray, total: int) -> pd.DataFrame:
@@ -373,7 +392,9 @@ def _iterations(frame: pd.DataFrame, name_code: np.ndarray, uniq_names: np.ndarr
     key_codes, key_labels = pd.factorize(np.array(keys, dtype=object))
     row_key = key_codes[name_code]
     counts = np.bincount(row_key, minlength=len(key_labels))
-    order = np.argsort(row_key, kind="stable")
+    # (a stable sort of small integers is a radix sort: the key in the narrowest type)
+    order = np.argsort(row_key.astype(np.min_scalar_type(max(len(key_labels), 1))),
+                       kind="stable")
     bounds = np.concatenate([[0], np.cumsum(counts)])
     gpu_all = frame["gpu_ns"].to_numpy()
     candidates: list[tuple[int, str, np.ndarray, float | None]] = []
