@@ -261,7 +261,6 @@ def _decode_chunk(flat: np.ndarray, db: PageFile, n_pages: int, wanted: dict[int
     base = np.arange(n_pages, dtype=np.int64) * db.page_size
     if (flat[base] != 0x0D).any():
         raise PagesUnusable("not a table leaf page")
-    windows = np.lib.stride_tricks.sliding_window_view(flat, 8)  # the 8 bytes at each offset
     ncell = _be(flat, base + 3, 2)
     page = np.repeat(np.arange(n_pages), ncell)
     first = np.repeat(np.cumsum(ncell) - ncell, ncell)
@@ -285,7 +284,8 @@ def _decode_chunk(flat: np.ndarray, db: PageFile, n_pages: int, wanted: dict[int
     body = (rec + header)[:, None] + ends - size  # where each column's content starts
     if len(rec) and (rec + header + ends[:, -1] > rec + payload).any():
         raise PagesUnusable("record content past its payload")
-    windows = np.lib.stride_tricks.sliding_window_view(flat, 8)  # the 8 bytes at each offset
+    # a big-endian 64-bit integer at every byte offset (unaligned reads: one gather a column)
+    at_offset = np.ndarray((len(flat) - 7,), dtype=">i8", buffer=flat, strides=(1,))
     ints: dict[int, RawInts] = {}
     for col, name in wanted.items():
         st = serial[:, col]
@@ -293,7 +293,7 @@ def _decode_chunk(flat: np.ndarray, db: PageFile, n_pages: int, wanted: dict[int
             raise PagesUnusable(f"a value of {name} is not an integer")
         # the big-endian integer of 0-8 bytes ending at the content's end, sign-extended
         nbytes = size[:, col]
-        raw = windows[body[:, col] + nbytes - 8].view(">i8").ravel().astype(np.int64)
+        raw = at_offset[body[:, col] + nbytes - 8].astype(np.int64)
         shift = 64 - 8 * np.maximum(nbytes, 1)
         value = (raw << shift) >> shift
         value[nbytes == 0] = 0

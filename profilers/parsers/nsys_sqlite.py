@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from profilers.parsers import nsys_page_reads as page_reads
-from profilers.parsers._io import SQLITE_MAGIC, head_bytes, require_file
+from profilers.parsers._io import SQLITE_MAGIC, head_bytes, input_limits, require_file
 from profilers.parsers._sqlite_columns import (
     MISSING,
     TS_MASK,
@@ -53,9 +53,6 @@ MEMCPY = "CUPTI_ACTIVITY_KIND_MEMCPY"
 MEMSET = "CUPTI_ACTIVITY_KIND_MEMSET"
 RUNTIME = "CUPTI_ACTIVITY_KIND_RUNTIME"
 NVTX = "NVTX_EVENTS"
-# Above this many NVTX rows the ranges are not read (a torch emit_nvtx run writes one range
-# per op: ~1M rows cost ~1 s to read); regions then say so. Raise it to read them all.
-NVTX_MAX_RANGES = 250_000
 
 # CUpti_ActivityMemcpyKind
 COPY_KINDS = {0: "Unknown", 1: "HtoD", 2: "DtoH", 3: "HtoA", 4: "AtoH", 5: "AtoA", 6: "AtoD",
@@ -277,7 +274,7 @@ def _runtime(con: sqlite3.Connection, r: dict[str, np.ndarray] | None, with_thre
     return frame
 
 
-def _nvtx_read(con: sqlite3.Connection, tables: set[str], max_ranges: int,
+def _nvtx_read(con: sqlite3.Connection, tables: set[str], max_ranges: int | None,
                notes: list[str]) -> ColumnRead | None:
     """What to read of NVTX_EVENTS (None: nothing, with the reason in ``notes``)."""
     if NVTX not in tables:
@@ -286,10 +283,10 @@ def _nvtx_read(con: sqlite3.Connection, tables: set[str], max_ranges: int,
     if not {"start", "end"} <= cols:
         return None
     n_rows = con.execute(f"SELECT count(*) FROM {NVTX}").fetchone()[0]
-    if n_rows > max_ranges:
-        notes.append(f"{n_rows:,} NVTX events, more than the {max_ranges:,} read by default "
-                     "(about 1 s per million): no regions (set AIPERF_NVTX_MAX_RANGES="
-                     f"{n_rows} to read them)")
+    if max_ranges is not None and n_rows > max_ranges:
+        notes.append(f"{n_rows:,} NVTX events, more than the {max_ranges:,} read (the input "
+                     "limit --max-events, or AIPERF_NVTX_MAX_RANGES): no regions (analyze "
+                     f"--max-events {n_rows} or AIPERF_NVTX_MAX_RANGES={n_rows} reads them)")
         return None
     where = (f'"eventType" IN ({",".join(map(str, NVTX_RANGE_TYPES))})'
              if "eventType" in cols else "1")
@@ -317,10 +314,16 @@ def _nvtx(con: sqlite3.Connection, read: ColumnRead, r: dict[str, np.ndarray],
     # the names used, sorted, as pd.Categorical(list of names) has them
     used, row_used = np.unique(codes, return_inverse=True)
     categories, remap = np.unique(names[used], return_inverse=True)
+    n = len(codes)
+    # kind and device as arrays, not as n Python objects for ranges_frame to convert
     return ranges_frame(pd.Categorical.from_codes(remap.ravel()[row_used.ravel()],
                                                   categories=pd.Index(categories.tolist())),
-                        _masked(r["start"]), _masked(r["end"]), "nvtx",
-                        thread=_masked(r["thread"]))
+                        _masked(r["start"]), _masked(r["end"]),
+                        pd.Categorical.from_codes(np.zeros(n, dtype=np.int8),
+                                                  categories=["nvtx"]) if n else "nvtx",
+                        thread=_masked(r["thread"]),
+                        device=pd.arrays.IntegerArray(np.zeros(n, dtype=np.int64),
+                                                      np.ones(n, dtype=bool)))
 
 
 def _sql_text(con: sqlite3.Connection, read: ColumnRead) -> RawText:
@@ -422,10 +425,13 @@ def _device_notes(props: list[dict[str, Any]]) -> list[str]:
     return []
 
 
-def nvtx_max_ranges() -> int:
+def nvtx_max_ranges() -> int | None:
+    """The most NVTX events read (None: all): AIPERF_NVTX_MAX_RANGES where set, else the
+    input limit on events (``analyze --max-events``; a torch emit_nvtx run writes one range
+    per op, ~1M in a 120 MB export, read with its regions in ~1 s)."""
     raw = os.environ.get("AIPERF_NVTX_MAX_RANGES")
     try:
-        return int(raw) if raw else NVTX_MAX_RANGES
+        return int(raw) if raw else input_limits().max_events
     except ValueError:
         raise WorkbenchError(f"AIPERF_NVTX_MAX_RANGES={raw!r} is not a number",
                              "e.g. AIPERF_NVTX_MAX_RANGES=2000000") from None

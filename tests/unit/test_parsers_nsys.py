@@ -186,6 +186,25 @@ def test_nvtx_bound_is_a_note(tmp_path):
                for n in t.meta["notes"])
 
 
+def test_nvtx_bound_is_the_input_limit_on_events(tmp_path, monkeypatch):
+    """All NVTX events are read up to --max-events (a 1M-range emit_nvtx export gets its
+    regions by default, as the full analysis); below it the note says how to lift it, and
+    --no-limits reads any number."""
+    from profilers.parsers._io import InputLimits, limited_input
+
+    monkeypatch.delenv("AIPERF_NVTX_MAX_RANGES", raising=False)
+    path = make_db(tmp_path / "r.sqlite")
+    assert len(load_nsys_sqlite(path).nvtx) == 2
+    with limited_input(InputLimits(max_events=1)):
+        t = load_nsys_sqlite(path)
+    assert len(t.nvtx) == 0
+    assert any("more than the 1 read" in n and "--max-events 2" in n for n in t.meta["notes"])
+    with limited_input(InputLimits(max_events=None)):
+        assert len(load_nsys_sqlite(path).nvtx) == 2
+    monkeypatch.setenv("AIPERF_NVTX_MAX_RANGES", "1")
+    assert len(load_nsys_sqlite(path).nvtx) == 0
+
+
 def write_nsys_json(sqlite_path: Path, out: Path, separate_strings: bool = False) -> Path:
     """The rows of an nsys SQLite export written in the layout of ``nsys export --type json``
     (NVIDIA's "JSON and Text Format Description": one message per line, 64-bit numbers as
