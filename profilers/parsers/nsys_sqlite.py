@@ -109,6 +109,13 @@ def _smem_expr(cols: set[str]) -> str:
     return f"CASE WHEN {known} THEN {total} + 1 ELSE 0 END"
 
 
+def _unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` of an int64 array by hashing (O(n); only
+    the distinct values are sorted) — per-row columns of a big export have few values."""
+    codes, uniq = pd.factorize(values, sort=True)
+    return np.asarray(uniq, dtype=np.int64), codes.astype(np.int64)
+
+
 def _masked(values: np.ndarray) -> pd.arrays.IntegerArray:
     """An Int64 array over ``values`` itself (MISSING -> <NA>; the array is reused)."""
     mask = values == MISSING
@@ -119,7 +126,7 @@ def _masked(values: np.ndarray) -> pd.arrays.IntegerArray:
 def _dims_objects(packed: np.ndarray) -> np.ndarray:
     """Packed grid/block integers -> an object array of (x, y, z) tuples or None; one tuple
     per distinct value, shared by every row that has it."""
-    uniq, inverse = np.unique(packed, return_inverse=True)
+    uniq, inverse = _unique_inverse(packed)
     table = np.empty(len(uniq), dtype=object)
     for i, v in enumerate(uniq.tolist()):
         table[i] = None if v == MISSING else (v >> 32, (v >> 16) & 0xFFFF, v & 0xFFFF)
@@ -162,7 +169,7 @@ def _kernel_names(con: sqlite3.Connection, k: dict[str, np.ndarray]) -> tuple[np
     strings = strings_for(con, np.concatenate([k["name"], k["short"]]))
     ids = np.where(np.isin(k["name"], np.fromiter(strings, dtype=np.int64, count=len(strings))),
                    k["name"], k["short"])
-    uniq, codes = np.unique(ids, return_inverse=True)
+    uniq, codes = _unique_inverse(ids)
     return codes, [strings.get(int(i), "<unnamed>") for i in uniq]
 
 
@@ -177,7 +184,7 @@ def _kernel_table(con: sqlite3.Connection, reads: dict[str, dict[str, np.ndarray
             row_codes, kernel_names = _kernel_names(con, cols)
         elif kind == "memcpy":
             kinds = np.where(cols["copy_kind"] == MISSING, 0, cols["copy_kind"])
-            uniq, row_codes = np.unique(kinds, return_inverse=True)
+            uniq, row_codes = _unique_inverse(kinds)
             kernel_names = [f"Memcpy {COPY_KINDS.get(int(v), 'Unknown')}" for v in uniq]
         else:
             row_codes = np.zeros(len(cols["start"]), dtype=np.int64)
@@ -237,7 +244,7 @@ def _corr_expr(cols: set[str], global_id: str) -> str:
 def _unique_correlations(*columns: np.ndarray) -> None:
     """In place: (process, correlation) pairs -> one correlation id space. With one process
     the ids stay CUPTI's own; with several, id = process index * 2**33 + CUPTI id."""
-    pids = np.unique(np.concatenate([c[c != MISSING] >> 33 for c in columns]))
+    pids = _unique_inverse(np.concatenate([c[c != MISSING] >> 33 for c in columns]))[0]
     for c in columns:
         ok = c != MISSING
         if len(pids) > 1:
@@ -260,7 +267,7 @@ def _runtime(con: sqlite3.Connection, r: dict[str, np.ndarray] | None, with_thre
         r = {key: np.empty(0, dtype=np.int64) for key in ("start", "dur", "name", "corr", "thread")}
     name_ids = r["name"]
     strings = strings_for(con, name_ids)
-    uniq, codes = np.unique(name_ids, return_inverse=True)
+    uniq, codes = _unique_inverse(name_ids)
     labels = [strings.get(int(i), "<unnamed>") for i in uniq]
     uniq_labels, remap = np.unique(np.array(labels, dtype=object), return_inverse=True)
     frame = pd.DataFrame({
@@ -305,14 +312,14 @@ def _nvtx(con: sqlite3.Connection, read: ColumnRead, r: dict[str, np.ndarray],
             np.full(len(r["start"]), -1, dtype=np.int64), [])
     # names by code: the texts, then the registered strings of the ranges without text
     no_text = text.codes < 0
-    ids, id_codes = np.unique(r["text_id"][no_text], return_inverse=True)
+    ids, id_codes = _unique_inverse(r["text_id"][no_text])
     strings = strings_for(con, ids)
     names = np.array(text.labels + [strings.get(int(i), "<unnamed>") for i in ids.tolist()],
                      dtype=object)
     codes = text.codes.copy()
     codes[no_text] = len(text.labels) + id_codes.ravel()
     # the names used, sorted, as pd.Categorical(list of names) has them
-    used, row_used = np.unique(codes, return_inverse=True)
+    used, row_used = _unique_inverse(codes)
     categories, remap = np.unique(names[used], return_inverse=True)
     n = len(codes)
     # kind and device as arrays, not as n Python objects for ranges_frame to convert
