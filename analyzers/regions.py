@@ -227,8 +227,11 @@ def _name_codes(names: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(names.dtype, pd.CategoricalDtype):
         # by category code (integers: no string hashing per range), in order of appearance
         # as factorizing the strings gives
-        cat_codes = names.cat.codes.to_numpy()
-        codes, first = pd.factorize(np.where(cat_codes < 0, np.nan, cat_codes))
+        codes, first = pd.factorize(names.cat.codes.to_numpy())
+        if (first < 0).any():  # missing names: code -1, as factorizing the strings gives
+            missing = int(np.flatnonzero(first < 0)[0])
+            codes = np.where(codes == missing, -1, codes - (codes > missing))
+            first = np.delete(first, missing)
         labels = names.cat.categories.to_numpy(dtype=object)[first.astype(np.int64)]
     else:
         codes, labels = pd.factorize(names.astype("object"))
@@ -309,7 +312,7 @@ def region_analysis(ranges: pd.DataFrame | None, kernels: pd.DataFrame | None,
         notes.append(f"{nest.crossing:,} ranges overlap a range they do not nest in "
                      "(start/end ranges across threads): their nesting is approximate")
     frame = pd.DataFrame({"name": names, "wall_ns": wall, "gpu_ns": incl, "self_gpu_ns": self_gpu,
-                          "kernels": incl_k, "depth": nest.depth})
+                          "kernels": incl_k, "depth": nest.depth}, copy=False)  # read only
     by_name = (frame.groupby("name", sort=False, observed=True)
                .agg(count=("wall_ns", "size"), wall_ns=("wall_ns", "sum"), gpu_ns=("gpu_ns", "sum"),
                     self_gpu_ns=("self_gpu_ns", "sum"), kernels=("kernels", "sum"),
