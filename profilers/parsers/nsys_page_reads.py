@@ -106,56 +106,68 @@ def activity(db: PageFile, con: sqlite3.Connection, table: str, kernels: bool, m
     """nsys_sqlite._activity_read, from the pages."""
     names = [*_ACTIVITY_COLUMNS, *(_KERNEL_COLUMNS if kernels else ()),
              *(("copyKind",) if memcpy else ())]
-    raw, _ = read_table(db, con, table, names)
-    n = _rows(raw)
-    out = {"start": checked_signed(raw.get("start"), n), "dur": _dur(raw, n),
-           "devstream": part(raw.get("deviceId"), n, 20) * (1 << 40)
-           + part(raw.get("streamId"), n, 40),
-           "corr": _corr(raw, n, "globalPid")}
-    if kernels:
-        out.update({
-            "names": part(raw.get("demangledName"), n, 30) * (1 << 32)
-            + part(raw.get("shortName"), n, 32),
-            "regsmem": part(raw.get("registersPerThread"), n, 16) * (1 << 40) + _smem(raw, n),
-            "grid": _dims(raw, n, "grid", 31), "block": _dims(raw, n, "block", 16)})
-    elif memcpy:
-        out["copy_kind"] = checked(raw.get("copyKind"), n, 255)
-    return out
+
+    def columns(raw: dict[str, RawInts], _: np.ndarray | None) -> dict[str, np.ndarray]:
+        n = _rows(raw)
+        out = {"start": checked_signed(raw.get("start"), n), "dur": _dur(raw, n),
+               "devstream": part(raw.get("deviceId"), n, 20) * (1 << 40)
+               + part(raw.get("streamId"), n, 40),
+               "corr": _corr(raw, n, "globalPid")}
+        if kernels:
+            out.update({
+                "names": part(raw.get("demangledName"), n, 30) * (1 << 32)
+                + part(raw.get("shortName"), n, 32),
+                "regsmem": part(raw.get("registersPerThread"), n, 16) * (1 << 40)
+                + _smem(raw, n),
+                "grid": _dims(raw, n, "grid", 31), "block": _dims(raw, n, "block", 16)})
+        elif memcpy:
+            out["copy_kind"] = checked(raw.get("copyKind"), n, 255)
+        return out
+
+    return read_table(db, con, table, names, columns)[0]
 
 
 def runtime(db: PageFile, con: sqlite3.Connection, table: str, with_thread: bool
             ) -> dict[str, np.ndarray]:
     """nsys_sqlite._runtime_read, from the pages."""
-    raw, _ = read_table(db, con, table, ["start", "end", "nameId", "correlationId",
-                                         "globalTid"])
-    n = _rows(raw)
-    out = {"start": checked_signed(raw.get("start"), n), "dur": _dur(raw, n),
-           "name": checked(raw.get("nameId"), n), "corr": _corr(raw, n, "globalTid")}
-    if with_thread:
-        out["thread"] = checked(raw.get("globalTid"), n)
-    return out
+
+    def columns(raw: dict[str, RawInts], _: np.ndarray | None) -> dict[str, np.ndarray]:
+        n = _rows(raw)
+        out = {"start": checked_signed(raw.get("start"), n), "dur": _dur(raw, n),
+               "name": checked(raw.get("nameId"), n), "corr": _corr(raw, n, "globalTid")}
+        if with_thread:
+            out["thread"] = checked(raw.get("globalTid"), n)
+        return out
+
+    return read_table(db, con, table, ["start", "end", "nameId", "correlationId", "globalTid"],
+                      columns)[0]
 
 
 def nvtx(db: PageFile, con: sqlite3.Connection, table: str
          ) -> tuple[dict[str, np.ndarray], RawText | None]:
     """nsys_sqlite._nvtx_read (its WHERE too) and the ``text`` column, from the pages."""
-    raw, text = read_table(db, con, table, ["start", "end", "eventType", "globalTid",
-                                            "textId"], "text")
-    n = _rows(raw)
-    start, end = raw.get("start"), raw.get("end")
-    if start is None or end is None:
-        raise PagesUnusable("no start / end")
-    e = checked_signed(end, n)
-    keep = (e != MISSING) & ~start.null & (e >= start.values)
-    if "eventType" in raw:
-        t = raw["eventType"]
-        keep &= ~t.null & np.isin(t.values, NVTX_RANGE_TYPES)
-    out = {"start": checked_signed(start, n)[keep], "end": e[keep],
-           "thread": checked(raw.get("globalTid"), n)[keep],
-           "text_id": checked(raw.get("textId"), n)[keep]}
-    if text is not None:
-        text = RawText(text.codes[keep], text.labels)
-    return out, text
+
+    def columns(raw: dict[str, RawInts], text: np.ndarray | None) -> dict[str, np.ndarray]:
+        n = _rows(raw)
+        start, end = raw.get("start"), raw.get("end")
+        if start is None or end is None:
+            raise PagesUnusable("no start / end")
+        e = checked_signed(end, n)
+        keep = (e != MISSING) & ~start.null & (e >= start.values)
+        if "eventType" in raw:
+            t = raw["eventType"]
+            keep &= ~t.null & np.isin(t.values, NVTX_RANGE_TYPES)
+        out = {"start": checked_signed(start, n)[keep], "end": e[keep],
+               "thread": checked(raw.get("globalTid"), n)[keep],
+               "text_id": checked(raw.get("textId"), n)[keep]}
+        if text is not None:
+            out["text"] = text[keep]
+        return out
+
+    got, labels = read_table(db, con, table, ["start", "end", "eventType", "globalTid",
+                                              "textId"], columns, "text")
+    codes = got.pop("text", None)
+    return got, (RawText(codes, labels) if codes is not None and labels is not None else None)
 
 
 def _rows(raw: dict[str, RawInts]) -> int:

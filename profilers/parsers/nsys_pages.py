@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
@@ -31,7 +32,7 @@ _PAD = 16  # bytes after a page past the last: reads near the end stay inside th
 # Content size per serial type (a varint of at most two bytes: < 2**14): 0-9 fixed, 10 and
 # 11 reserved (-1), then blob (even) and text (odd) of (type - 12) // 2 bytes.
 _SIZE_OF = np.r_[np.array([0, 1, 2, 3, 4, 6, 8, 8, 0, 0, -1, -1]),
-                 (np.arange(12, 1 << 14) - 12) // 2].astype(np.int64)
+                 (np.arange(12, 1 << 14) - 12) // 2].astype(np.int32)
 # Serial types an integer column may hold here: NULL (0), integers (1-6) and 0 / 1 (8, 9).
 _INT_OR_NULL = np.zeros(1 << 14, dtype=bool)
 _INT_OR_NULL[[0, 1, 2, 3, 4, 5, 6, 8, 9]] = True
@@ -277,12 +278,12 @@ def _decode_chunk(flat: np.ndarray, db: PageFile, n_pages: int, wanted: dict[int
     header, n3 = _varint(flat, rec)
     n_cols = max([*wanted, -1, text_at if text_at is not None else -1]) + 1
     serial = _serial_types(flat, rec + n3, header - n3, n_cols)
-    size = _SIZE_OF[serial]
+    size = _SIZE_OF[serial]  # int32: a chunk's matrices stay small
     if size.min(initial=0) < 0:
         raise PagesUnusable("reserved serial type")
-    ends = np.cumsum(size, axis=1)
-    body = (rec + header)[:, None] + ends - size  # where each column's content starts
-    if len(rec) and (rec + header + ends[:, -1] > rec + payload).any():
+    ends = np.cumsum(size, axis=1, dtype=np.int32)
+    content = rec + header  # where each record's content starts
+    if len(rec) and (content + ends[:, -1] > rec + payload).any():
         raise PagesUnusable("record content past its payload")
     # a big-endian 64-bit integer at every byte offset (unaligned reads: one gather a column)
     at_offset = np.ndarray((len(flat) - 7,), dtype=">i8", buffer=flat, strides=(1,))
@@ -293,7 +294,7 @@ def _decode_chunk(flat: np.ndarray, db: PageFile, n_pages: int, wanted: dict[int
             raise PagesUnusable(f"a value of {name} is not an integer")
         # the big-endian integer of 0-8 bytes ending at the content's end, sign-extended
         nbytes = size[:, col]
-        raw = at_offset[body[:, col] + nbytes - 8].astype(np.int64)
+        raw = at_offset[content + ends[:, col] - 8].astype(np.int64)
         shift = 64 - 8 * np.maximum(nbytes, 1)
         value = (raw << shift) >> shift
         value[nbytes == 0] = 0
@@ -304,7 +305,9 @@ def _decode_chunk(flat: np.ndarray, db: PageFile, n_pages: int, wanted: dict[int
         st = serial[:, text_at]
         is_text = (st >= 13) & (st & 1 == 1)
         text = np.full(len(st), -1, dtype=np.int64)
-        text[is_text] = index.add(flat, body[is_text, text_at], size[is_text, text_at])
+        length = size[is_text, text_at].astype(np.int64)
+        text[is_text] = index.add(flat, content[is_text] + ends[is_text, text_at] - length,
+                                  length)
     return ints, text
 
 
@@ -317,23 +320,31 @@ def _serial_types(flat: np.ndarray, at: np.ndarray, length: np.ndarray, n_cols: 
     heads = np.lib.stride_tricks.sliding_window_view(flat, n_cols)[at]
     multi = (heads >= 0x80).any(axis=0)
     k = int(multi.argmax()) if multi.any() else n_cols
-    serial = np.empty((len(at), n_cols), dtype=np.int64)
+    serial = np.empty((len(at), n_cols), dtype=np.uint16)
     serial[:, :k] = heads[:, :k]
     pos = at + k
     for j in range(k, n_cols):
-        serial[:, j], n = _varint(flat, pos)
+        value, n = _varint(flat, pos)
+        if value.min(initial=0) < 0 or value.max(initial=0) >= len(_SIZE_OF):
+            raise PagesUnusable("a serial type past the sizes known here")  # text of 8 KB
+        serial[:, j] = value
         pos += n
     if ((pos - at) > length).any():
         raise PagesUnusable("record shorter than the table")  # ALTER TABLE ADD COLUMN
-    if serial.min(initial=0) < 0 or serial.max(initial=0) >= len(_SIZE_OF):
-        raise PagesUnusable("a serial type past the sizes known here")  # text of 8 KB
     return serial
 
 
+ChunkColumns = Callable[[dict[str, RawInts], "np.ndarray | None"], dict[str, np.ndarray]]
+
+
 def read_table(db: PageFile, con: sqlite3.Connection, table: str, int_columns: list[str],
-               text_column: str | None = None) -> tuple[dict[str, RawInts], RawText | None]:
-    """The named columns of every row of ``table`` in rowid order (a column the table lacks
-    is left out). Raises PagesUnusable where the page reader does not apply."""
+               per_chunk: ChunkColumns, text_column: str | None = None
+               ) -> tuple[dict[str, np.ndarray], list[str] | None]:
+    """``per_chunk``'s columns over every row of ``table`` in rowid order, and the distinct
+    texts of ``text_column`` (None without one). ``per_chunk`` gets each chunk's named
+    columns (one the table lacks is left out) and its text codes (-1: not text), and returns
+    the columns kept — so only those outlive a chunk. Raises PagesUnusable where the page
+    reader does not apply."""
     row = con.execute("SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name = ?",
                       (table,)).fetchone()
     if row is None or type(row[0]) is not int:
@@ -350,23 +361,15 @@ def read_table(db: PageFile, con: sqlite3.Connection, table: str, int_columns: l
     if pk & {*wanted.values(), text_column}:
         raise PagesUnusable("an INTEGER PRIMARY KEY column is the rowid, not in the record")
     index = _TextIndex()
-    parts: dict[int, list[RawInts]] = {c: [] for c in wanted}
-    texts: list[np.ndarray] = []
+    parts: list[dict[str, np.ndarray]] = []
     with open(db.path, "rb") as f:
         leaves = leaf_pages(f, db, row[0])
-        for at in range(0, len(leaves), CHUNK_PAGES):
+        for at in range(0, len(leaves), CHUNK_PAGES):  # a table has one leaf at least
             chunk = leaves[at: at + CHUNK_PAGES]
             ints, text = _decode_chunk(_read_pages(f, db, chunk), db, len(chunk), wanted,
                                        text_at, index)
-            for c, got in ints.items():
-                parts[c].append(got)
-            if text is not None:
-                texts.append(text)
-    out = {name: RawInts(np.concatenate([p.values for p in parts[c]] or [np.zeros(0, np.int64)]),
-                         np.concatenate([p.null for p in parts[c]] or [np.zeros(0, bool)]))
-           for c, name in wanted.items()}
-    raw_text = None
-    if text_at is not None:
-        raw_text = RawText(np.concatenate(texts) if texts else np.zeros(0, np.int64),
-                           index.labels())
-    return out, raw_text
+            parts.append(per_chunk({wanted[c]: v for c, v in ints.items()}, text))
+    out: dict[str, np.ndarray] = {}
+    for name in list(parts[0]):  # column by column, each chunk's part freed once joined
+        out[name] = np.concatenate([p.pop(name) for p in parts])
+    return out, (index.labels() if text_at is not None else None)
