@@ -27,7 +27,7 @@ from typing import BinaryIO, cast
 
 import numpy as np
 
-CHUNK_PAGES = 1024
+CHUNK_PAGES = 256  # 1 MB of 4 KB pages: the per-chunk arrays stay in cache (faster than 1024 or 64)
 _PAD = 16  # bytes after a page past the last: reads near the end stay inside the buffer
 # Content size per serial type (a varint of at most two bytes: < 2**14): 0-9 fixed, 10 and
 # 11 reserved (-1), then blob (even) and text (odd) of (type - 12) // 2 bytes.
@@ -186,7 +186,9 @@ class _TextIndex:
 
     def _hash(self, words: np.ndarray, length: np.ndarray) -> np.ndarray:
         with np.errstate(over="ignore"):
-            mixed = (words ^ (words >> np.uint64(29))) * self._mult[: words.shape[1]]
+            mixed = words >> np.uint64(29)  # in place from here: one temporary matrix
+            mixed ^= words
+            mixed *= self._mult[: words.shape[1]]
             h = mixed.sum(axis=1, dtype=np.uint64) + length.astype(np.uint64) * self._mult[-1]
             return (h ^ (h >> np.uint64(31))) * np.uint64(0x9E3779B97F4A7C15)
 
