@@ -113,6 +113,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--nsys-ai", default=str(ROOT.parent / "venv-nsys-ai" / "bin" / "nsys-ai"))
     ap.add_argument("--baseline", metavar="COMMIT", help="also time this commit's analyze")
+    ap.add_argument("--tiny", type=Path, default=DEFAULT_SOURCE.with_name("mock.sqlite"),
+                    help="a 3-activity export (nsys-ai's mock.sqlite) to time nsys-ai's "
+                    "fixed start-up stall on")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results"
                     / "nsys_engine-cpu2.json")
     args = ap.parse_args()
@@ -144,7 +147,7 @@ def main() -> None:
         runs["baseline_with_regions"] = (_baseline_cmd(args.baseline, home, path),
                                          {"AIPERF_NVTX_MAX_RANGES": "10000000"})
     have_peer = Path(args.nsys_ai).is_file()
-    tiny = DEFAULT_SOURCE.with_name("mock.sqlite")
+    tiny = args.tiny
     if have_peer:
         runs["nsys_ai"] = ([args.nsys_ai, "summary", str(path)], None)
         if tiny.is_file():  # its fixed start-up stall here: see the notes
