@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 import numpy as np
+import pandas as pd
 
 CHUNK_PAGES = 256  # 1 MB of 4 KB pages: the per-chunk arrays stay in cache (faster than 1024 or 64)
 _PAD = 16  # bytes after a page past the last: reads near the end stay inside the buffer
@@ -169,7 +170,7 @@ def _word_masks(length: np.ndarray, n_words: int) -> np.ndarray:
 
 class _TextIndex:
     """The distinct text values of a column, by content. A 64-bit hash of a value's bytes
-    and length finds its entry (a sorted array of the hashes seen), and the bytes are always
+    and length finds its entry (a hash table of the entries' hashes), and the bytes are always
     compared with the entry's: a collision is never merged — the table is then read with SQL.
     Memory: the distinct values' bytes, once."""
 
@@ -177,8 +178,7 @@ class _TextIndex:
         rng = np.random.default_rng()
         self._mult = rng.integers(1, 2**63, size=2 + _MAX_TEXT_WIDTH // 8,
                                   dtype=np.uint64) | np.uint64(1)
-        self._sorted = np.zeros(0, dtype=np.uint64)  # hashes of the entries, sorted
-        self._code = np.zeros(0, dtype=np.int64)  # the entry of each sorted hash
+        self._hashes = pd.Index(np.zeros(0, dtype=np.uint64))  # per entry: its hash
         self._start = np.zeros(0, dtype=np.int64)  # per entry: its bytes in the blob
         self._length = np.zeros(0, dtype=np.int64)
         self._blob = np.zeros(0, dtype=np.uint8)  # the entries' bytes end to end, then padding
@@ -212,10 +212,8 @@ class _TextIndex:
         words = np.lib.stride_tricks.sliding_window_view(flat, width)[off].view("<u8")
         words &= mask
         h = self._hash(words, length)
-        pos = np.minimum(np.searchsorted(self._sorted, h), len(self._sorted) - 1)
-        known = (self._sorted[pos] == h) if len(self._sorted) else np.zeros(len(h), bool)
-        codes = np.full(len(h), -1, dtype=np.int64)
-        codes[known] = self._code[pos[known]]
+        codes = self._hashes.get_indexer(h).astype(np.int64)  # the entry, or -1
+        known = codes >= 0
         if known.any():
             entry = codes[known]
             if (self._length[entry] != length[known]).any():
@@ -237,17 +235,13 @@ class _TextIndex:
         return codes
 
     def _append(self, hashes: np.ndarray, matrix: np.ndarray, length: np.ndarray) -> None:
-        taken = len(self._length)
         self._start = np.r_[self._start, self._used + np.cumsum(length) - length]
         self._length = np.r_[self._length, length]
         added = matrix[np.arange(matrix.shape[1]) < length[:, None]]
         self._blob = np.r_[self._blob[: self._used], added,
                            np.zeros(_MAX_TEXT_WIDTH + 8, dtype=np.uint8)]
         self._used += len(added)
-        merged = np.r_[self._sorted, hashes]
-        order = np.argsort(merged, kind="stable")
-        self._sorted = merged[order]
-        self._code = np.r_[self._code, taken + np.arange(len(hashes))][order]
+        self._hashes = pd.Index(np.r_[self._hashes.to_numpy(), hashes])
 
     def labels(self) -> list[str]:
         """The distinct strings, by entry."""
