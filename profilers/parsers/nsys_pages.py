@@ -28,7 +28,7 @@ from typing import BinaryIO, cast
 import numpy as np
 import pandas as pd
 
-CHUNK_PAGES = 256  # 1 MB of 4 KB pages: the per-chunk arrays stay in cache (faster than 1024 or 64)
+CHUNK_PAGES = 256  # 1 MB of 4 KB pages: a chunk's arrays stay in cache (faster than 1024, 64)
 _PAD = 16  # bytes after a page past the last: reads near the end stay inside the buffer
 # Content size per serial type (a varint of at most two bytes: < 2**14): 0-9 fixed, 10 and
 # 11 reserved (-1), then blob (even) and text (odd) of (type - 12) // 2 bytes.
@@ -147,14 +147,21 @@ def leaf_pages(f: BinaryIO, db: PageFile, root: int) -> np.ndarray:
         if not (kinds == 0x05).all():
             raise PagesUnusable("not a rowid table b-tree")
         ncell = _be(flat, base + 3, 2)
+        if (12 + 2 * ncell > db.usable).any():
+            raise PagesUnusable("cell pointers past the page")
         first = np.repeat(np.cumsum(ncell) - ncell, ncell)
         page = np.repeat(np.arange(len(level)), ncell)
-        cell = base[page] + _be(flat, base[page] + 12 + 2 * (np.arange(len(page)) - first), 2)
+        ptr = _be(flat, base[page] + 12 + 2 * (np.arange(len(page)) - first), 2)
+        if len(ptr) and (ptr.min() < 12 or ptr.max() > db.usable - 4):
+            raise PagesUnusable("cell pointer outside the page")
+        cell = base[page] + ptr
         children = _be(flat, cell, 4)
         right = _be(flat, base + 8, 4)
         # each page's children in order, then its right-most child
         order = np.argsort(np.r_[page * 2, np.arange(len(level)) * 2 + 1], kind="stable")
         level = np.r_[children, right][order]
+        if len(level) > db.pages:  # a damaged page pointing at pages again and again
+            raise PagesUnusable("more pages in the b-tree than in the file")
     raise PagesUnusable("b-tree too deep")
 
 
@@ -259,6 +266,8 @@ def _decode_chunk(flat: np.ndarray, db: PageFile, n_pages: int, wanted: dict[int
     if (flat[base] != 0x0D).any():
         raise PagesUnusable("not a table leaf page")
     ncell = _be(flat, base + 3, 2)
+    if (8 + 2 * ncell > db.usable).any():
+        raise PagesUnusable("cell pointers past the page")
     page = np.repeat(np.arange(n_pages), ncell)
     first = np.repeat(np.cumsum(ncell) - ncell, ncell)
     ptr = _be(flat, base[page] + 8 + 2 * (np.arange(len(page)) - first), 2)
@@ -272,6 +281,8 @@ def _decode_chunk(flat: np.ndarray, db: PageFile, n_pages: int, wanted: dict[int
                      or (rec + payload > base[page] + db.usable).any()):
         raise PagesUnusable("overflow page or record outside its page")
     header, n3 = _varint(flat, rec)
+    if len(rec) and ((header < n3) | (header > payload)).any():
+        raise PagesUnusable("record header outside its record")
     n_cols = max([*wanted, -1, text_at if text_at is not None else -1]) + 1
     serial = _serial_types(flat, rec + n3, header - n3, n_cols)
     size = _SIZE_OF[serial]  # int32: a chunk's matrices stay small
@@ -358,13 +369,17 @@ def read_table(db: PageFile, con: sqlite3.Connection, table: str, int_columns: l
         raise PagesUnusable("an INTEGER PRIMARY KEY column is the rowid, not in the record")
     index = _TextIndex()
     parts: list[dict[str, np.ndarray]] = []
-    with open(db.path, "rb") as f:
-        leaves = leaf_pages(f, db, row[0])
-        for at in range(0, len(leaves), CHUNK_PAGES):  # a table has one leaf at least
-            chunk = leaves[at: at + CHUNK_PAGES]
-            ints, text = _decode_chunk(_read_pages(f, db, chunk), db, len(chunk), wanted,
-                                       text_at, index)
-            parts.append(per_chunk({wanted[c]: v for c, v in ints.items()}, text))
+    try:
+        with open(db.path, "rb") as f:
+            leaves = leaf_pages(f, db, row[0])
+            for at in range(0, len(leaves), CHUNK_PAGES):  # a table has one leaf at least
+                chunk = leaves[at: at + CHUNK_PAGES]
+                ints, text = _decode_chunk(_read_pages(f, db, chunk), db, len(chunk), wanted,
+                                           text_at, index)
+                parts.append(per_chunk({wanted[c]: v for c, v in ints.items()}, text))
+    except (IndexError, ValueError, OverflowError, MemoryError) as exc:
+        # a damaged page the checks above let through: SQLite says what is wrong with it
+        raise PagesUnusable(f"page does not parse ({type(exc).__name__})") from None
     out: dict[str, np.ndarray] = {}
     for name in list(parts[0]):  # column by column, each chunk's part freed once joined
         out[name] = np.concatenate([p.pop(name) for p in parts])

@@ -10,11 +10,14 @@ TARGET_INFO_GPU (name, smCount, clockRate, memoryBandwidth; TARGET_INFO_CUDA_GPU
 versions) or TARGET_INFO_CUDA_DEVICE (numMultiprocessors only), TARGET_INFO_SYSTEM_ENV
 (NvDriverVersion).
 
-How: SQLite does the per-row work — type checks, end - start, packing grid/block triples into
-one integer — and hands back hex text that numpy reads as int64 columns (_sqlite_columns);
-only the distinct name ids and distinct grid/block triples become Python objects. A value of
-the wrong type (text in a numeric column) is <NA>, never 0; an end before its start leaves the
-duration <NA> and is counted in ``meta["notes"]``.
+How: each table's columns come from the file's pages, decoded in numpy (nsys_pages: the
+well-formed file, where that reading is certain), else from SQL, where SQLite does the per-row
+work — type checks, end - start, packing grid/block triples into one integer — and hands back
+text that numpy reads as int64 columns (_sqlite_columns); both give the same columns
+(nsys_page_reads mirrors the SQL expressions). Only the distinct name ids and distinct
+grid/block triples become Python objects. A value of the wrong type (text in a numeric column)
+is <NA>, never 0; an end before its start leaves the duration <NA> and is counted in
+``meta["notes"]``.
 """
 
 from __future__ import annotations

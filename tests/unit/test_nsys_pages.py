@@ -195,3 +195,41 @@ def test_real_exports_read_from_pages_as_with_sql(name):
     con = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
     nsys_page_reads.activity(db, con, KERNEL, kernels=True, memcpy=False)  # no fallback
     _same(path)
+
+
+def test_damaged_pages_end_in_a_result_or_one_line_error(tmp_path):
+    """Random bytes overwritten in the pages of a valid export (page 1 kept): every read ends
+    with frames or a WorkbenchError — never another exception, never unbounded (the reads run
+    in a child limited to 2 GB of address space)."""
+    import subprocess
+    import sys
+
+    rng = random.Random(11)
+    clean = _random_db(tmp_path / "c.sqlite", rng, rows=600, hostile=False).read_bytes()
+    for case in range(150):
+        data = bytearray(clean)
+        for _ in range(rng.choice([1, 4, 40])):
+            at = rng.randrange(4096, len(data))
+            data[at] = rng.randrange(256)
+        (tmp_path / f"d{case}.sqlite").write_bytes(bytes(data))
+    code = """
+import resource, sys
+from pathlib import Path
+resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+from profilers.parsers.nsys_sqlite import load_nsys_sqlite
+from workloads.errors import WorkbenchError
+frames = errors = 0
+for case in range(150):
+    try:
+        t = load_nsys_sqlite(Path(sys.argv[1]) / f"d{case}.sqlite", max_nvtx_ranges=10**9)
+        assert len(t.kernels) <= 3 * 600, case  # kernels, copies, memsets
+        frames += 1
+    except WorkbenchError:
+        errors += 1
+print("OUTCOMES", frames, errors)
+"""
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-500:]
+    frames, errors = map(int, out.stdout.split()[-2:])
+    assert frames + errors == 150 and frames > 10
