@@ -111,17 +111,23 @@ class _Nest:
     depth: np.ndarray
     parent: np.ndarray  # position (in nesting order) of the parent, -1 at the top
     crossing: int  # ranges that overlap a sibling without nesting in it
+    ends_sorted: np.ndarray  # key_end sorted (for the open-range counts)
 
 
 def _nest(ks: np.ndarray, ke: np.ndarray) -> _Nest:
     """Nesting of ranges given as (thread-offset) start/end keys."""
-    order = np.lexsort((-ke, ks))
+    # by start, the outer (later-ending) range first at a tie: one stable sort where no two
+    # ranges start together
+    order = np.argsort(ks, kind="stable")
+    if len(order) > 1 and not (np.diff(ks[order]) > 0).all():
+        order = np.lexsort((-ke, ks))
     ks, ke = ks[order], ke[order]
     n = len(order)
+    ends_sorted = np.sort(ke)
     # Depth = ranges open at a start, less one: in nesting order the i-th range has i ranges
     # started before it (outer ones first at a tie), and the ends at or before its start are
     # closed (ends first at a tie).
-    depth = np.arange(n, dtype=np.int64) - np.searchsorted(np.sort(ke), ks, side="right")
+    depth = np.arange(n, dtype=np.int64) - np.searchsorted(ends_sorted, ks, side="right")
     depth = np.maximum(depth, 0)
     parent = np.full(n, -1, dtype=np.int64)
     for d in range(1, int(depth.max(initial=0)) + 1):
@@ -133,7 +139,7 @@ def _nest(ks: np.ndarray, ke: np.ndarray) -> _Nest:
         parent[here[ok]] = above[j[ok]]
     has = parent >= 0
     crossing = int((ke[has] > ke[parent[has]]).sum())
-    return _Nest(order, ks, ke, depth, parent, crossing)
+    return _Nest(order, ks, ke, depth, parent, crossing, ends_sorted)
 
 
 def _innermost(nest: _Nest, points: np.ndarray) -> np.ndarray:
@@ -144,7 +150,7 @@ def _innermost(nest: _Nest, points: np.ndarray) -> np.ndarray:
         return out
     # Open ranges at p: starts <= p minus ends <= p; the innermost is the last started range
     # at depth (open - 1) that started before p.
-    ends_sorted = np.sort(ke)
+    ends_sorted = nest.ends_sorted
     open_count = np.searchsorted(ks, points, side="right") - np.searchsorted(ends_sorted, points,
                                                                                side="right")
     for d in range(int(depth.max(initial=0)) + 1):
