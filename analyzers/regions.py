@@ -267,7 +267,8 @@ def _paths(nest: _Nest, node_codes: np.ndarray) -> np.ndarray:
     for d in range(int(nest.depth.max(initial=-1)) + 1):
         here = np.flatnonzero(nest.depth == d)
         parents = np.where(nest.parent[here] >= 0, path[np.maximum(nest.parent[here], 0)], -1)
-        _, local = np.unique((parents + 1) * width + codes[here], return_inverse=True)
+        # numbered in sorted order as np.unique would, by hashing (few paths, many ranges)
+        local = pd.factorize((parents + 1) * width + codes[here], sort=True)[0]
         path[here] = taken + local
         taken += int(local.max(initial=-1)) + 1
     return path
