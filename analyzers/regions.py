@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -80,10 +81,18 @@ def _stem(name: str) -> tuple[str, int | None]:
 
 def _side(kinds: pd.Series) -> np.ndarray:
     """Per range: "gpu" (on the GPU timeline), "cpu", or "" (profiler overhead: no region)."""
-    codes, labels = pd.factorize(kinds.astype("object"))
+    if isinstance(kinds.dtype, pd.CategoricalDtype):  # per category, not per range
+        codes, labels = kinds.cat.codes.to_numpy(), list(kinds.cat.categories)
+    else:
+        codes, labels = pd.factorize(kinds.astype("object"))
     side = np.array(["gpu" if "gpu" in str(k) else "" if str(k) == "overhead" else "cpu"
                      for k in labels] + ["cpu"], dtype=object)
     return side[codes]  # code -1 (missing kind): the last entry
+
+
+def _rows(frame: pd.DataFrame, keep: np.ndarray | pd.Series) -> pd.DataFrame:
+    """``frame[keep]``, without the copy when every row is kept (a million NVTX ranges)."""
+    return frame if bool(np.all(keep)) else frame[keep]
 
 
 def _ints(series: pd.Series) -> np.ndarray:
@@ -102,22 +111,23 @@ class _Nest:
     depth: np.ndarray
     parent: np.ndarray  # position (in nesting order) of the parent, -1 at the top
     crossing: int  # ranges that overlap a sibling without nesting in it
+    ends_sorted: np.ndarray  # key_end sorted (for the open-range counts)
 
 
 def _nest(ks: np.ndarray, ke: np.ndarray) -> _Nest:
     """Nesting of ranges given as (thread-offset) start/end keys."""
-    order = np.lexsort((-ke, ks))
+    # by start, the outer (later-ending) range first at a tie: one stable sort where no two
+    # ranges start together
+    order = np.argsort(ks, kind="stable")
+    if len(order) > 1 and not (np.diff(ks[order]) > 0).all():
+        order = np.lexsort((-ke, ks))
     ks, ke = ks[order], ke[order]
     n = len(order)
-    # Depth = ranges open at a start: a sweep over starts (+1) and ends (-1), ends first at a tie.
-    times = np.concatenate([ke, ks])
-    delta = np.concatenate([np.full(n, -1, dtype=np.int64), np.ones(n, dtype=np.int64)])
-    pos = np.concatenate([np.arange(n), np.arange(n)])
-    sweep = np.lexsort((pos, delta, times))  # ends before starts, outer starts first
-    running = np.cumsum(delta[sweep])
-    is_start = delta[sweep] > 0
-    depth = np.zeros(n, dtype=np.int64)
-    depth[pos[sweep][is_start]] = running[is_start] - 1
+    ends_sorted = np.sort(ke)
+    # Depth = ranges open at a start, less one: in nesting order the i-th range has i ranges
+    # started before it (outer ones first at a tie), and the ends at or before its start are
+    # closed (ends first at a tie).
+    depth = np.arange(n, dtype=np.int64) - np.searchsorted(ends_sorted, ks, side="right")
     depth = np.maximum(depth, 0)
     parent = np.full(n, -1, dtype=np.int64)
     for d in range(1, int(depth.max(initial=0)) + 1):
@@ -129,7 +139,7 @@ def _nest(ks: np.ndarray, ke: np.ndarray) -> _Nest:
         parent[here[ok]] = above[j[ok]]
     has = parent >= 0
     crossing = int((ke[has] > ke[parent[has]]).sum())
-    return _Nest(order, ks, ke, depth, parent, crossing)
+    return _Nest(order, ks, ke, depth, parent, crossing, ends_sorted)
 
 
 def _innermost(nest: _Nest, points: np.ndarray) -> np.ndarray:
@@ -140,7 +150,7 @@ def _innermost(nest: _Nest, points: np.ndarray) -> np.ndarray:
         return out
     # Open ranges at p: starts <= p minus ends <= p; the innermost is the last started range
     # at depth (open - 1) that started before p.
-    ends_sorted = np.sort(ke)
+    ends_sorted = nest.ends_sorted
     open_count = np.searchsorted(ks, points, side="right") - np.searchsorted(ends_sorted, points,
                                                                                side="right")
     for d in range(int(depth.max(initial=0)) + 1):
@@ -181,7 +191,7 @@ def _launch_points(kernels: pd.DataFrame, runtime: pd.DataFrame | None
 def _owners(ranges: pd.DataFrame, kernels: pd.DataFrame, runtime: pd.DataFrame | None,
             kind: str) -> tuple[_Nest, np.ndarray, str] | None:
     """(nesting, owner position per kernel or -1, attribution label)."""
-    sel = ranges[_side(ranges["kind"]) == kind]
+    sel = _rows(ranges, _side(ranges["kind"]) == kind)
     start, end = _ints(sel["start_ns"]), _ints(sel["end_ns"])
     thread = _ints(sel["thread"]) if kind == "cpu" else _ints(sel["device"])
     if kind == "cpu":
@@ -220,7 +230,17 @@ def _owners(ranges: pd.DataFrame, kernels: pd.DataFrame, runtime: pd.DataFrame |
 def _name_codes(names: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """(code per range, normalised name per code): names are normalised once per distinct
     name, not per range (a torch emit_nvtx run has a million ranges)."""
-    codes, labels = pd.factorize(names.astype("object"))
+    if isinstance(names.dtype, pd.CategoricalDtype):
+        # by category code (integers: no string hashing per range), in order of appearance
+        # as factorizing the strings gives
+        codes, first = pd.factorize(names.cat.codes.to_numpy())
+        if (first < 0).any():  # missing names: code -1, as factorizing the strings gives
+            missing = int(np.flatnonzero(first < 0)[0])
+            codes = np.where(codes == missing, -1, codes - (codes > missing))
+            first = np.delete(first, missing)
+        labels = names.cat.categories.to_numpy(dtype=object)[first.astype(np.int64)]
+    else:
+        codes, labels = pd.factorize(names.astype("object"))
     norm = [normalize_name(str(x)) for x in labels]
     norm_codes, uniq = pd.factorize(np.array(norm + ["<unnamed>"], dtype=object))
     return norm_codes[codes], np.asarray(uniq, dtype=object)  # code -1 -> "<unnamed>"
@@ -247,7 +267,8 @@ def _paths(nest: _Nest, node_codes: np.ndarray) -> np.ndarray:
     for d in range(int(nest.depth.max(initial=-1)) + 1):
         here = np.flatnonzero(nest.depth == d)
         parents = np.where(nest.parent[here] >= 0, path[np.maximum(nest.parent[here], 0)], -1)
-        _, local = np.unique((parents + 1) * width + codes[here], return_inverse=True)
+        # numbered in sorted order as np.unique would, by hashing (few paths, many ranges)
+        local = pd.factorize((parents + 1) * width + codes[here], sort=True)[0]
         path[here] = taken + local
         taken += int(local.max(initial=-1)) + 1
     return path
@@ -259,8 +280,8 @@ def region_analysis(ranges: pd.DataFrame | None, kernels: pd.DataFrame | None,
     """Regions of a run; None when it holds no ranges (or no GPU activity)."""
     if ranges is None or not len(ranges) or kernels is None or not len(kernels):
         return None
-    ranges = ranges[ranges["start_ns"].notna() & ranges["end_ns"].notna()
-                    & (ranges["end_ns"] >= ranges["start_ns"])]
+    ranges = _rows(ranges, (ranges["start_ns"].notna() & ranges["end_ns"].notna()
+                            & (ranges["end_ns"] >= ranges["start_ns"])).to_numpy(dtype=bool))
     notes: list[str] = []
     result = None
     side = _side(ranges["kind"])
@@ -275,7 +296,7 @@ def region_analysis(ranges: pd.DataFrame | None, kernels: pd.DataFrame | None,
         return None
     nest, owner, label = result
     kind = "cpu" if label == "launch" else "gpu"
-    sel = ranges[side == kind]
+    sel = _rows(ranges, side == kind)
     dur = _ints(kernels["dur_ns"])
     dur = np.where(np.isnan(dur), 0, dur).astype(np.int64)
     n = len(nest.order)
@@ -298,7 +319,7 @@ def region_analysis(ranges: pd.DataFrame | None, kernels: pd.DataFrame | None,
         notes.append(f"{nest.crossing:,} ranges overlap a range they do not nest in "
                      "(start/end ranges across threads): their nesting is approximate")
     frame = pd.DataFrame({"name": names, "wall_ns": wall, "gpu_ns": incl, "self_gpu_ns": self_gpu,
-                          "kernels": incl_k, "depth": nest.depth})
+                          "kernels": incl_k, "depth": nest.depth}, copy=False)  # read only
     by_name = (frame.groupby("name", sort=False, observed=True)
                .agg(count=("wall_ns", "size"), wall_ns=("wall_ns", "sum"), gpu_ns=("gpu_ns", "sum"),
                     self_gpu_ns=("self_gpu_ns", "sum"), kernels=("kernels", "sum"),
@@ -314,12 +335,20 @@ def region_analysis(ranges: pd.DataFrame | None, kernels: pd.DataFrame | None,
                                                                                  dtype=object))
     tree = _tree(frame.assign(node=node, path=path), nest, path, total)
     return RegionAnalysis(
-        source=source or ", ".join(sorted(str(k) for k in pd.unique(sel["kind"].astype(object))))
+        source=source or ", ".join(sorted(str(k) for k in _kinds(sel["kind"])))
         or "ranges",
         attribution=label, range_count=n, total_gpu_ns=total, attributed_gpu_ns=attributed,
         tree=tree, by_name=by_name,
         iterations=_iterations(frame, name_code, uniq_names, nest, sel, ranges, attributed),
         notes=notes)
+
+
+def _kinds(kinds: pd.Series) -> list[Any]:
+    """The distinct kinds present (per category code for a categorical column)."""
+    if isinstance(kinds.dtype, pd.CategoricalDtype):
+        used = np.unique(kinds.cat.codes.to_numpy())
+        return [kinds.cat.categories[c] if c >= 0 else np.nan for c in used.tolist()]
+    return list(pd.unique(kinds.astype(object)))
 
 
 def _tree(frame: pd.DataFrame, nest: _Nest, path: np.ndarray, total: int) -> pd.DataFrame:
@@ -373,7 +402,9 @@ def _iterations(frame: pd.DataFrame, name_code: np.ndarray, uniq_names: np.ndarr
     key_codes, key_labels = pd.factorize(np.array(keys, dtype=object))
     row_key = key_codes[name_code]
     counts = np.bincount(row_key, minlength=len(key_labels))
-    order = np.argsort(row_key, kind="stable")
+    # (a stable sort of small integers is a radix sort: the key in the narrowest type)
+    order = np.argsort(row_key.astype(np.min_scalar_type(max(len(key_labels), 1))),
+                       kind="stable")
     bounds = np.concatenate([[0], np.cumsum(counts)])
     gpu_all = frame["gpu_ns"].to_numpy()
     candidates: list[tuple[int, str, np.ndarray, float | None]] = []

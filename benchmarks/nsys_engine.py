@@ -12,13 +12,17 @@ with its times shifted past the previous copy and its correlation ids offset; 12
 
 Timed (wall clock, interpreter start and imports included; peak RSS and CPU time of that one
 process from os.wait4), each --repeats times, interleaved:
-- ours: `aiperf-workbench analyze FILE` (the headline figure), and with `--json FILE`;
-- ours_with_regions: the same with AIPERF_NVTX_MAX_RANGES lifted so the 955,900 NVTX events
-  are read (by default they are over the bound and the report says so);
+- ours: `aiperf-workbench analyze FILE` (the headline figure: the full analysis, the 955,900
+  NVTX events and their regions included — they are read up to --max-events), and with
+  `--json FILE` (ours_json);
+- ours_no_regions: the same with AIPERF_NVTX_MAX_RANGES=0 (NVTX not read: what the
+  baseline's default did above its 250,000-event bound);
 - nsys_ai: `nsys-ai summary FILE` (its per-GPU summary, kernels only, no NVTX);
 - baseline (with --baseline COMMIT): the same `analyze` of that commit's code (a `git archive`
-  of it run with this checkout's editable install bypassed) — before/after in one run;
-- component (labelled as such): load_nsys_sqlite alone, in a fresh process.
+  of it run with this checkout's editable install bypassed) — before/after in one run; its
+  default skips the NVTX events here, so baseline_with_regions lifts its bound
+  (AIPERF_NVTX_MAX_RANGES) for the like-for-like figure against ours;
+- component (labelled as such): load_nsys_sqlite alone (NVTX included), in a fresh process.
 Totals: ours (from --json) against sum(end - start) over the three activity tables with the
 standard library's sqlite3. The box is shared: load averages before and after are recorded.
 """
@@ -95,8 +99,9 @@ def component_parse(path: Path) -> float:
     code = ("import time,sys; t=time.perf_counter(); "
             "from profilers.parsers.nsys_sqlite import load_nsys_sqlite; "
             "load_nsys_sqlite(sys.argv[1]); print(time.perf_counter()-t)")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
-                         cwd=ROOT, check=True)
+                         cwd=ROOT, check=True, env={**env, "PYTHONPYCACHEPREFIX": str(_PYCACHE)})
     return float(out.stdout.strip())
 
 
@@ -108,6 +113,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--nsys-ai", default=str(ROOT.parent / "venv-nsys-ai" / "bin" / "nsys-ai"))
     ap.add_argument("--baseline", metavar="COMMIT", help="also time this commit's analyze")
+    ap.add_argument("--tiny", type=Path, default=DEFAULT_SOURCE.with_name("mock.sqlite"),
+                    help="a 3-activity export (nsys-ai's mock.sqlite) to time nsys-ai's "
+                    "fixed start-up stall on")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results"
                     / "nsys_engine-cpu2.json")
     args = ap.parse_args()
@@ -132,12 +140,14 @@ def main() -> None:
     runs: dict[str, tuple[list[str], dict[str, str] | None]] = {
         "ours": (cli, None),
         "ours_json": (cli + ["--json", str(json_out)], None),
-        "ours_with_regions": (cli, {"AIPERF_NVTX_MAX_RANGES": "10000000"}),
+        "ours_no_regions": (cli, {"AIPERF_NVTX_MAX_RANGES": "0"}),
     }
     if args.baseline:
         runs["baseline"] = (_baseline_cmd(args.baseline, home, path), None)
+        runs["baseline_with_regions"] = (_baseline_cmd(args.baseline, home, path),
+                                         {"AIPERF_NVTX_MAX_RANGES": "10000000"})
     have_peer = Path(args.nsys_ai).is_file()
-    tiny = DEFAULT_SOURCE.with_name("mock.sqlite")
+    tiny = args.tiny
     if have_peer:
         runs["nsys_ai"] = ([args.nsys_ai, "summary", str(path)], None)
         if tiny.is_file():  # its fixed start-up stall here: see the notes
@@ -168,10 +178,14 @@ def main() -> None:
             "note": "nsys-ai's wall time less its idle start-up stall measured on a 3-activity "
                     "file in the same run (DuckDB trying to download its SQLite extension "
                     "with no network, then the sqlite3 fallback)"}
-    if have_peer:
+    ratios = [("ours", "nsys_ai"), ("ours_no_regions", "nsys_ai"),
+              ("ours", "baseline_with_regions"), ("ours_no_regions", "baseline")]
+    for a, b in ratios:
+        if b not in samples:
+            continue
         for key in ("wall_s", "cpu_s", "rss_mb"):
-            metrics[f"ours_over_nsys_ai.{key}"] = {
-                "median": metrics[f"ours.{key}"]["median"] / metrics[f"nsys_ai.{key}"]["median"],
+            metrics[f"{a}_over_{b}.{key}"] = {
+                "median": metrics[f"{a}.{key}"]["median"] / metrics[f"{b}.{key}"]["median"],
                 "unit": "ratio"}
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                             cwd=ROOT).stdout.strip()
@@ -189,12 +203,13 @@ def main() -> None:
                               "cpu_s, rss_mb and wall_minus_stall_s)"
                       if have_peer else "nsys-ai not installed",
                       "median": metrics.get("nsys_ai.wall_s", {}).get("median")},
-        "notes": (f"Headline: ours.wall_s = the whole `aiperf-workbench analyze FILE` process. "
+        "notes": (f"Headline: ours.wall_s = the whole `aiperf-workbench analyze FILE` process, "
+                  "the full analysis with the NVTX regions. "
                   f"Load average before {load_before[0]:.2f}, after {load_after[0]:.2f} on "
                   f"{os.cpu_count()} cores shared with other jobs: absolute times inflate with it, "
-                  "the ratio to nsys-ai in the same run holds better. cpu_s is the process's "
-                  "user+system time. ours_with_regions reads all NVTX events (over the default "
-                  "bound of 250,000)."),
+                  "the ratios in the same run hold better. cpu_s is the process's "
+                  "user+system time. ours_no_regions and baseline leave the NVTX events unread; "
+                  "ours and baseline_with_regions read all 955,900."),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

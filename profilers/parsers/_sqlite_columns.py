@@ -106,12 +106,19 @@ def read_columns(connect: Callable[[], sqlite3.Connection], reads: list[ColumnRe
     try:
         jobs: list[tuple[int, str, int, int]] = []
         for i, read in enumerate(reads):
-            lo, hi = con.execute(f"SELECT min(rowid), max(rowid) FROM {quote(read.table)}"
-                                 ).fetchone()
+            table = quote(read.table)
+            lo, hi, n = con.execute(f"SELECT min(rowid), max(rowid), count(*) FROM {table}"
+                                    ).fetchone()
             if lo is None or not read.exprs:
                 continue
             sql = _chunk_sql(read)
-            jobs += [(i, sql, a, min(a + chunk_rows - 1, hi)) for a in range(lo, hi + 1, chunk_rows)]
+            if hi - lo < 2 * n + chunk_rows:
+                starts = list(range(lo, hi + 1, chunk_rows))
+            else:  # sparse rowids (one row at rowid 2**62): chunks start at every chunk_rows-th row
+                starts = [r for (r,) in con.execute(
+                    f"SELECT rowid FROM (SELECT rowid, row_number() OVER (ORDER BY rowid) AS k "
+                    f"FROM {table}) WHERE k % {chunk_rows} = 1")]
+            jobs += [(i, sql, a, b - 1) for a, b in zip(starts, [*starts[1:], hi + 1], strict=True)]
     finally:
         con.close()
 

@@ -10,11 +10,14 @@ TARGET_INFO_GPU (name, smCount, clockRate, memoryBandwidth; TARGET_INFO_CUDA_GPU
 versions) or TARGET_INFO_CUDA_DEVICE (numMultiprocessors only), TARGET_INFO_SYSTEM_ENV
 (NvDriverVersion).
 
-How: SQLite does the per-row work — type checks, end - start, packing grid/block triples into
-one integer — and hands back hex text that numpy reads as int64 columns (_sqlite_columns);
-only the distinct name ids and distinct grid/block triples become Python objects. A value of
-the wrong type (text in a numeric column) is <NA>, never 0; an end before its start leaves the
-duration <NA> and is counted in ``meta["notes"]``.
+How: each table's columns come from the file's pages, decoded in numpy (nsys_pages: the
+well-formed file, where that reading is certain), else from SQL, where SQLite does the per-row
+work — type checks, end - start, packing grid/block triples into one integer — and hands back
+text that numpy reads as int64 columns (_sqlite_columns); both give the same columns
+(nsys_page_reads mirrors the SQL expressions). Only the distinct name ids and distinct
+grid/block triples become Python objects. A value of the wrong type (text in a numeric column)
+is <NA>, never 0; an end before its start leaves the duration <NA> and is counted in
+``meta["notes"]``.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from profilers.parsers._io import SQLITE_MAGIC, head_bytes, require_file
+from profilers.parsers import nsys_page_reads as page_reads
+from profilers.parsers._io import SQLITE_MAGIC, head_bytes, input_limits, require_file
 from profilers.parsers._sqlite_columns import (
     MISSING,
     TS_MASK,
@@ -42,6 +46,8 @@ from profilers.parsers._sqlite_columns import (
     unpack,
 )
 from profilers.parsers.kernel_table import make_kernel_table
+from profilers.parsers.nsys_page_reads import CORR_MASK, NVTX_RANGE_TYPES, PID_MASK
+from profilers.parsers.nsys_pages import PagesUnusable, RawText, open_db
 from profilers.parsers.ranges import empty_ranges, ranges_frame
 from workloads.errors import WorkbenchError
 
@@ -50,13 +56,6 @@ MEMCPY = "CUPTI_ACTIVITY_KIND_MEMCPY"
 MEMSET = "CUPTI_ACTIVITY_KIND_MEMSET"
 RUNTIME = "CUPTI_ACTIVITY_KIND_RUNTIME"
 NVTX = "NVTX_EVENTS"
-# NVTX event types that are ranges (ENUM_NSYS_EVENT_TYPE): push/pop and start/end.
-NVTX_RANGE_TYPES = (59, 60)
-# Above this many NVTX rows the ranges are not read (a torch emit_nvtx run writes one range
-# per op: ~1M rows cost ~1 s to read); regions then say so. Raise it to read them all.
-NVTX_MAX_RANGES = 250_000
-CORR_MASK = (1 << 33) - 1
-PID_MASK = (1 << 24) - 1
 
 # CUpti_ActivityMemcpyKind
 COPY_KINDS = {0: "Unknown", 1: "HtoD", 2: "DtoH", 3: "HtoA", 4: "AtoH", 5: "AtoA", 6: "AtoD",
@@ -113,6 +112,13 @@ def _smem_expr(cols: set[str]) -> str:
     return f"CASE WHEN {known} THEN {total} + 1 ELSE 0 END"
 
 
+def _unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` of an int64 array by hashing (O(n); only
+    the distinct values are sorted) — per-row columns of a big export have few values."""
+    codes, uniq = pd.factorize(values, sort=True)
+    return np.asarray(uniq, dtype=np.int64), codes.astype(np.int64)
+
+
 def _masked(values: np.ndarray) -> pd.arrays.IntegerArray:
     """An Int64 array over ``values`` itself (MISSING -> <NA>; the array is reused)."""
     mask = values == MISSING
@@ -123,7 +129,7 @@ def _masked(values: np.ndarray) -> pd.arrays.IntegerArray:
 def _dims_objects(packed: np.ndarray) -> np.ndarray:
     """Packed grid/block integers -> an object array of (x, y, z) tuples or None; one tuple
     per distinct value, shared by every row that has it."""
-    uniq, inverse = np.unique(packed, return_inverse=True)
+    uniq, inverse = _unique_inverse(packed)
     table = np.empty(len(uniq), dtype=object)
     for i, v in enumerate(uniq.tolist()):
         table[i] = None if v == MISSING else (v >> 32, (v >> 16) & 0xFFFF, v & 0xFFFF)
@@ -166,7 +172,7 @@ def _kernel_names(con: sqlite3.Connection, k: dict[str, np.ndarray]) -> tuple[np
     strings = strings_for(con, np.concatenate([k["name"], k["short"]]))
     ids = np.where(np.isin(k["name"], np.fromiter(strings, dtype=np.int64, count=len(strings))),
                    k["name"], k["short"])
-    uniq, codes = np.unique(ids, return_inverse=True)
+    uniq, codes = _unique_inverse(ids)
     return codes, [strings.get(int(i), "<unnamed>") for i in uniq]
 
 
@@ -181,7 +187,7 @@ def _kernel_table(con: sqlite3.Connection, reads: dict[str, dict[str, np.ndarray
             row_codes, kernel_names = _kernel_names(con, cols)
         elif kind == "memcpy":
             kinds = np.where(cols["copy_kind"] == MISSING, 0, cols["copy_kind"])
-            uniq, row_codes = np.unique(kinds, return_inverse=True)
+            uniq, row_codes = _unique_inverse(kinds)
             kernel_names = [f"Memcpy {COPY_KINDS.get(int(v), 'Unknown')}" for v in uniq]
         else:
             row_codes = np.zeros(len(cols["start"]), dtype=np.int64)
@@ -241,7 +247,7 @@ def _corr_expr(cols: set[str], global_id: str) -> str:
 def _unique_correlations(*columns: np.ndarray) -> None:
     """In place: (process, correlation) pairs -> one correlation id space. With one process
     the ids stay CUPTI's own; with several, id = process index * 2**33 + CUPTI id."""
-    pids = np.unique(np.concatenate([c[c != MISSING] >> 33 for c in columns]))
+    pids = _unique_inverse(np.concatenate([c[c != MISSING] >> 33 for c in columns]))[0]
     for c in columns:
         ok = c != MISSING
         if len(pids) > 1:
@@ -264,7 +270,7 @@ def _runtime(con: sqlite3.Connection, r: dict[str, np.ndarray] | None, with_thre
         r = {key: np.empty(0, dtype=np.int64) for key in ("start", "dur", "name", "corr", "thread")}
     name_ids = r["name"]
     strings = strings_for(con, name_ids)
-    uniq, codes = np.unique(name_ids, return_inverse=True)
+    uniq, codes = _unique_inverse(name_ids)
     labels = [strings.get(int(i), "<unnamed>") for i in uniq]
     uniq_labels, remap = np.unique(np.array(labels, dtype=object), return_inverse=True)
     frame = pd.DataFrame({
@@ -278,7 +284,7 @@ def _runtime(con: sqlite3.Connection, r: dict[str, np.ndarray] | None, with_thre
     return frame
 
 
-def _nvtx_read(con: sqlite3.Connection, tables: set[str], max_ranges: int,
+def _nvtx_read(con: sqlite3.Connection, tables: set[str], max_ranges: int | None,
                notes: list[str]) -> ColumnRead | None:
     """What to read of NVTX_EVENTS (None: nothing, with the reason in ``notes``)."""
     if NVTX not in tables:
@@ -287,10 +293,10 @@ def _nvtx_read(con: sqlite3.Connection, tables: set[str], max_ranges: int,
     if not {"start", "end"} <= cols:
         return None
     n_rows = con.execute(f"SELECT count(*) FROM {NVTX}").fetchone()[0]
-    if n_rows > max_ranges:
-        notes.append(f"{n_rows:,} NVTX events, more than the {max_ranges:,} read by default "
-                     "(about 1 s per million): no regions (set AIPERF_NVTX_MAX_RANGES="
-                     f"{n_rows} to read them)")
+    if max_ranges is not None and n_rows > max_ranges:
+        notes.append(f"{n_rows:,} NVTX events, more than the {max_ranges:,} read (the input "
+                     "limit --max-events, or AIPERF_NVTX_MAX_RANGES): no regions (analyze "
+                     f"--max-events {n_rows} or AIPERF_NVTX_MAX_RANGES={n_rows} reads them)")
         return None
     where = (f'"eventType" IN ({",".join(map(str, NVTX_RANGE_TYPES))})'
              if "eventType" in cols else "1")
@@ -300,16 +306,74 @@ def _nvtx_read(con: sqlite3.Connection, tables: set[str], max_ranges: int,
                              "text_id": _opt(cols, "textId")}, where)
 
 
-def _nvtx(con: sqlite3.Connection, read: ColumnRead, r: dict[str, np.ndarray]) -> pd.DataFrame:
-    texts: list[Any] = [None] * len(r["start"])
-    if "text" in table_columns(con, NVTX):
-        texts = [t for (t,) in con.execute(
-            f"SELECT text FROM {NVTX} WHERE {read.where} ORDER BY rowid")]
-    strings = strings_for(con, r["text_id"])
-    labels = [t if isinstance(t, str) else strings.get(int(i), "<unnamed>")
-              for t, i in zip(texts, r["text_id"].tolist(), strict=True)]
-    return ranges_frame(pd.Categorical(labels), _masked(r["start"]), _masked(r["end"]), "nvtx",
-                        thread=_masked(r["thread"]))
+def _nvtx(con: sqlite3.Connection, read: ColumnRead, r: dict[str, np.ndarray],
+          text: RawText | None) -> pd.DataFrame:
+    """The ranges frame; a range's name is its ``text`` where that is text, else the string
+    of its ``textId``. ``text``: that column from the pages (None: read it here with SQL)."""
+    if text is None:
+        text = _sql_text(con, read) if "text" in table_columns(con, NVTX) else RawText(
+            np.full(len(r["start"]), -1, dtype=np.int64), [])
+    # names by code: the texts, then the registered strings of the ranges without text
+    no_text = text.codes < 0
+    ids, id_codes = _unique_inverse(r["text_id"][no_text])
+    strings = strings_for(con, ids)
+    names = np.array(text.labels + [strings.get(int(i), "<unnamed>") for i in ids.tolist()],
+                     dtype=object)
+    codes = text.codes.copy()
+    codes[no_text] = len(text.labels) + id_codes.ravel()
+    # the names used, sorted, as pd.Categorical(list of names) has them
+    used, row_used = _unique_inverse(codes)
+    categories, remap = np.unique(names[used], return_inverse=True)
+    n = len(codes)
+    # kind and device as arrays, not as n Python objects for ranges_frame to convert
+    return ranges_frame(pd.Categorical.from_codes(remap.ravel()[row_used.ravel()],
+                                                  categories=pd.Index(categories.tolist())),
+                        _masked(r["start"]), _masked(r["end"]),
+                        pd.Categorical.from_codes(np.zeros(n, dtype=np.int8),
+                                                  categories=["nvtx"]) if n else "nvtx",
+                        thread=_masked(r["thread"]),
+                        device=pd.arrays.IntegerArray(np.zeros(n, dtype=np.int64),
+                                                      np.ones(n, dtype=bool)))
+
+
+def _sql_text(con: sqlite3.Connection, read: ColumnRead) -> RawText:
+    """The ``text`` column of the ranges read, with SQL: a code per row (-1: not text)."""
+    texts = [t if isinstance(t, str) else None for (t,) in con.execute(
+        f"SELECT text FROM {NVTX} WHERE {read.where} ORDER BY rowid")]
+    codes, labels = pd.factorize(pd.Series(texts, dtype=object))
+    return RawText(np.asarray(codes, dtype=np.int64), [str(x) for x in labels])
+
+
+def _read_tables(p: Any, uri: str, reads: list[ColumnRead], with_thread: bool,
+                 page_reader: bool) -> tuple[dict[str, dict[str, np.ndarray]], RawText | None]:
+    """Every read's columns: from the file's pages where that applies (nsys_pages), the
+    other tables with SQL. One thread: a second one (NVTX beside the rest) saved no CPU and
+    its malloc arena cost ~100 MB of peak RSS on a 120 MB export."""
+    got: dict[str, dict[str, np.ndarray]] = {}
+    text: RawText | None = None
+    pages = open_db(p) if page_reader else None
+    con = sqlite3.connect(uri, uri=True)
+    try:
+        for read in reads:
+            if pages is None:
+                break
+            try:
+                if read.table == NVTX:
+                    got[NVTX], text = page_reads.nvtx(pages, con, NVTX)
+                elif read.table == RUNTIME:
+                    got[RUNTIME] = page_reads.runtime(pages, con, RUNTIME, with_thread)
+                else:
+                    got[read.table] = page_reads.activity(pages, con, read.table,
+                                                          read.table == KERNELS,
+                                                          read.table == MEMCPY)
+            except PagesUnusable:
+                pass
+    finally:
+        con.close()
+    rest = [r for r in reads if r.table not in got]
+    got.update(zip([r.table for r in rest],
+                   read_columns(lambda: sqlite3.connect(uri, uri=True), rest), strict=True))
+    return got, text
 
 
 def _row_dicts(con: sqlite3.Connection, table: str) -> list[dict[str, Any]]:
@@ -375,16 +439,22 @@ def _device_notes(props: list[dict[str, Any]]) -> list[str]:
     return []
 
 
-def nvtx_max_ranges() -> int:
+def nvtx_max_ranges() -> int | None:
+    """The most NVTX events read (None: all): AIPERF_NVTX_MAX_RANGES where set, else the
+    input limit on events (``analyze --max-events``; a torch emit_nvtx run writes one range
+    per op, ~1M in a 120 MB export, read with its regions in ~1 s)."""
     raw = os.environ.get("AIPERF_NVTX_MAX_RANGES")
     try:
-        return int(raw) if raw else NVTX_MAX_RANGES
+        return int(raw) if raw else input_limits().max_events
     except ValueError:
         raise WorkbenchError(f"AIPERF_NVTX_MAX_RANGES={raw!r} is not a number",
                              "e.g. AIPERF_NVTX_MAX_RANGES=2000000") from None
 
 
-def load_nsys_sqlite(path: str | os.PathLike[str], max_nvtx_ranges: int | None = None) -> NsysTrace:
+def load_nsys_sqlite(path: str | os.PathLike[str], max_nvtx_ranges: int | None = None,
+                     page_reader: bool = True) -> NsysTrace:
+    """``page_reader``: read tables from the file's pages where that applies (False: all
+    with SQL — the same result, slower; for tests and benchmarks)."""
     p = require_file(path, "nsys SQLite export")
     if not head_bytes(p, 16).startswith(SQLITE_MAGIC):
         raise WorkbenchError(f"{p}: not an SQLite database",
@@ -410,12 +480,12 @@ def load_nsys_sqlite(path: str | os.PathLike[str], max_nvtx_ranges: int | None =
             reads.append(_runtime_read(table_columns(con, RUNTIME), nvtx_read is not None))
         if nvtx_read is not None:
             reads.append(nvtx_read)
-        got = dict(zip([r.table for r in reads],
-                       read_columns(lambda: sqlite3.connect(uri, uri=True), reads), strict=True))
+        got, text = _read_tables(p, uri, reads, nvtx_read is not None, page_reader)
         _unique_correlations(*(got[t]["corr"] for t in (KERNELS, MEMCPY, MEMSET, RUNTIME)
                                if t in got))
         kernels = _kernel_table(con, got, notes)
-        nvtx = _nvtx(con, nvtx_read, got[NVTX]) if nvtx_read is not None else empty_ranges()
+        nvtx = (_nvtx(con, nvtx_read, got[NVTX], text) if nvtx_read is not None
+                else empty_ranges())
         runtime = _runtime(con, got.get(RUNTIME), with_thread=nvtx_read is not None)
         props = gpu_properties(con, tables)
         driver = _driver(con, tables)

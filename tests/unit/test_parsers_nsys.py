@@ -186,6 +186,25 @@ def test_nvtx_bound_is_a_note(tmp_path):
                for n in t.meta["notes"])
 
 
+def test_nvtx_bound_is_the_input_limit_on_events(tmp_path, monkeypatch):
+    """All NVTX events are read up to --max-events (a 1M-range emit_nvtx export gets its
+    regions by default, as the full analysis); below it the note says how to lift it, and
+    --no-limits reads any number."""
+    from profilers.parsers._io import InputLimits, limited_input
+
+    monkeypatch.delenv("AIPERF_NVTX_MAX_RANGES", raising=False)
+    path = make_db(tmp_path / "r.sqlite")
+    assert len(load_nsys_sqlite(path).nvtx) == 2
+    with limited_input(InputLimits(max_events=1)):
+        t = load_nsys_sqlite(path)
+    assert len(t.nvtx) == 0
+    assert any("more than the 1 read" in n and "--max-events 2" in n for n in t.meta["notes"])
+    with limited_input(InputLimits(max_events=None)):
+        assert len(load_nsys_sqlite(path).nvtx) == 2
+    monkeypatch.setenv("AIPERF_NVTX_MAX_RANGES", "1")
+    assert len(load_nsys_sqlite(path).nvtx) == 0
+
+
 def write_nsys_json(sqlite_path: Path, out: Path, separate_strings: bool = False) -> Path:
     """The rows of an nsys SQLite export written in the layout of ``nsys export --type json``
     (NVIDIA's "JSON and Text Format Description": one message per line, 64-bit numbers as
@@ -371,3 +390,30 @@ def test_nsys_rep_export_failure_is_one_line(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "nsys export failed (exit 1): Error: file is corrupted" in err
     assert not list((tmp_path / "cache").glob("*.sqlite"))  # no half-written export kept
+
+
+def test_sparse_rowids_read_in_bounded_memory(tmp_path):
+    """A valid export whose one kernel row sits at rowid 2**62: the SQL reader chunked the
+    rowid range 0..2**62 (3.5e13 chunks: memory without bound); now the chunks follow the
+    rows. Run in a child limited to 2 GB of address space, both readers."""
+    import subprocess
+    import sys
+
+    path = make_db(tmp_path / "r.sqlite")
+    con = sqlite3.connect(path)
+    con.execute("INSERT INTO CUPTI_ACTIVITY_KIND_KERNEL (rowid, start, end, deviceId, contextId,"
+                " streamId, correlationId, globalPid, demangledName, shortName,"
+                " registersPerThread, gridX, gridY, gridZ, blockX, blockY, blockZ,"
+                " staticSharedMemory, dynamicSharedMemory, localMemoryPerThread,"
+                " localMemoryTotal, gridId) VALUES (?, 50000, 50100, 0, 1, 7, 300, 1, 1, 1, 32,"
+                " 1, 1, 1, 32, 1, 1, 0, 0, 0, 0, 9)", (2**62,))
+    con.commit()
+    con.close()
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30)); "
+            "from profilers.parsers.nsys_sqlite import load_nsys_sqlite; "
+            "a = load_nsys_sqlite(sys.argv[1], page_reader=False).kernels; "
+            "b = load_nsys_sqlite(sys.argv[1]).kernels; "
+            "print(len(a), int(a['dur_ns'].sum()), len(b), int(b['dur_ns'].sum()))")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.split() == ["5", str(500 + 50 + 1234 + 1235 + 100)] * 2, out.stderr[-300:]

@@ -168,3 +168,25 @@ def test_report_and_json_carry_regions(tmp_path, capsys):
     assert regions["attribution"] == "launch" and len(regions["iterations"]) == 1
     assert [i["kernels"] for i in regions["iterations"][0]["iterations"]] == [420, 420, 420]
     assert np.isclose(sum(n["share"] for n in regions["tree"] if n["depth"] == 0), 1.0)
+
+
+def test_categorical_and_object_columns_give_the_same_regions():
+    """Names and kinds are read per category code where the columns are categorical (a
+    million NVTX ranges); missing names and unused categories change nothing."""
+    rows = [("step 1", 0, 100, 1), (None, 10, 80, 1), ("mm, op_id = 3", 20, 30, 1),
+            ("step 2", 100, 200, 1), ("fwd", 110, 180, 1), ("mm, op_id = 9", 120, 130, 1)]
+    names, starts, ends, threads = zip(*rows, strict=True)
+    plain = ranges_frame(pd.Series(names, dtype=object), list(starts), list(ends), "nvtx",
+                         thread=list(threads))
+    plain["name"] = pd.Series(list(names), dtype=object)
+    plain["kind"] = pd.Series(["nvtx"] * len(rows), dtype=object)
+    cat = plain.copy()
+    cat["name"] = pd.Categorical(list(names), categories=["unused", "step 2", "step 1", "mm, op_id = 3",
+                                                         "fwd", "mm, op_id = 9"])
+    cat["kind"] = pd.Categorical(["nvtx"] * len(rows), categories=["gpu_user_annotation", "nvtx"])
+    kt, rt = _kernels([(25, 1, 5), (15, 1, 6), (125, 1, 7), (150, 1, 9)])
+    a, b = region_analysis(plain, kt, rt), region_analysis(cat, kt, rt)
+    assert a is not None and b is not None and a.source == b.source == "nvtx"
+    pd.testing.assert_frame_equal(a.by_name, b.by_name)
+    pd.testing.assert_frame_equal(a.tree, b.tree)
+    assert "<unnamed>" in set(a.by_name["name"])

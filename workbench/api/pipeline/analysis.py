@@ -11,7 +11,6 @@ from typing import Any
 from analyzers.ceilings import resolve_ceilings
 from analyzers.kernel_costs import attach_kernel_costs
 from analyzers.run_analysis import RunAnalysis, analyze_tables, attach_advice
-from sessions import parsed_cache
 from sessions.records import RunRecord
 from sessions.store import SessionStore
 from workbench.api.pipeline.distributed_hta import attach_hta_overlap
@@ -163,6 +162,7 @@ def _parse_cached(run_dir: Path, artifact: Path) -> Any:
     session folder from someone else can hold a crafted cache, and reading it must not run
     anything. A stale, foreign or damaged cache is parsed again and rewritten, never trusted."""
     from profilers.parsers.detect import ParsedArtifact, load_artifact
+    from sessions import parsed_cache  # msgspec: only where a run's cache is read
 
     cache = parsed_cache.cache_path(run_dir, artifact)
     parsed_cache.remove_legacy(run_dir, artifact)
