@@ -23,3 +23,22 @@ def test_analyze_of_an_nsys_file_leaves_the_run_machinery_unimported(tmp_path):
 
 def test_suite_help_text_is_the_module_docstring():
     assert _suite_doc() == suite_api.__doc__
+
+
+def test_a_kineto_parse_starts_before_pandas_is_imported(tmp_path, h100_fixtures, monkeypatch):
+    """The split parse imports pandas in this process while its forked worker parses
+    (``_trace_split.parse_in_pieces(meanwhile=import_pandas)``): nothing on the way from the
+    CLI to the parse may import pandas first (the front-door API did, at import)."""
+    trace = h100_fixtures / "torch_trace.json"
+    code = ("import sys\n"
+            "import profilers.parsers._kineto_columns as columns\n"
+            "real = columns.can_split\n"
+            "def probe(path, size):\n"
+            "    print('PANDAS AT PARSE', 'pandas' in sys.modules)\n"
+            "    return real(path, size)\n"
+            "columns.can_split = probe\n"
+            "from workbench.cli import main\n"
+            f"rc = main(['--home', {str(tmp_path / 'home')!r}, 'analyze', {str(trace)!r}])\n"
+            "print('RC', rc)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "PANDAS AT PARSE False" in out.stdout and "RC 0" in out.stdout, out.stdout[-2000:]

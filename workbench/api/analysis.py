@@ -4,12 +4,14 @@ artifacts from elsewhere (format detected from the content, bounded input), HTA 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from analyzers.run_analysis import RunAnalysis
 from sessions.records import RunRecord
 from sessions.store import SessionStore, default_home
 from workloads.errors import WorkbenchError
+
+if TYPE_CHECKING:  # pandas: loaded once a parse has begun (the Kineto parse forks first)
+    from analyzers.run_analysis import RunAnalysis
 
 
 def analyze_session(store: SessionStore, record: RunRecord, top: int = 15) -> RunAnalysis:

@@ -157,13 +157,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from workbench.api.analysis import analyze_artifacts, hta_comparison
-    from workbench.api.export import artifacts_json, artifacts_markdown
 
     no_limits = getattr(args, "no_limits", False)
     parsed, analysis = analyze_artifacts(
         list(args.paths), top=args.top, home=args.home,
         max_bytes=None if no_limits else getattr(args, "max_bytes", -1),
         max_events=None if no_limits else getattr(args, "max_events", -1))
+    # imported after the parse: the exporters load pandas, which a large Kineto trace's parse
+    # imports in this process while its forked worker parses (profilers/parsers/_trace_split)
+    from workbench.api.export import artifacts_json, artifacts_markdown
+
     paths = [str(p) for p in args.paths]
     hta = hta_comparison(list(args.paths), parsed, analysis) if getattr(args, "hta", False) \
         else None

@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from analyzers.ceilings import resolve_ceilings
-from analyzers.kernel_costs import attach_kernel_costs
-from analyzers.run_analysis import RunAnalysis, analyze_tables, attach_advice
 from sessions.records import RunRecord
 from sessions.store import SessionStore
-from workbench.api.pipeline.distributed_hta import attach_hta_overlap
 from workloads.atomic import write_json_atomic
 from workloads.errors import CorruptCache
+
+if TYPE_CHECKING:  # the analyzers load pandas: imported where they run, after the parse began
+    from analyzers.run_analysis import RunAnalysis
 
 # Artifact roles in the order we prefer them for the kernel table.
 ARTIFACT_ROLES = ("ncu_csv", "nsys_sqlite", "trace", "ncu_rep")
@@ -80,6 +79,10 @@ def analyze_parsed(parsed: Any, top: int = 15, home: Path | None = None,
     """``inventory``: the run's operation inventory (the record's ``details.inventory``), which
     costs kernels the trace cannot (CUDA graphs, compiled code). ``workload``, ``layers``,
     ``device_kind``: the run's, so the budget names only layers this run can add."""
+    from analyzers.ceilings import resolve_ceilings
+    from analyzers.kernel_costs import attach_kernel_costs
+    from analyzers.run_analysis import analyze_tables
+
     device = device_name or device_name_of(parsed)
     ceilings = resolve_ceilings(device, driver, load_ceilings_cache(home)) if device else None
     kernels, cost_notes, _ = attach_kernel_costs(parsed.kernels, parsed.ops, parsed.runtime,
@@ -132,6 +135,9 @@ def run_precision(record: RunRecord) -> str | None:
 def load_run_analysis(store: SessionStore, record: RunRecord, top: int = 15) -> RunAnalysis:
     """The analysis of a run's profiler artifact, or an empty one (with a note) when the run
     has none (a timer run)."""
+    from analyzers.run_analysis import RunAnalysis, attach_advice
+    from workbench.api.pipeline.distributed_hta import attach_hta_overlap
+
     run_dir = store.run_dir(record.id)
     for role in ARTIFACT_ROLES:
         rel = record.artifacts.get(role)
