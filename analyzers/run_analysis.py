@@ -25,7 +25,7 @@ from analyzers.overlap import distributed_analysis
 from analyzers.roofline import roofline
 from analyzers.sol_budget import SolBudget, sol_budget
 from analyzers.step_timeline import step_timeline
-from analyzers.temporal import temporal_profile
+from analyzers.temporal import temporal_profile, within_steps
 from profilers.parsers.schema import Col
 
 
@@ -125,8 +125,11 @@ def _analyze_tables(source: str, kernels: pd.DataFrame, kernel_metrics: pd.DataF
     if kernels[Col.OP_NAME].notna().any():
         analysis.ops = op_breakdown(kernels)
     analysis.streams = stream_breakdown(kernels)
+    timeline = None
     if kernels[Col.START_NS].notna().any():
-        analysis.temporal = temporal_profile(kernels, runtime=runtime)
+        if source not in ("ncu_csv", "ncu_rep"):  # ncu replays kernels alone: no steps
+            timeline = step_timeline(kernels, annotations=annotations, ops=ops, runtime=runtime)
+        analysis.temporal = within_steps(temporal_profile(kernels, runtime=runtime), timeline)
     if ceilings is None:
         analysis.notes.append(f"no roofline: no ceilings known for device {device_name!r} "
                               "(run `aiperf-workbench calibrate` on it)")
@@ -139,12 +142,10 @@ def _analyze_tables(source: str, kernels: pd.DataFrame, kernel_metrics: pd.DataF
     if source in ("ncu_csv", "ncu_rep"):
         analysis.notes.append("no speed-of-light budget: ncu replays each kernel alone, so the "
                               "artifact has no step timeline (a torch or nsys run has one)")
-    else:
-        timeline = step_timeline(kernels, annotations=annotations, ops=ops, runtime=runtime)
-        if timeline is not None:
-            analysis.budget = sol_budget(result.launches, timeline, ceilings, workload=workload,
-                                         layers=layers, device_kind=device_kind,
-                                         device_name=device_name)
+    elif timeline is not None:
+        analysis.budget = sol_budget(result.launches, timeline, ceilings, workload=workload,
+                                     layers=layers, device_kind=device_kind,
+                                     device_name=device_name)
     return attach_advice(analysis)
 
 

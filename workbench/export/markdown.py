@@ -286,6 +286,10 @@ def _temporal_section(t: Any) -> list[str]:
     return ["## Timeline", "", md_table(["", ""], [
         ["window", fmt_ns(t.window_ns)],
         ["GPU busy / idle", f"{fmt_ns(t.busy_ns)} / {fmt_ns(t.idle_ns)} (idle {fmt_pct(t.idle_share)})"],
+        *([[f"inside the {t.step_count} profiled step{'s' if t.step_count != 1 else ''}",
+            f"{fmt_ns(t.step_busy_ns)} busy of {fmt_ns(t.step_window_ns)} "
+            f"(idle {fmt_pct(t.step_idle_share)}; the rest of the window lies between steps)"]]
+          if getattr(t, "step_count", None) else []),
         ["gaps between kernels", f"{t.gaps.count}, p50 {fmt_ns(t.gaps.p50_ns)}, p99 {fmt_ns(t.gaps.p99_ns)}, max {fmt_ns(t.gaps.max_ns)}"],
         [f"kernels shorter than {fmt_ns(t.short_threshold_ns)}",
          f"{t.short_kernel_count} ({fmt_pct(t.short_kernel_share)} of kernels, {fmt_pct(t.short_kernel_time_share)} of time)"],
