@@ -6,6 +6,8 @@ when the Diff tab is first shown (or a baseline is picked), also in a worker.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -36,6 +38,7 @@ class ResultsScreen(Screen):
         Binding("4", "tab('diff')", "Diff", id="results.diff"),
         Binding("5", "tab('advice')", "Advice", id="results.advice", show=False),
         Binding("b", "pick_baseline", "Baseline", id="results.baseline"),
+        Binding("e", "export", "Export report", id="results.export"),
         Binding("l", "ask_llm", "Ask Claude", id="results.llm", show=False),
         Binding("escape", "back", "Back", id="results.back"),
     ]
@@ -49,6 +52,11 @@ class ResultsScreen(Screen):
         def __init__(self, text: str, done: bool = False, error: str | None = None) -> None:
             super().__init__()
             self.text, self.done, self.error = text, done, error
+
+    class Exported(Message):
+        def __init__(self, paths: list[Path], error: str | None = None) -> None:
+            super().__init__()
+            self.paths, self.error = paths, error
 
     class DiffLoaded(Message):
         def __init__(self, diff: DiffView | None, baseline_id: str, error: str | None) -> None:
@@ -221,6 +229,55 @@ class ResultsScreen(Screen):
 
         self.app.push_screen(PickSessionScreen(rows, title=Text(
             f"Baseline for {self.record.id}")), chosen)
+
+    # ---- export (the files `report ID --export` / `diff A B --export` write) ----------------
+    def action_export(self) -> None:
+        """Export what is open: the diff on the Diff tab (once computed), else the session."""
+        diff = self.query_one(DiffPanel).diff
+        on_diff = self.query_one(TabbedContent).active == "tab-diff"
+        if on_diff and diff is not None and diff.raw is not None:
+            what = f"the diff {self.baseline_id} → {self.record.id}"
+            default = Path.cwd() / f"diff-{self.baseline_id}-{self.record.id}.md"
+        elif self.analysis is None or self.analysis.raw is None:
+            self.notify("The analysis is still loading (or failed); nothing to export yet.",
+                        title="Export", severity="warning")
+            return
+        else:
+            what, default = f"session {self.record.id}", Path.cwd() / f"{self.record.id}.md"
+
+        def chosen(path: Path | None) -> None:
+            if path is not None:
+                self.notify(f"Writing {path.name}…", title="Export")
+                self.write_export(path, diff if on_diff else None)
+
+        from workbench.tui.screens.export import ExportScreen
+
+        self.app.push_screen(ExportScreen(what, default), chosen)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="export")
+    def write_export(self, markdown: Path, diff: DiffView | None) -> None:
+        paths: list[Path] = []
+        try:
+            for path in (markdown, markdown.with_suffix(".json")):
+                if diff is not None:
+                    paths.append(self.services.export_diff(diff, path))
+                else:
+                    assert self.analysis is not None
+                    paths.append(self.services.export_session(self.record, self.analysis,
+                                                              path))
+        except Exception as exc:  # a full disk, a read-only folder: one line
+            one_line = getattr(exc, "one_line", None)
+            self.post_message(self.Exported(paths, one_line() if callable(one_line)
+                                            else f"{type(exc).__name__}: {exc}"))
+            return
+        self.post_message(self.Exported(paths))
+
+    def on_results_screen_exported(self, message: Exported) -> None:
+        if message.error:
+            self.notify(message.error, title="Export failed", severity="error", timeout=10)
+            return
+        self.notify("\n".join(str(p) for p in message.paths), title="Exported",
+                    timeout=10)
 
     def action_back(self) -> None:
         self.dismiss()
