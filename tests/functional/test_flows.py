@@ -38,7 +38,7 @@ async def test_run_kernels_rerun_and_diff(tmp_path, app_factory) -> None:
         setup = app.screen
         assert setup.workload == "dense"
         assert setup.query_one("#preset", Select).value == "tiny"
-        assert "NVIDIA H100" in static_text(setup.query_one("#device", Static))
+        assert "NVIDIA H100" in static_text(setup.query_one("#device-line", Static))
         assert "GPU memory" in static_text(setup.query_one("#estimate", Static))
 
         setup.query_one("#layer-L1", Checkbox).focus()
@@ -173,7 +173,7 @@ async def test_setup_rejects_bad_parameters(tmp_path, app_factory) -> None:
         batch = app.screen.query_one("#param-batch", Input)
         batch.value = "0"
         await pilot.pause()
-        assert "batch must be > 0" in static_text(app.screen.query_one("#estimate", Static))
+        assert "batch must be > 0" in static_text(app.screen.query_one("#run-check", Static))
         await pilot.press("ctrl+r")
         await pilot.pause()
         assert isinstance(app.screen, RunSetupScreen) and not core.specs
