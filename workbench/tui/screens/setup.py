@@ -5,8 +5,6 @@ a child the run would refuse. The Run bar stays on screen at any size."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
