@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from textual.dom import DOMNode
 from textual.widgets import Input
@@ -12,7 +12,8 @@ from workbench.api.params import parse_param
 from workloads.errors import WorkbenchError
 
 # input id -> (label, where it goes: a preset param or a RunSpec field, Input type)
-PARAMS: dict[str, tuple[str, str, str]] = {
+InputType = Literal["integer", "number"]
+PARAMS: dict[str, tuple[str, str, InputType]] = {
     "batch": ("batch", "param", "integer"),
     "prompt_len": ("seq length", "param", "integer"),
     "new_tokens": ("new tokens", "param", "integer"),
