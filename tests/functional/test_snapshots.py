@@ -13,6 +13,7 @@ from textual.widgets import Log
 from tests.functional.conftest import wait_until
 from tests.functional.fakes import FakeCore
 from workbench.api.device import DeviceProbe
+from workbench.tui.screens import live as live_module
 from workbench.tui.screens.live import LiveRunScreen
 from workbench.tui.screens.results import ResultsScreen
 from workbench.tui.screens.sessions import SessionsScreen
@@ -47,8 +48,9 @@ def test_setup_unmet_requirement_disabled(snap_compare, tmp_path, app_factory,
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_live_run(snap_compare, tmp_path, app_factory, size) -> None:
+def test_live_run(snap_compare, tmp_path, app_factory, size, monkeypatch) -> None:
     core = FakeCore(block=True)
+    monkeypatch.setattr(live_module, "clock", lambda: 100.0)  # elapsed: the same every run
 
     async def start(pilot) -> None:  # type: ignore[no-untyped-def]
         await _setup_ready(pilot)
