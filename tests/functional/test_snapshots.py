@@ -21,7 +21,19 @@ from workbench.tui.screens.setup import RunSetupScreen
 from workloads import catalog
 from workloads.catalog import LayerInfo
 
-pytestmark = pytest.mark.usefixtures("pinned_catalog")
+pytestmark = pytest.mark.usefixtures("pinned_catalog", "utc")
+
+
+@pytest.fixture
+def utc(monkeypatch):  # type: ignore[no-untyped-def]
+    """Dates in the sessions list are local time: the snapshots are taken in UTC."""
+    import time
+
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
 A100 = DeviceProbe(cuda=True, gpu_count=1, name="NVIDIA A100-SXM4-80GB", cc=(8, 0),

@@ -198,6 +198,7 @@ class WorkbenchApp(App[None]):
 def help_sections() -> list[HelpSection]:
     """The bindings the help screen lists, per screen and widget."""
     from workbench.tui.screens.confirm import ConfirmScreen
+    from workbench.tui.screens.export import ExportScreen
     from workbench.tui.screens.help import HelpScreen
     from workbench.tui.screens.live import LiveRunScreen
     from workbench.tui.screens.pick_session import PickSessionScreen
@@ -212,7 +213,8 @@ def help_sections() -> list[HelpSection]:
         ("Results", ResultsScreen), ("Kernels tab", KernelsPanel),
         ("Kernel table", KernelTableView), ("Roofline tab", RooflinePlot),
         ("Sessions", SessionsScreen), ("Confirm dialog", ConfirmScreen),
-        ("Pick a session", PickSessionScreen), ("Help", HelpScreen),
+        ("Pick a session", PickSessionScreen), ("Export dialog", ExportScreen),
+        ("Help", HelpScreen),
     ]
     sections: list[HelpSection] = []
     for where, owner in owners:
