@@ -20,7 +20,7 @@ from textual.screen import Screen
 
 from sessions.store import SessionStore
 from workbench.api.services import Services, default_services
-from workbench.tui.screens.messages import OpenRun, RunRequested, RunStored
+from workbench.tui.screens.messages import EditRun, OpenRun, RunRequested, RunStored
 from workbench.tui.screens.setup import RunSetupScreen
 from workbench.tui.settings import Settings, load_settings
 from workloads.errors import WorkbenchError
@@ -146,6 +146,10 @@ class WorkbenchApp(App[None]):
 
         self._confirm_over_run("Cancel it and start this one?", start)
 
+    def on_edit_run(self, message: EditRun) -> None:
+        self.push_screen(RunSetupScreen(self.services, self.settings.default_profiler,
+                                        prefill=message.spec))
+
     def on_run_stored(self, message: RunStored) -> None:
         """A run ended (perhaps in the background): lists showing it reload in place."""
         from workbench.tui.screens.sessions import SessionsScreen
@@ -184,6 +188,14 @@ class WorkbenchApp(App[None]):
                             self.action_sessions)
         yield SystemCommand("Help", "Every key binding (F1)", self.action_help)
         seen = {"app.new_run", "app.sessions", "app.help"}
+        from workbench.tui.screens.results import ResultsScreen
+
+        if isinstance(screen, ResultsScreen):
+            yield SystemCommand("Export report", "Markdown and JSON of this session, or of the "
+                                "diff on the Diff tab (key e)", screen.action_export)
+            yield SystemCommand("Re-run this configuration", "The run form with this "
+                                "session's spec (ctrl+r)", screen.action_rerun)
+            seen |= {"results.export", "results.rerun"}
         for active in screen.active_bindings.values():
             binding = active.binding
             if not binding.description or binding.id in seen or not active.enabled:

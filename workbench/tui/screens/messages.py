@@ -30,3 +30,11 @@ class RunStored(Message):
     def __init__(self, run_id: str) -> None:
         super().__init__()
         self.run_id = run_id
+
+
+class EditRun(Message):
+    """Open the run form filled with ``spec`` (re-run a stored configuration)."""
+
+    def __init__(self, spec: RunSpec) -> None:
+        super().__init__()
+        self.spec = spec

@@ -20,11 +20,13 @@ from sessions.records import RunRecord
 from sessions.store import SessionStore
 from workbench.api.services import Services
 from workbench.api.views import AnalysisView, DiffView
+from workbench.tui.screens.messages import EditRun
 from workbench.tui.screens.pick_session import PickSessionScreen
 from workbench.tui.widgets.diff_panel import DiffPanel
 from workbench.tui.widgets.kernels_panel import KernelsPanel
 from workbench.tui.widgets.roofline import RooflinePanel
 from workbench.tui.widgets.summary import AdvicePanel, SummaryPanel
+from workloads.errors import WorkbenchError
 
 TABS = ("summary", "kernels", "roofline", "diff", "advice")
 
@@ -32,14 +34,17 @@ TABS = ("summary", "kernels", "roofline", "diff", "advice")
 class ResultsScreen(Screen):
     CSS_PATH = "results.tcss"
     BINDINGS = [
-        Binding("1", "tab('summary')", "Summary", id="results.summary"),
-        Binding("2", "tab('kernels')", "Kernels", id="results.kernels"),
-        Binding("3", "tab('roofline')", "Roofline", id="results.roofline"),
-        Binding("4", "tab('diff')", "Diff", id="results.diff"),
+        # The tab keys are on the tabs themselves ("1 Summary"): the footer keeps room for
+        # the rest at 80 columns.
+        Binding("1", "tab('summary')", "Summary", id="results.summary", show=False),
+        Binding("2", "tab('kernels')", "Kernels", id="results.kernels", show=False),
+        Binding("3", "tab('roofline')", "Roofline", id="results.roofline", show=False),
+        Binding("4", "tab('diff')", "Diff", id="results.diff", show=False),
         Binding("5", "tab('advice')", "Advice", id="results.advice", show=False),
+        Binding("e", "export", "Export", id="results.export"),
         Binding("b", "pick_baseline", "Baseline", id="results.baseline"),
-        Binding("e", "export", "Export report", id="results.export"),
-        Binding("l", "ask_llm", "Ask Claude", id="results.llm", show=False),
+        Binding("l", "ask_llm", "Ask Claude", id="results.llm"),
+        Binding("ctrl+r", "rerun", "Re-run", id="results.rerun", show=False),
         Binding("escape", "back", "Back", id="results.back"),
     ]
 
@@ -75,15 +80,15 @@ class ResultsScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         with TabbedContent(initial=f"tab-{self.initial_tab}", id="result-tabs"):
-            with TabPane("Summary", id="tab-summary"):
+            with TabPane("1 Summary", id="tab-summary"):
                 yield SummaryPanel(self.record, id="summary")
-            with TabPane("Kernels", id="tab-kernels"):
+            with TabPane("2 Kernels", id="tab-kernels"):
                 yield KernelsPanel(id="kernels")
-            with TabPane("Roofline", id="tab-roofline"):
+            with TabPane("3 Roofline", id="tab-roofline"):
                 yield RooflinePanel(id="roofline")
-            with TabPane("Diff", id="tab-diff"):
+            with TabPane("4 Diff", id="tab-diff"):
                 yield DiffPanel(id="diff")
-            with TabPane("Advice", id="tab-advice"):
+            with TabPane("5 Advice", id="tab-advice"):
                 yield AdvicePanel(id="advice")
         yield Footer()
 
@@ -229,6 +234,16 @@ class ResultsScreen(Screen):
 
         self.app.push_screen(PickSessionScreen(rows, title=Text(
             f"Baseline for {self.record.id}")), chosen)
+
+    # ---- re-run -------------------------------------------------------------------------
+    def action_rerun(self) -> None:
+        """The run form filled with this session's configuration (api.runs.rerun_spec)."""
+        try:
+            spec = self.services.rerun_spec(self.record)
+        except WorkbenchError as exc:
+            self.notify(exc.one_line(), title="Cannot re-run", severity="warning")
+            return
+        self.post_message(EditRun(spec))
 
     # ---- export (the files `report ID --export` / `diff A B --export` write) ----------------
     def action_export(self) -> None:
