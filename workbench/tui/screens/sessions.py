@@ -142,6 +142,10 @@ class SessionsScreen(Screen):
         self._show_status()
 
     def _show_status(self) -> None:
+        if not self.rows:
+            self.query_one("#sessions-status", Static).update(Text(
+                f"no sessions in {self.store.home} yet · f2: a new run"))
+            return
         shown = len(self.visible_rows())
         arrow = "↓" if self.descending else "↑"
         current = self.current_id()
