@@ -174,6 +174,9 @@ async def test_confirm_before_cancelling_a_run(snapshot, tmp_path, app_factory, 
         await wait_until(pilot, lambda: isinstance(app.screen, LiveRunScreen)
                          and core.started.is_set())
         live = app.screen
+        await wait_until(pilot, lambda: live.query_one(Log).line_count >= 4
+                         and live.query_one("#live-telemetry").display)
+        await pilot.pause(0.3)
         await pilot.press("ctrl+q")
         await wait_until(pilot, lambda: not isinstance(app.screen, LiveRunScreen))
         shot = await _shot(pilot)
