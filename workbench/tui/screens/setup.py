@@ -58,6 +58,7 @@ class RunSetupScreen(Screen):
         self.profiler_blockers: dict[str, str] = {}  # profiler -> why it cannot run here
         self._profiler_shown = self.default_profiler
         self.problem: str | None = None  # what check_spec says is wrong with the form
+        self._check_pending = False
 
     # ---- layout --------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -150,7 +151,7 @@ class RunSetupScreen(Screen):
             field.disabled = value is None
             field.placeholder = "n/a" if value is None else ""
             field.value = field_text(value)
-        self._check_form()
+        self._request_check()
 
     def _fill_run_fields(self, spec: RunSpec | None) -> None:
         """Repeats, warm-up, timeout, device, label, profiler options: the profiler's
@@ -167,7 +168,7 @@ class RunSetupScreen(Screen):
             for name in LAYERS:
                 box = self.query_one(f"#layer-{name}", Checkbox)
                 box.value = name in spec.layers
-        self._check_form()
+        self._request_check()
 
     @on(OptionList.OptionHighlighted, "#workloads")
     def _workload_chosen(self, event: OptionList.OptionHighlighted) -> None:
@@ -195,7 +196,7 @@ class RunSetupScreen(Screen):
             field = self.query_one(f"#param-{key}", Input)
             if field.value.strip() == str(getattr(previous, key)):
                 field.value = str(getattr(defaults, key))
-        self._check_form()
+        self._request_check()
 
     def _profiler(self) -> str:
         value = self.query_one("#profiler", Select).value
@@ -205,7 +206,7 @@ class RunSetupScreen(Screen):
     @on(Checkbox.Changed)
     @on(Select.Changed, "#device")
     def _form_changed(self) -> None:
-        self._check_form()
+        self._request_check()
 
     # ---- device probe (NVML in a thread: it can take a second) ---------------------------
     @work(thread=True, exclusive=True, exit_on_error=False, group="probe")
@@ -241,7 +242,7 @@ class RunSetupScreen(Screen):
             line = f"No CUDA GPU ({probe.reason}); runs go to the CPU"
         self.query_one("#device-line", Static).update(Text(line))
         self._refresh_layers()
-        self._check_form()
+        self._request_check()
 
     def _refresh_layers(self) -> None:
         """Disable (with the reason) layers the device cannot run or the workload does not take."""
@@ -279,8 +280,16 @@ class RunSetupScreen(Screen):
             self.services.check_spec(spec, self.probe)
         return spec
 
+    def _request_check(self) -> None:
+        """One check after the pending changes are drawn (filling the form changes a dozen
+        fields; each would check the whole spec, and the first paint would wait for them)."""
+        if not self._check_pending:
+            self._check_pending = True
+            self.call_after_refresh(self._check_form)
+
     def _check_form(self) -> None:
         """The API's verdict on the form, in the Run bar, and the memory estimate."""
+        self._check_pending = False
         target = self.query_one("#estimate", Static)
         check = self.query_one("#run-check", Static)
         try:
