@@ -232,3 +232,30 @@ async def test_opening_a_running_session_goes_to_its_live_view(tmp_path, app_fac
         assert not isinstance(app.screen, ResultsScreen) and not live.cancel_event.is_set()
         live.cancel()
         await wait_until(pilot, lambda: live.finished)
+
+
+async def test_a_long_failure_is_shown_in_full_at_80_columns(tmp_path) -> None:
+    """"✗ could not run: Nsight Compute (ncu) is not installed …; install" was cut at 80."""
+    from workbench.tui.app import make_app
+    from workbench.tui.settings import Settings
+    from workloads.errors import WorkbenchError
+
+    reason = ("Nsight Compute (ncu) is not installed or not on PATH; install it or set "
+              "AIPERF_NCU=/path/to/ncu")
+
+    def refuse(spec, store, on_event=None, cancel=None):  # type: ignore[no-untyped-def]
+        raise WorkbenchError(reason)
+
+    services = FakeCore().services()
+    services._run = refuse
+    app = make_app(Settings(), tmp_path, services=services)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: isinstance(app.screen, LiveRunScreen)
+                         and app.screen.finished)
+        await pilot.pause()
+        from tests.functional.conftest import screen_text
+
+        flat = " ".join(screen_text(app).split())
+        assert f"✗ could not run: {reason} (Esc: back)" in flat

@@ -102,3 +102,19 @@ async def test_palette_export_and_rerun_open_the_form_with_the_stored_spec(
         await wait_until(pilot, lambda: bool(core.specs))
         stored = results.record.spec
         assert core.specs[0] == stored
+
+
+async def test_ask_claude_checks_the_key_before_showing_the_request(
+        small_home, app_factory, monkeypatch) -> None:
+    from workbench.tui.screens.llm_confirm import LLMConfirmScreen
+
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    app = app_factory(small_home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        results = await _open(app, pilot, CANDIDATE_ID)
+        assert "l Ask Claude" in screen_text(app).splitlines()[-1]  # in the footer at 80
+        await pilot.press("l")
+        await pilot.pause(0.3)
+        assert app.screen is results and not isinstance(app.screen, LLMConfirmScreen)
+        assert any(n.title == "Ask Claude" and "ANTHROPIC_API_KEY" in n.message
+                   for n in app._notifications)
