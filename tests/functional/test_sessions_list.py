@@ -97,3 +97,25 @@ async def test_the_baseline_picker_keeps_one_line_per_session(small_home, app_fa
         assert all(options.get_option_at_index(i).prompt.no_wrap for i in range(3))
         text = screen_text(app)
         assert "L6-paged" not in text and "…" in text  # the ladder's layers end in "…"
+
+
+async def test_ctrl_r_on_a_session_opens_the_form_with_its_configuration(
+        small_home, app_factory) -> None:
+    from textual.widgets import Checkbox
+
+    from workbench.tui.screens.setup import RunSetupScreen
+
+    cancelled, analysis = _extra_sessions(small_home)
+    app = app_factory(small_home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        sessions = await _open_sessions(app, pilot)
+        table = sessions.query_one("#sessions-table")
+        table.move_cursor(row=[r.id for r in sessions.rows].index(analysis))
+        await pilot.press("ctrl+r")  # a saved analysis has no configuration: said, not run
+        await pilot.pause(0.3)
+        assert app.screen is sessions
+        assert any(n.title == "Cannot re-run" for n in app._notifications)
+        table.move_cursor(row=[r.id for r in sessions.rows].index(CANDIDATE_ID))
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunSetupScreen))
+        assert app.screen.query_one("#layer-L1", Checkbox).value

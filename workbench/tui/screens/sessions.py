@@ -18,7 +18,8 @@ from workbench.api.services import Services
 from workbench.api.sessions import delete_session
 from workbench.export.fmt import fmt_num
 from workbench.tui.screens.confirm import ConfirmScreen
-from workbench.tui.screens.messages import OpenRun
+from workbench.tui.screens.messages import EditRun, OpenRun
+from workloads.errors import WorkbenchError
 
 # Ranked as htop / nvitop rank theirs: what fits 80 columns first (when, the headline result,
 # status, what ran), then the rest; the highlighted row's full id is on the status line.
@@ -65,6 +66,7 @@ class SessionsScreen(Screen):
         Binding("s", "cycle_sort", "Sort", id="sessions.sort"),
         Binding("S", "reverse_sort", "Reverse sort", id="sessions.reverse", show=False),
         Binding("r", "reload", "Reload", id="sessions.reload", show=False),
+        Binding("ctrl+r", "rerun", "Re-run", id="sessions.rerun", show=False),
         Binding("escape", "back", "Back", id="sessions.back"),
     ]
 
@@ -204,6 +206,18 @@ class SessionsScreen(Screen):
         run_id = self.current_id()
         if run_id:
             self.post_message(OpenRun(run_id))
+
+    def action_rerun(self) -> None:
+        """The run form with the highlighted session's configuration (api.runs.rerun_spec)."""
+        run_id = self.current_id()
+        if not run_id:
+            return
+        try:
+            spec = self.services.rerun_spec(self.store.get(run_id))
+        except WorkbenchError as exc:
+            self.notify(exc.one_line(), title="Cannot re-run", severity="warning")
+            return
+        self.post_message(EditRun(spec))
 
     def action_mark(self) -> None:
         run_id = self.current_id()
