@@ -100,6 +100,7 @@ class RunSetupScreen(Screen):
         with Horizontal(id="run-bar"):
             yield Button("Run (ctrl+r)", id="run-button", variant="primary", compact=True)
             yield Static(Text(""), id="run-check")
+            yield Static(Text("↓ more fields: Tab"), id="scroll-hint")
         yield Footer()
 
     def _profiler_options(self) -> list[tuple[Text, str]]:
@@ -119,8 +120,20 @@ class RunSetupScreen(Screen):
         workloads.focus(scroll_visible=False)  # the arrow keys work at once
         # Highlighting the list scrolls its column; the form starts at its top.
         self.call_after_refresh(self.query_one("#setup-left").scroll_home, animate=False)
+        for column in self.query("#setup-left, #setup-right"):
+            self.watch(column, "scroll_y", self._show_scroll_hint, init=False)
+            self.watch(column, "virtual_size", self._show_scroll_hint, init=False)
         # After the first paint: importing NVML in the worker would hold the GIL meanwhile.
         self.call_after_refresh(self.probe_devices)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._show_scroll_hint)
+
+    def _show_scroll_hint(self) -> None:
+        """A column with fields below the fold (Parameters at 80x24) says so in the Run bar."""
+        hidden = any(column.max_scroll_y > column.scroll_y + 0.5
+                     for column in self.query("#setup-left, #setup-right"))
+        self.query_one("#scroll-hint").display = hidden
 
     # ---- workload / preset ---------------------------------------------------------------
     def _load_workload(self, name: str, preset_name: str | None = None) -> None:
