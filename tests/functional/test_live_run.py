@@ -175,6 +175,8 @@ async def test_quit_asks_during_a_run(tmp_path, app_factory) -> None:
         assert app.is_running and app.screen is live and not live.cancel_event.is_set()
         await pilot.press("ctrl+q")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("ctrl+q")  # again: the same dialog, not a second one over it
+        assert sum(isinstance(s, ConfirmScreen) for s in app.screen_stack) == 1
         await pilot.press("y")
         await wait_until(pilot, lambda: not app.is_running)
     assert live.cancel_event.is_set()

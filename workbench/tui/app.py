@@ -111,6 +111,9 @@ class WorkbenchApp(App[None]):
             return
         from workbench.tui.screens.confirm import ConfirmScreen
 
+        if isinstance(self.screen, ConfirmScreen):  # asked already: one dialog, not a stack
+            return
+
         text = Text("A run is in progress: ")
         text.append(live.describe(), style="bold")
         text.append(f". {question}")
