@@ -261,3 +261,43 @@ async def test_a_long_failure_is_shown_in_full_at_80_columns(tmp_path) -> None:
 
         flat = " ".join(screen_text(app).split())
         assert f"✗ could not run: {reason} (Esc: back)" in flat
+
+
+async def test_the_status_gives_the_elapsed_time_and_the_phase_time_left(
+        tmp_path, monkeypatch) -> None:
+    from workbench.tui.app import make_app
+    from workbench.tui.screens import live as live_module
+    from workbench.tui.settings import Settings
+
+    now = [100.0]
+    monkeypatch.setattr(live_module, "clock", lambda: now[0])
+    stepped = threading.Event()
+
+    def measured(spec, store, on_event=None, cancel=None):  # type: ignore[no-untyped-def]
+        on_event({"event": "phase", "phase": "measure", "message": "5 timed steps"})
+        stepped.wait(5)
+        on_event({"event": "step", "phase": "measure", "i": 2, "n": 5})
+        cancel.wait(20)
+        record = store.new_run(spec)
+        record.status = RunStatus.CANCELLED
+        store.save(record)
+        return record
+
+    services = FakeCore().services()
+    services._run = measured
+    app = make_app(Settings(), tmp_path, services=services)
+    async with app.run_test(size=(120, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: isinstance(app.screen, LiveRunScreen))
+        live = app.screen
+        await wait_until(pilot, lambda: live._phase[0] == "measure")
+        now[0] = 104.0  # the second step arrives
+        stepped.set()
+        await wait_until(pilot, lambda: live._phase[2] == 2)
+        now[0] = 105.0  # two steps in 5 s: the three left take about 7.5 s
+        await pilot.pause(0.5)
+        status = str(live.query_one("#live-status", Static).content)
+        assert "5.0 s elapsed" in status and "measure 2/5, ~7.5 s left" in status
+        live.cancel()
+        await wait_until(pilot, lambda: live.finished)

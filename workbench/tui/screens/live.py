@@ -74,6 +74,7 @@ class LiveRunScreen(Screen):
         self.ended_at: float | None = None
         self._pending_log: list[str] = []
         self._stderr_hidden = 0  # stderr lines left out after a cancel (they are in the log)
+        self._phase: tuple[str | None, float, int, int] = (None, 0.0, 0, 0)  # name, start, i, n
 
     @property
     def in_flight(self) -> bool:
@@ -128,6 +129,11 @@ class LiveRunScreen(Screen):
         kind = event.get("event")
         if kind == "session":
             self.run_id = str(event.get("run_id") or "") or None
+        if kind == "phase" or (kind == "step" and event.get("phase") != self._phase[0]):
+            self._phase = (str(event.get("phase")), clock(), 0, 0)
+        if kind == "step":
+            self._phase = (self._phase[0], self._phase[1], int(event.get("i") or 0),
+                           int(event.get("n") or 0))
         if kind in ("phase", "step", "done"):
             self.query_one(PhaseProgress).apply(event)
             if kind == "phase":
@@ -164,9 +170,17 @@ class LiveRunScreen(Screen):
         if self.cancel_event.is_set():
             text = f"cancelling… (SIGINT, then SIGKILL) · {fmt_elapsed(self.elapsed())}"
         else:
-            text = (f"running {self.run_id or '…'} · {fmt_elapsed(self.elapsed())} elapsed · "
-                    "c: cancel")
+            text = (f"running {self.run_id or '…'} · {fmt_elapsed(self.elapsed())} elapsed"
+                    f"{self._phase_eta()} · c: cancel")
         self.query_one("#live-status", Static).update(Text(text))
+
+    def _phase_eta(self) -> str:
+        """The current phase's time left, from its steps so far (none before the first)."""
+        name, started, done, total = self._phase
+        if not name or done < 1 or total <= done:
+            return ""
+        left = (clock() - started) / done * (total - done)
+        return f" · {name} {done}/{total}, ~{fmt_elapsed(left)} left"
 
     def on_live_run_screen_run_finished(self, message: RunFinished) -> None:
         self.finished = True
