@@ -142,3 +142,27 @@ async def test_typed_repeats_survive_a_preset_change_and_extra_fields_reach_the_
         assert (spec.preset, spec.repeat, spec.warmup, spec.device) == ("small", 7, 0, "cpu")
         assert spec.label == "baseline before the fix"
         assert spec.profiler_options == {"kernel_regex": "gemm", "count": 3}
+
+
+async def test_a_rerun_fills_the_form_once_with_the_stored_overrides(tmp_path, app_factory) -> None:
+    from workbench.tui.screens.messages import EditRun
+    from workloads.spec import RunSpec
+
+    core = FakeCore()
+    app = app_factory(tmp_path, core)
+    stored = RunSpec(layers=["L0", "L1"], params={"batch": 4}, repeat=3, warmup=1,
+                     device="cpu", label="before", profiler_options={"kernel_regex": "gemm"})
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _ready(app, pilot)
+        app.post_message(EditRun(stored))
+        await wait_until(pilot, lambda: isinstance(app.screen, RunSetupScreen)
+                         and app.screen.prefill is stored and app.screen.probe is not None)
+        form = app.screen
+        assert form.query_one("#param-batch", Input).value == "4"
+        assert form.query_one("#text-profiler_options", Input).value == "kernel_regex=gemm"
+        await pilot.press("ctrl+r")  # as stored: the same spec runs
+        await wait_until(pilot, lambda: bool(core.specs))
+        assert core.specs[0] == stored
+        form.query_one("#preset", Select).value = "small"
+        await pilot.pause()
+        assert form.query_one("#param-batch", Input).value == "1"  # the preset's now

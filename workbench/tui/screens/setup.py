@@ -5,6 +5,8 @@ a child the run would refuse. The Run bar stays on screen at any size."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -59,6 +61,8 @@ class RunSetupScreen(Screen):
         self._profiler_shown = self.default_profiler
         self.problem: str | None = None  # what check_spec says is wrong with the form
         self._check_pending = False
+        self._filled: tuple[str, str] | None = None  # (workload, preset) the fields show
+        self._prefill_params: dict[str, Any] = dict(prefill.params) if prefill else {}
 
     # ---- layout --------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -152,8 +156,9 @@ class RunSetupScreen(Screen):
     def _fill_params(self, preset_name: str) -> None:
         """The preset's workload parameters; the run's own fields (repeats, warm-up, timeout)
         are the user's and stay as typed."""
-        values = {**get_preset(self.workload, preset_name),
-                  **(self.prefill.params if self.prefill else {})}
+        self._filled = (self.workload, preset_name)
+        values = {**get_preset(self.workload, preset_name), **self._prefill_params}
+        self._prefill_params = {}  # a re-run's overrides fill the form once, not every preset
         for key, (_, where, _) in PARAMS.items():
             if where != "param":
                 continue
@@ -190,7 +195,8 @@ class RunSetupScreen(Screen):
 
     @on(Select.Changed, "#preset")
     def _preset_chosen(self, event: Select.Changed) -> None:
-        if isinstance(event.value, str):
+        # Setting the list of presets posts a change too: the form is filled already.
+        if isinstance(event.value, str) and (self.workload, event.value) != self._filled:
             self._fill_params(event.value)
 
     @on(Select.Changed, "#profiler")
