@@ -176,8 +176,8 @@ async def test_setup_rejects_bad_parameters(tmp_path, app_factory) -> None:
         await pilot.pause()
         batch = app.screen.query_one("#param-batch", Input)
         batch.value = "0"
-        await pilot.pause()
-        assert "batch must be > 0" in static_text(app.screen.query_one("#run-check", Static))
+        check = app.screen.query_one("#run-check", Static)
+        await wait_until(pilot, lambda: "batch must be > 0" in static_text(check))
         await pilot.press("ctrl+r")
         await pilot.pause()
         assert isinstance(app.screen, RunSetupScreen) and not core.specs

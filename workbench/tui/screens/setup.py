@@ -61,6 +61,7 @@ class RunSetupScreen(Screen):
         self._profiler_shown = self.default_profiler
         self.problem: str | None = None  # what check_spec says is wrong with the form
         self._check_pending = False
+        self._probe_started = False  # the first paint is done once the probe starts
         self._filled: tuple[str, str] | None = None  # (workload, preset) the fields show
         self._prefill_params: dict[str, Any] = dict(prefill.params) if prefill else {}
 
@@ -86,12 +87,8 @@ class RunSetupScreen(Screen):
                     for key, (label, _, kind) in PARAMS.items():
                         yield Static(Text(label), classes="param-label")
                         yield Input(id=f"param-{key}", type=kind, compact=True)
-                    yield Static(Text("device"), classes="param-label")
-                    yield Select([(d, d) for d in DEVICES], id="device", allow_blank=False,
-                                 value="auto", compact=True)
-                    for key, (label, placeholder) in TEXT_FIELDS.items():
-                        yield Static(Text(label), classes="param-label")
-                        yield Input(id=f"text-{key}", placeholder=placeholder, compact=True)
+                    # device, label, profiler options: mounted after the first paint (below
+                    # the fold at 80x24; a dozen widgets less to style before it)
             with VerticalScroll(id="setup-right", can_focus=False):
                 yield Static(Text("Layers", style="bold"), classes="section")
                 yield Static(Text("probing GPU…"), id="device-line")
@@ -128,7 +125,10 @@ class RunSetupScreen(Screen):
             self.watch(column, "scroll_y", self._show_scroll_hint, init=False)
             self.watch(column, "virtual_size", self._show_scroll_hint, init=False)
         # After the first paint: importing NVML in the worker would hold the GIL meanwhile.
-        self.call_after_refresh(self.probe_devices)
+        # Twice: callbacks queued by on_mount would otherwise run before those queued once the
+        # screen is up (the first paint is drawn already, but a caller waiting for it waits
+        # for them too).
+        self.call_after_refresh(self.call_after_refresh, self._start_probe)
 
     def on_resize(self) -> None:
         self.call_after_refresh(self._show_scroll_hint)
@@ -178,10 +178,6 @@ class RunSetupScreen(Screen):
         for key, (_, where, _) in PARAMS.items():
             if where == "spec":
                 self.query_one(f"#param-{key}", Input).value = field_text(getattr(spec, key))
-        self.query_one("#device", Select).value = spec.device
-        self.query_one("#text-label", Input).value = spec.label
-        self.query_one("#text-profiler_options", Input).value = \
-            profiler_options_text(spec.profiler_options)
         if self.prefill is not None:
             for name in LAYERS:
                 box = self.query_one(f"#layer-{name}", Checkbox)
@@ -228,6 +224,24 @@ class RunSetupScreen(Screen):
         self._request_check()
 
     # ---- device probe (NVML in a thread: it can take a second) ---------------------------
+    async def _start_probe(self) -> None:
+        await self._mount_more_fields()
+        self._probe_started = True
+        self.probe_devices()
+
+    async def _mount_more_fields(self) -> None:
+        spec = self.prefill or RunSpec(profiler=self._profiler())
+        widgets = [Static(Text("device"), classes="param-label"),
+                   Select([(d, d) for d in DEVICES], id="device", allow_blank=False,
+                          value=spec.device, compact=True)]
+        values = {"label": spec.label,
+                  "profiler_options": profiler_options_text(spec.profiler_options)}
+        for key, (label, placeholder) in TEXT_FIELDS.items():
+            widgets += [Static(Text(label), classes="param-label"),
+                        Input(values[key], id=f"text-{key}", placeholder=placeholder,
+                              compact=True)]
+        await self.query_one("#params", Grid).mount_all(widgets)
+
     @work(thread=True, exclusive=True, exit_on_error=False, group="probe")
     def probe_devices(self) -> None:
         try:
@@ -286,9 +300,11 @@ class RunSetupScreen(Screen):
         and checked by its ``check_spec`` once the device is probed (shapes the model cannot
         take, layers this machine cannot run, a profiler that is not installed)."""
         preset = str(self.query_one("#preset", Select).value)
-        fields = read_fields(self, get_preset(self.workload, preset))
+        spec_defaults = self.prefill or RunSpec()
+        fields = read_fields(self, get_preset(self.workload, preset), spec_defaults)
         layers = [name for name in LAYERS if self.query_one(f"#layer-{name}", Checkbox).value]
-        device = self.query_one("#device", Select).value
+        devices = self.query("#device").results(Select)
+        device = next((d.value for d in devices), spec_defaults.device)
         spec = self.services.build_spec(
             workload=self.workload, preset=preset, layers=layers, profiler=self._profiler(),
             device=device if isinstance(device, str) else "auto", **fields).validate()
@@ -304,7 +320,10 @@ class RunSetupScreen(Screen):
         fields; each would check the whole spec, and the first paint would wait for them)."""
         if not self._check_pending:
             self._check_pending = True
-            self.call_after_refresh(self._check_form)
+            if self._probe_started:
+                self.call_after_refresh(self._check_form)
+            else:  # the form's first fill: checked after the first paint, not before it
+                self.call_after_refresh(self.call_after_refresh, self._check_form)
 
     def _check_form(self) -> None:
         """The API's verdict on the form, in the Run bar, and the memory estimate."""

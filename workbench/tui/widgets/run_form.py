@@ -10,6 +10,7 @@ from textual.widgets import Input
 
 from workbench.api.params import parse_param
 from workloads.errors import WorkbenchError
+from workloads.spec import RunSpec
 
 # input id -> (label, where it goes: a preset param or a RunSpec field, Input type)
 InputType = Literal["integer", "number"]
@@ -39,10 +40,12 @@ def profiler_options_text(options: dict[str, Any]) -> str:
     return " ".join(f"{key}={value}" for key, value in options.items())
 
 
-def read_fields(screen: DOMNode, preset_values: dict[str, Any]) -> dict[str, Any]:
+def read_fields(screen: DOMNode, preset_values: dict[str, Any],
+                defaults: RunSpec) -> dict[str, Any]:
     """The form's RunSpec keyword arguments (``workbench.api.runs.build_spec``): parameters
     that differ from the preset (as ``run --param`` would give them), the run's numbers, the
-    label and the profiler options (the CLI's KEY=VALUE parser)."""
+    label and the profiler options (the CLI's KEY=VALUE parser; ``defaults``' until those
+    fields are mounted)."""
     fields: dict[str, Any] = {"params": {}}
     for key, (label, where, kind) in PARAMS.items():
         field = screen.query_one(f"#param-{key}", Input)
@@ -62,7 +65,9 @@ def read_fields(screen: DOMNode, preset_values: dict[str, Any]) -> dict[str, Any
                 fields["params"][key] = value
         else:
             fields[key] = value
-    fields["label"] = screen.query_one("#text-label", Input).value.strip()
-    options = screen.query_one("#text-profiler_options", Input).value.split()
-    fields["profiler_options"] = dict(parse_param(option) for option in options)
+    label_input = next(iter(screen.query("#text-label").results(Input)), None)
+    fields["label"] = defaults.label if label_input is None else label_input.value.strip()
+    typed = next(iter(screen.query("#text-profiler_options").results(Input)), None)
+    fields["profiler_options"] = dict(defaults.profiler_options) if typed is None else \
+        dict(parse_param(option) for option in typed.value.split())
     return fields
