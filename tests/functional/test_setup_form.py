@@ -72,8 +72,7 @@ async def test_the_run_button_is_on_screen_at_80x24(tmp_path, app_factory) -> No
         assert "Run (ctrl+r)" in screen_text(app)
         assert "↓ more fields: Tab" in screen_text(app)  # Parameters go on below the fold
         screen.query_one("#text-profiler_options").focus()  # the last field: scrolled to
-        await pilot.pause(0.2)
-        assert "↓ more fields" not in screen_text(app)
+        await wait_until(pilot, lambda: "↓ more fields" not in screen_text(app))
 
 
 async def test_a_shape_the_preset_cannot_take_is_refused_before_the_child(
