@@ -38,7 +38,7 @@ async def test_run_kernels_rerun_and_diff(tmp_path, app_factory) -> None:
         setup = app.screen
         assert setup.workload == "dense"
         assert setup.query_one("#preset", Select).value == "tiny"
-        assert "NVIDIA H100" in static_text(setup.query_one("#device", Static))
+        assert "NVIDIA H100" in static_text(setup.query_one("#device-line", Static))
         assert "GPU memory" in static_text(setup.query_one("#estimate", Static))
 
         setup.query_one("#layer-L1", Checkbox).focus()
@@ -151,6 +151,10 @@ async def test_help_lists_every_binding_and_palette_has_them(tmp_path, app_facto
         await pilot.press("f1")
         assert isinstance(app.screen, HelpScreen)
         text = screen_text(app)
+        for _ in range(4):  # the table is taller than the screen: page through it
+            await pilot.press("pagedown")
+            await pilot.pause()
+            text += screen_text(app)
         ids = [b.id for _, bindings in help_sections() for b in bindings if b.id]
         assert len(ids) > 20
         for binding_id in ids:
@@ -172,8 +176,8 @@ async def test_setup_rejects_bad_parameters(tmp_path, app_factory) -> None:
         await pilot.pause()
         batch = app.screen.query_one("#param-batch", Input)
         batch.value = "0"
-        await pilot.pause()
-        assert "batch must be > 0" in static_text(app.screen.query_one("#estimate", Static))
+        check = app.screen.query_one("#run-check", Static)
+        await wait_until(pilot, lambda: "batch must be > 0" in static_text(check))
         await pilot.press("ctrl+r")
         await pilot.pause()
         assert isinstance(app.screen, RunSetupScreen) and not core.specs

@@ -13,6 +13,7 @@ from textual.widgets import Log
 from tests.functional.conftest import wait_until
 from tests.functional.fakes import FakeCore
 from workbench.api.device import DeviceProbe
+from workbench.tui.screens import live as live_module
 from workbench.tui.screens.live import LiveRunScreen
 from workbench.tui.screens.results import ResultsScreen
 from workbench.tui.screens.sessions import SessionsScreen
@@ -20,7 +21,19 @@ from workbench.tui.screens.setup import RunSetupScreen
 from workloads import catalog
 from workloads.catalog import LayerInfo
 
-pytestmark = pytest.mark.usefixtures("pinned_catalog")
+pytestmark = pytest.mark.usefixtures("pinned_catalog", "utc")
+
+
+@pytest.fixture
+def utc(monkeypatch):  # type: ignore[no-untyped-def]
+    """Dates in the sessions list are local time: the snapshots are taken in UTC."""
+    import time
+
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
 A100 = DeviceProbe(cuda=True, gpu_count=1, name="NVIDIA A100-SXM4-80GB", cc=(8, 0),
@@ -47,8 +60,9 @@ def test_setup_unmet_requirement_disabled(snap_compare, tmp_path, app_factory,
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_live_run(snap_compare, tmp_path, app_factory, size) -> None:
+def test_live_run(snap_compare, tmp_path, app_factory, size, monkeypatch) -> None:
     core = FakeCore(block=True)
+    monkeypatch.setattr(live_module, "clock", lambda: 100.0)  # elapsed: the same every run
 
     async def start(pilot) -> None:  # type: ignore[no-untyped-def]
         await _setup_ready(pilot)
@@ -117,3 +131,56 @@ async def test_sessions_and_confirm(snapshot, small_home, app_factory, size) -> 
 def test_help(snap_compare, tmp_path, app_factory, size) -> None:
     assert snap_compare(app_factory(tmp_path), terminal_size=size, press=("f1",),
                         run_before=_setup_ready)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("size", SIZES)
+async def test_export_dialog_and_rerun_form(snapshot, small_home, app_factory, size,
+                                            monkeypatch) -> None:
+    """e on the results: the export dialog (its default path fixed here); ctrl+r: the form
+    filled with the session's configuration."""
+    from pathlib import Path
+
+    monkeypatch.setattr(Path, "cwd", classmethod(lambda cls: Path("/home/me/perf")))
+    app = app_factory(small_home)
+    async with app.run_test(size=size) as pilot:
+        await pilot.press("f3")
+        await wait_until(pilot, lambda: isinstance(app.screen, SessionsScreen)
+                         and app.screen.rows)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, ResultsScreen)
+                         and app.screen.analysis is not None)
+        await pilot.press("e")
+        dialog = await _shot(pilot)
+        await pilot.press("escape", "ctrl+r")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunSetupScreen)
+                         and app.screen.probe is not None)
+        form = await _shot(pilot)
+    svg = snapshot.use_extension(SVGImageExtension)
+    assert svg(name="export") == dialog
+    assert svg(name="rerun") == form
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("size", SIZES)
+async def test_confirm_before_cancelling_a_run(snapshot, tmp_path, app_factory, size,
+                                               monkeypatch) -> None:
+    monkeypatch.setattr(live_module, "clock", lambda: 100.0)
+    core = FakeCore(block=True)
+    app = app_factory(tmp_path, core)
+    async with app.run_test(size=size) as pilot:
+        await _setup_ready(pilot)
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: isinstance(app.screen, LiveRunScreen)
+                         and core.started.is_set())
+        live = app.screen
+        await wait_until(pilot, lambda: live.query_one(Log).line_count >= 4
+                         and live.query_one("#live-telemetry").display)
+        await pilot.pause(0.3)
+        await pilot.press("ctrl+q")
+        await wait_until(pilot, lambda: not isinstance(app.screen, LiveRunScreen))
+        shot = await _shot(pilot)
+        await pilot.press("n")
+        live.cancel()
+        await wait_until(pilot, lambda: live.finished)
+    assert snapshot.use_extension(SVGImageExtension)(name="quit") == shot

@@ -124,3 +124,44 @@ def test_help_mentions_config(tmp_path: Path) -> None:
     for text in ("config.toml", "AIPERF_THEME", "AIPERF_PROFILER", "AIPERF_HOME",
                  "AIPERF_REFRESH_HZ", "AIPERF_CONFIG", "serve"):
         assert text in done.stdout, text
+
+
+@pytest.mark.torch
+def test_run_tiny_export_and_quit_in_tmux(term: Tmux, tmp_path: Path) -> None:
+    """Issue 19's walk: start the installed command, run dense/tiny (a real child on the CPU),
+    export its report from the app (e, Enter), quit; the Markdown and JSON exist, the
+    terminal is restored."""
+    command = " ".join(shlex.quote(part) for part in workbench_command())
+    script = (f"before=$(stty -g); {command}; rc=$?; after=$(stty -g); "
+              'if [ "$before" = "$after" ]; then tty=restored; else tty=CHANGED; fi; '
+              'echo "EXIT rc=$rc tty=$tty"; sleep 60')
+    work = tmp_path / "work"  # the export's default folder is the current one
+    work.mkdir()
+    env = {"NO_COLOR": "1", "AIPERF_HOME": str(tmp_path / "home"),
+           "AIPERF_CONFIG": str(tmp_path / "none.toml"), "TERM": "xterm-256color",
+           "PYTHONPATH": str(ROOT)}
+    args = ["new-session", "-d", "-s", term.session, "-x", "80", "-y", "24", "-c", str(work)]
+    for key, value in env.items():
+        args += ["-e", f"{key}={value}"]
+    term(*args, "sh", "-c", script)
+    term.wait_for(lambda s: "Run (ctrl+r)" in s and "dense/tiny · L0 · timer" in s,
+                  "the run form, checked")
+    term("send-keys", "-t", term.session, "C-r")
+    screen = term.wait_for(lambda s: "1 Summary" in s and "e Export" in s,
+                           "the results of the tiny run", timeout=300)
+    run_id = next(line.split()[0] for line in screen.splitlines()
+                  if line.strip().endswith("OK")).strip()
+    term("send-keys", "-t", term.session, "e")
+    term.wait_for(lambda s: "Export session" in s, "the export dialog")
+    term("send-keys", "-t", term.session, "Enter")
+    term.wait_for(lambda s: "Exported" in s, "the export notification", timeout=120)
+    report = work / f"{run_id}.md"
+    assert report.is_file() and report.with_suffix(".json").is_file()
+    assert report.read_text().startswith("# ") and run_id in report.read_text()
+    term("send-keys", "-t", term.session, "C-q")
+    screen = term.wait_for(lambda s: "EXIT rc=" in s, "the app quitting")
+    assert "EXIT rc=0 tty=restored" in screen, screen
+    assert term.pane_format("#{alternate_on}") == "0"
+    assert term.pane_format("#{cursor_flag}") == "1"
+    assert term.pane_format("#{mouse_any_flag}") == "0"
+    assert "Traceback" not in screen

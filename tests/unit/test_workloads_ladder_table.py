@@ -32,15 +32,54 @@ def test_speedups_parity_fail_and_explanations():
     rows = build_ladder(records)
     assert [r.label for r in rows] == ["L0", "+L1", "+L4", "+L5-fp8", "+L6-paged"]
     assert rows[1].step_speedup == 2.0 and rows[1].cumulative_speedup == 2.0
-    assert rows[2].explanation.startswith("no layer took effect: L4 not applied (needs a CUDA")
+    # L4 was not applied (a CPU): the row ran L0,L1 again; its 0.95x is noise, not L4's.
+    assert rows[2].skipped_all == "L4 needs a CUDA GPU (run is on cpu)"
+    assert rows[2].step_speedup is None and rows[2].cumulative_speedup is None
     assert rows[3].step_speedup is None and rows[3].cumulative_speedup is None
-    # The row before failed parity: the step compares with the last valid row (190 tok/s).
-    assert abs(rows[4].step_speedup - 150 / 190) < 1e-9 and "gathers" in rows[4].explanation
+    # The rows before failed parity or repeated a stack: the step compares with the last row
+    # that changed something and kept parity (+L1, 200 tok/s).
+    assert abs(rows[4].step_speedup - 150 / 200) < 1e-9 and "gathers" in rows[4].explanation
     assert rows[4].cumulative_speedup == 1.5
     text = render_ladder_markdown(rows, {"workload": "dense", "preset": "tiny"})
     assert "PARITY FAIL (rel 0.4, top-1 0.5)" in text
     assert "| +L5-fp8 | 400 |" in text and "| PARITY FAIL | PARITY FAIL |" in text
-    assert "**+L5-fp8** breaks parity" in text and "**+L4** is 0.95x" in text
+    assert "| +L4 | 190 |" in text and "| not applied | not applied |" in text
+    assert "0.95x" not in text
+    assert "**+L4** not applied: L4 needs a CUDA GPU (run is on cpu)" in text
+    assert "**+L5-fp8** breaks parity" in text and "**+L6-paged** is 0.75x" in text
+
+
+def test_rows_whose_layers_were_not_applied_show_no_speedup_on_a_cpu():
+    """The issue's CPU ladder: +L4, +L5-fp8, +L5-gemv not applied showed 1.03x, 1.32x,
+    1.13x as if they did something."""
+    cpu = "needs a CUDA GPU (run is on cpu)"
+    records = [record("a", ["L0"], 100.0, 9.5, 10.5),
+               record("b", ["L0", "L1"], 101.0, 9.4, 10.4),
+               record("c", ["L0", "L1", "L4"], 104.0, 9.2, 10.0, outcomes=[("L4", False, cpu)]),
+               record("d", ["L0", "L1", "L4", "L5-fp8"], 137.0, 7.0, 7.6,
+                      outcomes=[("L4", False, cpu), ("L5-fp8", False, cpu)]),
+               record("e", ["L0", "L1", "L4", "L5-fp8", "L5-gemv"], 155.0, 6.2, 6.8,
+                      outcomes=[("L4", False, cpu), ("L5-fp8", False, cpu),
+                                ("L5-gemv", False, cpu)])]
+    rows = build_ladder(records)
+    for row in rows[2:]:
+        assert row.skipped_all and row.step_speedup is None and row.cumulative_speedup is None
+    text = render_ladder_markdown(rows, {"workload": "dense", "preset": "tiny"})
+    for speedup in ("1.03x", "1.32x", "1.13x", "1.04x", "1.37x", "1.55x"):
+        assert speedup not in text
+    assert "**+L5-gemv** not applied: L5-gemv needs a CUDA GPU (run is on cpu)" in text
+    assert "- L5-gemv: not applied — needs a CUDA GPU (run is on cpu)" in text
+
+
+def test_the_spread_note_gives_this_runs_measured_spread_not_an_h200s():
+    eager = {"runtime": {"cuda_graphs": False, "compile_mode": None}}
+    rows = build_ladder([record("a", ["L0"], 100.0, 9.0, 11.0, extra=eager),
+                         record("b", ["L0", "L1"], 95.0, 9.5, 12.0, extra=eager)])
+    note = rows[1].explanation
+    assert "H200" not in note and "27.6" not in note and "~30%" not in note
+    # p10-p90 over the median: 2/10 = 20% before, 2.5/10.53 = 24% now
+    assert "p10-p90 spread 20% → 24% of the median in this run" in note
+    assert "the p10-p90 ranges overlap (9–11 ms vs 9.5–12 ms)" in note
 
 
 def test_speculative_mismatch_is_a_parity_failure_and_slow_layers_are_explained():
@@ -88,3 +127,16 @@ def test_speculative_near_tie_keeps_parity_and_says_so():
                          record("b", ["L0", "L6-spec"], 130.0, 7.6, 7.8,
                                 extra={"speculative": diverged})])
     assert rows[1].parity_ok is False and rows[1].step_speedup is None
+
+
+def test_a_layer_that_says_it_had_no_effect_gets_no_speedup():
+    """L1 on a CPU runs and notes "no effect on CPU": the row is L0 again, its ratio noise."""
+    rows = build_ladder([record("a", ["L0"], 44.7, 40.0, 50.0),
+                         record("b", ["L0", "L1"], 154.0, 10.0, 90.0,
+                                outcomes=[("L1", True, "no effect on CPU")]),
+                         record("c", ["L0", "L1", "L2"], 60.0, 15.0, 17.0)])
+    assert rows[1].skipped_all == "L1 no effect on CPU" and rows[1].step_speedup is None
+    assert abs(rows[2].step_speedup - 60.0 / 44.7) < 1e-9  # vs L0: the last row that changed
+    text = render_ladder_markdown(rows, {"workload": "dense", "preset": "tiny"})
+    assert "| no effect | no effect |" in text and "3.44x" not in text
+    assert "**+L1** no effect: L1 no effect on CPU" in text

@@ -36,7 +36,7 @@ def _diff(store: SessionStore, baseline: RunRecord, candidate: RunRecord) -> Any
     shows what `aiperf-workbench diff A B` prints."""
     from workbench.api.diff import diff_sessions
 
-    return diff_sessions(store, baseline, candidate).diff
+    return diff_sessions(store, baseline, candidate)
 
 
 class Services:
@@ -105,13 +105,26 @@ class Services:
         return to_analysis_view(self._load_run_analysis(store, record))
 
     def diff(self, store: SessionStore, baseline: RunRecord, candidate: RunRecord) -> DiffView:
-        return to_diff_view(self._diff_runs(store, baseline, candidate))
+        from workbench.api.diff import DiffResult
+
+        result = self._diff_runs(store, baseline, candidate)
+        if not isinstance(result, DiffResult):  # a bare RunDiff (a test's fake core)
+            result = DiffResult(baseline.id, candidate.id, result)
+        view = to_diff_view(result.diff)
+        view.raw = result
+        return view
 
     def export_session(self, record: RunRecord, analysis: AnalysisView, path: Path) -> Path:
         """``workbench.api.export.export_session``: the file `report --export` writes."""
         from workbench.api.export import export_session
 
         return export_session(record, analysis.raw, path)
+
+    def export_diff(self, diff: DiffView, path: Path) -> Path:
+        """``workbench.api.export.export_diff``: the file `diff A B --export` writes."""
+        from workbench.api.export import export_diff
+
+        return export_diff(diff.raw, path)
 
     # ---- advice -----------------------------------------------------------------------------
     def llm_unavailable(self) -> str | None:

@@ -54,6 +54,7 @@ class DiffView:
     verdict_reason: str | None = None
     comparability: str | None = None  # analyzers.diff_comparability.Comparability.summary()
     per_step: bool = False
+    raw: Any = None  # the API's DiffResult, for the export (the file `diff --export` writes)
 
 
 def _pick(obj: Any, name: str, default: Any = None) -> Any:

@@ -1,10 +1,13 @@
 """The optimization ladder as a table: one row per layer stack, each a stored session.
 
 Speedups are ratios of tokens/s (higher is better), per step (vs the nearest row above
-that ran and kept parity) and cumulative (vs the first row, normally L0). A row whose parity check failed gets no speedup:
-it shows "PARITY FAIL" — a faster wrong answer is not a gain. A step slower than the one
-before gets an explanation line: layers that were not applied (and why), the known costs of a
-layer, or run-to-run spread when the two rows' p10-p90 ranges overlap.
+that ran, kept parity and applied a layer) and cumulative (vs the first row, normally L0). A
+row whose parity check failed gets no speedup: it shows "PARITY FAIL" — a faster wrong answer
+is not a gain. A row none of whose added layers was applied (L4 on a CPU) gets none either: it
+ran the stack above it again, so its ratio is run-to-run noise; it shows "not applied: why". A
+step slower than the one before gets an explanation line: layers that were not applied (and
+why), the known costs of a layer, or run-to-run spread, with this run's measured p10-p90
+spreads.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 from workbench.export.escape import md_text
 from workbench.export.fmt import NA, fmt_bytes, fmt_num, md_table
 
+NO_EFFECT = "no effect"  # how a layer's note starts when it ran but changed nothing
 # Why a layer can make a step slower although it is applied (shown when it does).
 KNOWN_COSTS = {
     "L1": "TF32 changes fp32 matmuls only; a bf16/fp16 model runs the same math",
@@ -54,6 +58,32 @@ class LadderRow:
     step_speedup: float | None = None
     cumulative_speedup: float | None = None
     explanation: str | None = None
+    added: list[str] = field(default_factory=list)  # the layers this row adds to the one above
+
+    @property
+    def skipped_all(self) -> str | None:
+        """Why, when no layer this row adds took effect — not applied, or applied with the
+        layer's own "no effect" note (TF32 on a CPU) — so the row measures the stack above it
+        again; None when one did (or it adds none)."""
+        reasons = dict(self.not_applied)
+        reasons.update({name: note for name, note in self.notes
+                        if note.startswith(NO_EFFECT) and name not in reasons})
+        if not self.added or any(name not in reasons for name in self.added):
+            return None
+        return "; ".join(f"{name} {reasons[name]}".strip() for name in self.added)
+
+    @property
+    def skipped_word(self) -> str:
+        """"not applied", or "no effect" when a layer ran but said it changed nothing."""
+        return "not applied" if all(name in dict(self.not_applied) for name in self.added) \
+            else "no effect"
+
+    @property
+    def spread_pct(self) -> float | None:
+        """This row's measured p10-p90 spread, as a share of its median latency (%)."""
+        if None in (self.p10_ms, self.p90_ms) or not self.p50_ms:
+            return None
+        return (self.p90_ms - self.p10_ms) / self.p50_ms * 100  # type: ignore[operator]
 
     @property
     def parity_text(self) -> str:
@@ -99,21 +129,29 @@ def row_from_record(record: Any, label: str) -> LadderRow:
         notes=notes, extra=extra, error=record.error)
 
 
+def _spreads(row: LadderRow, previous: LadderRow) -> str:
+    """The two rows' measured p10-p90 spreads, in this run."""
+    def one(r: LadderRow) -> str:
+        return NA if r.spread_pct is None else f"{r.spread_pct:.0f}%"
+
+    return f"p10-p90 spread {one(previous)} → {one(row)} of the median in this run"
+
+
 def _explain(row: LadderRow, previous: LadderRow) -> str:
     added = [n for n in row.layers if n not in previous.layers]
     skipped = [f"{n} not applied ({why})" for n, why in row.not_applied if n in added]
-    if skipped and len(skipped) == len(added):
-        return "no layer took effect: " + "; ".join(skipped) + " — the difference is noise"
     parts = skipped[:]
-    if None not in (row.p10_ms, row.p90_ms, previous.p10_ms, previous.p90_ms) \
-            and row.p10_ms <= previous.p90_ms and previous.p10_ms <= row.p90_ms:  # type: ignore[operator]
-        parts.append("within run-to-run spread (the p10-p90 ranges overlap)")
+    overlap = None not in (row.p10_ms, row.p90_ms, previous.p10_ms, previous.p90_ms) \
+        and row.p10_ms <= previous.p90_ms and previous.p10_ms <= row.p90_ms  # type: ignore[operator]
+    if overlap:
+        parts.append(f"within run-to-run spread: the p10-p90 ranges overlap "
+                     f"({fmt_num(previous.p10_ms)}–{fmt_num(previous.p90_ms)} ms vs "
+                     f"{fmt_num(row.p10_ms)}–{fmt_num(row.p90_ms)} ms)")
     parts += [f"{n}: {KNOWN_COSTS[n]}" for n in added if n in KNOWN_COSTS
               and n not in dict(row.not_applied)]
     if _eager(row) and _eager(previous):
         parts.append("both steps run eagerly, and eager decode is bound by the host's kernel "
-                     "launches: separate runs of one stack differed by up to ~30% on an H200 "
-                     "(27.6 vs 36.0 tok/s for L0), so small differences here are not the layer")
+                     f"launches, so a small difference may not be the layer ({_spreads(row, previous)})")
     spec = row.extra.get("speculative") or {}
     if spec.get("acceptance_rate") is not None:
         parts.append(f"speculative acceptance rate {spec['acceptance_rate']:.0%}, "
@@ -138,15 +176,19 @@ def build_ladder(records: list[Any]) -> list[LadderRow]:
         added = [n for n in layers if n not in before]
         label = "+".join(added) if index and added else ",".join(layers) or "L0"
         rows.append(row_from_record(record, label if not index else f"+{label}"))
+        rows[-1].added = added if index else []
     base = rows[0].tokens_per_s if rows and rows[0].parity_ok is not False else None
     for index, row in enumerate(rows):
-        if row.status != "ok" or row.parity_ok is False or row.tokens_per_s is None:
+        if row.status != "ok" or row.parity_ok is False or row.tokens_per_s is None \
+                or row.skipped_all:
             continue
         if base:
             row.cumulative_speedup = row.tokens_per_s / base
-        # Per step = vs the last row above that ran and kept parity (a failed row is no base).
+        # Per step = vs the last row above that ran, kept parity and changed something (a
+        # failed row is no base, and a row whose layers were not applied repeats one).
         previous = next((r for r in reversed(rows[:index]) if r.status == "ok"
-                         and r.parity_ok is not False and r.tokens_per_s), None)
+                         and r.parity_ok is not False and r.tokens_per_s
+                         and not r.skipped_all), None)
         if previous is not None and previous.tokens_per_s:
             row.step_speedup = row.tokens_per_s / previous.tokens_per_s
             if row.step_speedup < 1.0:
@@ -159,6 +201,8 @@ def _speedup(value: float | None, row: LadderRow) -> str:
         return row.status.upper()
     if row.parity_ok is False:
         return "PARITY FAIL"
+    if row.skipped_all:
+        return row.skipped_word
     return NA if value is None else f"{value:.2f}x"
 
 
@@ -180,11 +224,16 @@ def render_ladder_markdown(rows: list[LadderRow], meta: dict[str, Any]) -> str:
     lines.append(md_table(["step", "tokens/s", "p50 ms", "p99 ms", "step speedup",
                            "cumulative", "peak memory", "parity vs L0", "session"], table,
                           align="lrrrrrrll"))
-    explained = [row for row in rows if row.explanation or row.error or row.parity_ok is False]
+    explained = [row for row in rows if row.explanation or row.error or row.parity_ok is False
+                 or (row.skipped_all and row.status == "ok")]
     if explained:
         lines += ["", "## Why some steps are not faster", ""]
         for row in explained:
-            if row.error:
+            if row.skipped_all and not row.error and row.parity_ok is not False:
+                lines.append(f"- **{md_text(row.label)}** {row.skipped_word}: "
+                             f"{md_text(row.skipped_all)} — this row ran the stack above it "
+                             "again, so it shows no speedup.")
+            elif row.error:
                 lines.append(f"- **{md_text(row.label)}** {md_text(row.status)}: "
                              f"{md_text(row.error)}")
             elif row.parity_ok is False:

@@ -7,25 +7,27 @@ imports torch: runs happen in a child process behind ``workbench.api.services``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.text import Text
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
 from sessions.store import SessionStore
 from workbench.api.services import Services, default_services
-from workbench.tui.screens.messages import OpenRun, RunRequested
+from workbench.tui.screens.messages import EditRun, OpenRun, RunRequested, RunStored
 from workbench.tui.screens.setup import RunSetupScreen
 from workbench.tui.settings import Settings, load_settings
 from workloads.errors import WorkbenchError
 
 if TYPE_CHECKING:
     from workbench.tui.screens.help import HelpSection
+    from workbench.tui.screens.live import LiveRunScreen
 
 # The first screen is the run setup; the others (and pandas/numpy, which their widgets use)
 # are imported when first shown, so that start-up paints within the 0.5 s target.
@@ -73,9 +75,25 @@ class WorkbenchApp(App[None]):
         self.push_screen(RunSetupScreen(self.services, self.settings.default_profiler))
 
     # ---- routing -------------------------------------------------------------------------
+    def running(self) -> LiveRunScreen | None:
+        """The live screen of the run in flight (not finished, no cancel asked), if any."""
+        from workbench.tui.screens.live import LiveRunScreen
+
+        for screen in self.screen_stack:
+            if isinstance(screen, LiveRunScreen) and screen.in_flight:
+                return screen
+        return None
+
     def _pop_to(self, screen_type: type[Screen]) -> bool:
-        """Pop screens until one of ``screen_type`` is on top; False when none is stacked."""
-        if not any(isinstance(s, screen_type) for s in self.screen_stack):
+        """Pop screens until one of ``screen_type`` is on top; False when none is stacked, or
+        when getting there would pop the live screen of a run in flight (that would cancel
+        it: the caller pushes a new screen instead)."""
+        stack = self.screen_stack
+        found = [i for i, s in enumerate(stack) if isinstance(s, screen_type)]
+        if not found:
+            return False
+        live = self.running()
+        if live is not None and stack.index(live) > found[-1]:
             return False
         while not isinstance(self.screen, screen_type):
             self.pop_screen()
@@ -84,6 +102,31 @@ class WorkbenchApp(App[None]):
     def action_new_run(self) -> None:
         if not self._pop_to(RunSetupScreen):
             self.push_screen(RunSetupScreen(self.services, self.settings.default_profiler))
+
+    def _confirm_over_run(self, question: str, then: Callable[[], None]) -> None:
+        """Ask before ``then`` cancels the run in flight (nothing asked when none is)."""
+        live = self.running()
+        if live is None:
+            then()
+            return
+        from workbench.tui.screens.confirm import ConfirmScreen
+
+        if isinstance(self.screen, ConfirmScreen):  # asked already: one dialog, not a stack
+            return
+
+        text = Text("A run is in progress: ")
+        text.append(live.describe(), style="bold")
+        text.append(f". {question}")
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                live.cancel()
+                then()
+
+        self.push_screen(ConfirmScreen(text), answered)
+
+    async def action_quit(self) -> None:
+        self._confirm_over_run("Cancel it and quit?", self.exit)
 
     def action_sessions(self) -> None:
         from workbench.tui.screens.sessions import SessionsScreen
@@ -100,10 +143,33 @@ class WorkbenchApp(App[None]):
     def on_run_requested(self, message: RunRequested) -> None:
         from workbench.tui.screens.live import LiveRunScreen
 
-        self.push_screen(LiveRunScreen(message.spec, self.services, self.store,
-                                       self.settings.refresh_hz))
+        def start() -> None:
+            self.push_screen(LiveRunScreen(message.spec, self.services, self.store,
+                                           self.settings.refresh_hz))
+
+        self._confirm_over_run("Cancel it and start this one?", start)
+
+    def on_edit_run(self, message: EditRun) -> None:
+        self.push_screen(RunSetupScreen(self.services, self.settings.default_profiler,
+                                        prefill=message.spec))
+
+    def on_run_stored(self, message: RunStored) -> None:
+        """A run ended (perhaps in the background): lists showing it reload in place."""
+        from workbench.tui.screens.sessions import SessionsScreen
+
+        for screen in self.screen_stack:
+            if isinstance(screen, SessionsScreen):
+                screen.action_reload()
 
     def on_open_run(self, message: OpenRun) -> None:
+        from workbench.tui.screens.live import LiveRunScreen
+
+        live = next((s for s in self.screen_stack if isinstance(s, LiveRunScreen)
+                     and s.run_id == message.run_id and not s.finished), None)
+        if live is not None:  # a run still going: its live view, not an all-n/a results page
+            while self.screen is not live:
+                self.pop_screen()
+            return
         try:
             record = self.store.get(message.run_id)
         except WorkbenchError as exc:
@@ -125,6 +191,14 @@ class WorkbenchApp(App[None]):
                             self.action_sessions)
         yield SystemCommand("Help", "Every key binding (F1)", self.action_help)
         seen = {"app.new_run", "app.sessions", "app.help"}
+        from workbench.tui.screens.results import ResultsScreen
+
+        if isinstance(screen, ResultsScreen):
+            yield SystemCommand("Export report", "Markdown and JSON of this session, or of the "
+                                "diff on the Diff tab (key e)", screen.action_export)
+            yield SystemCommand("Re-run this configuration", "The run form with this "
+                                "session's spec (ctrl+r)", screen.action_rerun)
+            seen |= {"results.export", "results.rerun"}
         for active in screen.active_bindings.values():
             binding = active.binding
             if not binding.description or binding.id in seen or not active.enabled:
@@ -139,6 +213,7 @@ class WorkbenchApp(App[None]):
 def help_sections() -> list[HelpSection]:
     """The bindings the help screen lists, per screen and widget."""
     from workbench.tui.screens.confirm import ConfirmScreen
+    from workbench.tui.screens.export import ExportScreen
     from workbench.tui.screens.help import HelpScreen
     from workbench.tui.screens.live import LiveRunScreen
     from workbench.tui.screens.pick_session import PickSessionScreen
@@ -153,7 +228,8 @@ def help_sections() -> list[HelpSection]:
         ("Results", ResultsScreen), ("Kernels tab", KernelsPanel),
         ("Kernel table", KernelTableView), ("Roofline tab", RooflinePlot),
         ("Sessions", SessionsScreen), ("Confirm dialog", ConfirmScreen),
-        ("Pick a session", PickSessionScreen), ("Help", HelpScreen),
+        ("Pick a session", PickSessionScreen), ("Export dialog", ExportScreen),
+        ("Help", HelpScreen),
     ]
     sections: list[HelpSection] = []
     for where, owner in owners:

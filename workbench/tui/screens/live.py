@@ -1,9 +1,13 @@
-"""Live run: per-phase progress, the streaming log, NVML sparklines, and a cancel key that
-really stops the child (it sets the Event that profilers.runner.run watches)."""
+"""Live run: per-phase progress, the streaming log, NVML sparklines, the elapsed time, and a
+cancel key that really stops the child (it sets the Event that profilers.runner.run watches).
+
+The run goes on when another screen covers this one (Sessions, a new setup form); when it ends
+there, the app is told (the lists reload) and nothing jumps: its results open from Sessions."""
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from rich.text import Text
@@ -17,10 +21,25 @@ from textual.widgets import Footer, Header, Log, Static
 from sessions.records import RunRecord, RunStatus
 from sessions.store import SessionStore
 from workbench.api.services import Services
-from workbench.tui.screens.messages import OpenRun
+from workbench.export.fmt import fmt_num
+from workbench.tui.screens.messages import OpenRun, RunStored
 from workbench.tui.widgets.live import PhaseProgress, TelemetryPanel
 from workloads.errors import WorkbenchError
 from workloads.spec import RunSpec
+
+clock = time.monotonic  # the elapsed time's clock (snapshot tests stop it)
+# Lines the profilers' own libraries print that say nothing to the user (Kineto's USDT probes).
+NOISE_PREFIXES = ("USDT:",)
+
+
+def metric_line(event: dict[str, Any]) -> str:
+    """A metric event as the reports write it: 3 significant digits, the unit."""
+    return f"· {event.get('name')} = {fmt_num(event.get('value'), 3, str(event.get('unit') or ''))}"
+
+
+def fmt_elapsed(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}:{secs:02d}" if minutes else f"{seconds:.1f} s"
 
 
 class LiveRunScreen(Screen):
@@ -49,8 +68,23 @@ class LiveRunScreen(Screen):
         self.refresh_hz = refresh_hz
         self.cancel_event = threading.Event()
         self.record: RunRecord | None = None
+        self.run_id: str | None = None  # from the runner's "session" event
         self.finished = False
+        self.started_at = clock()
+        self.ended_at: float | None = None
         self._pending_log: list[str] = []
+        self._stderr_hidden = 0  # stderr lines left out after a cancel (they are in the log)
+        self._phase: tuple[str | None, float, int, int] = (None, 0.0, 0, 0)  # name, start, i, n
+
+    @property
+    def in_flight(self) -> bool:
+        """Running, and no cancel asked for."""
+        return not self.finished and not self.cancel_event.is_set()
+
+    def describe(self) -> str:
+        spec = self.spec
+        what = f"{spec.workload}/{spec.preset} {','.join(spec.layers)}"
+        return f"{self.run_id} ({what})" if self.run_id else what
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -94,21 +128,31 @@ class LiveRunScreen(Screen):
         event = message.event
         kind = event.get("event")
         if kind == "session":
-            self.query_one("#live-status", Static).update(
-                Text(f"running {event.get('run_id')} · c: cancel"))
+            self.run_id = str(event.get("run_id") or "") or None
+        if kind == "phase" or (kind == "step" and event.get("phase") != self._phase[0]):
+            self._phase = (str(event.get("phase")), clock(), 0, 0)
+        if kind == "step":
+            self._phase = (self._phase[0], self._phase[1], int(event.get("i") or 0),
+                           int(event.get("n") or 0))
         if kind in ("phase", "step", "done"):
             self.query_one(PhaseProgress).apply(event)
             if kind == "phase":
                 self._pending_log.append(f"── {event.get('phase')}: {event.get('message') or ''}")
         elif kind == "log":
-            stream = event.get("stream")
-            prefix = "! " if stream == "stderr" else ""
-            self._pending_log.append(prefix + str(event.get("line", "")).rstrip("\n"))
+            self._log_line(str(event.get("line", "")).rstrip("\n"), event.get("stream"))
         elif kind == "telemetry":
             self.query_one(TelemetryPanel).add_sample(event)
         elif kind == "metric":
-            self._pending_log.append(f"· {event.get('name')} = {event.get('value')} "
-                                     f"{event.get('unit') or ''}")
+            self._pending_log.append(metric_line(event))
+
+    def _log_line(self, line: str, stream: object) -> None:
+        if line.startswith(NOISE_PREFIXES):
+            return
+        if stream == "stderr" and self.cancel_event.is_set():
+            # The interrupt the user asked for: its traceback says nothing new.
+            self._stderr_hidden += 1
+            return
+        self._pending_log.append(("! " if stream == "stderr" else "") + line)
 
     def _flush(self) -> None:
         """Redraw at the settings' refresh rate, however fast events arrive."""
@@ -116,27 +160,62 @@ class LiveRunScreen(Screen):
             lines, self._pending_log = self._pending_log, []
             self.query_one(Log).write_lines(lines)  # Log draws plain text: no markup
         self.query_one(TelemetryPanel).redraw()
+        if not self.finished:
+            self._show_status()
+
+    def elapsed(self) -> float:
+        return (self.ended_at or clock()) - self.started_at
+
+    def _show_status(self) -> None:
+        if self.cancel_event.is_set():
+            text = f"cancelling… (SIGINT, then SIGKILL) · {fmt_elapsed(self.elapsed())}"
+        else:
+            text = (f"running {self.run_id or '…'} · {fmt_elapsed(self.elapsed())} elapsed"
+                    f"{self._phase_eta()} · c: cancel")
+        self.query_one("#live-status", Static).update(Text(text))
+
+    def _phase_eta(self) -> str:
+        """The current phase's time left, from its steps so far (none before the first)."""
+        name, started, done, total = self._phase
+        if not name or done < 1 or total <= done:
+            return ""
+        left = (clock() - started) / done * (total - done)
+        return f" · {name} {done}/{total}, ~{fmt_elapsed(left)} left"
 
     def on_live_run_screen_run_finished(self, message: RunFinished) -> None:
         self.finished = True
+        self.ended_at = clock()
         self.record = message.record
+        if self._stderr_hidden:
+            self._pending_log.append(f"── cancelled by you: the child's {self._stderr_hidden} "
+                                     "lines of stderr after the interrupt are in the session's "
+                                     "log")
         self._flush()
         status = self.query_one("#live-status", Static)
-        if message.record is None:
+        took = f" in {fmt_elapsed(self.elapsed())}"
+        record = message.record
+        if record is None:
             text = Text("✗ could not run: ", style="bold")
             text.append(str(message.error))
             text.append("  (Esc: back)")
             status.update(text)
             self.query_one(PhaseProgress).apply({"event": "done", "status": "failed"})
-        elif message.record.status is RunStatus.OK:
-            status.update(Text(f"✓ done: {message.record.id}"))
-            self.post_message(OpenRun(message.record.id, replace=True))
+        elif record.status is RunStatus.OK:
+            status.update(Text(f"✓ done: {record.id}{took}  (Enter: results)"))
+            if self.app.screen is self:
+                self.post_message(OpenRun(record.id, replace=True))
         else:
-            text = Text(f"✗ {message.record.status}", style="bold")
-            if message.record.error:
-                text.append(f": {message.record.error}")
+            text = Text(f"✗ {record.status}{took}", style="bold")
+            if record.error:
+                text.append(f": {record.error}")
             text.append("  (Enter: results · Esc: back)")
             status.update(text)
+        if record is not None:
+            self.post_message(RunStored(record.id))
+            if self.app.screen is not self:  # finished in the background: say so, stay put
+                self.app.notify(f"{record.id}: {record.status}{took}", title="Run finished",
+                                severity="information" if record.status is RunStatus.OK
+                                else "warning")
         self.refresh_bindings()
 
     # ---- keys ----------------------------------------------------------------------------
@@ -145,16 +224,20 @@ class LiveRunScreen(Screen):
             return self.record is not None
         return True
 
+    def cancel(self) -> None:
+        """Stop the child (SIGINT, then SIGKILL); the runner records it as cancelled."""
+        if self.finished or self.cancel_event.is_set():
+            return
+        self.cancel_event.set()
+        self._show_status()
+        self.query_one(PhaseProgress).apply({"event": "done", "status": "cancelled"})
+
     def action_cancel_or_back(self) -> None:
         if self.finished:
             self.dismiss()
-            return
-        if not self.cancel_event.is_set():
-            self.cancel_event.set()
-            self.query_one("#live-status", Static).update(
-                Text("cancelling… (SIGINT, then SIGKILL)"))
-            self.query_one(PhaseProgress).apply({"event": "done", "status": "cancelled"})
+        else:
+            self.cancel()
 
     def action_open_results(self) -> None:
         if self.record is not None:
-            self.post_message(OpenRun(self.record.id, replace=True))
+            self.post_message(OpenRun(self.record.id, replace=self.app.screen is self))

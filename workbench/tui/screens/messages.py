@@ -22,3 +22,19 @@ class OpenRun(Message):
                  replace: bool = False) -> None:
         super().__init__()
         self.run_id, self.baseline_id, self.tab, self.replace = run_id, baseline_id, tab, replace
+
+
+class RunStored(Message):
+    """A run ended and its session is stored (the app reloads the lists that show it)."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+
+
+class EditRun(Message):
+    """Open the run form filled with ``spec`` (re-run a stored configuration)."""
+
+    def __init__(self, spec: RunSpec) -> None:
+        super().__init__()
+        self.spec = spec

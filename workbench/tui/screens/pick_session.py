@@ -11,14 +11,15 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from sessions.records import SessionRow
-from workbench.export.fmt import fmt_float
 
 
 def session_line(row: SessionRow) -> Text:
-    value = row.headline
-    headline = f"{fmt_float(value, 1)} {row.headline_unit}" if value is not None else "n/a"
-    text = Text(f"{row.id}  {row.status.value[:9]:<9} {row.workload}/{row.preset} {row.layers} "
-                f"{headline}")
+    """One line per session (a ladder's long layer lists end in "…" instead of wrapping)."""
+    from workbench.tui.screens.sessions import date_text, result_text, what_ran
+
+    text = Text(f"{row.id}  {date_text(row.created_at)}  {row.status.value[:9]:<9} "
+                f"{what_ran(row)} {row.layers} {result_text(row) or 'n/a'}", no_wrap=True,
+                overflow="ellipsis")
     if row.label:
         text.append(f"  {row.label}", style="italic")
     return text

@@ -6,6 +6,8 @@ when the Diff tab is first shown (or a baseline is picked), also in a worker.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -18,11 +20,13 @@ from sessions.records import RunRecord
 from sessions.store import SessionStore
 from workbench.api.services import Services
 from workbench.api.views import AnalysisView, DiffView
+from workbench.tui.screens.messages import EditRun
 from workbench.tui.screens.pick_session import PickSessionScreen
 from workbench.tui.widgets.diff_panel import DiffPanel
 from workbench.tui.widgets.kernels_panel import KernelsPanel
 from workbench.tui.widgets.roofline import RooflinePanel
 from workbench.tui.widgets.summary import AdvicePanel, SummaryPanel
+from workloads.errors import WorkbenchError
 
 TABS = ("summary", "kernels", "roofline", "diff", "advice")
 
@@ -30,13 +34,17 @@ TABS = ("summary", "kernels", "roofline", "diff", "advice")
 class ResultsScreen(Screen):
     CSS_PATH = "results.tcss"
     BINDINGS = [
-        Binding("1", "tab('summary')", "Summary", id="results.summary"),
-        Binding("2", "tab('kernels')", "Kernels", id="results.kernels"),
-        Binding("3", "tab('roofline')", "Roofline", id="results.roofline"),
-        Binding("4", "tab('diff')", "Diff", id="results.diff"),
+        # The tab keys are on the tabs themselves ("1 Summary"): the footer keeps room for
+        # the rest at 80 columns.
+        Binding("1", "tab('summary')", "Summary", id="results.summary", show=False),
+        Binding("2", "tab('kernels')", "Kernels", id="results.kernels", show=False),
+        Binding("3", "tab('roofline')", "Roofline", id="results.roofline", show=False),
+        Binding("4", "tab('diff')", "Diff", id="results.diff", show=False),
         Binding("5", "tab('advice')", "Advice", id="results.advice", show=False),
+        Binding("e", "export", "Export", id="results.export"),
         Binding("b", "pick_baseline", "Baseline", id="results.baseline"),
-        Binding("l", "ask_llm", "Ask Claude", id="results.llm", show=False),
+        Binding("l", "ask_llm", "Ask Claude", id="results.llm"),
+        Binding("ctrl+r", "rerun", "Re-run", id="results.rerun", show=False),
         Binding("escape", "back", "Back", id="results.back"),
     ]
 
@@ -49,6 +57,11 @@ class ResultsScreen(Screen):
         def __init__(self, text: str, done: bool = False, error: str | None = None) -> None:
             super().__init__()
             self.text, self.done, self.error = text, done, error
+
+    class Exported(Message):
+        def __init__(self, paths: list[Path], error: str | None = None) -> None:
+            super().__init__()
+            self.paths, self.error = paths, error
 
     class DiffLoaded(Message):
         def __init__(self, diff: DiffView | None, baseline_id: str, error: str | None) -> None:
@@ -67,15 +80,15 @@ class ResultsScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         with TabbedContent(initial=f"tab-{self.initial_tab}", id="result-tabs"):
-            with TabPane("Summary", id="tab-summary"):
+            with TabPane("1 Summary", id="tab-summary"):
                 yield SummaryPanel(self.record, id="summary")
-            with TabPane("Kernels", id="tab-kernels"):
+            with TabPane("2 Kernels", id="tab-kernels"):
                 yield KernelsPanel(id="kernels")
-            with TabPane("Roofline", id="tab-roofline"):
+            with TabPane("3 Roofline", id="tab-roofline"):
                 yield RooflinePanel(id="roofline")
-            with TabPane("Diff", id="tab-diff"):
+            with TabPane("4 Diff", id="tab-diff"):
                 yield DiffPanel(id="diff")
-            with TabPane("Advice", id="tab-advice"):
+            with TabPane("5 Advice", id="tab-advice"):
                 yield AdvicePanel(id="advice")
         yield Footer()
 
@@ -221,6 +234,65 @@ class ResultsScreen(Screen):
 
         self.app.push_screen(PickSessionScreen(rows, title=Text(
             f"Baseline for {self.record.id}")), chosen)
+
+    # ---- re-run -------------------------------------------------------------------------
+    def action_rerun(self) -> None:
+        """The run form filled with this session's configuration (api.runs.rerun_spec)."""
+        try:
+            spec = self.services.rerun_spec(self.record)
+        except WorkbenchError as exc:
+            self.notify(exc.one_line(), title="Cannot re-run", severity="warning")
+            return
+        self.post_message(EditRun(spec))
+
+    # ---- export (the files `report ID --export` / `diff A B --export` write) ----------------
+    def action_export(self) -> None:
+        """Export what is open: the diff on the Diff tab (once computed), else the session."""
+        diff = self.query_one(DiffPanel).diff
+        on_diff = self.query_one(TabbedContent).active == "tab-diff"
+        if on_diff and diff is not None and diff.raw is not None:
+            what = f"the diff {self.baseline_id} → {self.record.id}"
+            default = Path.cwd() / f"diff-{self.baseline_id}-{self.record.id}.md"
+        elif self.analysis is None or self.analysis.raw is None:
+            self.notify("The analysis is still loading (or failed); nothing to export yet.",
+                        title="Export", severity="warning")
+            return
+        else:
+            what, default = f"session {self.record.id}", Path.cwd() / f"{self.record.id}.md"
+
+        def chosen(path: Path | None) -> None:
+            if path is not None:
+                self.notify(f"Writing {path.name}…", title="Export")
+                self.write_export(path, diff if on_diff else None)
+
+        from workbench.tui.screens.export import ExportScreen
+
+        self.app.push_screen(ExportScreen(what, default), chosen)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="export")
+    def write_export(self, markdown: Path, diff: DiffView | None) -> None:
+        paths: list[Path] = []
+        try:
+            for path in (markdown, markdown.with_suffix(".json")):
+                if diff is not None:
+                    paths.append(self.services.export_diff(diff, path))
+                else:
+                    assert self.analysis is not None
+                    paths.append(self.services.export_session(self.record, self.analysis,
+                                                              path))
+        except Exception as exc:  # a full disk, a read-only folder: one line
+            one_line = getattr(exc, "one_line", None)
+            self.post_message(self.Exported(paths, one_line() if callable(one_line)
+                                            else f"{type(exc).__name__}: {exc}"))
+            return
+        self.post_message(self.Exported(paths))
+
+    def on_results_screen_exported(self, message: Exported) -> None:
+        if message.error:
+            self.notify(message.error, title="Export failed", severity="error", timeout=10)
+            return
+        self.notify("\n".join(str(p) for p in message.paths), title="Exported",
+                    timeout=10)
 
     def action_back(self) -> None:
         self.dismiss()

@@ -40,19 +40,19 @@ NO_KERNELS = ("n/a: no GPU kernels in one or both runs (timer runs and CPU runs 
 NOT_COMPUTED = "not computed: the runs are not comparable (see the verdict; --force in the CLI)"
 
 
-def fill_table(table: DataTable, frame: pd.DataFrame | None, limit: int | None = None,
-               empty: str = NA) -> None:
+def fill_table(table: DataTable, frame: pd.DataFrame | None, limit: int | None = None) -> bool:
+    """The frame's rows (the first ``limit``); False, and the table hidden, when it has none."""
     table.clear(columns=True)
+    table.display = frame is not None and len(frame) > 0
     if frame is None or not len(frame):
-        table.add_column("")
-        table.add_row(Text(empty))
-        return
+        return False
     columns = [str(c) for c in frame.columns]
     for column in columns:
         table.add_column(column, key=column)
     rows = frame.head(limit) if limit else frame
     for values in rows.itertuples(index=False, name=None):
         table.add_row(*(_cell(c, v) for c, v in zip(columns, values, strict=True)))
+    return True
 
 
 def _pct(value: float | None) -> str:
@@ -97,22 +97,37 @@ class DiffPanel(VerticalScroll):
                      id="diff-verdict")
         yield Static(Text("Category deltas", style="bold"), classes="diff-title")
         yield DataTable(id="diff-categories", cursor_type="row", zebra_stripes=False)
+        yield Static(Text(""), id="diff-categories-empty", classes="diff-empty")
         yield Static(Text(f"Kernel deltas (largest {MAX_KERNEL_ROWS})", style="bold"),
                      classes="diff-title")
         yield DataTable(id="diff-kernels", cursor_type="row")
+        yield Static(Text(""), id="diff-kernels-empty", classes="diff-empty")
+
+    def on_mount(self) -> None:
+        self._show_tables(False)
+
+    def _show_tables(self, shown: bool) -> None:
+        for widget in self.query(".diff-title, DataTable, .diff-empty"):
+            widget.display = shown
 
     def show_pending(self, message: str) -> None:
         self.query_one("#diff-verdict", Static).update(Text(message))
+        self._show_tables(False)
 
     def set_diff(self, diff: DiffView, baseline_id: str, candidate_id: str) -> None:
         self.diff = diff
+        for title in self.query(".diff-title"):
+            title.display = True
         self.query_one("#diff-verdict", Static).update(
             verdict_text(diff, baseline_id, candidate_id))
-        empty = (NOT_COMPUTED if diff.verdict == "not comparable" else NO_KERNELS)
-        fill_table(self.query_one("#diff-categories", DataTable), diff.category_deltas,
-                   empty=empty)
+        # Why a table is empty, as wrapped text (a one-cell table cut it at 80 columns).
+        empty = Text(NOT_COMPUTED if diff.verdict == "not comparable" else NO_KERNELS)
         kernels = diff.kernel_deltas
         if isinstance(kernels, pd.DataFrame) and "delta_ns" in kernels.columns:
             kernels = kernels.reindex(kernels["delta_ns"].abs().sort_values(ascending=False).index)
-        fill_table(self.query_one("#diff-kernels", DataTable), kernels, MAX_KERNEL_ROWS,
-                   empty=empty)
+        for name, frame, limit in (("categories", diff.category_deltas, None),
+                                   ("kernels", kernels, MAX_KERNEL_ROWS)):
+            filled = fill_table(self.query_one(f"#diff-{name}", DataTable), frame, limit)
+            note = self.query_one(f"#diff-{name}-empty", Static)
+            note.update(Text("") if filled else empty)
+            note.display = not filled

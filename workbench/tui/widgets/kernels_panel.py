@@ -67,21 +67,29 @@ class KernelsPanel(Vertical):
         show_ops = not has_kernels and cpu_ops is not None and len(cpu_ops) > 0
         self._table = table if has_kernels else None
         self.query_one(KernelTableView).set_table(self._table)
+        # Only what has rows is shown (a filter box or table with nothing in it is a dead key).
         for widget in (self.query_one(KernelTableView), self.query_one("#kernel-filter")):
-            widget.display = not show_ops
+            widget.display = has_kernels
         self.query_one("#cpu-ops", DataTable).display = show_ops
+        self.screen.refresh_bindings()
         status = self.query_one("#kernel-status", Static)
         if show_ops and cpu_ops is not None:
             fill_cpu_ops(self.query_one("#cpu-ops", DataTable), cpu_ops)
             status.update(Text(f"No GPU kernels in this trace (a CPU run): the top {len(cpu_ops)} "
-                               "CPU ops by inclusive wall time."))
+                               "CPU ops by inclusive wall time (↑ ↓ to scroll)."))
         elif not has_kernels:
             reason = "; ".join(notes or []) or "the timer profiler records none; use torch, " \
                 "ncu or nsys"
             status.update(Text(f"No kernel table for this run: {reason}."))
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "focus_filter":  # offered only over the kernel table it filters
+            return self._table is not None
+        return True
+
     def action_focus_filter(self) -> None:
-        self.query_one("#kernel-filter", Input).focus()
+        if self._table is not None:
+            self.query_one("#kernel-filter", Input).focus()
 
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()

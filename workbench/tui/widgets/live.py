@@ -13,60 +13,75 @@ from textual.widgets import Sparkline, Static
 
 from workbench.export.fmt import NA, fmt_bytes, fmt_float
 
-PHASES = ("build", "reference", "warmup", "measure", "profile", "parity", "write")
+# The child's order (workloads/run.py): parity is checked right after the reference decode,
+# before warm-up; profile follows the measured steps; write comes last, also after a failure.
+PHASES = ("build", "reference", "parity", "warmup", "measure", "profile", "write")
+OPTIONAL = ("parity", "profile", "write")  # shown once they start
 BAR_WIDTH = 24
 HISTORY = 120  # telemetry samples kept for the sparklines
 
 
 @dataclass
 class PhaseState:
-    status: str = "pending"  # pending | active | done | failed
+    status: str = "pending"  # pending | active | done | failed | cancelled
     i: int = 0
     n: int = 0
     message: str = ""
 
 
 class PhaseProgress(Static):
-    """Draws the phases as text bars; fed by ``apply(event)`` from the screen."""
+    """Draws the phases as text bars; fed by ``apply(event)`` from the screen.
+
+    The child writes its result (phase ``write``) after a failure too, so the phase that was
+    running when ``write`` began is only marked done once the run ends ok; when it fails, that
+    phase is the one marked failed."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.phases: dict[str, PhaseState] = {name: PhaseState() for name in PHASES}
         self.current: str | None = None
+        self.before_write: str | None = None  # the phase running when "write" began
+
+    def _start(self, name: str) -> PhaseState:
+        if self.current and self.current != name:
+            if name == "write":
+                self.before_write = self.current  # done or failed: "done" will say
+            elif self.phases[self.current].status == "active":
+                self.phases[self.current].status = "done"
+        state = self.phases.setdefault(name, PhaseState())
+        self.current = name
+        return state
 
     def apply(self, event: dict) -> None:
         kind = event.get("event")
         if kind == "phase":
-            name = str(event.get("phase", "?"))
-            if self.current and self.current != name:
-                self.phases[self.current].status = "done"
-            state = self.phases.setdefault(name, PhaseState())
+            state = self._start(str(event.get("phase", "?")))
             state.status, state.message = "active", str(event.get("message") or "")
-            self.current = name
         elif kind == "step":
-            name = str(event.get("phase") or self.current or "measure")
-            state = self.phases.setdefault(name, PhaseState())
+            state = self._start(str(event.get("phase") or self.current or "measure"))
             state.status = "active" if state.status != "done" else state.status
             state.i, state.n = int(event.get("i") or 0), int(event.get("n") or 0)
-            if self.current and self.current != name and self.phases[self.current].status == \
-                    "active":
-                self.phases[self.current].status = "done"
-            self.current = name
         elif kind == "done":
-            ok = event.get("status") == "ok"
+            status = str(event.get("status") or "failed")
+            ok = status == "ok"
+            ended = "done" if ok else ("cancelled" if status == "cancelled" else "failed")
+            if not ok and self.current == "write" and self.before_write:
+                if self.phases[self.before_write].status == "active":
+                    self.phases[self.before_write].status = ended
+                self.phases["write"].status = "done"  # the failure's result is saved
             for state in self.phases.values():
                 if state.status == "active":
-                    state.status = "done" if ok else "failed"
+                    state.status = ended
         self.update(self.render_phases())
 
     def render_phases(self) -> Text:
         text = Text()
-        glyphs = {"pending": "·", "active": "▶", "done": "✓", "failed": "✗"}
+        glyphs = {"pending": "·", "active": "▶", "done": "✓", "failed": "✗", "cancelled": "■"}
         for name, state in self.phases.items():
-            if state.status == "pending" and name not in PHASES[:4] and name != self.current:
-                continue  # optional phases (profile, parity, write) appear once they start
+            if state.status == "pending" and name in OPTIONAL and name != self.current:
+                continue
             text.append(f"{glyphs[state.status]} {name:<10}",
-                        style="bold" if state.status == "active" else "")
+                        style="bold" if state.status in ("active", "failed") else "")
             if state.n:
                 done = min(max(state.i, 0), state.n)
                 filled = round(BAR_WIDTH * done / state.n)
@@ -78,7 +93,9 @@ class PhaseProgress(Static):
                 text.append("▒" * BAR_WIDTH)
             else:
                 text.append("░" * BAR_WIDTH)
-            if state.message and state.status == "active":
+            if state.status in ("failed", "cancelled"):
+                text.append(f"  {state.status}", style="bold")
+            elif state.message and state.status == "active":
                 text.append("  ")
                 text.append(state.message[:60], style="dim")
             text.append("\n")

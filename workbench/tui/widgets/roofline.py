@@ -265,9 +265,17 @@ class RooflinePanel(Vertical):
         if point is None:
             return
         plot = self.query_one(RooflinePlot)
+        # The name on a line of its own, cut with "…" (the Kernels tab shows it in full): a
+        # long one must not push the point's numbers out of the box.
+        details = self.query_one("#roofline-details", Static)
+        width = details.content_region.width or self.size.width
         text = Text()
         text.append(f"[{plot.selected + 1}/{plot.point_count}] ", style="dim")
-        text.append(str(point.get("name", NA)), style="bold")  # literal, never markup
+        name = str(point.get("name", NA))
+        room = width - len(text) if width else len(name)
+        if len(name) > room > 1:
+            name = name[:room - 1] + "…"
+        text.append(name, style="bold")  # literal, never markup
         launches = point.get("launches")
         text.append(
             f"\n{fmt_ns(point.get('dur_ns'))}"
@@ -281,4 +289,4 @@ class RooflinePanel(Vertical):
         left_out = self._left_out(plot)
         if left_out:
             text.append("\n" + left_out, style="dim")
-        self.query_one("#roofline-details", Static).update(text)
+        details.update(text)
