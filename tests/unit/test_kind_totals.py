@@ -14,7 +14,11 @@ from profilers.parsers.kineto import load_kineto
 
 
 def _by_text(kernels: pd.DataFrame) -> list[tuple[str, int]]:
-    grouped = kernels.groupby(kernels["kind"].astype(str))["dur_ns"].sum(min_count=1)
+    # A missing kind is no kind (pandas 2's astype(str) would call it "nan"; pandas 3 keeps it
+    # missing): the launches without one are left out before grouping by the text.
+    kind = kernels["kind"].astype(object)
+    has = kind.notna().to_numpy()
+    grouped = kernels[has].groupby(kind[has].astype(str))["dur_ns"].sum(min_count=1)
     return [(str(k), int(v)) for k, v in grouped.items() if not pd.isna(v)]
 
 
